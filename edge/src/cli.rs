@@ -1,0 +1,311 @@
+//! The command line: `holdfast run | demo | status | journal | db | init`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, LogFormat, RawConfig};
+use crate::status::{CloudStatus, SiteStatus, Status, rfc3339};
+use crate::store::{self, JournalFilter, OpState, Reader, Store, StoreOptions};
+use crate::{demo, logging, runtime};
+
+/// Holdfast: keeps a warehouse working when the cloud is gone, and reconciles with Odoo
+/// exactly once when it returns.
+#[derive(Debug, Parser)]
+#[command(name = "holdfast", version, propagate_version = true)]
+pub struct Cli {
+    /// Config file.
+    #[arg(long, short, global = true, env = "HOLDFAST_CONFIG", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Log format (overrides log.format).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the appliance with the config file.
+    Run,
+    /// Run the appliance on the built-in demo warehouse (no Odoo needed).
+    Demo(DemoArgs),
+    /// Show mode, queue, last sync and database figures.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect the journal of floor operations.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Write a commented example config file.
+    Init {
+        /// Where to write it (default: the --config path).
+        path: Option<PathBuf>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Data directory (config and database); kept after exit.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum JournalCommand {
+    /// List entries, newest first.
+    List {
+        /// Only entries in this state (pending, in_flight, applied, conflict, rejected, resolved).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only entries older than this sequence number (paging).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one entry, with its payload and effects.
+    Show {
+        /// Sequence number or id (UUID).
+        entry: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Check the database's integrity (safe while the appliance runs).
+    Check,
+    /// Copy the database to a new file with SQLite's online backup (safe while running).
+    Backup {
+        /// Destination file; must not exist.
+        path: PathBuf,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(RawConfig::load(path, false)?.validate()?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let mut options = StoreOptions::new(&config.store.path, &config.site.id);
+    options.max_size_bytes = config.store.max_size_bytes;
+    Store::open(options).with_context(|| format!("opening {}", config.store.path.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run => {
+            let config = load_config(&cli.config)?;
+            logging::init(
+                cli.log_format.unwrap_or(config.log.format),
+                &config.log.level,
+            );
+            let rt = runtime()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.http.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+                let store = open_store(&config)?;
+                if config.odoo.is_none() {
+                    tracing::warn!(
+                        "no [odoo] section: serving the local copy only, nothing is reconciled"
+                    );
+                }
+                runtime::run(&config, store, listener).await
+            })?;
+        }
+        Command::Demo(args) => {
+            let dir = args.data_dir.unwrap_or_else(demo::default_dir);
+            let config_path = demo::write_config(&dir, &args.listen)?;
+            let config = load_config(&config_path)?;
+            logging::init(
+                cli.log_format.unwrap_or(config.log.format),
+                &config.log.level,
+            );
+            let rt = runtime()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.http.listen)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot listen on {} (another demo running? try --listen 127.0.0.1:8081)",
+                            config.http.listen
+                        )
+                    })?;
+                let addr = listener.local_addr()?;
+                let store = open_store(&config)?;
+                let n = demo::seed(&store).await?;
+                println!("Holdfast demo warehouse is running.");
+                if n > 0 {
+                    println!("  seeded the mirror with {n} records of the demo data set");
+                }
+                println!("  status:   http://{addr}/api/v1/status");
+                println!("  data:     {}", dir.display());
+                println!(
+                    "  inspect:  holdfast --config {} journal list",
+                    config_path.display()
+                );
+                println!("Stop with Ctrl-C.");
+                runtime::run(&config, store, listener).await
+            })?;
+        }
+        Command::Status { json } => {
+            let config = load_config(&cli.config)?;
+            let conn = store::open_read_only(&config.store.path)?;
+            let status = Status::collect(
+                &Reader::new(&conn),
+                SiteStatus {
+                    id: config.site.id.clone(),
+                    name: config.site.name.clone(),
+                },
+                CloudStatus {
+                    target: config.odoo.as_ref().map(|o| o.url.clone()),
+                },
+                &config.store.path.display().to_string(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.to_text());
+            }
+        }
+        Command::Journal(cmd) => {
+            let config = load_config(&cli.config)?;
+            let conn = store::open_read_only(&config.store.path)?;
+            let reader = Reader::new(&conn);
+            match cmd {
+                JournalCommand::List {
+                    state,
+                    limit,
+                    before,
+                    json,
+                } => {
+                    let state = state
+                        .map(|s| s.parse::<OpState>())
+                        .transpose()
+                        .map_err(anyhow::Error::msg)?;
+                    let entries = reader.journal(&JournalFilter {
+                        state,
+                        before_seq: before,
+                        limit,
+                    })?;
+                    if json {
+                        for e in &entries {
+                            println!("{}", serde_json::to_string(e)?);
+                        }
+                    } else {
+                        println!(
+                            "{:>8}  {:<24}  {:<9}  {:<9}  {:<14}  {:<16}  ERROR",
+                            "SEQ", "CREATED", "KIND", "STATE", "DEVICE", "KEY"
+                        );
+                        for e in &entries {
+                            println!(
+                                "{:>8}  {:<24}  {:<9}  {:<9}  {:<14}  {:<16}  {}",
+                                e.seq,
+                                rfc3339(e.created_at),
+                                e.kind,
+                                e.state,
+                                e.device,
+                                e.causal_key,
+                                e.last_error.as_deref().unwrap_or("")
+                            );
+                        }
+                        if entries.is_empty() {
+                            println!("(no entries)");
+                        }
+                    }
+                }
+                JournalCommand::Show { entry } => {
+                    let Some(e) = reader.journal_entry(&entry)? else {
+                        bail!("no journal entry {entry:?} (give a sequence number or an id)");
+                    };
+                    let effects = reader.effects(e.seq)?;
+                    let mut value = serde_json::to_value(&e)?;
+                    value["effects"] = serde_json::Value::Array(effects);
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                }
+            }
+        }
+        Command::Db(DbCommand::Check) => {
+            let config = load_config(&cli.config)?;
+            let conn = store::open_read_only(&config.store.path)?;
+            let problems = Reader::new(&conn).integrity_check()?;
+            if problems.is_empty() {
+                println!(
+                    "ok: {} passed the integrity check",
+                    config.store.path.display()
+                );
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                eprintln!(
+                    "error: {} problem(s) found; restore a backup or contact support",
+                    problems.len()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Db(DbCommand::Backup { path }) => {
+            let config = load_config(&cli.config)?;
+            let conn = store::open_read_only(&config.store.path)?;
+            store::backup(&conn, &path)
+                .with_context(|| format!("backing up to {}", path.display()))?;
+            println!("backup written to {}", path.display());
+        }
+        Command::Init { path, force } => {
+            let path = path.unwrap_or(cli.config);
+            if path.exists() && !force {
+                bail!("{} exists; use --force to overwrite it", path.display());
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            std::fs::write(&path, config::EXAMPLE)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!(
+                "wrote {}; edit it, then: holdfast --config {} run",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,702 @@
+//! Configuration: one TOML file plus `HOLDFAST__SECTION__KEY` environment overrides,
+//! checked by [`RawConfig::validate`] into a typed [`Config`] or a list of every problem.
+//!
+//! Secrets (the Odoo API key, device tokens) are read from files, so they can come from
+//! systemd credentials: a relative `*_file` path is looked up in `$CREDENTIALS_DIRECTORY`.
+//! Inline secrets are accepted for trials but never required, and never printed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// Where `holdfast` looks for its config unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/holdfast/holdfast.toml";
+
+/// The file as written, before validation.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub site: RawSite,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub log: RawLog,
+    pub odoo: Option<RawOdoo>,
+    #[serde(default)]
+    pub sync: RawSync,
+    #[serde(default)]
+    pub devices: Vec<RawDevice>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub path: Option<PathBuf>,
+    pub max_size_mb: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOdoo {
+    pub url: Option<String>,
+    pub database: Option<String>,
+    pub login: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub api: Option<String>,
+    pub company_id: Option<i64>,
+    pub warehouse_id: Option<i64>,
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    pub pull_interval_secs: Option<u64>,
+    pub full_pull_hours: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    pub id: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// A secret value; its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// Which Odoo API to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OdooApi {
+    /// JSON-2 on Odoo 19+, JSON-RPC before (decided at connect time).
+    Auto,
+    JsonRpc,
+    Json2,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub site: SiteConfig,
+    pub store: StoreConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub odoo: Option<OdooConfig>,
+    pub sync: SyncConfig,
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub max_size_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct OdooConfig {
+    pub url: String,
+    pub database: String,
+    pub login: String,
+    pub api_key: Secret,
+    pub api: OdooApi,
+    pub company_id: i64,
+    pub warehouse_id: i64,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub pull_interval: Duration,
+    pub full_pull_every: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub token: Secret,
+}
+
+/// One problem with the configuration: which key, what is wrong, what is allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} not found (write an example with: holdfast init {0})")]
+    Missing(PathBuf),
+    #[error("cannot read config: {0}")]
+    Parse(String),
+    #[error("invalid config:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+impl RawConfig {
+    /// Reads `path` (which must exist unless `optional`) and applies `HOLDFAST__…` overrides
+    /// from the environment.
+    pub fn load(path: &Path, optional: bool) -> Result<RawConfig, ConfigError> {
+        if !optional && !path.exists() {
+            return Err(ConfigError::Missing(path.to_owned()));
+        }
+        Self::from_figment(Figment::new().merge(Toml::file(path)))
+    }
+
+    /// Parses TOML text (and environment overrides).
+    pub fn from_toml(text: &str) -> Result<RawConfig, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<RawConfig, ConfigError> {
+        figment
+            .merge(Env::prefixed("HOLDFAST__").split("__"))
+            .extract()
+            .map_err(|e| {
+                ConfigError::Parse(
+                    e.into_iter()
+                        .map(|e| {
+                            let key = e.path.join(".");
+                            let what = e.kind.to_string();
+                            if key.is_empty() {
+                                what
+                            } else {
+                                format!("{key}: {what}")
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })
+    }
+
+    /// Checks every value and reads secret files; reports all problems at once.
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, text: String| {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                problem: text,
+            })
+        };
+
+        let site_id = self.site.id.clone().unwrap_or_default();
+        if site_id.is_empty() {
+            problem(
+                "site.id",
+                "missing; set a short name for this site, e.g. \"ams-dc1\"".into(),
+            );
+        } else if site_id.len() > 64
+            || !site_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problem(
+                "site.id",
+                format!(
+                    "{site_id:?} is not allowed; use 1-64 letters, digits, '-' or '_' (it names MQTT topics and journal entries)"
+                ),
+            );
+        }
+
+        let store_path = self
+            .store
+            .path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/holdfast/holdfast.db"));
+        if store_path.as_os_str().is_empty() || store_path.is_dir() {
+            problem(
+                "store.path",
+                format!(
+                    "{} must be a database file path, not a directory",
+                    store_path.display()
+                ),
+            );
+        }
+        let max_size_bytes = match self.store.max_size_mb {
+            Some(0) | None => None,
+            Some(mb) if mb < 16 => {
+                problem(
+                    "store.max_size_mb",
+                    format!("{mb} is too small; at least 16 (or 0 for no cap)"),
+                );
+                None
+            }
+            Some(mb) => Some(mb * 1024 * 1024),
+        };
+
+        let listen_text = self
+            .http
+            .listen
+            .clone()
+            .unwrap_or_else(|| "0.0.0.0:8080".into());
+        let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problem(
+                "http.listen",
+                format!("{listen_text:?} is not an address; use IP:PORT, e.g. \"0.0.0.0:8080\""),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+
+        let format = match self.log.format.as_deref().unwrap_or("plain") {
+            "plain" => LogFormat::Plain,
+            "json" => LogFormat::Json,
+            other => {
+                problem(
+                    "log.format",
+                    format!("{other:?} is not one of: plain, json"),
+                );
+                LogFormat::Plain
+            }
+        };
+        let level = self.log.level.clone().unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            problem(
+                "log.level",
+                format!(
+                    "{level:?} is not a level or filter; use error, warn, info, debug, trace or e.g. \"info,holdfast=debug\""
+                ),
+            );
+        }
+
+        let odoo = self
+            .odoo
+            .as_ref()
+            .and_then(|o| validate_odoo(o, &mut problem));
+
+        let pull_interval = self.sync.pull_interval_secs.unwrap_or(60);
+        if !(5..=86_400).contains(&pull_interval) {
+            problem(
+                "sync.pull_interval_secs",
+                format!("{pull_interval} is out of range 5..=86400"),
+            );
+        }
+        let full_hours = self.sync.full_pull_hours.unwrap_or(24);
+        if !(1..=24 * 30).contains(&full_hours) {
+            problem(
+                "sync.full_pull_hours",
+                format!("{full_hours} is out of range 1..=720"),
+            );
+        }
+
+        let mut devices = Vec::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let key = |field: &str| format!("devices[{i}].{field}");
+            let id = d.id.clone().unwrap_or_default();
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                problem(
+                    &key("id"),
+                    format!("{id:?} is not allowed; use letters, digits, '-' or '_'"),
+                );
+            } else if self.devices[..i]
+                .iter()
+                .any(|o| o.id.as_deref() == Some(&id))
+            {
+                problem(&key("id"), format!("{id:?} is used by an earlier device"));
+            }
+            if let Some(token) = secret(
+                &key("token"),
+                d.token.as_deref(),
+                d.token_file.as_deref(),
+                &mut problem,
+            ) {
+                if token.expose().len() < 16 {
+                    problem(&key("token"), "too short; use at least 16 characters (holdfast init shows how to make one)".into());
+                }
+                devices.push(DeviceConfig { id, token });
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(Config {
+            site: SiteConfig {
+                name: self.site.name.clone().unwrap_or_else(|| site_id.clone()),
+                id: site_id,
+            },
+            store: StoreConfig {
+                path: store_path,
+                max_size_bytes,
+            },
+            http: HttpConfig { listen },
+            log: LogConfig { format, level },
+            odoo,
+            sync: SyncConfig {
+                pull_interval: Duration::from_secs(pull_interval),
+                full_pull_every: Duration::from_secs(full_hours * 3600),
+            },
+            devices,
+        })
+    }
+}
+
+fn validate_odoo(o: &RawOdoo, problem: &mut impl FnMut(&str, String)) -> Option<OdooConfig> {
+    let mut ok = true;
+    let mut required =
+        |key: &str, value: &Option<String>, example: &str| match value.as_deref().map(str::trim) {
+            Some(v) if !v.is_empty() => v.to_owned(),
+            _ => {
+                problem(key, format!("missing; e.g. {example}"));
+                ok = false;
+                String::new()
+            }
+        };
+    let url = required("odoo.url", &o.url, "\"https://mycompany.odoo.com\"");
+    let database = required("odoo.database", &o.database, "\"mycompany\"");
+    let login = required("odoo.login", &o.login, "\"holdfast@mycompany.com\"");
+    if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) {
+        problem(
+            "odoo.url",
+            format!("{url:?} must start with https:// (or http:// on a trusted network)"),
+        );
+        ok = false;
+    }
+    let api = match o.api.as_deref().unwrap_or("auto") {
+        "auto" => OdooApi::Auto,
+        "jsonrpc" => OdooApi::JsonRpc,
+        "json2" => OdooApi::Json2,
+        other => {
+            problem(
+                "odoo.api",
+                format!("{other:?} is not one of: auto, jsonrpc, json2"),
+            );
+            ok = false;
+            OdooApi::Auto
+        }
+    };
+    let mut positive = |key: &str, v: Option<i64>| match v {
+        Some(n) if n > 0 => n,
+        Some(n) => {
+            problem(key, format!("{n} is not an Odoo record id (must be > 0)"));
+            ok = false;
+            0
+        }
+        None => {
+            problem(
+                key,
+                "missing; the id of the Odoo record this site works for".into(),
+            );
+            ok = false;
+            0
+        }
+    };
+    let company_id = positive("odoo.company_id", o.company_id);
+    let warehouse_id = positive("odoo.warehouse_id", o.warehouse_id);
+    let timeout = o.timeout_secs.unwrap_or(30);
+    if !(1..=600).contains(&timeout) {
+        problem(
+            "odoo.timeout_secs",
+            format!("{timeout} is out of range 1..=600"),
+        );
+        ok = false;
+    }
+    let api_key = secret(
+        "odoo.api_key",
+        o.api_key.as_deref(),
+        o.api_key_file.as_deref(),
+        problem,
+    );
+    let api_key = api_key?;
+    ok.then_some(OdooConfig {
+        url: url.trim_end_matches('/').to_owned(),
+        database,
+        login,
+        api_key,
+        api,
+        company_id,
+        warehouse_id,
+        timeout: Duration::from_secs(timeout),
+    })
+}
+
+/// A secret given inline or as a file; relative files are systemd credentials.
+fn secret(
+    key: &str,
+    inline: Option<&str>,
+    file: Option<&Path>,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<Secret> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            problem(key, format!("give either {key} or {key}_file, not both"));
+            None
+        }
+        (Some(v), None) if v.trim().is_empty() => {
+            problem(key, "is empty".into());
+            None
+        }
+        (Some(v), None) => Some(Secret(v.trim().to_owned())),
+        (None, Some(path)) => {
+            let resolved = if path.is_relative() {
+                match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                    Some(dir) => PathBuf::from(dir).join(path),
+                    None => path.to_owned(),
+                }
+            } else {
+                path.to_owned()
+            };
+            match std::fs::read_to_string(&resolved) {
+                Ok(text) if !text.trim().is_empty() => Some(Secret(text.trim().to_owned())),
+                Ok(_) => {
+                    problem(
+                        &format!("{key}_file"),
+                        format!("{} is empty", resolved.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    problem(
+                        &format!("{key}_file"),
+                        format!("cannot read {}: {e}", resolved.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => {
+            problem(
+                key,
+                format!(
+                    "missing; set {key}_file to a file holding it (or a systemd credential name)"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The file `holdfast init` writes: every key, commented.
+pub const EXAMPLE: &str = r#"# Holdfast configuration.
+# Every key can be overridden from the environment as HOLDFAST__SECTION__KEY,
+# e.g. HOLDFAST__HTTP__LISTEN=127.0.0.1:9090. Check a file with: holdfast --config FILE status
+
+[site]
+# Short id of this site: names journal entries and telemetry topics. Letters, digits, - and _.
+id = "site-01"
+# Human name shown on the status page.
+name = "Main warehouse"
+
+[store]
+# The SQLite database: mirror of Odoo, journal of floor operations. Keep it on persistent storage.
+path = "/var/lib/holdfast/holdfast.db"
+# Refuse new operations before the database passes this size (MB), so the disk never fills.
+# 0 means no cap (the disk is the limit).
+max_size_mb = 0
+
+[http]
+# Device API, handheld pages and status. Scanners and handhelds on the LAN connect here.
+listen = "0.0.0.0:8080"
+
+[log]
+# plain (for people) or json (for log shippers). Logs go to standard error.
+format = "plain"
+# error, warn, info, debug, trace, or a filter such as "info,holdfast=debug".
+level = "info"
+
+[sync]
+# Incremental pull of stock and pickings from Odoo, every N seconds.
+pull_interval_secs = 60
+# Full reconciliation of the mirror, every N hours.
+full_pull_hours = 24
+
+# The Odoo this site reconciles with. Without this section the appliance runs on its local
+# copy alone (holdfast demo brings its own simulated cloud).
+# [odoo]
+# url = "https://mycompany.odoo.com"
+# database = "mycompany"
+# login = "holdfast@mycompany.com"
+# # A file holding the API key (Odoo: Preferences > Account Security > New API Key).
+# # A relative path is read from $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
+# api_key_file = "odoo-api-key"
+# # auto (JSON-2 on Odoo 19+, JSON-RPC before), jsonrpc, or json2.
+# api = "auto"
+# company_id = 1
+# warehouse_id = 1
+# timeout_secs = 30
+
+# One block per device allowed to use the device API. Make a token with, e.g.:
+#   head -c 24 /dev/urandom | base64 > /etc/holdfast/devices/handheld-01.token
+# [[devices]]
+# id = "handheld-01"
+# token_file = "/etc/holdfast/devices/handheld-01.token"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match RawConfig::from_toml(text).and_then(|raw| raw.validate()) {
+            Ok(_) => vec![],
+            Err(ConfigError::Invalid(list)) => list.into_iter().map(|p| p.to_string()).collect(),
+            Err(other) => vec![other.to_string()],
+        }
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let config = RawConfig::from_toml(EXAMPLE).unwrap().validate().unwrap();
+        assert_eq!(config.site.id, "site-01");
+        assert_eq!(config.http.listen.port(), 8080);
+        assert!(config.odoo.is_none());
+        assert_eq!(config.sync.pull_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_are_all_reported_with_key_and_remedy() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &["site.id: missing"]),
+            ("[site]\nid = \"a b\"", &["site.id: \"a b\" is not allowed"]),
+            (
+                "[site]\nid = \"s\"\n[http]\nlisten = \"localhost\"\n[log]\nformat = \"xml\"",
+                &[
+                    "http.listen: \"localhost\" is not an address",
+                    "log.format: \"xml\" is not one of: plain, json",
+                ],
+            ),
+            (
+                "[site]\nid = \"s\"\n[sync]\npull_interval_secs = 1",
+                &["sync.pull_interval_secs: 1 is out of range"],
+            ),
+            (
+                "[site]\nid = \"s\"\n[store]\nmax_size_mb = 3",
+                &["store.max_size_mb: 3 is too small"],
+            ),
+            (
+                "[site]\nid = \"s\"\n[odoo]\nurl = \"ftp://x\"\napi = \"soap\"",
+                &[
+                    "odoo.url: \"ftp://x\" must start with https://",
+                    "odoo.database: missing",
+                    "odoo.login: missing",
+                    "odoo.api: \"soap\" is not one of",
+                    "odoo.company_id: missing",
+                    "odoo.api_key: missing; set odoo.api_key_file",
+                ],
+            ),
+            (
+                "[site]\nid = \"s\"\n[[devices]]\nid = \"h1\"\ntoken = \"short\"\n[[devices]]\nid = \"h1\"\ntoken_file = \"/nonexistent/token\"",
+                &[
+                    "devices[0].token: too short",
+                    "devices[1].id: \"h1\" is used by an earlier device",
+                    "devices[1].token_file: cannot read /nonexistent/token",
+                ],
+            ),
+            (
+                "[site]\nid = \"s\"\ncolour = \"red\"",
+                &["unknown field: found `colour`"],
+            ),
+            ("[site\nid = 1", &["cannot read config"]),
+            ("[site]\nid = 5", &["site.id: invalid type"]),
+        ];
+        for (text, expected) in cases {
+            let got = problems(text);
+            for e in *expected {
+                assert!(
+                    got.iter().any(|g| g.contains(e)),
+                    "{text:?}: wanted {e:?} in {got:#?}"
+                );
+            }
+            assert!(!got.is_empty(), "{text:?} accepted");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "s3cret-api-key\n").unwrap();
+        let text = format!(
+            "[site]\nid = \"s\"\n[odoo]\nurl = \"https://odoo.example/\"\ndatabase = \"db\"\nlogin = \"l\"\ncompany_id = 1\nwarehouse_id = 2\napi_key_file = \"{}\"",
+            dir.path().join("key").display()
+        );
+        let config = RawConfig::from_toml(&text).unwrap().validate().unwrap();
+        let odoo = config.odoo.unwrap();
+        assert_eq!(odoo.api_key.expose(), "s3cret-api-key");
+        assert_eq!(odoo.url, "https://odoo.example");
+        assert!(!format!("{odoo:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,20 @@
+//! Holdfast, the edge warehouse continuity appliance: the binary's library.
+//!
+//! `main.rs` only calls [`cli::main`]. The pieces:
+//!
+//! - [`config`]: TOML + environment configuration, validated into a typed [`config::Config`];
+//! - [`store`]: the SQLite store (mirror, journal, view); the only module with SQL;
+//! - [`runtime`]: the long-running appliance: tasks under one cancellation token, signals;
+//! - [`http`]: the HTTP API (probes, status);
+//! - [`status`]: the status snapshot shown by the API and the CLI;
+//! - [`demo`]: the built-in demo warehouse;
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod logging;
+pub mod runtime;
+pub mod status;
+pub mod store;

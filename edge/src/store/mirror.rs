@@ -1,0 +1,397 @@
+//! Mirror rows: writing pulled records under the rebase rules (see the parent module).
+
+use holdfast_sync::records::{Model, Record};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::{Epoch, StoreError, now_ms};
+
+/// One page of a pull.
+#[derive(Clone, Debug, Default)]
+pub struct MirrorBatch {
+    /// The epoch returned by `begin_pull` before the page was read.
+    pub epoch: Option<Epoch>,
+    pub upserts: Vec<Record>,
+    /// Records that no longer exist in Odoo (or left the site's scope).
+    pub deletes: Vec<(Model, i64)>,
+}
+
+/// What a page did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MirrorOutcome {
+    pub upserted: u64,
+    pub deleted: u64,
+    /// Rows kept as they were because an entry touching them is unconfirmed.
+    pub held_back: u64,
+    pub folded: u64,
+}
+
+/// The view key an effect and a mirror row share.
+#[derive(Clone, Debug, PartialEq)]
+enum EffectKey {
+    Stock {
+        product_id: i64,
+        location_id: i64,
+        lot_name: String,
+    },
+    Move(i64),
+    Lot {
+        product_id: i64,
+        lot_name: String,
+    },
+}
+
+impl EffectKey {
+    fn condition(&self) -> &'static str {
+        match self {
+            EffectKey::Stock { .. } => {
+                "e.target = 'stock' AND e.product_id = ?1 AND e.location_id = ?2 AND e.lot_name = ?3"
+            }
+            EffectKey::Move(_) => "e.target = 'move' AND e.move_id = ?1",
+            EffectKey::Lot { .. } => "e.target = 'lot' AND e.product_id = ?1 AND e.lot_name = ?2",
+        }
+    }
+
+    fn params(&self) -> Vec<Value> {
+        match self {
+            EffectKey::Stock {
+                product_id,
+                location_id,
+                lot_name,
+            } => vec![
+                Value::Integer(*product_id),
+                Value::Integer(*location_id),
+                Value::Text(lot_name.clone()),
+            ],
+            EffectKey::Move(id) => vec![Value::Integer(*id)],
+            EffectKey::Lot {
+                product_id,
+                lot_name,
+            } => vec![Value::Integer(*product_id), Value::Text(lot_name.clone())],
+        }
+    }
+
+    /// Whether an entry touching this key is unconfirmed relative to the pull of `epoch`.
+    fn held(&self, conn: &Connection, epoch: Epoch) -> Result<bool, StoreError> {
+        let n = self.params().len();
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM journal_effect e JOIN journal j ON j.seq = e.seq
+             WHERE e.live = 1 AND {} AND (j.state = 'in_flight' OR (j.state = 'applied' AND j.acked_epoch >= ?{})))",
+            self.condition(),
+            n + 1
+        );
+        let mut values = self.params();
+        values.push(Value::Integer(epoch.0));
+        Ok(conn
+            .prepare_cached(&sql)?
+            .query_row(params_from_iter(values), |r| r.get(0))?)
+    }
+
+    /// Folds the effects on this key of entries the pull of `epoch` includes.
+    fn fold(&self, conn: &Connection, epoch: Epoch) -> Result<u64, StoreError> {
+        let n = self.params().len();
+        let sql = format!(
+            "UPDATE journal_effect AS e SET live = 0 WHERE e.live = 1 AND {} AND EXISTS
+             (SELECT 1 FROM journal j WHERE j.seq = e.seq AND j.state = 'applied' AND j.acked_epoch < ?{})",
+            self.condition(),
+            n + 1
+        );
+        let mut values = self.params();
+        values.push(Value::Integer(epoch.0));
+        Ok(conn
+            .prepare_cached(&sql)?
+            .execute(params_from_iter(values))? as u64)
+    }
+}
+
+fn record_key(record: &Record) -> Option<EffectKey> {
+    match record {
+        Record::Quant(q) => Some(EffectKey::Stock {
+            product_id: q.product_id.0,
+            location_id: q.location_id.0,
+            lot_name: q.lot_name.clone().unwrap_or_default(),
+        }),
+        Record::Move(m) => Some(EffectKey::Move(m.id.0)),
+        Record::Lot(l) => Some(EffectKey::Lot {
+            product_id: l.product_id.0,
+            lot_name: l.name.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// The view key of a mirror row about to be deleted.
+fn stored_key(conn: &Connection, model: Model, id: i64) -> Result<Option<EffectKey>, StoreError> {
+    Ok(match model {
+        Model::Quant => conn
+            .prepare_cached("SELECT product_id, location_id, lot_name FROM quant WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(EffectKey::Stock {
+                    product_id: r.get(0)?,
+                    location_id: r.get(1)?,
+                    lot_name: r.get(2)?,
+                })
+            })
+            .optional()?,
+        Model::Move => Some(EffectKey::Move(id)),
+        Model::Lot => conn
+            .prepare_cached("SELECT product_id, name FROM lot WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(EffectKey::Lot {
+                    product_id: r.get(0)?,
+                    lot_name: r.get(1)?,
+                })
+            })
+            .optional()?,
+        _ => None,
+    })
+}
+
+fn table(model: Model) -> &'static str {
+    match model {
+        Model::Company => "company",
+        Model::Warehouse => "warehouse",
+        Model::Partner => "partner",
+        Model::Product => "product",
+        Model::Packaging => "packaging",
+        Model::Lot => "lot",
+        Model::Location => "location",
+        Model::Package => "package",
+        Model::Quant => "quant",
+        Model::PickingType => "picking_type",
+        Model::Picking => "picking",
+        Model::Move => "move",
+        Model::MoveLine => "move_line",
+    }
+}
+
+/// Takes a new epoch for a pull that is about to read.
+pub(super) fn begin_pull(conn: &Connection) -> Result<Epoch, StoreError> {
+    Ok(Epoch(
+        conn.prepare_cached(
+            "UPDATE appliance_state SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
+        )?
+        .query_row([], |r| r.get(0))?,
+    ))
+}
+
+/// Writes one page of a pull.
+pub(super) fn apply(conn: &Connection, batch: &MirrorBatch) -> Result<MirrorOutcome, StoreError> {
+    let mut out = MirrorOutcome::default();
+    // Without an epoch (seeding an empty store) nothing is held back or folded.
+    let epoch = batch.epoch;
+    for record in &batch.upserts {
+        if let (Some(epoch), Some(key)) = (epoch, record_key(record)) {
+            if key.held(conn, epoch)? {
+                out.held_back += 1;
+                continue;
+            }
+            out.folded += key.fold(conn, epoch)?;
+        }
+        upsert(conn, record)?;
+        out.upserted += 1;
+    }
+    for &(model, id) in &batch.deletes {
+        if let (Some(epoch), Some(key)) = (epoch, stored_key(conn, model, id)?) {
+            if key.held(conn, epoch)? {
+                out.held_back += 1;
+                continue;
+            }
+            out.folded += key.fold(conn, epoch)?;
+        }
+        out.deleted += conn
+            .prepare_cached(&format!("DELETE FROM {} WHERE id = ?1", table(model)))?
+            .execute([id])? as u64;
+    }
+    conn.prepare_cached("UPDATE appliance_state SET last_pull_at = ?1 WHERE id = 1")?
+        .execute([now_ms()])?;
+    Ok(out)
+}
+
+/// Folds, for a model pulled in full, every effect of entries acknowledged before the pull
+/// began, except on keys held back by unconfirmed entries.
+pub(super) fn complete_snapshot(
+    conn: &Connection,
+    epoch: Epoch,
+    model: Model,
+) -> Result<u64, StoreError> {
+    let target = match model {
+        Model::Quant => "stock",
+        Model::Move => "move",
+        Model::Lot => "lot",
+        _ => return Ok(0),
+    };
+    let folded = conn
+        .prepare_cached(
+            "UPDATE journal_effect AS e SET live = 0
+             WHERE e.live = 1 AND e.target = ?1
+               AND EXISTS (SELECT 1 FROM journal j WHERE j.seq = e.seq AND j.state = 'applied' AND j.acked_epoch < ?2)
+               AND NOT EXISTS (
+                   SELECT 1 FROM journal_effect f JOIN journal k ON k.seq = f.seq
+                   WHERE f.live = 1 AND f.target = e.target
+                     AND f.product_id IS e.product_id AND f.location_id IS e.location_id
+                     AND f.lot_name IS e.lot_name AND f.move_id IS e.move_id
+                     AND (k.state = 'in_flight' OR (k.state = 'applied' AND k.acked_epoch >= ?2)))",
+        )?
+        .execute(params![target, epoch.0])? as u64;
+    conn.prepare_cached(
+        "INSERT INTO sync_cursor (model, full_at) VALUES (?1, ?2)
+         ON CONFLICT (model) DO UPDATE SET full_at = excluded.full_at",
+    )?
+    .execute(params![model.odoo_name(), now_ms()])?;
+    Ok(folded)
+}
+
+fn upsert(conn: &Connection, record: &Record) -> Result<(), StoreError> {
+    match record {
+        Record::Company(r) => conn
+            .prepare_cached("INSERT OR REPLACE INTO company (id, name) VALUES (?1, ?2)")?
+            .execute(params![r.id.0, r.name])?,
+        Record::Warehouse(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO warehouse (id, name, code, company_id, view_location_id, lot_stock_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                r.id.0,
+                r.name,
+                r.code,
+                r.company_id.0,
+                r.view_location_id.0,
+                r.lot_stock_id.0
+            ])?,
+        Record::Partner(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO partner (id, name, street, street2, zip, city, country)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                r.id.0, r.name, r.street, r.street2, r.zip, r.city, r.country
+            ])?,
+        Record::Product(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO product (id, default_code, barcode, name, tracking, uom, active)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                r.id.0,
+                r.default_code,
+                r.barcode,
+                r.name,
+                r.tracking.as_str(),
+                r.uom,
+                r.active
+            ])?,
+        Record::Packaging(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO packaging (id, product_id, name, barcode, qty) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![r.id.0, r.product_id.0, r.name, r.barcode, r.qty])?,
+        Record::Lot(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO lot (id, product_id, name, expiration_date) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![r.id.0, r.product_id.0, r.name, r.expiration_date])?,
+        Record::Location(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO location (id, name, complete_name, barcode, usage, parent_id, warehouse_id, active)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                r.id.0,
+                r.name,
+                r.complete_name,
+                r.barcode,
+                r.usage.as_str(),
+                r.parent_id.map(|v| v.0),
+                r.warehouse_id.map(|v| v.0),
+                r.active
+            ])?,
+        Record::Package(r) => conn
+            .prepare_cached("INSERT OR REPLACE INTO package (id, name, location_id) VALUES (?1, ?2, ?3)")?
+            .execute(params![r.id.0, r.name, r.location_id.map(|v| v.0)])?,
+        Record::Quant(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO quant (id, product_id, location_id, lot_id, lot_name, package_id, quantity, reserved)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                r.id.0,
+                r.product_id.0,
+                r.location_id.0,
+                r.lot_id.map(|v| v.0),
+                r.lot_name.clone().unwrap_or_default(),
+                r.package_id.map(|v| v.0),
+                r.quantity,
+                r.reserved
+            ])?,
+        Record::PickingType(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO picking_type (id, name, code, barcode, warehouse_id, default_location_src_id, default_location_dest_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                r.id.0,
+                r.name,
+                r.code.as_str(),
+                r.barcode,
+                r.warehouse_id.map(|v| v.0),
+                r.default_location_src_id.map(|v| v.0),
+                r.default_location_dest_id.map(|v| v.0)
+            ])?,
+        Record::Picking(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO picking (id, name, state, picking_type_id, location_id, location_dest_id, partner_id, origin, scheduled_date, backorder_id, company_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                r.id.0,
+                r.name,
+                r.state.as_str(),
+                r.picking_type_id.0,
+                r.location_id.0,
+                r.location_dest_id.0,
+                r.partner_id.map(|v| v.0),
+                r.origin,
+                r.scheduled_date,
+                r.backorder_id.map(|v| v.0),
+                r.company_id.0
+            ])?,
+        Record::Move(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO move (id, picking_id, product_id, product_uom_qty, quantity, picked, state, location_id, location_dest_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                r.id.0,
+                r.picking_id.map(|v| v.0),
+                r.product_id.0,
+                r.product_uom_qty,
+                r.quantity,
+                r.picked,
+                r.state.as_str(),
+                r.location_id.0,
+                r.location_dest_id.0
+            ])?,
+        Record::MoveLine(r) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO move_line (id, move_id, picking_id, product_id, lot_id, lot_name, package_id, result_package_id, location_id, location_dest_id, quantity, picked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                r.id.0,
+                r.move_id.map(|v| v.0),
+                r.picking_id.map(|v| v.0),
+                r.product_id.0,
+                r.lot_id.map(|v| v.0),
+                r.lot_name,
+                r.package_id.map(|v| v.0),
+                r.result_package_id.map(|v| v.0),
+                r.location_id.0,
+                r.location_dest_id.0,
+                r.quantity,
+                r.picked
+            ])?,
+    };
+    Ok(())
+}

@@ -1,0 +1,474 @@
+//! The local store: the only module of Holdfast that speaks SQL.
+//!
+//! One SQLite database holds three things kept apart (see DESIGN.md):
+//!
+//! - the **mirror**: Odoo's records as last pulled ([`holdfast_sync::records`]);
+//! - the **journal**: every floor operation, append-only, with its delivery state;
+//! - the **view**: the floor's picture = mirror + the *live effects* of journal entries.
+//!
+//! # Writes
+//!
+//! One OS thread owns the only read-write connection ([`writer`]). Writes reach it as typed
+//! commands over two bounded channels, a device lane served ahead of a background lane. The
+//! thread groups whatever is queued into one transaction (group commit), runs each command in
+//! a savepoint so one bad command does not sink its neighbours, and answers the callers only
+//! after `COMMIT` returned: an acknowledgement means the data is on disk (`synchronous=FULL`).
+//!
+//! # Reads
+//!
+//! A few read-only connections ([`ReadPool`]) serve queries directly on the caller's thread.
+//! View queries are indexed point lookups that take microseconds, less than handing them to
+//! another thread would cost.
+//!
+//! # Rebase: how a pull and pending entries share the view
+//!
+//! Each journal entry writes *effect* rows (stock delta at a product/location/lot, picked
+//! delta on a move, a lot made known). The view adds every live effect to the mirror. An
+//! effect stops counting ("folds") only when the mirror row it touches was replaced by a pull
+//! that is known to include it. A pull takes a new *epoch* before it reads from Odoo; an entry
+//! acknowledged by Odoo records the epoch current at that moment. When the pull writes a row:
+//!
+//! - if an entry touching that row is in flight, or was acknowledged at or after the pull's
+//!   epoch, the pull cannot know whether its copy includes it: the row is **held back** (the
+//!   old row and the live effects stay, so the floor never sees quantities bounce back);
+//! - otherwise the row is replaced, and the effects of entries acknowledged before the pull
+//!   began are folded: the new row includes them. Pending entries were not applied in Odoo, so
+//!   their effects stay live on top of the new row.
+//!
+//! The property test in `tests` checks this against an in-memory model of the cloud.
+
+mod journal;
+mod mirror;
+mod read;
+pub mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use holdfast_sync::ops::InvalidOp;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+pub use journal::{Appended, JournalEntry, NewEntry, OpState, Transition};
+pub use mirror::{MirrorBatch, MirrorOutcome};
+pub use read::{
+    ApplianceState, BarcodeHit, JournalFilter, LotInfo, MoveProgress, QueueStats, Reader,
+};
+use writer::WriteCmd;
+
+/// A pull's epoch (see the module docs on rebase).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Epoch(pub i64);
+
+/// Which queue a write waits in. The writer serves the device lane first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// A device or person is waiting for the answer.
+    Device,
+    /// Pull, push and housekeeping.
+    Background,
+}
+
+/// How to open the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    /// Site id written into every journal entry.
+    pub site: String,
+    /// Read-only connections in the pool.
+    pub readers: usize,
+    /// Depth of each write lane.
+    pub queue_depth: usize,
+    /// Most commands in one transaction.
+    pub max_batch: usize,
+    pub busy_timeout: Duration,
+    /// Cap on the database size; writes past it fail with [`StoreError::Full`] while there is
+    /// still room on the disk for the operating system.
+    pub max_size_bytes: Option<u64>,
+}
+
+impl StoreOptions {
+    pub fn new(path: impl Into<PathBuf>, site: impl Into<String>) -> StoreOptions {
+        StoreOptions {
+            path: path.into(),
+            site: site.into(),
+            readers: 3,
+            queue_depth: 1024,
+            max_batch: 256,
+            busy_timeout: Duration::from_secs(5),
+            max_size_bytes: None,
+        }
+    }
+}
+
+/// Store failures, typed so callers can tell a person what happened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the database is full (disk or store.max_size_mb reached): new operations are refused, reads keep working"
+    )]
+    Full,
+    #[error("the database is read-only: new operations are refused, reads keep working")]
+    ReadOnly,
+    #[error(
+        "database {path} has schema version {found}, newer than this build of holdfast supports ({supported}); run a newer holdfast or restore a backup"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("the database is corrupt: {0}; restore a backup (holdfast db backup makes them)")]
+    Corrupt(String),
+    #[error("the database is busy (another process holds a lock)")]
+    Busy,
+    #[error("the store has shut down")]
+    Closed,
+    #[error("invalid operation: {0}")]
+    Invalid(#[from] InvalidOp),
+    #[error("journal entry {seq} cannot go from {from} to {to}")]
+    Transition {
+        seq: i64,
+        from: String,
+        to: &'static str,
+    },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("cannot open database {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+    #[error("stored data is unreadable: {0}")]
+    Data(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::Full,
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly,
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+/// Counters of the writer, read by status and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub commands: AtomicU64,
+    pub failed_commits: AtomicU64,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    device_tx: mpsc::Sender<WriteCmd>,
+    background_tx: mpsc::Sender<WriteCmd>,
+    readers: ReadPool,
+    path: PathBuf,
+    stats: Arc<WriterStats>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Applies the pragmas every connection needs.
+fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database, and starts the writer thread.
+    pub fn open(options: StoreOptions) -> Result<Store, StoreError> {
+        let path_text = options.path.display().to_string();
+        if let Some(parent) = options.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+                path: path_text.clone(),
+                reason: format!("cannot create directory {}: {e}", parent.display()),
+            })?;
+        }
+        let mut conn = Connection::open(&options.path).map_err(|e| StoreError::Open {
+            path: path_text.clone(),
+            reason: e.to_string(),
+        })?;
+        configure(&conn, options.busy_timeout)?;
+        // WAL lets readers run beside the writer; FULL makes every commit durable across
+        // power loss, which is what an acknowledgement promises.
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open {
+                path: path_text,
+                reason: format!("cannot switch to WAL journal mode (got {mode})"),
+            });
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        schema::migrate(&mut conn, &path_text)?;
+        if let Some(max) = options.max_size_bytes {
+            let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = (max as i64 / page_size).max(1);
+            conn.pragma_update(None, "max_page_count", pages)?;
+        }
+
+        let readers = ReadPool::open(&options.path, options.readers.max(1), options.busy_timeout)?;
+        let (device_tx, device_rx) = mpsc::channel(options.queue_depth.max(1));
+        let (background_tx, background_rx) = mpsc::channel(options.queue_depth.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let writer = writer::spawn(
+            conn,
+            device_rx,
+            background_rx,
+            writer::WriterConfig {
+                max_batch: options.max_batch.max(2),
+                site: options.site.clone(),
+            },
+            stats.clone(),
+        )?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                device_tx,
+                background_tx,
+                readers,
+                path: options.path,
+                stats,
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    /// Commands waiting in each lane (device, background).
+    pub fn queue_depths(&self) -> (usize, usize) {
+        let depth = |tx: &mpsc::Sender<WriteCmd>| tx.max_capacity() - tx.capacity();
+        (
+            depth(&self.inner.device_tx),
+            depth(&self.inner.background_tx),
+        )
+    }
+
+    async fn request<T>(
+        &self,
+        lane: Lane,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteCmd,
+    ) -> Result<T, StoreError> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let tx = match lane {
+            Lane::Device => &self.inner.device_tx,
+            Lane::Background => &self.inner.background_tx,
+        };
+        tx.send(make(reply_tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        reply_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Appends an operation to the journal; returns once it is committed to disk. Appending
+    /// an id that is already in the journal returns the existing entry (idempotent retries).
+    pub async fn append(&self, lane: Lane, entry: NewEntry) -> Result<Appended, StoreError> {
+        entry.op.validate()?;
+        self.request(lane, |reply| WriteCmd::Append(Box::new(entry), reply))
+            .await
+    }
+
+    /// Moves a journal entry along its delivery states.
+    pub async fn transition(&self, transition: Transition) -> Result<(), StoreError> {
+        self.request(Lane::Background, |reply| {
+            WriteCmd::Transition(transition, reply)
+        })
+        .await
+    }
+
+    /// Starts a pull: takes a new epoch before anything is read from Odoo.
+    pub async fn begin_pull(&self) -> Result<Epoch, StoreError> {
+        self.request(Lane::Background, WriteCmd::BeginPull).await
+    }
+
+    /// Writes a page of pulled records (and deletions) under the pull's epoch.
+    pub async fn apply_mirror(&self, batch: MirrorBatch) -> Result<MirrorOutcome, StoreError> {
+        self.request(Lane::Background, |reply| {
+            WriteCmd::Mirror(Box::new(batch), reply)
+        })
+        .await
+    }
+
+    /// Declares that the pull of `epoch` delivered every record of `model` in scope, so the
+    /// effects of entries acknowledged before it began are folded even where no row remains.
+    pub async fn complete_snapshot(
+        &self,
+        epoch: Epoch,
+        model: holdfast_sync::records::Model,
+    ) -> Result<u64, StoreError> {
+        self.request(Lane::Background, |reply| {
+            WriteCmd::CompleteSnapshot(epoch, model, reply)
+        })
+        .await
+    }
+
+    /// Records the connectivity mode.
+    pub async fn set_mode(&self, mode: &str, since_ms: i64) -> Result<(), StoreError> {
+        let mode = mode.to_owned();
+        self.request(Lane::Background, |reply| {
+            WriteCmd::SetMode(mode, since_ms, reply)
+        })
+        .await
+    }
+
+    /// Answers once the writer has committed everything queued before it: a liveness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.request(Lane::Device, WriteCmd::Ping).await
+    }
+
+    /// Runs a read on a pooled read-only connection.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.inner.readers.with(|conn| f(&Reader::new(conn)))
+    }
+
+    /// Copies the database to `dest` with SQLite's online backup API, while the appliance
+    /// keeps running.
+    pub fn backup(&self, dest: &Path) -> Result<(), StoreError> {
+        self.inner.readers.with(|conn| backup(conn, dest))
+    }
+
+    /// Finishes queued writes and stops the writer thread. Later writes fail with
+    /// [`StoreError::Closed`]; reads keep working.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let result = self.request(Lane::Background, WriteCmd::Shutdown).await;
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .take();
+        if let Some(handle) = handle {
+            // The thread has replied to Shutdown; joining only waits for it to unwind.
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        match result {
+            Err(StoreError::Closed) => Ok(()),
+            other => other,
+        }
+    }
+
+    #[cfg(test)]
+    async fn test_sql(&self, sql: &str) -> Result<(), StoreError> {
+        let sql = sql.to_owned();
+        self.request(Lane::Background, |reply| WriteCmd::TestSql(sql, reply))
+            .await
+    }
+}
+
+/// Copies `src` into a new database at `dest`.
+pub fn backup(src: &Connection, dest: &Path) -> Result<(), StoreError> {
+    if dest.exists() {
+        return Err(StoreError::Open {
+            path: dest.display().to_string(),
+            reason: "file exists; choose a new path".into(),
+        });
+    }
+    let mut out = Connection::open(dest).map_err(|e| StoreError::Open {
+        path: dest.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let backup = rusqlite::backup::Backup::new(src, &mut out)?;
+    backup.run_to_completion(256, Duration::from_millis(5), None)?;
+    Ok(())
+}
+
+/// Opens a database for reading only (CLI inspection while the appliance may be running).
+/// Refuses a database newer than this build, like [`Store::open`].
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let text = path.display().to_string();
+    if !path.exists() {
+        return Err(StoreError::Open {
+            path: text,
+            reason: "no such file (has the appliance run yet? check store.path)".into(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Open {
+        path: text.clone(),
+        reason: e.to_string(),
+    })?;
+    configure(&conn, Duration::from_secs(5))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    schema::check_version(version, &text)?;
+    Ok(conn)
+}
+
+/// A few read-only connections, each behind its own lock. A caller takes the first free
+/// one, or waits on one in turn; reads are short, so waits are too.
+#[derive(Debug)]
+pub struct ReadPool {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicU64,
+}
+
+impl ReadPool {
+    fn open(path: &Path, n: usize, busy_timeout: Duration) -> Result<ReadPool, StoreError> {
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            configure(&conn, busy_timeout)?;
+            conns.push(Mutex::new(conn));
+        }
+        Ok(ReadPool {
+            conns,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        for conn in &self.conns {
+            if let Ok(guard) = conn.try_lock() {
+                return f(&guard);
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.conns.len();
+        // A poisoned lock means a reader panicked mid-query; the connection itself is fine.
+        let guard = self.conns[i]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&guard)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,388 @@
+//! Read queries: the view, barcode lookup, the journal, and status figures.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::journal::{JournalEntry, OpState};
+use super::{StoreError, schema};
+
+/// Read access to the store on one connection.
+#[derive(Debug)]
+pub struct Reader<'c> {
+    conn: &'c Connection,
+}
+
+/// What a barcode stands for.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BarcodeHit {
+    Product {
+        id: i64,
+        name: String,
+    },
+    /// A packaging barcode: `qty` units of the product.
+    Packaging {
+        product_id: i64,
+        qty: f64,
+    },
+    Location {
+        id: i64,
+        name: String,
+    },
+    Lot {
+        id: i64,
+        product_id: i64,
+    },
+    Package {
+        id: i64,
+    },
+    Picking {
+        id: i64,
+        state: String,
+    },
+    PickingType {
+        id: i64,
+    },
+}
+
+/// Progress of one move of a picking, as the floor sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MoveProgress {
+    pub move_id: i64,
+    pub product_id: i64,
+    pub demand: f64,
+    pub picked: f64,
+}
+
+/// A lot as the view knows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LotInfo {
+    /// `None` while the lot exists only on the floor (created by a receipt not yet confirmed).
+    pub id: Option<i64>,
+    pub expiration_date: Option<String>,
+}
+
+/// Journal depth by state and the age of the oldest open entry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct QueueStats {
+    pub by_state: BTreeMap<String, i64>,
+    /// `created_at` (unix ms) of the oldest entry not yet applied or resolved.
+    pub oldest_open_created_at: Option<i64>,
+}
+
+/// The appliance's persisted sync state.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApplianceState {
+    pub epoch: i64,
+    pub mode: String,
+    pub mode_since: i64,
+    pub last_pull_at: Option<i64>,
+    pub last_push_at: Option<i64>,
+}
+
+/// Which journal entries to list.
+#[derive(Clone, Debug, Default)]
+pub struct JournalFilter {
+    pub state: Option<OpState>,
+    /// Only entries with a smaller sequence (paging backwards from the newest).
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+impl<'c> Reader<'c> {
+    pub fn new(conn: &'c Connection) -> Reader<'c> {
+        Reader { conn }
+    }
+
+    /// On-hand quantity of a product (lot; `""` for none) at a location: mirror plus live
+    /// effects of journal entries.
+    pub fn on_hand(
+        &self,
+        product_id: i64,
+        location_id: i64,
+        lot_name: &str,
+    ) -> Result<f64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE((SELECT SUM(quantity) FROM quant
+                                  WHERE product_id = ?1 AND location_id = ?2 AND lot_name = ?3), 0)
+                      + COALESCE((SELECT SUM(delta) FROM journal_effect
+                                  WHERE live = 1 AND target = 'stock'
+                                    AND product_id = ?1 AND location_id = ?2 AND lot_name = ?3), 0)",
+            )?
+            .query_row(params![product_id, location_id, lot_name], |r| r.get(0))?)
+    }
+
+    /// Reserved quantity the mirror shows for a product (lot) at a location.
+    pub fn reserved(
+        &self,
+        product_id: i64,
+        location_id: i64,
+        lot_name: &str,
+    ) -> Result<f64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(reserved), 0) FROM quant
+                 WHERE product_id = ?1 AND location_id = ?2 AND lot_name = ?3",
+            )?
+            .query_row(params![product_id, location_id, lot_name], |r| r.get(0))?)
+    }
+
+    /// Picked quantity of one move: the mirror's (if Odoo marked it picked) plus live effects.
+    pub fn move_picked(&self, move_id: i64) -> Result<f64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE((SELECT CASE WHEN picked THEN quantity ELSE 0 END FROM move WHERE id = ?1), 0)
+                      + COALESCE((SELECT SUM(delta) FROM journal_effect
+                                  WHERE live = 1 AND target = 'move' AND move_id = ?1), 0)",
+            )?
+            .query_row([move_id], |r| r.get(0))?)
+    }
+
+    /// Demand and picked quantity of every move of a picking.
+    pub fn picking_progress(&self, picking_id: i64) -> Result<Vec<MoveProgress>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT m.id, m.product_id, m.product_uom_qty,
+                    (CASE WHEN m.picked THEN m.quantity ELSE 0 END)
+                    + COALESCE((SELECT SUM(delta) FROM journal_effect e
+                                WHERE e.live = 1 AND e.target = 'move' AND e.move_id = m.id), 0)
+             FROM move m WHERE m.picking_id = ?1 ORDER BY m.id",
+        )?;
+        let rows = stmt.query_map([picking_id], |r| {
+            Ok(MoveProgress {
+                move_id: r.get(0)?,
+                product_id: r.get(1)?,
+                demand: r.get(2)?,
+                picked: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether a lot exists for a product, in the mirror or created on the floor.
+    pub fn lot(&self, product_id: i64, name: &str) -> Result<Option<LotInfo>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, expiration_date FROM lot WHERE name = ?2 AND product_id = ?1
+                 UNION ALL
+                 SELECT NULL, expiration_date FROM journal_effect
+                 WHERE live = 1 AND target = 'lot' AND product_id = ?1 AND lot_name = ?2
+                 LIMIT 1",
+            )?
+            .query_row(params![product_id, name], |r| {
+                Ok(LotInfo {
+                    id: r.get(0)?,
+                    expiration_date: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Everything a scanned code can stand for, in one statement: each branch is a probe of
+    /// its own index (product, packaging, location, lot, package, picking, picking type).
+    pub fn lookup_barcode(&self, code: &str) -> Result<Vec<BarcodeHit>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 'product', id, NULL, name, NULL FROM product WHERE barcode = ?1 AND active
+             UNION ALL SELECT 'packaging', product_id, NULL, NULL, qty FROM packaging WHERE barcode = ?1
+             UNION ALL SELECT 'location', id, NULL, complete_name, NULL FROM location WHERE barcode = ?1 AND active
+             UNION ALL SELECT 'lot', id, product_id, NULL, NULL FROM lot WHERE name = ?1
+             UNION ALL SELECT 'package', id, NULL, NULL, NULL FROM package WHERE name = ?1
+             UNION ALL SELECT 'picking', id, NULL, state, NULL FROM picking WHERE name = ?1
+             UNION ALL SELECT 'picking_type', id, NULL, NULL, NULL FROM picking_type WHERE barcode = ?1",
+        )?;
+        let rows = stmt.query_map([code], |r| {
+            let kind: String = r.get(0)?;
+            let id: i64 = r.get(1)?;
+            Ok(match kind.as_str() {
+                "product" => BarcodeHit::Product {
+                    id,
+                    name: r.get(3)?,
+                },
+                "packaging" => BarcodeHit::Packaging {
+                    product_id: id,
+                    qty: r.get(4)?,
+                },
+                "location" => BarcodeHit::Location {
+                    id,
+                    name: r.get(3)?,
+                },
+                "lot" => BarcodeHit::Lot {
+                    id,
+                    product_id: r.get(2)?,
+                },
+                "package" => BarcodeHit::Package { id },
+                "picking" => BarcodeHit::Picking {
+                    id,
+                    state: r.get(3)?,
+                },
+                _ => BarcodeHit::PickingType { id },
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Journal entries, newest first.
+    pub fn journal(&self, filter: &JournalFilter) -> Result<Vec<JournalEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM journal
+             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR seq < ?2)
+             ORDER BY seq DESC LIMIT ?3",
+            JournalEntry::COLUMNS
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                filter.state.map(|s| s.as_str()),
+                filter.before_seq,
+                filter.limit as i64
+            ],
+            JournalEntry::from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One journal entry by sequence number or id.
+    pub fn journal_entry(&self, key: &str) -> Result<Option<JournalEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM journal WHERE id = ?1 OR (?2 IS NOT NULL AND seq = ?2)",
+            JournalEntry::COLUMNS
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(
+                params![key, key.parse::<i64>().ok()],
+                JournalEntry::from_row,
+            )
+            .optional()?)
+    }
+
+    /// Effect rows of one entry (target, delta, live), for inspection.
+    pub fn effects(&self, seq: i64) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT target, product_id, location_id, lot_name, move_id, delta, live
+             FROM journal_effect WHERE seq = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([seq], |r| {
+            Ok(serde_json::json!({
+                "target": r.get::<_, String>(0)?,
+                "product_id": r.get::<_, Option<i64>>(1)?,
+                "location_id": r.get::<_, Option<i64>>(2)?,
+                "lot_name": r.get::<_, String>(3)?,
+                "move_id": r.get::<_, Option<i64>>(4)?,
+                "delta": r.get::<_, f64>(5)?,
+                "live": r.get::<_, bool>(6)?,
+            }))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Journal depth by state.
+    pub fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let mut stats = QueueStats::default();
+        for state in OpState::ALL {
+            stats.by_state.insert(state.as_str().to_owned(), 0);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, COUNT(*) FROM journal GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (state, n) = row?;
+            stats.by_state.insert(state, n);
+        }
+        stats.oldest_open_created_at = self
+            .conn
+            .prepare_cached(
+                "SELECT MIN(created_at) FROM journal
+                 WHERE state IN ('pending', 'in_flight', 'conflict', 'rejected')",
+            )?
+            .query_row([], |r| r.get(0))?;
+        Ok(stats)
+    }
+
+    pub fn appliance_state(&self) -> Result<ApplianceState, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT epoch, mode, mode_since, last_pull_at, last_push_at FROM appliance_state WHERE id = 1",
+            )?
+            .query_row([], |r| {
+                Ok(ApplianceState {
+                    epoch: r.get(0)?,
+                    mode: r.get(1)?,
+                    mode_since: r.get(2)?,
+                    last_pull_at: r.get(3)?,
+                    last_push_at: r.get(4)?,
+                })
+            })?)
+    }
+
+    /// Rows per mirrored table.
+    pub fn mirror_counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let mut out = BTreeMap::new();
+        for table in [
+            "product",
+            "lot",
+            "location",
+            "quant",
+            "picking",
+            "move",
+            "move_line",
+        ] {
+            let n: i64 =
+                self.conn
+                    .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
+            out.insert(table.to_owned(), n);
+        }
+        Ok(out)
+    }
+
+    /// Size of the database in bytes (pages in use and free).
+    pub fn db_size(&self) -> Result<u64, StoreError> {
+        let pages: i64 = self
+            .conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))?;
+        let size: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))?;
+        Ok((pages * size) as u64)
+    }
+
+    /// `PRAGMA integrity_check` and a foreign key check; empty when all is well.
+    pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        for row in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            let line = row?;
+            if line != "ok" {
+                problems.push(line);
+            }
+        }
+        let mut stmt = self.conn.prepare("PRAGMA foreign_key_check")?;
+        for row in stmt.query_map([], |r| {
+            Ok(format!(
+                "foreign key violation in {} row {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?
+            ))
+        })? {
+            problems.push(row?);
+        }
+        Ok(problems)
+    }
+
+    /// Schema version of the database.
+    pub fn schema_version(&self) -> Result<(i64, i64), StoreError> {
+        let found: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        Ok((found, schema::SCHEMA_VERSION))
+    }
+}

@@ -1,0 +1,272 @@
+//! Numbered schema migrations, tracked by `PRAGMA user_version`.
+//!
+//! Migration N (1-based) takes a database from version N-1 to N. A shipped migration is never
+//! edited: a change is a new migration appended to [`MIGRATIONS`]. A database whose version is
+//! newer than this list is refused (an older binary must not write a schema it does not know).
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Every migration, in order. The index + 1 is the version it produces.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Version 1: mirror, journal, effects, sync cursors and appliance state.
+///
+/// The mirror has no foreign keys on purpose: it is a cache of Odoo, which keeps its own
+/// integrity, and a site mirrors only its own slice (a picking may name a partner or location
+/// outside it). Foreign keys guard what the appliance owns: the journal and its effects.
+const V1: &str = r#"
+CREATE TABLE company (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL
+);
+CREATE TABLE warehouse (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    code TEXT NOT NULL,
+    company_id INTEGER NOT NULL,
+    view_location_id INTEGER NOT NULL,
+    lot_stock_id INTEGER NOT NULL
+);
+CREATE TABLE partner (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    street TEXT,
+    street2 TEXT,
+    zip TEXT,
+    city TEXT,
+    country TEXT
+);
+CREATE TABLE product (
+    id INTEGER PRIMARY KEY,
+    default_code TEXT,
+    barcode TEXT,
+    name TEXT NOT NULL,
+    tracking TEXT NOT NULL CHECK (tracking IN ('none', 'lot', 'serial')),
+    uom TEXT NOT NULL,
+    active INTEGER NOT NULL
+);
+CREATE INDEX product_barcode ON product (barcode) WHERE barcode IS NOT NULL;
+CREATE INDEX product_default_code ON product (default_code) WHERE default_code IS NOT NULL;
+CREATE TABLE packaging (
+    id INTEGER PRIMARY KEY,
+    product_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    barcode TEXT,
+    qty REAL NOT NULL
+);
+CREATE INDEX packaging_barcode ON packaging (barcode) WHERE barcode IS NOT NULL;
+CREATE TABLE lot (
+    id INTEGER PRIMARY KEY,
+    product_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    expiration_date TEXT
+);
+CREATE INDEX lot_name ON lot (name, product_id);
+CREATE TABLE location (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    complete_name TEXT NOT NULL,
+    barcode TEXT,
+    usage TEXT NOT NULL,
+    parent_id INTEGER,
+    warehouse_id INTEGER,
+    active INTEGER NOT NULL
+);
+CREATE INDEX location_barcode ON location (barcode) WHERE barcode IS NOT NULL;
+CREATE TABLE package (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    location_id INTEGER
+);
+CREATE INDEX package_name ON package (name);
+CREATE TABLE quant (
+    id INTEGER PRIMARY KEY,
+    product_id INTEGER NOT NULL,
+    location_id INTEGER NOT NULL,
+    lot_id INTEGER,
+    lot_name TEXT NOT NULL DEFAULT '',
+    package_id INTEGER,
+    quantity REAL NOT NULL,
+    reserved REAL NOT NULL
+);
+CREATE INDEX quant_key ON quant (product_id, location_id, lot_name);
+CREATE INDEX quant_location ON quant (location_id);
+CREATE TABLE picking_type (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    code TEXT NOT NULL CHECK (code IN ('incoming', 'outgoing', 'internal')),
+    barcode TEXT,
+    warehouse_id INTEGER,
+    default_location_src_id INTEGER,
+    default_location_dest_id INTEGER
+);
+CREATE INDEX picking_type_barcode ON picking_type (barcode) WHERE barcode IS NOT NULL;
+CREATE TABLE picking (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    picking_type_id INTEGER NOT NULL,
+    location_id INTEGER NOT NULL,
+    location_dest_id INTEGER NOT NULL,
+    partner_id INTEGER,
+    origin TEXT,
+    scheduled_date TEXT,
+    backorder_id INTEGER,
+    company_id INTEGER NOT NULL
+);
+CREATE INDEX picking_name ON picking (name);
+CREATE INDEX picking_state ON picking (state, picking_type_id);
+CREATE TABLE move (
+    id INTEGER PRIMARY KEY,
+    picking_id INTEGER,
+    product_id INTEGER NOT NULL,
+    product_uom_qty REAL NOT NULL,
+    quantity REAL NOT NULL,
+    picked INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    location_id INTEGER NOT NULL,
+    location_dest_id INTEGER NOT NULL
+);
+CREATE INDEX move_picking ON move (picking_id);
+CREATE TABLE move_line (
+    id INTEGER PRIMARY KEY,
+    move_id INTEGER,
+    picking_id INTEGER,
+    product_id INTEGER NOT NULL,
+    lot_id INTEGER,
+    lot_name TEXT,
+    package_id INTEGER,
+    result_package_id INTEGER,
+    location_id INTEGER NOT NULL,
+    location_dest_id INTEGER NOT NULL,
+    quantity REAL NOT NULL,
+    picked INTEGER NOT NULL
+);
+CREATE INDEX move_line_move ON move_line (move_id);
+CREATE INDEX move_line_picking ON move_line (picking_id);
+
+-- Per-model pull cursors: Odoo write_date of the newest record seen, and when the model
+-- was last pulled in full and incrementally (unix ms).
+CREATE TABLE sync_cursor (
+    model TEXT PRIMARY KEY,
+    write_date TEXT,
+    full_at INTEGER,
+    incremental_at INTEGER
+);
+
+-- One row: the pull epoch counter (see store/mod.rs, "rebase"), connectivity mode and the
+-- times of the last pull and push.
+CREATE TABLE appliance_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    mode_since INTEGER NOT NULL,
+    last_pull_at INTEGER,
+    last_push_at INTEGER
+);
+INSERT INTO appliance_state (id, epoch, mode, mode_since)
+VALUES (1, 0, 'offline', CAST(unixepoch('subsec') * 1000 AS INTEGER));
+
+-- The journal: append-only. Rows are never deleted and their identity and payload never
+-- change; only the delivery columns (state, attempts, errors, acks) move.
+CREATE TABLE journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    site TEXT NOT NULL,
+    device TEXT NOT NULL,
+    operator TEXT,
+    kind TEXT NOT NULL CHECK (kind IN ('pick', 'receive', 'validate', 'count', 'transfer', 'print')),
+    payload_version INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    causal_key TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'in_flight', 'applied', 'conflict', 'rejected', 'resolved')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_at INTEGER,
+    remote_ref TEXT,
+    created_at INTEGER NOT NULL,
+    acked_at INTEGER,
+    acked_epoch INTEGER
+);
+-- "Next open entry per causal key" and the push queue, without touching settled history.
+CREATE INDEX journal_open_by_key ON journal (causal_key, seq)
+    WHERE state IN ('pending', 'in_flight');
+CREATE INDEX journal_by_state ON journal (state, seq);
+CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+BEGIN
+    SELECT RAISE(ABORT, 'journal is append-only');
+END;
+CREATE TRIGGER journal_immutable
+BEFORE UPDATE OF seq, id, site, device, operator, kind, payload_version, payload, causal_key, created_at
+ON journal
+BEGIN
+    SELECT RAISE(ABORT, 'journal entries are immutable');
+END;
+
+-- What each entry does to the floor's view until the cloud confirmed it and a pull folded
+-- it into the mirror. `live` = 1 while the effect still counts.
+CREATE TABLE journal_effect (
+    seq INTEGER NOT NULL REFERENCES journal (seq),
+    target TEXT NOT NULL CHECK (target IN ('stock', 'move', 'lot')),
+    product_id INTEGER,
+    location_id INTEGER,
+    lot_name TEXT NOT NULL DEFAULT '',
+    move_id INTEGER,
+    delta REAL NOT NULL DEFAULT 0,
+    expiration_date TEXT,
+    live INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX effect_seq ON journal_effect (seq);
+CREATE INDEX effect_stock ON journal_effect (product_id, location_id, lot_name)
+    WHERE live = 1 AND target = 'stock';
+CREATE INDEX effect_move ON journal_effect (move_id) WHERE live = 1 AND target = 'move';
+CREATE INDEX effect_lot ON journal_effect (product_id, lot_name) WHERE live = 1 AND target = 'lot';
+"#;
+
+/// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.
+pub fn migrate(conn: &mut Connection, path: &str) -> Result<i64, StoreError> {
+    migrate_with(conn, path, MIGRATIONS)
+}
+
+/// [`migrate`] with an explicit migration list (tests use a longer one to exercise upgrades).
+pub(super) fn migrate_with(
+    conn: &mut Connection,
+    path: &str,
+    migrations: &[&str],
+) -> Result<i64, StoreError> {
+    let target = migrations.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    check_version_against(found, target, path)?;
+    if found == target {
+        return Ok(found);
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+    for (index, sql) in migrations.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(target)
+}
+
+/// Refuses a database written by a newer build.
+pub fn check_version(found: i64, path: &str) -> Result<(), StoreError> {
+    check_version_against(found, SCHEMA_VERSION, path)
+}
+
+fn check_version_against(found: i64, supported: i64, path: &str) -> Result<(), StoreError> {
+    if found > supported {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            supported,
+        });
+    }
+    Ok(())
+}

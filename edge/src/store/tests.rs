@@ -1,0 +1,861 @@
+//! Store tests: migrations, journal rules, failure modes, and the rebase property test.
+
+use std::collections::{HashMap, HashSet};
+
+use holdfast_sync::ops::{CountOp, Operation, PickOp, ReceiveOp, TransferOp};
+use holdfast_sync::records::*;
+use proptest::prelude::*;
+
+use super::*;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(StoreOptions::new(
+        dir.path().join("holdfast.db"),
+        "site-test",
+    ))
+    .unwrap()
+}
+
+fn pick(move_id: i64, product_id: i64, location_id: i64, lot: &str, qty: f64) -> NewEntry {
+    NewEntry {
+        id: None,
+        device: "scanner-1".into(),
+        operator: Some("op-7".into()),
+        op: Operation::Pick(PickOp {
+            picking_id: 1,
+            move_id,
+            product_id,
+            location_id,
+            lot_name: (!lot.is_empty()).then(|| lot.to_owned()),
+            package_id: None,
+            quantity: qty,
+            view_quantity: 0.0,
+        }),
+    }
+}
+
+fn quant(id: i64, product_id: i64, location_id: i64, lot: &str, quantity: f64) -> Record {
+    Record::Quant(Quant {
+        id: QuantId(id),
+        product_id: ProductId(product_id),
+        location_id: LocationId(location_id),
+        lot_id: None,
+        lot_name: (!lot.is_empty()).then(|| lot.to_owned()),
+        package_id: None,
+        quantity,
+        reserved: 0.0,
+    })
+}
+
+fn mv(id: i64, picked: f64) -> Record {
+    Record::Move(Move {
+        id: MoveId(id),
+        picking_id: Some(PickingId(1)),
+        product_id: ProductId(1),
+        product_uom_qty: 100.0,
+        quantity: picked,
+        picked: true,
+        state: MoveState::Assigned,
+        location_id: LocationId(10),
+        location_dest_id: LocationId(99),
+    })
+}
+
+#[test]
+fn new_database_gets_the_current_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (found, supported) = store.read(|r| r.schema_version()).unwrap();
+    assert_eq!(found, supported);
+    assert_eq!(found, schema::SCHEMA_VERSION);
+    assert!(store.read(|r| r.integrity_check()).unwrap().is_empty());
+    assert_eq!(store.read(|r| r.appliance_state()).unwrap().mode, "offline");
+}
+
+#[test]
+fn upgrade_keeps_data_and_newer_databases_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("holdfast.db");
+    let rt = rt();
+    {
+        let store = Store::open(StoreOptions::new(&path, "s")).unwrap();
+        rt.block_on(store.append(Lane::Device, pick(1, 1, 10, "", 2.0)))
+            .unwrap();
+        rt.block_on(store.shutdown()).unwrap();
+    }
+    // A later build adds a migration: the existing journal survives the upgrade.
+    let mut conn = Connection::open(&path).unwrap();
+    let next = [
+        schema::MIGRATIONS[0],
+        "ALTER TABLE journal ADD COLUMN note TEXT",
+    ];
+    assert_eq!(schema::migrate_with(&mut conn, "test", &next).unwrap(), 2);
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM journal WHERE note IS NULL", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(conn);
+
+    // This build only knows version 1: it refuses to open the upgraded file.
+    let err = Store::open(StoreOptions::new(&path, "s")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::TooNew {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer than this build"), "{err}");
+    assert!(matches!(
+        open_read_only(&path),
+        Err(StoreError::TooNew { .. })
+    ));
+}
+
+#[test]
+fn appends_are_idempotent_by_id_and_the_journal_is_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    let mut entry = pick(1, 1, 10, "", 2.0);
+    entry.id = Some(uuid::Uuid::now_v7());
+    let first = rt
+        .block_on(store.append(Lane::Device, entry.clone()))
+        .unwrap();
+    let again = rt.block_on(store.append(Lane::Device, entry)).unwrap();
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(first.seq, again.seq);
+    assert_eq!(store.read(|r| r.on_hand(1, 10, "")).unwrap(), -2.0);
+    let stats = store.read(|r| r.queue_stats()).unwrap();
+    assert_eq!(stats.by_state["pending"], 1);
+
+    let err = rt
+        .block_on(store.test_sql("DELETE FROM journal"))
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = rt
+        .block_on(store.test_sql("UPDATE journal SET payload = '{}'"))
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable"), "{err}");
+}
+
+#[test]
+fn invalid_operations_and_transitions_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    let err = rt
+        .block_on(store.append(Lane::Device, pick(1, 1, 10, "", f64::NAN)))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let a = rt
+        .block_on(store.append(Lane::Device, pick(1, 1, 10, "", 1.0)))
+        .unwrap();
+    let err = rt
+        .block_on(store.transition(Transition::Applied {
+            seq: a.seq,
+            remote_ref: None,
+        }))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("journal entry {} cannot go from pending to applied", a.seq)
+    );
+    let err = rt
+        .block_on(store.transition(Transition::InFlight { seq: 999 }))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)));
+    // Nothing of the refused operations reached the journal.
+    assert_eq!(
+        store.read(|r| r.queue_stats()).unwrap().by_state["pending"],
+        1
+    );
+}
+
+#[test]
+fn full_database_refuses_writes_and_keeps_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path().join("holdfast.db"), "s");
+    options.max_size_bytes = Some(400 * 1024);
+    let store = Store::open(options).unwrap();
+    let rt = rt();
+    let mut acked = 0;
+    let err = loop {
+        match rt.block_on(store.append(Lane::Device, pick(1, 1, 10, "", 1.0))) {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 100_000, "the size cap never bit");
+    };
+    assert!(matches!(err, StoreError::Full), "{err}");
+    assert!(err.to_string().contains("reads keep working"));
+    // Everything acknowledged is there and readable.
+    let stats = store.read(|r| r.queue_stats()).unwrap();
+    assert_eq!(stats.by_state["pending"], acked);
+    assert_eq!(
+        store.read(|r| r.on_hand(1, 10, "")).unwrap(),
+        -(acked as f64)
+    );
+    // The writer survives: a ping still commits.
+    rt.block_on(store.ping()).unwrap();
+}
+
+#[test]
+fn read_only_database_refuses_writes_and_keeps_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    rt.block_on(store.append(Lane::Device, pick(1, 1, 10, "", 1.0)))
+        .unwrap();
+    rt.block_on(store.test_sql("PRAGMA query_only = 1"))
+        .unwrap();
+    let err = rt
+        .block_on(store.append(Lane::Device, pick(1, 1, 10, "", 1.0)))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly), "{err}");
+    assert_eq!(store.read(|r| r.on_hand(1, 10, "")).unwrap(), -1.0);
+}
+
+#[test]
+fn barcode_lookup_finds_every_kind_in_one_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    let data =
+        holdfast_sync::dataset::Dataset::generate(&holdfast_sync::dataset::DatasetSpec::demo());
+    rt.block_on(store.apply_mirror(MirrorBatch {
+        epoch: None,
+        upserts: data.records().collect(),
+        deletes: vec![],
+    }))
+    .unwrap();
+    let product = data.products.iter().find(|p| p.barcode.is_some()).unwrap();
+    let hits = store
+        .read(|r| r.lookup_barcode(product.barcode.as_deref().unwrap()))
+        .unwrap();
+    assert_eq!(
+        hits,
+        vec![BarcodeHit::Product {
+            id: product.id.0,
+            name: product.name.clone()
+        }]
+    );
+    let packaging = &data.packagings[0];
+    let hits = store
+        .read(|r| r.lookup_barcode(packaging.barcode.as_deref().unwrap()))
+        .unwrap();
+    assert_eq!(
+        hits,
+        vec![BarcodeHit::Packaging {
+            product_id: packaging.product_id.0,
+            qty: 12.0
+        }]
+    );
+    let bin = data.locations.iter().find(|l| l.barcode.is_some()).unwrap();
+    assert!(matches!(
+        store.read(|r| r.lookup_barcode(bin.barcode.as_deref().unwrap())).unwrap()[..],
+        [BarcodeHit::Location { id, .. }] if id == bin.id.0
+    ));
+    let picking = &data.pickings[0];
+    assert!(matches!(
+        store.read(|r| r.lookup_barcode(&picking.name)).unwrap()[..],
+        [BarcodeHit::Picking { id, .. }] if id == picking.id.0
+    ));
+    let lot = &data.lots[0];
+    assert!(matches!(
+        store.read(|r| r.lookup_barcode(&lot.name)).unwrap()[..],
+        [BarcodeHit::Lot { id, .. }] if id == lot.id.0
+    ));
+    assert!(store.read(|r| r.lookup_barcode("NOPE")).unwrap().is_empty());
+}
+
+#[test]
+fn a_pull_during_push_never_bounces_the_view_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    let seed = MirrorBatch {
+        epoch: None,
+        upserts: vec![quant(1, 1, 10, "", 10.0), mv(100, 0.0)],
+        deletes: vec![],
+    };
+    rt.block_on(store.apply_mirror(seed)).unwrap();
+    let a = rt
+        .block_on(store.append(Lane::Device, pick(100, 1, 10, "", 3.0)))
+        .unwrap();
+    let view = |store: &Store| {
+        (
+            store.read(|r| r.on_hand(1, 10, "")).unwrap(),
+            store.read(|r| r.move_picked(100)).unwrap(),
+        )
+    };
+    assert_eq!(view(&store), (7.0, 3.0));
+
+    // The push sends the pick; a pull begins and reads Odoo after it applied the pick,
+    // and Odoo's answer arrives only after the pull began.
+    rt.block_on(store.transition(Transition::InFlight { seq: a.seq }))
+        .unwrap();
+    let epoch = rt.block_on(store.begin_pull()).unwrap();
+    rt.block_on(store.transition(Transition::Applied {
+        seq: a.seq,
+        remote_ref: Some("move.line 5".into()),
+    }))
+    .unwrap();
+    let out = rt
+        .block_on(store.apply_mirror(MirrorBatch {
+            epoch: Some(epoch),
+            upserts: vec![quant(1, 1, 10, "", 7.0), mv(100, 3.0)],
+            deletes: vec![],
+        }))
+        .unwrap();
+    assert_eq!(
+        out.held_back, 2,
+        "cannot tell if the copy includes the pick"
+    );
+    assert_eq!(view(&store), (7.0, 3.0));
+
+    // The next pull began after the acknowledgement: its copy includes the pick.
+    let epoch = rt.block_on(store.begin_pull()).unwrap();
+    let out = rt
+        .block_on(store.apply_mirror(MirrorBatch {
+            epoch: Some(epoch),
+            upserts: vec![quant(1, 1, 10, "", 7.0), mv(100, 3.0)],
+            deletes: vec![],
+        }))
+        .unwrap();
+    assert_eq!((out.held_back, out.folded), (0, 2));
+    assert_eq!(view(&store), (7.0, 3.0));
+    assert_eq!(
+        store.read(|r| r.effects(a.seq)).unwrap()[0]["live"],
+        serde_json::json!(false)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Property test: random interleavings of floor operations, pushes, cloud acknowledgements,
+// cloud-side edits and pulls, checked step by step against an in-memory model.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Stock(usize),
+    Move(usize),
+}
+
+const PRODUCTS: [i64; 2] = [1, 2];
+const LOCATIONS: [i64; 2] = [10, 11];
+const LOTS: [&str; 2] = ["", "L1"];
+const MOVES: [i64; 2] = [100, 101];
+const N_STOCK: usize = 8;
+
+fn stock_key(i: usize) -> (i64, i64, &'static str) {
+    (PRODUCTS[i % 2], LOCATIONS[i / 2 % 2], LOTS[i / 4 % 2])
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Pick {
+        stock: usize,
+        mv: usize,
+        qty: u8,
+    },
+    Receive {
+        stock: usize,
+        mv: usize,
+        qty: u8,
+    },
+    Count {
+        stock: usize,
+        counted: u8,
+        expected: u8,
+    },
+    Transfer {
+        stock: usize,
+        qty: u8,
+    },
+    StartPush(usize),
+    CloudApply(usize),
+    Ack(usize),
+    Fail(usize),
+    Reject(usize),
+    Resolve(usize),
+    CloudEdit {
+        stock: usize,
+        delta: i8,
+    },
+    BeginPull,
+    ReadCloud,
+    CommitPull {
+        full: bool,
+        mask: u16,
+    },
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    let s = 0..N_STOCK;
+    let m = 0..MOVES.len();
+    let q = 1u8..20;
+    let i = 0usize..64;
+    prop_oneof![
+        3 => (s.clone(), m.clone(), q.clone()).prop_map(|(stock, mv, qty)| Action::Pick { stock, mv, qty }),
+        2 => (s.clone(), m, q.clone()).prop_map(|(stock, mv, qty)| Action::Receive { stock, mv, qty }),
+        2 => (s.clone(), 0u8..30, 0u8..30).prop_map(|(stock, counted, expected)| Action::Count { stock, counted, expected }),
+        1 => (s.clone(), q).prop_map(|(stock, qty)| Action::Transfer { stock, qty }),
+        4 => i.clone().prop_map(Action::StartPush),
+        4 => i.clone().prop_map(Action::CloudApply),
+        4 => i.clone().prop_map(Action::Ack),
+        1 => i.clone().prop_map(Action::Fail),
+        1 => i.clone().prop_map(Action::Reject),
+        1 => i.prop_map(Action::Resolve),
+        1 => (s, -10i8..10).prop_map(|(stock, delta)| Action::CloudEdit { stock, delta }),
+        2 => Just(Action::BeginPull),
+        2 => Just(Action::ReadCloud),
+        2 => (any::<bool>(), any::<u16>()).prop_map(|(full, mask)| Action::CommitPull { full, mask }),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum MState {
+    Pending,
+    InFlight,
+    Applied,
+    Rejected,
+    Resolved,
+}
+
+#[derive(Debug)]
+struct MEntry {
+    seq: i64,
+    effects: Vec<(Key, f64)>,
+    state: MState,
+    cloud_applied: bool,
+    acked_epoch: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    value: f64,
+    included: HashSet<usize>,
+}
+
+#[derive(Debug, Default)]
+struct CloudModel {
+    cloud: HashMap<Key, f64>,
+    entries: Vec<MEntry>,
+    mirror: HashMap<Key, Snapshot>,
+    epoch: i64,
+    pull: Option<(i64, Option<HashMap<Key, Snapshot>>)>,
+}
+
+fn all_keys() -> Vec<Key> {
+    (0..N_STOCK)
+        .map(Key::Stock)
+        .chain((0..MOVES.len()).map(Key::Move))
+        .collect()
+}
+
+fn key_record(key: Key, value: f64) -> Record {
+    match key {
+        Key::Stock(i) => {
+            let (p, l, lot) = stock_key(i);
+            quant(i as i64 + 1, p, l, lot, value)
+        }
+        Key::Move(i) => mv(MOVES[i], value),
+    }
+}
+
+impl CloudModel {
+    fn expected(&self, key: Key) -> f64 {
+        let snap = self.mirror.get(&key).cloned().unwrap_or_default();
+        snap.value
+            + self
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(i, e)| e.state != MState::Resolved && !snap.included.contains(i))
+                .flat_map(|(_, e)| e.effects.iter())
+                .filter(|(k, _)| *k == key)
+                .map(|(_, d)| d)
+                .sum::<f64>()
+    }
+
+    fn held(&self, key: Key, epoch: i64) -> bool {
+        self.entries.iter().any(|e| {
+            e.effects.iter().any(|(k, _)| *k == key)
+                && (e.state == MState::InFlight
+                    || (e.state == MState::Applied && e.acked_epoch >= epoch))
+        })
+    }
+}
+
+fn effects_of(op: &Operation) -> Vec<(Key, f64)> {
+    op.effects()
+        .into_iter()
+        .map(|e| match e {
+            holdfast_sync::ops::Effect::Stock {
+                product_id,
+                location_id,
+                lot_name,
+                delta,
+            } => {
+                let i = (0..N_STOCK)
+                    .find(|&i| stock_key(i) == (product_id.0, location_id.0, lot_name.as_str()))
+                    .unwrap();
+                (Key::Stock(i), delta)
+            }
+            holdfast_sync::ops::Effect::MovePicked { move_id, delta } => (
+                Key::Move(MOVES.iter().position(|m| *m == move_id.0).unwrap()),
+                delta,
+            ),
+            holdfast_sync::ops::Effect::LotKnown { .. } => unreachable!("no lot effects here"),
+        })
+        .collect()
+}
+
+fn pick_entry(n: usize, i: usize) -> Option<usize> {
+    (n > 0).then(|| i % n)
+}
+
+fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    let mut model = CloudModel::default();
+    // Initial cloud and mirror: every key has a row.
+    let mut seed = Vec::new();
+    for (n, key) in all_keys().into_iter().enumerate() {
+        let value = if matches!(key, Key::Stock(_)) {
+            50.0 + n as f64
+        } else {
+            0.0
+        };
+        model.cloud.insert(key, value);
+        model.mirror.insert(
+            key,
+            Snapshot {
+                value,
+                included: HashSet::new(),
+            },
+        );
+        seed.push(key_record(key, value));
+    }
+    rt.block_on(store.apply_mirror(MirrorBatch {
+        epoch: None,
+        upserts: seed,
+        deletes: vec![],
+    }))
+    .unwrap();
+
+    for (step, action) in actions.into_iter().enumerate() {
+        let op = match &action {
+            Action::Pick { stock, mv, qty } => {
+                let (p, l, lot) = stock_key(*stock);
+                Some(pick(MOVES[*mv], p, l, lot, f64::from(*qty)).op)
+            }
+            Action::Receive { stock, mv, qty } => {
+                let (p, l, lot) = stock_key(*stock);
+                Some(Operation::Receive(ReceiveOp {
+                    picking_id: 1,
+                    move_id: MOVES[*mv],
+                    product_id: p,
+                    location_dest_id: l,
+                    lot_name: None,
+                    expiration_date: None,
+                    quantity: f64::from(*qty),
+                }))
+                .filter(|_| lot.is_empty())
+            }
+            Action::Count {
+                stock,
+                counted,
+                expected,
+            } => {
+                let (p, l, lot) = stock_key(*stock);
+                Some(Operation::Count(CountOp {
+                    product_id: p,
+                    location_id: l,
+                    lot_name: (!lot.is_empty()).then(|| lot.to_owned()),
+                    counted: f64::from(*counted),
+                    expected: f64::from(*expected),
+                }))
+            }
+            Action::Transfer { stock, qty } => {
+                let (p, l, lot) = stock_key(*stock);
+                Some(Operation::Transfer(TransferOp {
+                    product_id: p,
+                    lot_name: (!lot.is_empty()).then(|| lot.to_owned()),
+                    from_location_id: l,
+                    to_location_id: LOCATIONS.iter().copied().find(|x| *x != l).unwrap(),
+                    quantity: f64::from(*qty),
+                }))
+            }
+            _ => None,
+        };
+        if let Some(op) = op {
+            let effects = effects_of(&op);
+            let appended = rt
+                .block_on(store.append(
+                    Lane::Device,
+                    NewEntry {
+                        id: None,
+                        device: "d".into(),
+                        operator: None,
+                        op,
+                    },
+                ))
+                .unwrap();
+            model.entries.push(MEntry {
+                seq: appended.seq,
+                effects,
+                state: MState::Pending,
+                cloud_applied: false,
+                acked_epoch: 0,
+            });
+        }
+        match action {
+            Action::StartPush(i) => {
+                if let Some(i) = pick_entry(model.entries.len(), i)
+                    .filter(|&i| model.entries[i].state == MState::Pending)
+                {
+                    rt.block_on(store.transition(Transition::InFlight {
+                        seq: model.entries[i].seq,
+                    }))
+                    .unwrap();
+                    model.entries[i].state = MState::InFlight;
+                }
+            }
+            Action::CloudApply(i) => {
+                if let Some(i) = pick_entry(model.entries.len(), i).filter(|&i| {
+                    model.entries[i].state == MState::InFlight && !model.entries[i].cloud_applied
+                }) {
+                    model.entries[i].cloud_applied = true;
+                    for (k, d) in model.entries[i].effects.clone() {
+                        *model.cloud.get_mut(&k).unwrap() += d;
+                    }
+                }
+            }
+            Action::Ack(i) => {
+                if let Some(i) = pick_entry(model.entries.len(), i).filter(|&i| {
+                    model.entries[i].state == MState::InFlight && model.entries[i].cloud_applied
+                }) {
+                    rt.block_on(store.transition(Transition::Applied {
+                        seq: model.entries[i].seq,
+                        remote_ref: None,
+                    }))
+                    .unwrap();
+                    model.entries[i].state = MState::Applied;
+                    model.entries[i].acked_epoch = model.epoch;
+                }
+            }
+            Action::Fail(i) | Action::Reject(i) => {
+                if let Some(i) = pick_entry(model.entries.len(), i).filter(|&i| {
+                    model.entries[i].state == MState::InFlight && !model.entries[i].cloud_applied
+                }) {
+                    let seq = model.entries[i].seq;
+                    let (t, s) = if matches!(action, Action::Fail(_)) {
+                        (
+                            Transition::Retry {
+                                seq,
+                                error: "timeout".into(),
+                                next_attempt_at: 0,
+                            },
+                            MState::Pending,
+                        )
+                    } else {
+                        (
+                            Transition::Rejected {
+                                seq,
+                                error: "ValidationError".into(),
+                            },
+                            MState::Rejected,
+                        )
+                    };
+                    rt.block_on(store.transition(t)).unwrap();
+                    model.entries[i].state = s;
+                }
+            }
+            Action::Resolve(i) => {
+                if let Some(i) = pick_entry(model.entries.len(), i)
+                    .filter(|&i| model.entries[i].state == MState::Rejected)
+                {
+                    rt.block_on(store.transition(Transition::Resolved {
+                        seq: model.entries[i].seq,
+                        note: "discard".into(),
+                    }))
+                    .unwrap();
+                    model.entries[i].state = MState::Resolved;
+                }
+            }
+            Action::CloudEdit { stock, delta } => {
+                *model.cloud.get_mut(&Key::Stock(stock)).unwrap() += f64::from(delta);
+            }
+            Action::BeginPull => {
+                if model.pull.is_none() {
+                    let epoch = rt.block_on(store.begin_pull()).unwrap();
+                    model.epoch = epoch.0;
+                    model.pull = Some((epoch.0, None));
+                }
+            }
+            Action::ReadCloud => {
+                let included: HashSet<usize> = model
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.cloud_applied)
+                    .map(|(i, _)| i)
+                    .collect();
+                let cloud = model.cloud.clone();
+                if let Some((_, snap @ None)) = &mut model.pull {
+                    *snap = Some(
+                        cloud
+                            .into_iter()
+                            .map(|(k, value)| {
+                                let inc = included
+                                    .iter()
+                                    .copied()
+                                    .filter(|i| {
+                                        model.entries[*i].effects.iter().any(|(ek, _)| *ek == k)
+                                    })
+                                    .collect();
+                                (
+                                    k,
+                                    Snapshot {
+                                        value,
+                                        included: inc,
+                                    },
+                                )
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            Action::CommitPull { full, mask } => {
+                if let Some((epoch, Some(snap))) = model.pull.take() {
+                    let keys: Vec<Key> = all_keys()
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(n, _)| full || mask & (1 << n) != 0)
+                        .map(|(_, k)| k)
+                        .collect();
+                    let upserts = keys.iter().map(|k| key_record(*k, snap[k].value)).collect();
+                    rt.block_on(store.apply_mirror(MirrorBatch {
+                        epoch: Some(Epoch(epoch)),
+                        upserts,
+                        deletes: vec![],
+                    }))
+                    .unwrap();
+                    if full {
+                        rt.block_on(store.complete_snapshot(Epoch(epoch), Model::Quant))
+                            .unwrap();
+                        rt.block_on(store.complete_snapshot(Epoch(epoch), Model::Move))
+                            .unwrap();
+                    }
+                    for k in keys {
+                        if !model.held(k, epoch) {
+                            model.mirror.insert(k, snap[&k].clone());
+                        }
+                    }
+                }
+                // A pull committed before it read anything is abandoned, as a failed pull is.
+            }
+            _ => {}
+        }
+        for key in all_keys() {
+            let got = match key {
+                Key::Stock(i) => {
+                    let (p, l, lot) = stock_key(i);
+                    store.read(|r| r.on_hand(p, l, lot)).unwrap()
+                }
+                Key::Move(i) => store.read(|r| r.move_picked(MOVES[i])).unwrap(),
+            };
+            prop_assert_eq!(got, model.expected(key), "step {} key {:?}", step, key);
+        }
+    }
+
+    // Quiesce: settle every entry and pull everything; the view is then exactly the cloud
+    // plus what the cloud never received (rejected entries).
+    for i in 0..model.entries.len() {
+        let seq = model.entries[i].seq;
+        if model.entries[i].state == MState::Pending {
+            rt.block_on(store.transition(Transition::InFlight { seq }))
+                .unwrap();
+            model.entries[i].state = MState::InFlight;
+        }
+        if model.entries[i].state == MState::InFlight {
+            if !model.entries[i].cloud_applied {
+                model.entries[i].cloud_applied = true;
+                for (k, d) in model.entries[i].effects.clone() {
+                    *model.cloud.get_mut(&k).unwrap() += d;
+                }
+            }
+            rt.block_on(store.transition(Transition::Applied {
+                seq,
+                remote_ref: None,
+            }))
+            .unwrap();
+            model.entries[i].state = MState::Applied;
+        }
+    }
+    let epoch = rt.block_on(store.begin_pull()).unwrap();
+    let upserts = all_keys()
+        .into_iter()
+        .map(|k| key_record(k, model.cloud[&k]))
+        .collect();
+    let out = rt
+        .block_on(store.apply_mirror(MirrorBatch {
+            epoch: Some(epoch),
+            upserts,
+            deletes: vec![],
+        }))
+        .unwrap();
+    prop_assert_eq!(out.held_back, 0);
+    for key in all_keys() {
+        let rejected: f64 = model
+            .entries
+            .iter()
+            .filter(|e| e.state == MState::Rejected)
+            .flat_map(|e| e.effects.iter())
+            .filter(|(k, _)| *k == key)
+            .map(|(_, d)| d)
+            .sum();
+        let got = match key {
+            Key::Stock(i) => {
+                let (p, l, lot) = stock_key(i);
+                store.read(|r| r.on_hand(p, l, lot)).unwrap()
+            }
+            Key::Move(i) => store.read(|r| r.move_picked(MOVES[i])).unwrap(),
+        };
+        prop_assert_eq!(
+            got,
+            model.cloud[&key] + rejected,
+            "after quiesce, key {:?}",
+            key
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("HOLDFAST_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn view_matches_the_model_under_any_interleaving(actions in proptest::collection::vec(action(), 1..80)) {
+        run_case(actions)?;
+    }
+}

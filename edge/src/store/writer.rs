@@ -1,0 +1,248 @@
+//! The writer thread: the only owner of the read-write connection.
+//!
+//! It waits for a command on either lane, then takes whatever else is queued (device lane
+//! first, at least one background command per batch so sync is never starved), runs the
+//! batch in one `BEGIN IMMEDIATE` transaction with a savepoint per command, commits, and only
+//! then answers every caller. If the commit fails, every caller in the batch gets the error:
+//! nothing is acknowledged that is not on disk.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use holdfast_sync::records::Model;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::journal::{self, Appended, NewEntry, Transition};
+use super::mirror::{self, MirrorBatch, MirrorOutcome};
+use super::{Epoch, StoreError, WriterStats};
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// Commands the writer understands.
+#[derive(Debug)]
+pub(super) enum WriteCmd {
+    Append(Box<NewEntry>, Reply<Appended>),
+    Transition(Transition, Reply<()>),
+    BeginPull(Reply<Epoch>),
+    Mirror(Box<MirrorBatch>, Reply<MirrorOutcome>),
+    CompleteSnapshot(Epoch, Model, Reply<u64>),
+    SetMode(String, i64, Reply<()>),
+    Ping(Reply<()>),
+    /// Finish what is queued, then stop.
+    Shutdown(Reply<()>),
+    #[cfg(test)]
+    TestSql(String, Reply<()>),
+}
+
+pub(super) struct WriterConfig {
+    pub max_batch: usize,
+    pub site: String,
+}
+
+/// Sends a command's result once the batch's fate is known.
+type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+fn finish<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+) -> (Finish, Option<StoreError>) {
+    let error = result.as_ref().err().map(copy_error);
+    let f: Finish = Box::new(move |commit_error| {
+        let result = match commit_error {
+            None => result,
+            Some(e) => Err(copy_error(e)),
+        };
+        // The caller may have given up waiting; that is its business.
+        let _ = reply.send(result);
+    });
+    (f, error)
+}
+
+/// The commit error, for each caller in the batch.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Full => StoreError::Full,
+        StoreError::ReadOnly => StoreError::ReadOnly,
+        StoreError::Busy => StoreError::Busy,
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        other => StoreError::Data(other.to_string()),
+    }
+}
+
+pub(super) fn spawn(
+    conn: Connection,
+    device_rx: mpsc::Receiver<WriteCmd>,
+    background_rx: mpsc::Receiver<WriteCmd>,
+    config: WriterConfig,
+    stats: Arc<WriterStats>,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run_writer(conn, device_rx, background_rx, config, stats))
+        .map_err(|e| StoreError::Open {
+            path: String::new(),
+            reason: format!("cannot start the writer thread: {e}"),
+        })
+}
+
+fn run_writer(
+    mut conn: Connection,
+    mut device_rx: mpsc::Receiver<WriteCmd>,
+    mut background_rx: mpsc::Receiver<WriteCmd>,
+    config: WriterConfig,
+    stats: Arc<WriterStats>,
+) {
+    let _span = tracing::info_span!("store_writer").entered();
+    // A current-thread runtime used only to wait on the two lanes at once.
+    let waiter = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "store writer cannot start");
+            return;
+        }
+    };
+    let mut batch: Vec<WriteCmd> = Vec::with_capacity(config.max_batch);
+    let mut stopping = false;
+    loop {
+        if batch.is_empty() && !stopping {
+            let first = waiter.block_on(async {
+                tokio::select! {
+                    biased;
+                    Some(cmd) = device_rx.recv() => Some(cmd),
+                    Some(cmd) = background_rx.recv() => Some(cmd),
+                    else => None,
+                }
+            });
+            match first {
+                Some(cmd) => batch.push(cmd),
+                None => return, // every handle is gone
+            }
+        }
+        // Device commands first, but leave one slot for the background lane.
+        while batch.len() < config.max_batch - 1 {
+            match device_rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        while batch.len() < config.max_batch {
+            match background_rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return; // stopping and drained
+        }
+        stopping |= batch.iter().any(|c| matches!(c, WriteCmd::Shutdown(_)));
+        run_batch(&mut conn, &mut batch, &config, &stats);
+    }
+}
+
+fn run_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<WriteCmd>,
+    config: &WriterConfig,
+    stats: &WriterStats,
+) {
+    let mut done: Vec<Finish> = Vec::with_capacity(batch.len());
+    batch.reverse(); // run in arrival order while popping from the end
+    let outcome = (|| -> Result<(), StoreError> {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        while let Some(cmd) = batch.pop() {
+            let (f, error) = execute(&mut tx, cmd, config);
+            done.push(f);
+            // On SQLITE_FULL or an I/O error SQLite may roll the whole transaction back on
+            // its own: then nothing of this batch is on disk, whatever the savepoints said.
+            if tx.is_autocommit() {
+                return Err(error.unwrap_or_else(|| {
+                    StoreError::Data("the transaction was rolled back".into())
+                }));
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    // Commands not run (BEGIN failed, or the transaction was lost) get the batch's error.
+    for cmd in batch.drain(..) {
+        done.push(reject(cmd));
+    }
+    stats
+        .commands
+        .fetch_add(done.len() as u64, Ordering::Relaxed);
+    match &outcome {
+        Ok(()) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, n_commands = done.len(), "store commit failed");
+        }
+    }
+    let error = outcome.err();
+    for f in done {
+        f(error.as_ref());
+    }
+}
+
+/// Answers a command that never ran; the batch error replaces the result.
+fn reject(cmd: WriteCmd) -> Finish {
+    match cmd {
+        WriteCmd::Append(_, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::Transition(_, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::BeginPull(r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::Mirror(_, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::SetMode(_, _, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Err(StoreError::Closed)).0,
+        #[cfg(test)]
+        WriteCmd::TestSql(_, r) => finish(r, Err(StoreError::Closed)).0,
+    }
+}
+
+/// Runs one command in its own savepoint.
+fn execute(
+    tx: &mut Transaction<'_>,
+    cmd: WriteCmd,
+    config: &WriterConfig,
+) -> (Finish, Option<StoreError>) {
+    fn in_savepoint<T>(
+        tx: &mut Transaction<'_>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let sp = tx.savepoint()?;
+        let result = f(&sp);
+        if result.is_ok() {
+            sp.commit()?;
+        }
+        // Dropping an uncommitted savepoint rolls it back.
+        result
+    }
+    match cmd {
+        WriteCmd::Append(entry, r) => {
+            let result = in_savepoint(tx, |c| journal::append(c, &config.site, &entry));
+            finish(r, result)
+        }
+        WriteCmd::Transition(t, r) => finish(r, in_savepoint(tx, |c| journal::transition(c, &t))),
+        WriteCmd::BeginPull(r) => finish(r, in_savepoint(tx, mirror::begin_pull)),
+        WriteCmd::Mirror(b, r) => finish(r, in_savepoint(tx, |c| mirror::apply(c, &b))),
+        WriteCmd::CompleteSnapshot(epoch, model, r) => finish(
+            r,
+            in_savepoint(tx, |c| mirror::complete_snapshot(c, epoch, model)),
+        ),
+        WriteCmd::SetMode(mode, since, r) => finish(
+            r,
+            in_savepoint(tx, |c| {
+                c.prepare_cached(
+                    "UPDATE appliance_state SET mode = ?1, mode_since = ?2 WHERE id = 1",
+                )?
+                .execute(rusqlite::params![mode, since])?;
+                Ok(())
+            }),
+        ),
+        WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Ok(())),
+        #[cfg(test)]
+        WriteCmd::TestSql(sql, r) => finish(r, tx.execute_batch(&sql).map_err(StoreError::from)),
+    }
+}

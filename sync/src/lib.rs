@@ -1,0 +1,16 @@
+//! The Odoo side of Holdfast.
+//!
+//! This crate works on plain records and operations; it knows nothing of SQLite, HTTP
+//! servers or devices. Today it holds:
+//!
+//! - [`records`]: the Odoo records a site mirrors, as plain structs with typed ids;
+//! - [`ops`]: the warehouse operations the floor records in the journal, their persisted
+//!   payloads, causal keys and their effect on the floor's view;
+//! - [`dataset`]: deterministic warehouse data sets for the demo and for benchmarks.
+//!
+//! The wire clients, the pull planner, the push translation and the Odoo simulator join
+//! them here (see ARCHITECTURE.md).
+
+pub mod dataset;
+pub mod ops;
+pub mod records;

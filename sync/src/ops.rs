@@ -1,0 +1,470 @@
+//! Warehouse operations: the intents the floor records in the journal.
+//!
+//! An operation says what a person did ("took 3 of lot L from bin B for move M, the view
+//! showed 12"), never what Odoo should end up holding. Turning intents into Odoo calls is the
+//! push's job, so the same journal can be replayed against a cloud that changed meanwhile.
+//!
+//! Operations are persisted as JSON with a payload version ([`PAYLOAD_VERSION`]); a change to
+//! a payload's shape gets a new version and an explicit upgrade, never a silent reinterpretation.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::records::{LocationId, MoveId, ProductId, UnknownValue};
+
+/// Version of the payload shapes in this module.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// The kinds of journal entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Pick,
+    Receive,
+    Validate,
+    Count,
+    Transfer,
+    Print,
+}
+
+impl OpKind {
+    pub const ALL: &'static [OpKind] = &[
+        OpKind::Pick,
+        OpKind::Receive,
+        OpKind::Validate,
+        OpKind::Count,
+        OpKind::Transfer,
+        OpKind::Print,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Pick => "pick",
+            OpKind::Receive => "receive",
+            OpKind::Validate => "validate",
+            OpKind::Count => "count",
+            OpKind::Transfer => "transfer",
+            OpKind::Print => "print",
+        }
+    }
+
+    /// Whether entries of this kind are ever sent to Odoo (labels are local only).
+    pub fn goes_to_cloud(self) -> bool {
+        !matches!(self, OpKind::Print)
+    }
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OpKind {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OpKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                field: "kind",
+                value: s.to_owned(),
+            })
+    }
+}
+
+/// What to do with the rest of a partially picked picking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackorderChoice {
+    /// Keep the remainder open in a backorder.
+    Backorder,
+    /// Close the picking; the remainder is cancelled.
+    NoBackorder,
+}
+
+/// Quantity of a product taken from a location for a picking's move.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PickOp {
+    pub picking_id: i64,
+    pub move_id: i64,
+    pub product_id: i64,
+    pub location_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_id: Option<i64>,
+    pub quantity: f64,
+    /// What the view showed at `location_id` for this product (and lot) when the pick was made.
+    pub view_quantity: f64,
+}
+
+/// Quantity received on a receipt's move, with lot/serial and expiry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveOp {
+    pub picking_id: i64,
+    pub move_id: i64,
+    pub product_id: i64,
+    pub location_dest_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot_name: Option<String>,
+    /// `YYYY-MM-DD HH:MM:SS` in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<String>,
+    pub quantity: f64,
+}
+
+/// A picking finished on the floor, with the backorder decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateOp {
+    pub picking_id: i64,
+    pub backorder: BackorderChoice,
+}
+
+/// A counted quantity at a location, with what the view showed when it was counted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountOp {
+    pub product_id: i64,
+    pub location_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot_name: Option<String>,
+    pub counted: f64,
+    /// The view's quantity at count time: the count is applied as `counted - expected`.
+    pub expected: f64,
+}
+
+/// Stock moved between two locations without a prepared picking.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferOp {
+    pub product_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot_name: Option<String>,
+    pub from_location_id: i64,
+    pub to_location_id: i64,
+    pub quantity: f64,
+}
+
+/// A label job; local only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrintOp {
+    pub printer: String,
+    pub template: String,
+    #[serde(default)]
+    pub copies: u32,
+}
+
+/// One warehouse operation, as recorded in the journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Operation {
+    Pick(PickOp),
+    Receive(ReceiveOp),
+    Validate(ValidateOp),
+    Count(CountOp),
+    Transfer(TransferOp),
+    Print(PrintOp),
+}
+
+/// An operation that cannot be recorded as it stands.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidOp {
+    #[error("{field} must be a finite number, got {value}")]
+    NotFinite { field: &'static str, value: f64 },
+    #[error("{field} must be greater than zero, got {value}")]
+    NotPositive { field: &'static str, value: f64 },
+    #[error("{field} must not be negative, got {value}")]
+    Negative { field: &'static str, value: f64 },
+    #[error("from and to location are the same ({0})")]
+    SameLocation(i64),
+    #[error("lot name must not be empty")]
+    EmptyLot,
+    #[error("unsupported payload version {0} (this build reads version {PAYLOAD_VERSION})")]
+    Version(u32),
+    #[error("payload does not match kind {kind}: {reason}")]
+    Payload { kind: String, reason: String },
+}
+
+/// What an operation does to the floor's picture until the cloud has confirmed it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// On-hand quantity of a product (lot) at a location changes by `delta`.
+    Stock {
+        product_id: ProductId,
+        location_id: LocationId,
+        /// Empty for untracked stock.
+        lot_name: String,
+        delta: f64,
+    },
+    /// A move's picked quantity changes by `delta`.
+    MovePicked { move_id: MoveId, delta: f64 },
+    /// A lot becomes known for a product (created on the floor by a receipt).
+    LotKnown {
+        product_id: ProductId,
+        lot_name: String,
+        expiration_date: Option<String>,
+    },
+}
+
+fn finite(field: &'static str, value: f64) -> Result<f64, InvalidOp> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(InvalidOp::NotFinite { field, value })
+    }
+}
+
+fn positive(field: &'static str, value: f64) -> Result<(), InvalidOp> {
+    if finite(field, value)? > 0.0 {
+        Ok(())
+    } else {
+        Err(InvalidOp::NotPositive { field, value })
+    }
+}
+
+fn non_negative(field: &'static str, value: f64) -> Result<(), InvalidOp> {
+    if finite(field, value)? >= 0.0 {
+        Ok(())
+    } else {
+        Err(InvalidOp::Negative { field, value })
+    }
+}
+
+fn lot(lot_name: &Option<String>) -> Result<String, InvalidOp> {
+    match lot_name {
+        Some(name) if name.trim().is_empty() => Err(InvalidOp::EmptyLot),
+        Some(name) => Ok(name.clone()),
+        None => Ok(String::new()),
+    }
+}
+
+impl Operation {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Operation::Pick(_) => OpKind::Pick,
+            Operation::Receive(_) => OpKind::Receive,
+            Operation::Validate(_) => OpKind::Validate,
+            Operation::Count(_) => OpKind::Count,
+            Operation::Transfer(_) => OpKind::Transfer,
+            Operation::Print(_) => OpKind::Print,
+        }
+    }
+
+    /// Entries with the same causal key reach Odoo in journal order; different keys may
+    /// drain in parallel. Picking work is ordered per picking; stock corrections per
+    /// product and location (a count after a transfer out of the same bin must follow it).
+    pub fn causal_key(&self) -> String {
+        match self {
+            Operation::Pick(op) => format!("picking:{}", op.picking_id),
+            Operation::Receive(op) => format!("picking:{}", op.picking_id),
+            Operation::Validate(op) => format!("picking:{}", op.picking_id),
+            Operation::Count(op) => format!("stock:{}:{}", op.product_id, op.location_id),
+            Operation::Transfer(op) => format!("stock:{}:{}", op.product_id, op.from_location_id),
+            Operation::Print(op) => format!("print:{}", op.printer),
+        }
+    }
+
+    /// Checks what the type system cannot: finite, positive quantities and sane locations.
+    pub fn validate(&self) -> Result<(), InvalidOp> {
+        match self {
+            Operation::Pick(op) => {
+                positive("quantity", op.quantity)?;
+                finite("view_quantity", op.view_quantity)?;
+                lot(&op.lot_name)?;
+            }
+            Operation::Receive(op) => {
+                positive("quantity", op.quantity)?;
+                lot(&op.lot_name)?;
+            }
+            Operation::Validate(_) => {}
+            Operation::Count(op) => {
+                non_negative("counted", op.counted)?;
+                finite("expected", op.expected)?;
+                lot(&op.lot_name)?;
+            }
+            Operation::Transfer(op) => {
+                positive("quantity", op.quantity)?;
+                lot(&op.lot_name)?;
+                if op.from_location_id == op.to_location_id {
+                    return Err(InvalidOp::SameLocation(op.from_location_id));
+                }
+            }
+            Operation::Print(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The operation's effect on the view while the cloud has not yet confirmed it.
+    pub fn effects(&self) -> Vec<Effect> {
+        let lot_name = |l: &Option<String>| l.clone().unwrap_or_default();
+        match self {
+            Operation::Pick(op) => vec![
+                Effect::Stock {
+                    product_id: ProductId(op.product_id),
+                    location_id: LocationId(op.location_id),
+                    lot_name: lot_name(&op.lot_name),
+                    delta: -op.quantity,
+                },
+                Effect::MovePicked {
+                    move_id: MoveId(op.move_id),
+                    delta: op.quantity,
+                },
+            ],
+            Operation::Receive(op) => {
+                let mut effects = vec![
+                    Effect::Stock {
+                        product_id: ProductId(op.product_id),
+                        location_id: LocationId(op.location_dest_id),
+                        lot_name: lot_name(&op.lot_name),
+                        delta: op.quantity,
+                    },
+                    Effect::MovePicked {
+                        move_id: MoveId(op.move_id),
+                        delta: op.quantity,
+                    },
+                ];
+                if let Some(name) = &op.lot_name {
+                    effects.push(Effect::LotKnown {
+                        product_id: ProductId(op.product_id),
+                        lot_name: name.clone(),
+                        expiration_date: op.expiration_date.clone(),
+                    });
+                }
+                effects
+            }
+            Operation::Count(op) => vec![Effect::Stock {
+                product_id: ProductId(op.product_id),
+                location_id: LocationId(op.location_id),
+                lot_name: lot_name(&op.lot_name),
+                delta: op.counted - op.expected,
+            }],
+            Operation::Transfer(op) => vec![
+                Effect::Stock {
+                    product_id: ProductId(op.product_id),
+                    location_id: LocationId(op.from_location_id),
+                    lot_name: lot_name(&op.lot_name),
+                    delta: -op.quantity,
+                },
+                Effect::Stock {
+                    product_id: ProductId(op.product_id),
+                    location_id: LocationId(op.to_location_id),
+                    lot_name: lot_name(&op.lot_name),
+                    delta: op.quantity,
+                },
+            ],
+            // Validation changes no quantity the floor has not already seen through its
+            // picks; labels are local.
+            Operation::Validate(_) | Operation::Print(_) => Vec::new(),
+        }
+    }
+
+    /// The persisted payload (JSON of this version).
+    pub fn to_payload(&self) -> String {
+        // Serialising plain structs of numbers and strings cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+
+    /// Reads a persisted payload of the given version.
+    pub fn from_payload(version: u32, payload: &str) -> Result<Operation, InvalidOp> {
+        if version != PAYLOAD_VERSION {
+            return Err(InvalidOp::Version(version));
+        }
+        serde_json::from_str(payload).map_err(|e| InvalidOp::Payload {
+            kind: serde_json::from_str::<serde_json::Value>(payload)
+                .ok()
+                .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| "?".to_owned()),
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(quantity: f64) -> Operation {
+        Operation::Pick(PickOp {
+            picking_id: 7,
+            move_id: 70,
+            product_id: 3,
+            location_id: 12,
+            lot_name: Some("L1".into()),
+            package_id: None,
+            quantity,
+            view_quantity: 10.0,
+        })
+    }
+
+    #[test]
+    fn payload_round_trips_and_names_its_kind() {
+        let op = pick(2.0);
+        let json = op.to_payload();
+        assert!(json.starts_with(r#"{"kind":"pick""#), "{json}");
+        assert_eq!(Operation::from_payload(PAYLOAD_VERSION, &json).unwrap(), op);
+    }
+
+    #[test]
+    fn unknown_version_and_wrong_shape_are_refused() {
+        let json = pick(1.0).to_payload();
+        assert_eq!(
+            Operation::from_payload(2, &json),
+            Err(InvalidOp::Version(2))
+        );
+        let err = Operation::from_payload(1, r#"{"kind":"pick","quantity":"x"}"#).unwrap_err();
+        assert!(matches!(err, InvalidOp::Payload { ref kind, .. } if kind == "pick"));
+    }
+
+    #[test]
+    fn quantities_must_be_finite_and_positive() {
+        assert!(pick(1.0).validate().is_ok());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(pick(bad).validate().is_err(), "{bad} accepted");
+        }
+        let transfer = Operation::Transfer(TransferOp {
+            product_id: 1,
+            lot_name: None,
+            from_location_id: 5,
+            to_location_id: 5,
+            quantity: 1.0,
+        });
+        assert_eq!(transfer.validate(), Err(InvalidOp::SameLocation(5)));
+    }
+
+    #[test]
+    fn effects_and_causal_keys_follow_the_intent() {
+        let op = pick(2.0);
+        assert_eq!(op.causal_key(), "picking:7");
+        assert_eq!(
+            op.effects(),
+            vec![
+                Effect::Stock {
+                    product_id: ProductId(3),
+                    location_id: LocationId(12),
+                    lot_name: "L1".into(),
+                    delta: -2.0
+                },
+                Effect::MovePicked {
+                    move_id: MoveId(70),
+                    delta: 2.0
+                },
+            ]
+        );
+        let count = Operation::Count(CountOp {
+            product_id: 3,
+            location_id: 12,
+            lot_name: None,
+            counted: 4.0,
+            expected: 9.0,
+        });
+        assert_eq!(count.causal_key(), "stock:3:12");
+        assert!(matches!(count.effects()[0], Effect::Stock { delta, .. } if delta == -5.0));
+    }
+}
