@@ -1,1 +1,317 @@
+//! End-to-end tests: the real `holdfast` binary, as a user runs it.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use holdfast::store::{Lane, NewEntry, Store, StoreOptions};
+use holdfast_sync::ops::{CountOp, Operation};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn holdfast() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdfast"));
+    // Tests must not pick up a real site's config or overrides.
+    cmd.env_remove("HOLDFAST_CONFIG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HOLDFAST__") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    holdfast().args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A plain HTTP/1.1 GET; returns (status, body).
+fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn wait_for(addr: &str) {
+    let start = Instant::now();
+    while get(addr, "/healthz").map(|(s, _)| s).ok() != Some(200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{addr} never became healthy"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("holdfast.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[site]\nid = \"e2e\"\n[store]\npath = \"{}\"\n{extra}",
+            dir.join("holdfast.db").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn help_is_there_for_every_command() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["demo", "--help"],
+        &["status", "--help"],
+        &["journal", "--help"],
+        &["journal", "list", "--help"],
+        &["journal", "show", "--help"],
+        &["db", "--help"],
+        &["db", "check", "--help"],
+        &["db", "backup", "--help"],
+        &["init", "--help"],
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("Usage: holdfast"), "{args:?}");
+    }
+}
+
+#[test]
+fn init_writes_a_valid_config_and_never_overwrites_by_accident() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etc/holdfast.toml");
+    let p = path.to_str().unwrap();
+    let out = run(&["init", p]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.contains("[site]") && written.contains("# [odoo]"));
+
+    let out = run(&["init", p]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("exists; use --force"));
+    assert!(run(&["init", p, "--force"]).status.success());
+}
+
+#[test]
+fn bad_config_is_refused_with_every_problem_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[site]\nid = \"has space\"\n[http]\nlisten = \"nowhere\"\n",
+    )
+    .unwrap();
+    let out = run(&["--config", path.to_str().unwrap(), "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("site.id: \"has space\" is not allowed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("http.listen: \"nowhere\" is not an address"),
+        "{err}"
+    );
+
+    let out = run(&["--config", "/nonexistent/holdfast.toml", "run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("holdfast init"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn run_serves_probes_honours_env_overrides_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // The file says one port; the environment overrides it.
+    let config = write_config(dir.path(), "[http]\nlisten = \"127.0.0.1:1\"\n");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = holdfast()
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env("HOLDFAST__HTTP__LISTEN", &addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&addr);
+    assert_eq!(get(&addr, "/readyz").unwrap().0, 200);
+    let (status, body) = get(&addr, "/api/v1/status").unwrap();
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["site"]["id"], "e2e");
+    assert_eq!(json["cloud"]["target"], serde_json::Value::Null);
+    let (status, body) = get(&addr, "/api/v1/nothing").unwrap();
+    assert_eq!(status, 404);
+    assert!(body.contains("\"code\":\"not_found\""), "{body}");
+    assert!(terminate(child).success(), "SIGTERM must exit 0");
+}
+
+#[test]
+fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let mut child = holdfast()
+        .args([
+            "demo",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The banner names the real address.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("demo exited early").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("status:") {
+            let url = rest.trim();
+            break url
+                .trim_start_matches("http://")
+                .trim_end_matches("/api/v1/status")
+                .to_owned();
+        }
+    };
+    wait_for(&addr);
+    let (status, body) = get(&addr, "/api/v1/status").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["site"]["id"], "demo");
+    assert_eq!(json["mirror"]["product"], 40);
+    assert_eq!(json["mirror"]["picking"], 10);
+    assert_eq!(json["queue"]["pending"], 0);
+    assert!(json["mode"].is_string());
+    assert!(json["database"]["size_bytes"].as_u64().unwrap() > 0);
+    assert!(terminate(child).success());
+
+    // The CLI reads the same data directory while nothing runs.
+    let config = data.join("holdfast.toml");
+    let c = config.to_str().unwrap();
+    let out = run(&["--config", c, "status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Demo warehouse (demo)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["--config", c, "db", "check"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("ok:"));
+    let backup = dir.path().join("backup.db");
+    let out = run(&["--config", c, "db", "backup", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let copy = rusqlite::Connection::open(&backup).unwrap();
+    let n: i64 = copy
+        .query_row("SELECT COUNT(*) FROM product", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 40);
+    // A second backup to the same file is refused rather than overwriting it.
+    let out = run(&["--config", c, "db", "backup", backup.to_str().unwrap()]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn journal_list_and_show_print_what_was_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let appended = rt.block_on(async {
+        let store = Store::open(StoreOptions::new(dir.path().join("holdfast.db"), "e2e")).unwrap();
+        let a = store
+            .append(
+                Lane::Device,
+                NewEntry {
+                    id: None,
+                    device: "handheld-3".into(),
+                    operator: Some("anna".into()),
+                    op: Operation::Count(CountOp {
+                        product_id: 4,
+                        location_id: 21,
+                        lot_name: None,
+                        counted: 7.0,
+                        expected: 9.0,
+                    }),
+                },
+            )
+            .await
+            .unwrap();
+        store.shutdown().await.unwrap();
+        a
+    });
+    let c = config.to_str().unwrap();
+    let out = run(&["--config", c, "journal", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("count") && listing.contains("pending") && listing.contains("handheld-3"),
+        "{listing}"
+    );
+
+    let out = run(&["--config", c, "journal", "list", "--state", "applied"]);
+    assert!(text(&out.stdout).contains("(no entries)"));
+    let out = run(&["--config", c, "journal", "list", "--state", "lost"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("unknown state"));
+
+    for key in [appended.seq.to_string(), appended.id.to_string()] {
+        let out = run(&["--config", c, "journal", "show", &key]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["payload"]["counted"], 7.0);
+        assert_eq!(json["causal_key"], "stock:4:21");
+        assert_eq!(json["effects"][0]["delta"], -2.0);
+    }
+    let out = run(&["--config", c, "journal", "show", "999"]);
+    assert!(!out.status.success());
+}
