@@ -1,5 +1,8 @@
 //! End-to-end tests: the real `holdfast` binary, as a user runs it.
 
+// Test and benchmark code: a failed step should stop with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -314,4 +317,78 @@ fn journal_list_and_show_print_what_was_recorded() {
     }
     let out = run(&["--config", c, "journal", "show", "999"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn tells_systemd_when_ready_and_feeds_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = holdfast()
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env("HOLDFAST__HTTP__LISTEN", &addr)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // sd_notify only honours WATCHDOG_USEC meant for this pid; without WATCHDOG_PID it is.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(seen.iter().any(|m: &String| m.contains("READY=1"))
+        && seen.iter().any(|m| m.contains("WATCHDOG=1")))
+    {
+        let n = socket
+            .recv(&mut buf)
+            .expect("no notification from holdfast");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(terminate(child).success());
+    let n = socket.recv(&mut buf).unwrap();
+    let mut last = String::from_utf8_lossy(&buf[..n]).into_owned();
+    while !last.contains("STOPPING=1") {
+        let n = socket.recv(&mut buf).expect("no STOPPING=1");
+        last = String::from_utf8_lossy(&buf[..n]).into_owned();
+    }
+}
+
+#[test]
+fn image_recipe_installs_binary_unit_and_config_into_a_root() {
+    let root = tempfile::tempdir().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../firmware-images/install-root.sh"
+    );
+    let out = Command::new("bash")
+        .args([
+            script,
+            env!("CARGO_BIN_EXE_holdfast"),
+            root.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for file in [
+        "usr/bin/holdfast",
+        "usr/lib/systemd/system/holdfast.service",
+        "usr/lib/sysusers.d/holdfast.conf",
+        "usr/lib/tmpfiles.d/holdfast.conf",
+        "etc/holdfast/holdfast.toml",
+        "etc/systemd/system/multi-user.target.wants/holdfast.service",
+    ] {
+        assert!(
+            root.path().join(file).symlink_metadata().is_ok(),
+            "{file} missing"
+        );
+    }
+    let unit = std::fs::read_to_string(root.path().join("usr/lib/systemd/system/holdfast.service"))
+        .unwrap();
+    assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
 }

@@ -429,7 +429,7 @@ fn validate_odoo(o: &RawOdoo, problem: &mut impl FnMut(&str, String)) -> Option<
     let url = required("odoo.url", &o.url, "\"https://mycompany.odoo.com\"");
     let database = required("odoo.database", &o.database, "\"mycompany\"");
     let login = required("odoo.login", &o.login, "\"holdfast@mycompany.com\"");
-    if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) {
+    if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
         problem(
             "odoo.url",
             format!("{url:?} must start with https:// (or http:// on a trusted network)"),

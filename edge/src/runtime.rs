@@ -1,7 +1,7 @@
 //! The running appliance: one task per concern under one cancellation token.
 //!
-//! Today the concerns are the store writer (its own OS thread, see `store`) and the HTTP
-//! server; the pull, push, device and telemetry tasks join them here. SIGTERM or SIGINT
+//! Today the concerns are the store writer (its own OS thread, see `store`), the HTTP
+//! server and the systemd watchdog; the pull, push, device and telemetry tasks join them here. SIGTERM or SIGINT
 //! cancels the token: the HTTP server stops accepting, finishes the requests in hand, the
 //! store commits what is queued, and the process exits 0. A task that fails on its own
 //! cancels the rest and the process exits non-zero, so systemd restarts it.
@@ -35,12 +35,28 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
         },
         started: Instant::now(),
     };
+    // Listen for signals before serving: a SIGTERM that arrives once we answer must not
+    // meet the default action (an abrupt exit).
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for SIGINT")?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, site = %config.site.id, "holdfast is serving");
 
     let mut http_task = tokio::spawn(http::serve(listener, state, token.clone()));
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        tokio::spawn(run_watchdog(store.clone(), period, token.clone()));
+    }
+    // systemd (Type=notify) starts dependants only once we serve; a no-op elsewhere.
+    notify(&[sd_notify::NotifyState::Ready]);
     let result = tokio::select! {
-        signal = shutdown_signal() => {
+        signal = async {
+            tokio::select! {
+                _ = sigterm.recv() => "SIGTERM",
+                _ = sigint.recv() => "SIGINT",
+            }
+        } => {
             tracing::info!(signal, "shutting down");
             token.cancel();
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut http_task).await {
@@ -60,25 +76,35 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
             }
         }
     };
+    notify(&[sd_notify::NotifyState::Stopping]);
     // Commit whatever is queued before exiting, on every path.
     store.shutdown().await.context("store shutdown")?;
     tracing::info!("stopped");
     result
 }
 
-/// Resolves with the name of the first termination signal.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Tells systemd's watchdog we are alive, but only while the store writer still commits: a
+/// wedged writer means nothing new is acknowledged, and a restart is the right cure.
+async fn run_watchdog(store: Store, period: Duration, token: CancellationToken) {
+    let half = period / 2;
+    let mut tick = tokio::time::interval(half);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+        match tokio::time::timeout(half, store.ping()).await {
+            Ok(Ok(())) => notify(&[sd_notify::NotifyState::Watchdog]),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "store not answering; withholding the watchdog ping")
+            }
+            Err(_) => tracing::warn!("store ping timed out; withholding the watchdog ping"),
+        }
     }
 }

@@ -6,6 +6,9 @@
 //! The child is this test binary run again with `HOLDFAST_CRASH_CHILD` set, so it drives the
 //! real store code (writer thread, group commit, WAL with synchronous=FULL).
 
+// Test and benchmark code: a failed step should stop with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

@@ -220,7 +220,7 @@ impl Dataset {
         // Enough bins that each product's quants land in distinct bins; never a multiple
         // of 17, the stride used to spread a product's quants.
         let mut bins_per_wh = (spec.quants / 200).clamp(24, 5000);
-        if bins_per_wh % 17 == 0 {
+        if bins_per_wh.is_multiple_of(17) {
             bins_per_wh += 1;
         }
         let mut bins: Vec<Vec<LocationId>> = Vec::new();

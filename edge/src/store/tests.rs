@@ -702,12 +702,10 @@ fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
             Action::CloudEdit { stock, delta } => {
                 *model.cloud.get_mut(&Key::Stock(stock)).unwrap() += f64::from(delta);
             }
-            Action::BeginPull => {
-                if model.pull.is_none() {
-                    let epoch = rt.block_on(store.begin_pull()).unwrap();
-                    model.epoch = epoch.0;
-                    model.pull = Some((epoch.0, None));
-                }
+            Action::BeginPull if model.pull.is_none() => {
+                let epoch = rt.block_on(store.begin_pull()).unwrap();
+                model.epoch = epoch.0;
+                model.pull = Some((epoch.0, None));
             }
             Action::ReadCloud => {
                 let included: HashSet<usize> = model
