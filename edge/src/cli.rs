@@ -128,6 +128,12 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open(options).with_context(|| format!("opening {}", config.store.path.display()))
 }
 
+async fn bind(config: &Config, hint: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}{hint}", config.http.listen))
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run => {
@@ -136,11 +142,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.log_format.unwrap_or(config.log.format),
                 &config.log.level,
             );
-            let rt = runtime()?;
-            rt.block_on(async {
-                let listener = tokio::net::TcpListener::bind(config.http.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+            runtime()?.block_on(async {
+                let listener = bind(&config, "").await?;
                 let store = open_store(&config)?;
                 if config.odoo.is_none() {
                     tracing::warn!(
@@ -158,16 +161,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.log_format.unwrap_or(config.log.format),
                 &config.log.level,
             );
-            let rt = runtime()?;
-            rt.block_on(async {
-                let listener = tokio::net::TcpListener::bind(config.http.listen)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot listen on {} (another demo running? try --listen 127.0.0.1:8081)",
-                            config.http.listen
-                        )
-                    })?;
+            runtime()?.block_on(async {
+                let listener = bind(
+                    &config,
+                    " (another demo running? try --listen 127.0.0.1:8081)",
+                )
+                .await?;
                 let addr = listener.local_addr()?;
                 let store = open_store(&config)?;
                 let n = demo::seed(&store).await?;

@@ -857,3 +857,75 @@ proptest! {
         run_case(actions)?;
     }
 }
+
+#[test]
+fn receipts_make_lots_known_and_progress_counts_the_floor_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    rt.block_on(store.apply_mirror(MirrorBatch {
+        epoch: None,
+        upserts: vec![mv(100, 0.0), mv(101, 2.0)],
+        deletes: vec![],
+    }))
+    .unwrap();
+    let receive = NewEntry {
+        id: None,
+        device: "h1".into(),
+        operator: None,
+        op: Operation::Receive(ReceiveOp {
+            picking_id: 1,
+            move_id: 100,
+            product_id: 1,
+            location_dest_id: 10,
+            lot_name: Some("LOT-NEW".into()),
+            expiration_date: Some("2027-01-31 00:00:00".into()),
+            quantity: 4.0,
+        }),
+    };
+    let a = rt.block_on(store.append(Lane::Device, receive)).unwrap();
+    assert_eq!(
+        store.read(|r| r.lot(1, "LOT-NEW")).unwrap(),
+        Some(LotInfo {
+            id: None,
+            expiration_date: Some("2027-01-31 00:00:00".into())
+        })
+    );
+    assert_eq!(store.read(|r| r.lot(2, "LOT-NEW")).unwrap(), None);
+    assert_eq!(store.read(|r| r.on_hand(1, 10, "LOT-NEW")).unwrap(), 4.0);
+    let progress = store.read(|r| r.picking_progress(1)).unwrap();
+    assert_eq!(
+        progress
+            .iter()
+            .map(|m| (m.move_id, m.demand, m.picked))
+            .collect::<Vec<_>>(),
+        vec![(100, 100.0, 4.0), (101, 100.0, 2.0)]
+    );
+
+    // Odoo confirms and a later pull brings the lot it created: known by id now, once.
+    rt.block_on(store.transition(Transition::InFlight { seq: a.seq }))
+        .unwrap();
+    rt.block_on(store.transition(Transition::Applied {
+        seq: a.seq,
+        remote_ref: None,
+    }))
+    .unwrap();
+    let epoch = rt.block_on(store.begin_pull()).unwrap();
+    rt.block_on(store.apply_mirror(MirrorBatch {
+        epoch: Some(epoch),
+        upserts: vec![Record::Lot(Lot {
+            id: LotId(77),
+            product_id: ProductId(1),
+            name: "LOT-NEW".into(),
+            expiration_date: Some("2027-01-31 00:00:00".into()),
+        })],
+        deletes: vec![],
+    }))
+    .unwrap();
+    assert_eq!(
+        store.read(|r| r.lot(1, "LOT-NEW")).unwrap().unwrap().id,
+        Some(77)
+    );
+    // The quant was not pulled yet: the received stock still shows through the effect.
+    assert_eq!(store.read(|r| r.on_hand(1, 10, "LOT-NEW")).unwrap(), 4.0);
+}
