@@ -164,10 +164,11 @@ pub struct JournalEntry {
     pub remote_ref: Option<String>,
     pub created_at: i64,
     pub acked_at: Option<i64>,
+    pub note: Option<String>,
 }
 
 impl JournalEntry {
-    pub(super) const COLUMNS: &'static str = "seq, id, site, device, operator, kind, payload_version, payload, causal_key, state, attempts, last_error, next_attempt_at, remote_ref, created_at, acked_at";
+    pub(super) const COLUMNS: &'static str = "seq, id, site, device, operator, kind, payload_version, payload, causal_key, state, attempts, last_error, next_attempt_at, remote_ref, created_at, acked_at, note";
 
     pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
         let payload: String = row.get(7)?;
@@ -193,6 +194,7 @@ impl JournalEntry {
             remote_ref: row.get(13)?,
             created_at: row.get(14)?,
             acked_at: row.get(15)?,
+            note: row.get(16)?,
         })
     }
 
@@ -347,7 +349,7 @@ pub(super) fn transition(conn: &Connection, t: &Transition) -> Result<(), StoreE
             conn.prepare_cached("UPDATE journal_effect SET live = 0 WHERE seq = ?1")?
                 .execute([seq])?;
             conn.prepare_cached(
-                "UPDATE journal SET state = 'resolved', last_error = ?2, acked_at = ?3 WHERE seq = ?1",
+                "UPDATE journal SET state = 'resolved', note = ?2, acked_at = ?3 WHERE seq = ?1",
             )?
             .execute(params![seq, note, now])?
         }

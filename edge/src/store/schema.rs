@@ -192,7 +192,9 @@ CREATE TABLE journal (
     remote_ref TEXT,
     created_at INTEGER NOT NULL,
     acked_at INTEGER,
-    acked_epoch INTEGER
+    acked_epoch INTEGER,
+    -- Who decided a conflict or rejection, and how (kept beside Odoo's last error).
+    note TEXT
 );
 -- "Next open entry per causal key" and the push queue, without touching settled history.
 CREATE INDEX journal_open_by_key ON journal (causal_key, seq)

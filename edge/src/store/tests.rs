@@ -94,11 +94,11 @@ fn upgrade_keeps_data_and_newer_databases_are_refused() {
     let mut conn = Connection::open(&path).unwrap();
     let next = [
         schema::MIGRATIONS[0],
-        "ALTER TABLE journal ADD COLUMN note TEXT",
+        "ALTER TABLE journal ADD COLUMN site_zone TEXT",
     ];
     assert_eq!(schema::migrate_with(&mut conn, "test", &next).unwrap(), 2);
     let n: i64 = conn
-        .query_row("SELECT COUNT(*) FROM journal WHERE note IS NULL", [], |r| {
+        .query_row("SELECT COUNT(*) FROM journal WHERE site_zone IS NULL", [], |r| {
             r.get(0)
         })
         .unwrap();
@@ -928,4 +928,46 @@ fn receipts_make_lots_known_and_progress_counts_the_floor_work() {
     );
     // The quant was not pulled yet: the received stock still shows through the effect.
     assert_eq!(store.read(|r| r.on_hand(1, 10, "LOT-NEW")).unwrap(), 4.0);
+}
+
+#[test]
+fn resolving_keeps_odoos_message_and_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    let a = rt
+        .block_on(store.append(Lane::Device, pick(1, 1, 10, "", 1.0)))
+        .unwrap();
+    rt.block_on(store.transition(Transition::InFlight { seq: a.seq }))
+        .unwrap();
+    rt.block_on(store.transition(Transition::Rejected {
+        seq: a.seq,
+        error: "ValidationError: lot required".into(),
+    }))
+    .unwrap();
+    assert_eq!(
+        store.read(|r| r.on_hand(1, 10, "")).unwrap(),
+        -1.0,
+        "rejected still counts"
+    );
+    rt.block_on(store.transition(Transition::Resolved {
+        seq: a.seq,
+        note: "discarded by manager: miscount".into(),
+    }))
+    .unwrap();
+    let e = store
+        .read(|r| r.journal_entry(&a.seq.to_string()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.state, OpState::Resolved);
+    assert_eq!(
+        e.last_error.as_deref(),
+        Some("ValidationError: lot required")
+    );
+    assert_eq!(e.note.as_deref(), Some("discarded by manager: miscount"));
+    assert_eq!(
+        store.read(|r| r.on_hand(1, 10, "")).unwrap(),
+        0.0,
+        "resolved leaves the view"
+    );
 }
