@@ -6,11 +6,13 @@
 //! - [`records`]: the Odoo records a site mirrors, as plain structs with typed ids;
 //! - [`ops`]: the warehouse operations the floor records in the journal, their persisted
 //!   payloads, causal keys and their effect on the floor's view;
-//! - [`dataset`]: deterministic warehouse data sets for the demo and for benchmarks.
+//! - [`dataset`]: deterministic warehouse data sets for the demo and for benchmarks;
+//! - [`odoo`]: the Odoo wire client (JSON-RPC and JSON-2) and its classified errors.
 //!
 //! The wire clients, the pull planner, the push translation and the Odoo simulator join
 //! them here (see ARCHITECTURE.md).
 
 pub mod dataset;
+pub mod odoo;
 pub mod ops;
 pub mod records;

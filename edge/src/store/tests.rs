@@ -98,9 +98,11 @@ fn upgrade_keeps_data_and_newer_databases_are_refused() {
     ];
     assert_eq!(schema::migrate_with(&mut conn, "test", &next).unwrap(), 2);
     let n: i64 = conn
-        .query_row("SELECT COUNT(*) FROM journal WHERE site_zone IS NULL", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT COUNT(*) FROM journal WHERE site_zone IS NULL",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 1);
     drop(conn);
