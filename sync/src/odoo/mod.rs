@@ -1,7 +1,9 @@
-//! Talking to Odoo through its standard external API: the wire client and its errors.
+//! Talking to Odoo through its standard external API: the wire client, its errors, and the
+//! mapping of Odoo's records into plain ones.
 
 mod client;
 mod error;
+pub mod mapping;
 
 pub use client::{
     ApiChoice, ApiKey, Call, ClientConfig, OdooClient, Protocol, ServerVersion, parse_major,
