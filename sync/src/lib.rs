@@ -16,3 +16,4 @@ pub mod dataset;
 pub mod odoo;
 pub mod ops;
 pub mod records;
+pub mod sim;

@@ -1,0 +1,499 @@
+//! An Odoo simulator speaking Odoo's real wire formats on `127.0.0.1:<port>`, for tests,
+//! benchmarks and the demo: `/jsonrpc` (common + object services), `/json/2/<model>/<method>`,
+//! `/web/health`, `/web/webclient/version_info` and, when simulating 19+, `/web/version`.
+//!
+//! Like Odoo's threaded server it answers `Connection: close`. Errors have Odoo's shapes:
+//! HTTP 200 with an `error` object on JSON-RPC, status code + JSON object on JSON-2, HTML for
+//! the few cases Odoo answers in HTML. It is built on hyper directly: this crate does not use
+//! the appliance's HTTP framework.
+//!
+//! Today it implements the generic ORM methods (`search_read`, `read`, `search`,
+//! `search_count`, `write`, `create`) with domains, Odoo's read format, `write_date` and
+//! company scoping; stock actions and fault injection join it next.
+
+mod orm;
+pub mod store;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::dataset::Dataset;
+use store::{SimError, Tables};
+
+/// Largest request body the simulator reads.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Who the simulated Odoo is.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Major version: 18 (JSON-RPC only) or 19 (JSON-2 and a deprecated JSON-RPC).
+    pub version: u32,
+    pub database: String,
+    pub login: String,
+    pub api_key: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            version: 18,
+            database: "holdfast".into(),
+            login: "holdfast@example.com".into(),
+            api_key: "sim-api-key-0123456789".into(),
+        }
+    }
+}
+
+const UID: i64 = 2;
+
+struct Shared {
+    config: SimConfig,
+    tables: Mutex<Tables>,
+}
+
+/// A running simulator; stops when dropped or on [`Simulator::stop`].
+#[derive(Debug)]
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<SharedHandle>,
+    stop: CancellationToken,
+}
+
+/// Lets tests edit records "from the cloud side".
+#[derive(Debug)]
+struct SharedHandle(Arc<Shared>);
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC, truncated to the second (Odoo's `write_date`).
+pub fn odoo_now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+impl Simulator {
+    /// Starts a simulator holding `data` on `127.0.0.1:<free port>`.
+    pub async fn start(config: SimConfig, data: &Dataset) -> std::io::Result<Simulator> {
+        let mut tables = Tables::default();
+        tables.load(data, &odoo_now());
+        let shared = Arc::new(Shared {
+            config,
+            tables: Mutex::new(tables),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        tokio::spawn(run_accept(listener, shared.clone(), stop.clone()));
+        Ok(Simulator {
+            addr,
+            shared: Arc::new(SharedHandle(shared)),
+            stop,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.0.config
+    }
+
+    /// Runs `f` on the records, as another Odoo user would (edits stamp `write_date`
+    /// themselves through [`odoo_now`]).
+    pub fn with_tables<T>(&self, f: impl FnOnce(&mut Tables) -> T) -> T {
+        let mut tables = self
+            .shared
+            .0
+            .tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(&mut tables)
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn run_accept(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulator accept failed");
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+            });
+            // Odoo's threaded server closes the connection after every answer.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, v);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
+    respond(status, "application/json", value.to_string())
+}
+
+fn html(status: StatusCode, title: &str) -> Response<Full<Bytes>> {
+    respond(
+        status,
+        "text/html; charset=utf-8",
+        format!("<!doctype html>\n<html lang=en>\n<title>{title}</title>\n<h1>{title}</h1>\n"),
+    )
+}
+
+fn is_json(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (method, path.as_str()) {
+        (Method::GET, "/web/health") => json_response(StatusCode::OK, &json!({"status": "pass"})),
+        (Method::GET, "/web/version") if shared.config.version >= 19 => json_response(
+            StatusCode::OK,
+            &json!({"version_info": version_info(&shared.config), "version": format!("{}.0+e", shared.config.version)}),
+        ),
+        (Method::POST, "/web/webclient/version_info") => {
+            let id = read_json(req)
+                .await
+                .ok()
+                .and_then(|v| v.get("id").cloned())
+                .unwrap_or(Value::Null);
+            json_response(
+                StatusCode::OK,
+                &json!({"jsonrpc": "2.0", "id": id, "result": version(&shared.config)}),
+            )
+        }
+        (Method::POST, "/jsonrpc") => {
+            if !is_json(&req) {
+                return html(StatusCode::BAD_REQUEST, "400 Bad Request");
+            }
+            match read_json(req).await {
+                Ok(body) => jsonrpc(shared, body),
+                Err(_) => html(StatusCode::BAD_REQUEST, "400 Bad Request"),
+            }
+        }
+        (Method::POST, p) if p.starts_with("/json/2/") && shared.config.version >= 19 => {
+            json2(shared, req, p.trim_start_matches("/json/2/").to_owned()).await
+        }
+        _ => html(StatusCode::NOT_FOUND, "404 Not Found"),
+    }
+}
+
+async fn read_json(req: Request<Incoming>) -> Result<Value, ()> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| ())?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|_| ())
+}
+
+fn version_info(config: &SimConfig) -> Value {
+    json!([config.version, 0, 0, "final", 0, ""])
+}
+
+fn version(config: &SimConfig) -> Value {
+    json!({
+        "server_version": format!("{}.0-20251101", config.version),
+        "server_version_info": version_info(config),
+        "server_serie": format!("{}.0", config.version),
+        "protocol_version": 1,
+    })
+}
+
+fn rpc_error(config: &SimConfig, id: &Value, error: &SimError) -> Response<Full<Bytes>> {
+    // Odoo 19 reports code 0 where 18 reported 200.
+    let code = if config.version >= 19 { 0 } else { 200 };
+    json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": code, "message": "Odoo Server Error",
+            "data": {"name": error.name, "message": error.message, "arguments": [error.message], "context": {},
+                     "debug": format!("Traceback (most recent call last):\n{}: {}", error.name, error.message)},
+        }}),
+    )
+}
+
+fn jsonrpc(shared: &Shared, body: Value) -> Response<Full<Bytes>> {
+    let config = &shared.config;
+    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    let params = body.get("params").cloned().unwrap_or(Value::Null);
+    let service = params
+        .get("service")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let method = params
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let args = params
+        .get("args")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let result = match (service, method) {
+        ("common", "version") => Ok(version(config)),
+        ("common", "authenticate" | "login") => {
+            let ok = args.first().and_then(Value::as_str) == Some(config.database.as_str())
+                && args.get(1).and_then(Value::as_str) == Some(config.login.as_str())
+                && args.get(2).and_then(Value::as_str) == Some(config.api_key.as_str());
+            // Refused credentials are `false`, not an error.
+            Ok(if ok { json!(UID) } else { Value::Bool(false) })
+        }
+        ("object", "execute_kw") => execute_kw(shared, &args),
+        _ => Err(SimError {
+            name: "werkzeug.exceptions.NotFound",
+            message: format!("unknown service/method {service}.{method}"),
+        }),
+    };
+    match result {
+        // A method that returns None: no `result` key at all.
+        Ok(Value::Null) => json_response(StatusCode::OK, &json!({"jsonrpc": "2.0", "id": id})),
+        Ok(value) => json_response(
+            StatusCode::OK,
+            &json!({"jsonrpc": "2.0", "id": id, "result": value}),
+        ),
+        Err(e) => rpc_error(config, &id, &e),
+    }
+}
+
+fn execute_kw(shared: &Shared, args: &[Value]) -> Result<Value, SimError> {
+    let config = &shared.config;
+    let access_denied = || SimError {
+        name: "odoo.exceptions.AccessDenied",
+        message: "Access Denied".into(),
+    };
+    if args.first().and_then(Value::as_str) != Some(config.database.as_str())
+        || args.get(1).and_then(Value::as_i64) != Some(UID)
+        || args.get(2).and_then(Value::as_str) != Some(config.api_key.as_str())
+    {
+        return Err(access_denied());
+    }
+    let model = args
+        .get(3)
+        .and_then(Value::as_str)
+        .ok_or_else(|| SimError::value("model name missing"))?;
+    let method = args
+        .get(4)
+        .and_then(Value::as_str)
+        .ok_or_else(|| SimError::value("method name missing"))?;
+    let positional = args
+        .get(5)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut kwargs = args
+        .get(6)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let context = match kwargs.remove("context") {
+        Some(Value::Object(c)) => c,
+        _ => Map::new(),
+    };
+    let (ids, rest) = if orm::is_multi(method) {
+        let ids = match positional.first() {
+            Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_i64).collect(),
+            Some(Value::Number(n)) => n.as_i64().into_iter().collect(),
+            _ => Vec::new(),
+        };
+        (ids, positional.get(1..).unwrap_or_default().to_vec())
+    } else {
+        (Vec::new(), positional)
+    };
+    orm::name_positional(method, &rest, &mut kwargs)?;
+    let single_create =
+        method == "create" && matches!(kwargs.get("vals_list"), Some(Value::Object(_)));
+    let result = call(shared, model, method, ids, kwargs, context)?;
+    // `create` with one dict answers one id on JSON-RPC.
+    Ok(match (single_create, result) {
+        (true, Value::Array(ids)) if ids.len() == 1 => ids[0].clone(),
+        (_, other) => other,
+    })
+}
+
+/// Runs a method with Odoo's refusals for private methods and unknown models/methods.
+fn call(
+    shared: &Shared,
+    model: &str,
+    method: &str,
+    ids: Vec<i64>,
+    kwargs: Map<String, Value>,
+    context: Map<String, Value>,
+) -> Result<Value, SimError> {
+    if method.starts_with('_') {
+        return Err(SimError::access(format!(
+            "Private methods (such as '{method}') cannot be called remotely."
+        )));
+    }
+    let now = odoo_now();
+    let mut tables = shared.tables.lock().unwrap_or_else(|p| p.into_inner());
+    if tables.table(model).is_none() && model != "res.users" {
+        return Err(SimError {
+            name: "builtins.KeyError",
+            message: format!("'{model}'"),
+        });
+    }
+    let orm_call = orm::OrmCall {
+        model,
+        method,
+        ids,
+        kwargs,
+        context,
+        now: &now,
+    };
+    orm::execute(&mut tables, &orm_call).unwrap_or_else(|| {
+        Err(SimError {
+            name: "builtins.AttributeError",
+            message: format!("The method '{method}' does not exist on the model '{model}'"),
+        })
+    })
+}
+
+async fn json2(shared: &Shared, req: Request<Incoming>, route: String) -> Response<Full<Bytes>> {
+    let config = &shared.config;
+    if !is_json(&req) {
+        return html(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "415 Unsupported Media Type",
+        );
+    }
+    let headers = req.headers();
+    let bearer = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim().to_owned());
+    let database = headers
+        .get("x-odoo-database")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if database.as_deref().is_some_and(|d| d != config.database) {
+        return html(StatusCode::NOT_FOUND, "404 Not Found");
+    }
+    if bearer.as_deref() != Some(config.api_key.as_str()) {
+        let mut r = error2(
+            StatusCode::UNAUTHORIZED,
+            &SimError {
+                name: "werkzeug.exceptions.Unauthorized",
+                message: "Invalid apikey".into(),
+            },
+        );
+        if let Ok(v) = "Bearer".parse() {
+            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+        }
+        return r;
+    }
+    let Some((model, method)) = route.split_once('/') else {
+        return html(StatusCode::NOT_FOUND, "404 Not Found");
+    };
+    let (model, method) = (model.to_owned(), method.to_owned());
+    let body = match read_json(req).await {
+        Ok(body) => body,
+        Err(()) => {
+            return error2(
+                StatusCode::BAD_REQUEST,
+                &SimError {
+                    name: "werkzeug.exceptions.BadRequest",
+                    message: "invalid JSON".into(),
+                },
+            );
+        }
+    };
+    // A JSON array body is silently ignored by Odoo 19.
+    let Value::Object(mut kwargs) = body else {
+        return json_response(StatusCode::OK, &json!([]));
+    };
+    let ids = kwargs
+        .remove("ids")
+        .and_then(|v| {
+            v.as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        })
+        .unwrap_or_default();
+    let context = match kwargs.remove("context") {
+        Some(Value::Object(c)) => c,
+        _ => Map::new(),
+    };
+    match call(shared, &model, &method, ids, kwargs, context) {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(e) => {
+            let status = match e.name {
+                "odoo.exceptions.AccessError" => StatusCode::FORBIDDEN,
+                "odoo.exceptions.MissingError"
+                | "builtins.KeyError"
+                | "builtins.AttributeError" => StatusCode::NOT_FOUND,
+                "odoo.exceptions.UserError"
+                | "odoo.exceptions.ValidationError"
+                | "builtins.TypeError" => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error2(status, &e)
+        }
+    }
+}
+
+fn error2(status: StatusCode, e: &SimError) -> Response<Full<Bytes>> {
+    json_response(
+        status,
+        &json!({"name": e.name, "message": e.message, "arguments": [e.message], "context": {}, "debug": ""}),
+    )
+}

@@ -1,0 +1,549 @@
+//! The simulator's records: Odoo models as maps of stored fields, with Odoo's read format
+//! (many2one as `[id, display_name]`, `false` for empty, one2many as id lists), domains,
+//! `write_date` as the transaction's start truncated to the second, and company scoping.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value, json};
+
+use crate::dataset::Dataset;
+use crate::records::Record;
+
+/// An exception the simulator raises, by Odoo class name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl SimError {
+    pub fn user(message: impl Into<String>) -> SimError {
+        SimError {
+            name: "odoo.exceptions.UserError",
+            message: message.into(),
+        }
+    }
+    pub fn value(message: impl Into<String>) -> SimError {
+        SimError {
+            name: "builtins.ValueError",
+            message: message.into(),
+        }
+    }
+    pub fn missing(message: impl Into<String>) -> SimError {
+        SimError {
+            name: "odoo.exceptions.MissingError",
+            message: message.into(),
+        }
+    }
+    pub fn access(message: impl Into<String>) -> SimError {
+        SimError {
+            name: "odoo.exceptions.AccessError",
+            message: message.into(),
+        }
+    }
+    pub fn validation(message: impl Into<String>) -> SimError {
+        SimError {
+            name: "odoo.exceptions.ValidationError",
+            message: message.into(),
+        }
+    }
+}
+
+/// How a field relates to other records.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rel {
+    Plain,
+    Many2one(&'static str),
+    /// Target model and the inverse many2one on it.
+    One2many(&'static str, &'static str),
+}
+
+/// The relational fields of the simulated models; every other field is plain.
+pub fn relation(model: &str, field: &str) -> Rel {
+    use Rel::*;
+    match (model, field) {
+        (_, "company_id") => Many2one("res.company"),
+        (_, "product_id") => Many2one("product.product"),
+        (_, "lot_id") => Many2one("stock.lot"),
+        (_, "package_id" | "result_package_id") => Many2one("stock.quant.package"),
+        (_, "picking_type_id") => Many2one("stock.picking.type"),
+        (_, "picking_id") => Many2one("stock.picking"),
+        (_, "move_id") => Many2one("stock.move"),
+        (_, "partner_id") => Many2one("res.partner"),
+        (_, "warehouse_id") => Many2one("stock.warehouse"),
+        (_, "uom_id") => Many2one("uom.uom"),
+        (_, "country_id") => Many2one("res.country"),
+        (_, "backorder_id") => Many2one("stock.picking"),
+        (
+            _,
+            "location_id"
+            | "location_dest_id"
+            | "view_location_id"
+            | "lot_stock_id"
+            | "default_location_src_id"
+            | "default_location_dest_id",
+        ) => Many2one("stock.location"),
+        ("stock.picking", "move_ids") => One2many("stock.move", "picking_id"),
+        ("stock.picking", "move_line_ids") => One2many("stock.move.line", "picking_id"),
+        ("stock.move", "move_line_ids") => One2many("stock.move.line", "move_id"),
+        _ => Plain,
+    }
+}
+
+/// All records, by model.
+#[derive(Debug, Default)]
+pub struct Tables {
+    pub models: HashMap<String, BTreeMap<i64, Map<String, Value>>>,
+}
+
+fn b(v: bool) -> Value {
+    Value::Bool(v)
+}
+
+fn opt<T: Into<Value>>(v: Option<T>) -> Value {
+    v.map(Into::into).unwrap_or(Value::Bool(false))
+}
+
+impl Tables {
+    pub fn table(&self, model: &str) -> Option<&BTreeMap<i64, Map<String, Value>>> {
+        self.models.get(model)
+    }
+
+    pub fn table_mut(&mut self, model: &str) -> &mut BTreeMap<i64, Map<String, Value>> {
+        self.models.entry(model.to_owned()).or_default()
+    }
+
+    pub fn get(&self, model: &str, id: i64) -> Option<&Map<String, Value>> {
+        self.models.get(model)?.get(&id)
+    }
+
+    pub fn next_id(&self, model: &str) -> i64 {
+        self.models
+            .get(model)
+            .and_then(|t| t.keys().next_back().copied())
+            .unwrap_or(0)
+            + 1
+    }
+
+    /// Inserts a record as stored (many2one as ids), stamping `write_date`.
+    pub fn insert(&mut self, model: &str, id: i64, mut rec: Map<String, Value>, now: &str) {
+        rec.insert("id".into(), json!(id));
+        rec.insert("write_date".into(), json!(now));
+        rec.entry("create_date").or_insert_with(|| json!(now));
+        self.table_mut(model).insert(id, rec);
+    }
+
+    /// Loads a generated data set, as an Odoo database holding it would.
+    pub fn load(&mut self, data: &Dataset, now: &str) {
+        self.insert(
+            "uom.uom",
+            1,
+            Map::from_iter([("name".into(), json!("Units"))]),
+            now,
+        );
+        let mut countries: Vec<String> = data
+            .partners
+            .iter()
+            .filter_map(|p| p.country.clone())
+            .collect();
+        countries.sort();
+        countries.dedup();
+        for (i, name) in countries.iter().enumerate() {
+            self.insert(
+                "res.country",
+                i as i64 + 1,
+                Map::from_iter([("name".into(), json!(name))]),
+                now,
+            );
+        }
+        for record in data.records() {
+            let (model, id, mut rec) = stored(&record);
+            if let Record::Partner(p) = &record {
+                let country = p
+                    .country
+                    .as_ref()
+                    .and_then(|c| countries.iter().position(|n| n == c));
+                rec.insert("country_id".into(), opt(country.map(|i| i as i64 + 1)));
+            }
+            self.insert(model, id, rec, now);
+        }
+    }
+
+    /// `display_name` of a record, as Odoo renders it in a many2one.
+    pub fn display_name(&self, model: &str, id: i64) -> String {
+        let Some(rec) = self.get(model, id) else {
+            return String::new();
+        };
+        let text = |f: &str| {
+            rec.get(f)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match model {
+            "product.product" => match rec.get("default_code").and_then(Value::as_str) {
+                Some(code) => format!("[{code}] {}", text("name")),
+                None => text("name"),
+            },
+            "stock.location" => text("complete_name"),
+            "stock.warehouse" => text("name"),
+            _ => text("name"),
+        }
+    }
+
+    /// A field in Odoo's read format.
+    pub fn read_field(&self, model: &str, rec: &Map<String, Value>, field: &str) -> Value {
+        match relation(model, field) {
+            Rel::Many2one(target) => match rec.get(field).and_then(Value::as_i64) {
+                Some(id) => json!([id, self.display_name(target, id)]),
+                None => b(false),
+            },
+            Rel::One2many(target, inverse) => {
+                let id = rec.get("id").and_then(Value::as_i64).unwrap_or_default();
+                Value::Array(
+                    self.table(target)
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, r)| r.get(inverse).and_then(Value::as_i64) == Some(id))
+                        .map(|(i, _)| json!(i))
+                        .collect(),
+                )
+            }
+            Rel::Plain => match rec.get(field) {
+                None | Some(Value::Null) => b(false),
+                Some(v) => v.clone(),
+            },
+        }
+    }
+}
+
+/// A record in the simulator's stored form: Odoo field names, many2one as ids.
+pub fn stored(record: &Record) -> (&'static str, i64, Map<String, Value>) {
+    let m = |pairs: Vec<(&str, Value)>| -> Map<String, Value> {
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    };
+    let model = record.model().odoo_name();
+    match record {
+        Record::Company(r) => (model, r.id.0, m(vec![("name", json!(r.name))])),
+        Record::Warehouse(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("name", json!(r.name)),
+                ("code", json!(r.code)),
+                ("company_id", json!(r.company_id.0)),
+                ("view_location_id", json!(r.view_location_id.0)),
+                ("lot_stock_id", json!(r.lot_stock_id.0)),
+            ]),
+        ),
+        Record::Partner(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("name", json!(r.name)),
+                ("street", opt(r.street.clone())),
+                ("street2", opt(r.street2.clone())),
+                ("zip", opt(r.zip.clone())),
+                ("city", opt(r.city.clone())),
+            ]),
+        ),
+        Record::Product(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("default_code", opt(r.default_code.clone())),
+                ("barcode", opt(r.barcode.clone())),
+                ("name", json!(r.name)),
+                ("tracking", json!(r.tracking.as_str())),
+                ("uom_id", json!(1)),
+                ("active", b(r.active)),
+                ("is_storable", b(true)),
+                ("type", json!("consu")),
+            ]),
+        ),
+        Record::Packaging(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("product_id", json!(r.product_id.0)),
+                ("name", json!(r.name)),
+                ("barcode", opt(r.barcode.clone())),
+                ("qty", json!(r.qty)),
+            ]),
+        ),
+        Record::Lot(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("product_id", json!(r.product_id.0)),
+                ("name", json!(r.name)),
+                ("expiration_date", opt(r.expiration_date.clone())),
+                ("company_id", json!(1)),
+            ]),
+        ),
+        Record::Location(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("name", json!(r.name)),
+                ("complete_name", json!(r.complete_name)),
+                ("barcode", opt(r.barcode.clone())),
+                ("usage", json!(r.usage.as_str())),
+                ("location_id", opt(r.parent_id.map(|v| v.0))),
+                ("warehouse_id", opt(r.warehouse_id.map(|v| v.0))),
+                ("company_id", opt(r.warehouse_id.map(|v| v.0))),
+                ("active", b(r.active)),
+            ]),
+        ),
+        Record::Package(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("name", json!(r.name)),
+                ("location_id", opt(r.location_id.map(|v| v.0))),
+            ]),
+        ),
+        Record::Quant(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("product_id", json!(r.product_id.0)),
+                ("location_id", json!(r.location_id.0)),
+                ("lot_id", opt(r.lot_id.map(|v| v.0))),
+                ("package_id", opt(r.package_id.map(|v| v.0))),
+                ("quantity", json!(r.quantity)),
+                ("reserved_quantity", json!(r.reserved)),
+                ("inventory_quantity", json!(0.0)),
+                ("inventory_quantity_set", b(false)),
+            ]),
+        ),
+        Record::PickingType(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("name", json!(r.name)),
+                ("code", json!(r.code.as_str())),
+                ("barcode", opt(r.barcode.clone())),
+                ("warehouse_id", opt(r.warehouse_id.map(|v| v.0))),
+                ("company_id", opt(r.warehouse_id.map(|v| v.0))),
+                (
+                    "default_location_src_id",
+                    opt(r.default_location_src_id.map(|v| v.0)),
+                ),
+                (
+                    "default_location_dest_id",
+                    opt(r.default_location_dest_id.map(|v| v.0)),
+                ),
+            ]),
+        ),
+        Record::Picking(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("name", json!(r.name)),
+                ("state", json!(r.state.as_str())),
+                ("picking_type_id", json!(r.picking_type_id.0)),
+                ("location_id", json!(r.location_id.0)),
+                ("location_dest_id", json!(r.location_dest_id.0)),
+                ("partner_id", opt(r.partner_id.map(|v| v.0))),
+                ("origin", opt(r.origin.clone())),
+                ("scheduled_date", opt(r.scheduled_date.clone())),
+                ("backorder_id", opt(r.backorder_id.map(|v| v.0))),
+                ("company_id", json!(r.company_id.0)),
+            ]),
+        ),
+        Record::Move(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("picking_id", opt(r.picking_id.map(|v| v.0))),
+                ("product_id", json!(r.product_id.0)),
+                ("product_uom_qty", json!(r.product_uom_qty)),
+                ("quantity", json!(r.quantity)),
+                ("picked", b(r.picked)),
+                ("state", json!(r.state.as_str())),
+                ("location_id", json!(r.location_id.0)),
+                ("location_dest_id", json!(r.location_dest_id.0)),
+                ("name", json!("move")),
+            ]),
+        ),
+        Record::MoveLine(r) => (
+            model,
+            r.id.0,
+            m(vec![
+                ("move_id", opt(r.move_id.map(|v| v.0))),
+                ("picking_id", opt(r.picking_id.map(|v| v.0))),
+                ("product_id", json!(r.product_id.0)),
+                ("lot_id", opt(r.lot_id.map(|v| v.0))),
+                ("lot_name", opt(r.lot_name.clone())),
+                ("package_id", opt(r.package_id.map(|v| v.0))),
+                ("result_package_id", opt(r.result_package_id.map(|v| v.0))),
+                ("location_id", json!(r.location_id.0)),
+                ("location_dest_id", json!(r.location_dest_id.0)),
+                ("quantity", json!(r.quantity)),
+                ("picked", b(r.picked)),
+            ]),
+        ),
+    }
+}
+
+/// Evaluates an Odoo domain (prefix `&`, `|`, `!`; leaves `[path, op, value]`) on a record.
+pub fn matches(
+    tables: &Tables,
+    model: &str,
+    rec: &Map<String, Value>,
+    domain: &[Value],
+) -> Result<bool, SimError> {
+    let mut stack: Vec<bool> = Vec::new();
+    for term in domain.iter().rev() {
+        match term {
+            Value::String(op) if op == "!" => {
+                let a = stack
+                    .pop()
+                    .ok_or_else(|| SimError::value("malformed domain: '!' without operand"))?;
+                stack.push(!a);
+            }
+            Value::String(op) if op == "&" || op == "|" => {
+                let (a, b) = match (stack.pop(), stack.pop()) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => {
+                        return Err(SimError::value(format!(
+                            "malformed domain: '{op}' needs two operands"
+                        )));
+                    }
+                };
+                stack.push(if op == "&" { a && b } else { a || b });
+            }
+            Value::Array(leaf) if leaf.len() == 3 => {
+                let path = leaf[0]
+                    .as_str()
+                    .ok_or_else(|| SimError::value(format!("invalid leaf {term}")))?;
+                let op = leaf[1]
+                    .as_str()
+                    .ok_or_else(|| SimError::value(format!("invalid leaf {term}")))?;
+                stack.push(leaf_matches(tables, model, rec, path, op, &leaf[2])?);
+            }
+            other => return Err(SimError::value(format!("invalid domain term {other}"))),
+        }
+    }
+    Ok(stack.into_iter().all(|x| x))
+}
+
+fn leaf_matches(
+    tables: &Tables,
+    model: &str,
+    rec: &Map<String, Value>,
+    path: &str,
+    op: &str,
+    value: &Value,
+) -> Result<bool, SimError> {
+    let (field, rest) = match path.split_once('.') {
+        Some((f, r)) => (f, Some(r)),
+        None => (path, None),
+    };
+    if field != "id" && !rec.contains_key(field) && relation(model, field) == Rel::Plain {
+        return Err(SimError::value(format!(
+            "Invalid field {model}.{field} in leaf {path:?}"
+        )));
+    }
+    if let Some(rest) = rest {
+        let related: Vec<i64> = match relation(model, field) {
+            Rel::Many2one(_) => rec.get(field).and_then(Value::as_i64).into_iter().collect(),
+            Rel::One2many(..) => tables
+                .read_field(model, rec, field)
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default(),
+            Rel::Plain => {
+                return Err(SimError::value(format!(
+                    "{path:?}: {field} is not relational"
+                )));
+            }
+        };
+        let target = match relation(model, field) {
+            Rel::Many2one(t) | Rel::One2many(t, _) => t,
+            Rel::Plain => unreachable!("handled above"),
+        };
+        for id in related {
+            if let Some(r) = tables.get(target, id)
+                && leaf_matches(tables, target, r, rest, op, value)?
+            {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    let actual = match relation(model, field) {
+        Rel::One2many(..) => tables.read_field(model, rec, field),
+        _ => rec.get(field).cloned().unwrap_or(Value::Bool(false)),
+    };
+    compare(&actual, op, value)
+}
+
+fn as_f64(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+fn compare(actual: &Value, op: &str, expected: &Value) -> Result<bool, SimError> {
+    let eq = |a: &Value, b: &Value| match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Bool(false), Value::Null) | (Value::Null, Value::Bool(false)) => true,
+        _ => a == b,
+    };
+    let order = |a: &Value, b: &Value| -> Option<std::cmp::Ordering> {
+        match (a, b) {
+            (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+            _ => as_f64(a)?.partial_cmp(&as_f64(b)?),
+        }
+    };
+    Ok(match op {
+        "=" => match actual {
+            Value::Array(ids) => ids.iter().any(|i| eq(i, expected)),
+            _ => eq(actual, expected),
+        },
+        "!=" => !eq(actual, expected),
+        ">" | ">=" | "<" | "<=" => {
+            if actual == &Value::Bool(false) {
+                false
+            } else {
+                match order(actual, expected) {
+                    Some(o) => match op {
+                        ">" => o.is_gt(),
+                        ">=" => o.is_ge(),
+                        "<" => o.is_lt(),
+                        _ => o.is_le(),
+                    },
+                    None => false,
+                }
+            }
+        }
+        "in" | "not in" => {
+            let list = expected
+                .as_array()
+                .ok_or_else(|| SimError::value(format!("'{op}' needs a list, got {expected}")))?;
+            let found = match actual {
+                Value::Array(ids) => ids.iter().any(|i| list.iter().any(|l| eq(i, l))),
+                _ => list.iter().any(|l| eq(actual, l)),
+            };
+            if op == "in" { found } else { !found }
+        }
+        "like" | "ilike" | "not ilike" => {
+            let (a, e) = (
+                actual.as_str().unwrap_or_default(),
+                expected.as_str().unwrap_or_default(),
+            );
+            let found = if op == "like" {
+                a.contains(e)
+            } else {
+                a.to_lowercase().contains(&e.to_lowercase())
+            };
+            if op == "not ilike" { !found } else { found }
+        }
+        "=like" | "=ilike" => actual.as_str() == expected.as_str(),
+        other => {
+            return Err(SimError::value(format!(
+                "Invalid domain operator {other:?}"
+            )));
+        }
+    })
+}
