@@ -229,7 +229,15 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["site"]["id"], "demo");
     assert_eq!(json["mirror"]["product"], 40);
+    // Pulled from the in-process simulated Odoo: the site's company and warehouse only.
     assert_eq!(json["mirror"]["picking"], 10);
+    assert!(
+        json["cloud"]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert!(json["last_pull_at"].is_string());
     assert_eq!(json["queue"]["pending"], 0);
     assert!(json["mode"].is_string());
     assert!(json["database"]["size_bytes"].as_u64().unwrap() > 0);
@@ -391,4 +399,76 @@ fn image_recipe_installs_binary_unit_and_config_into_a_root() {
     let unit = std::fs::read_to_string(root.path().join("usr/lib/systemd/system/holdfast.service"))
         .unwrap();
     assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
+}
+
+#[test]
+fn sync_pull_fills_the_mirror_from_a_configured_odoo() {
+    use holdfast_sync::dataset::{Dataset, DatasetSpec};
+    use holdfast_sync::sim::{SimConfig, Simulator};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = Dataset::generate(&DatasetSpec::demo());
+    for version in [18, 19] {
+        let sim = rt
+            .block_on(Simulator::start(
+                SimConfig {
+                    version,
+                    ..SimConfig::default()
+                },
+                &data,
+            ))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), &sim.config().api_key).unwrap();
+        let odoo = format!(
+            "[odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key_file = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\n",
+            sim.url(),
+            sim.config().database,
+            sim.config().login,
+            dir.path().join("key").display()
+        );
+        let config = write_config(dir.path(), &odoo);
+        let out = run(&["--config", config.to_str().unwrap(), "sync", "pull"]);
+        assert!(
+            out.status.success(),
+            "Odoo {version}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).starts_with("pulled "),
+            "{}",
+            text(&out.stdout)
+        );
+        let db = rusqlite::Connection::open(dir.path().join("holdfast.db")).unwrap();
+        let count = |table: &str| -> i64 {
+            db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count("product"), 40);
+        assert_eq!(count("picking"), 10, "only the site's warehouse");
+        let in_wh = |loc: &holdfast_sync::records::LocationId| {
+            data.locations
+                .iter()
+                .any(|l| l.id == *loc && l.warehouse_id.map(|w| w.0) == Some(1))
+        };
+        let wh_quants = data.quants.iter().filter(|q| in_wh(&q.location_id)).count() as i64;
+        assert!(wh_quants < data.quants.len() as i64);
+        assert_eq!(count("quant"), wh_quants, "quants of WH only");
+        assert!(
+            !text(&out.stderr).contains(&sim.config().api_key),
+            "the key leaked"
+        );
+
+        // A wrong key is refused with a clear message and a failure code.
+        std::fs::write(dir.path().join("key"), "not-the-key").unwrap();
+        let out = run(&["--config", config.to_str().unwrap(), "sync", "pull"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("refused the credentials"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }

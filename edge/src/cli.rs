@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, Config, LogFormat, RawConfig};
 use crate::status::{CloudStatus, SiteStatus, Status, rfc3339};
 use crate::store::{self, JournalFilter, OpState, Reader, Store, StoreOptions};
-use crate::{demo, logging, runtime};
+use crate::{demo, logging, pull, runtime};
 
 /// Holdfast: keeps a warehouse working when the cloud is gone, and reconciles with Odoo
 /// exactly once when it returns.
@@ -44,6 +44,9 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Exchange with the configured Odoo now.
+    #[command(subcommand)]
+    Sync(SyncCommand),
     /// Write a commented example config file.
     Init {
         /// Where to write it (default: the --config path).
@@ -86,6 +89,12 @@ enum JournalCommand {
         /// Sequence number or id (UUID).
         entry: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncCommand {
+    /// Pull the site's slice of Odoo into the mirror (every model, all pages).
+    Pull,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,13 +164,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => {
             let dir = args.data_dir.unwrap_or_else(demo::default_dir);
-            let config_path = demo::write_config(&dir, &args.listen)?;
-            let config = load_config(&config_path)?;
-            logging::init(
-                cli.log_format.unwrap_or(config.log.format),
-                &config.log.level,
-            );
             runtime()?.block_on(async {
+                let cloud = demo::start_cloud().await?;
+                let config_path = demo::write_config(&dir, &args.listen, &cloud)?;
+                let config = load_config(&config_path)?;
+                logging::init(
+                    cli.log_format.unwrap_or(config.log.format),
+                    &config.log.level,
+                );
                 let listener = bind(
                     &config,
                     " (another demo running? try --listen 127.0.0.1:8081)",
@@ -169,11 +179,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
                 let addr = listener.local_addr()?;
                 let store = open_store(&config)?;
-                let n = demo::seed(&store).await?;
+                let odoo = config.odoo.as_ref().context("demo config has no [odoo]")?;
+                let report = pull::pull_configured(&store, odoo).await?;
                 println!("Holdfast demo warehouse is running.");
-                if n > 0 {
-                    println!("  seeded the mirror with {n} records of the demo data set");
-                }
+                println!(
+                    "  pulled {} records from the simulated Odoo at {}",
+                    report.records,
+                    cloud.url()
+                );
                 println!("  status:   http://{addr}/api/v1/status");
                 println!("  data:     {}", dir.display());
                 println!(
@@ -183,6 +196,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("Stop with Ctrl-C.");
                 runtime::run(&config, store, listener).await
             })?;
+        }
+        Command::Sync(SyncCommand::Pull) => {
+            let config = load_config(&cli.config)?;
+            logging::init(
+                cli.log_format.unwrap_or(config.log.format),
+                &config.log.level,
+            );
+            let Some(odoo) = config.odoo.clone() else {
+                bail!(
+                    "no [odoo] section in {}: nothing to pull from",
+                    cli.config.display()
+                );
+            };
+            let report = runtime()?.block_on(async {
+                let store = open_store(&config)?;
+                let report = pull::pull_configured(&store, &odoo).await;
+                store.shutdown().await?;
+                report
+            })?;
+            println!(
+                "pulled {} records in {} pages; {} deleted; {} held back by unconfirmed entries",
+                report.records, report.pages, report.deleted, report.held_back
+            );
         }
         Command::Status { json } => {
             let config = load_config(&cli.config)?;

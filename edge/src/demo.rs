@@ -1,13 +1,14 @@
 //! The built-in demo warehouse: a data directory with a config and a store seeded from the
 //! deterministic demo data set, so a new user sees a working appliance with one command.
 //!
-//! Until the Odoo simulator exists the demo seeds the mirror directly; once it does, the
-//! demo pulls the same data set from a simulator running in-process.
+//! The demo runs an Odoo simulator in-process holding the demo data set, and the appliance
+//! pulls its mirror from it over the real wire protocol, as a site pulls from its Odoo.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
+use holdfast_sync::sim::{SimConfig, Simulator};
 
 use crate::store::{MirrorBatch, Store};
 
@@ -21,27 +22,32 @@ pub fn default_dir() -> PathBuf {
     std::env::temp_dir().join("holdfast-demo")
 }
 
-/// Writes the demo's config into `dir` (once) and returns its path.
-pub fn write_config(dir: &Path, listen: &str) -> anyhow::Result<PathBuf> {
+/// Starts the simulated cloud: an Odoo simulator in this process holding the demo data set.
+pub async fn start_cloud() -> anyhow::Result<Simulator> {
+    let data = Dataset::generate(&DatasetSpec::demo());
+    Simulator::start(SimConfig::default(), &data)
+        .await
+        .context("starting the simulated Odoo")
+}
+
+/// Writes the demo's config into `dir` (pointing at the simulated cloud) and returns its path.
+pub fn write_config(dir: &Path, listen: &str, cloud: &Simulator) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("holdfast.toml");
+    let sim = cloud.config();
     let text = format!(
-        "# Written by holdfast demo.\n[site]\nid = \"demo\"\nname = \"Demo warehouse\"\n\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"{listen}\"\n",
-        dir.join("holdfast.db").display()
+        "# Written by holdfast demo: the [odoo] section points at the simulated cloud it runs.\n\
+         [site]\nid = \"demo\"\nname = \"Demo warehouse\"\n\n\
+         [store]\npath = \"{}\"\n\n[http]\nlisten = \"{listen}\"\n\n\
+         [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\n",
+        dir.join("holdfast.db").display(),
+        cloud.url(),
+        sim.database,
+        sim.login,
+        sim.api_key,
     );
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
-}
-
-/// Loads the demo data set into an empty mirror; leaves a seeded one alone (the demo keeps
-/// its journal across restarts). Returns the number of records written.
-pub async fn seed(store: &Store) -> anyhow::Result<usize> {
-    let products = store.read(|r| r.mirror_counts())?["product"];
-    if products > 0 {
-        return Ok(0);
-    }
-    let data = Dataset::generate(&DatasetSpec::demo());
-    load(store, &data).await
 }
 
 /// Writes a whole data set into the mirror, page by page.

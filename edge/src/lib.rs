@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod logging;
+pub mod pull;
 pub mod runtime;
 pub mod status;
 pub mod store;

@@ -27,7 +27,8 @@ impl DatasetSpec {
             seed: 7,
             products: 40,
             quants: 120,
-            pickings: 10,
+            // Ten in the site's warehouse (WH), two in the other company's.
+            pickings: 12,
         }
     }
 }
@@ -657,7 +658,14 @@ mod tests {
         assert!(d.products.iter().any(|p| p.tracking == Tracking::Lot));
         assert!(d.products.iter().any(|p| p.tracking == Tracking::Serial));
         assert_eq!(d.warehouses.len(), 2);
-        assert_eq!(d.pickings.len(), 10);
+        assert_eq!(d.pickings.len(), 12);
+        assert_eq!(
+            d.pickings
+                .iter()
+                .filter(|p| p.company_id == CompanyId(1))
+                .count(),
+            10
+        );
         let codes: HashSet<_> = d
             .pickings
             .iter()

@@ -7,7 +7,10 @@
 //! - [`ops`]: the warehouse operations the floor records in the journal, their persisted
 //!   payloads, causal keys and their effect on the floor's view;
 //! - [`dataset`]: deterministic warehouse data sets for the demo and for benchmarks;
-//! - [`odoo`]: the Odoo wire client (JSON-RPC and JSON-2) and its classified errors.
+//! - [`odoo`]: the Odoo wire client (JSON-RPC and JSON-2), its classified errors, and the
+//!   mapping of Odoo's records;
+//! - [`pull`]: the site's scope in Odoo and keyset-paged reads of it;
+//! - [`sim`]: an Odoo simulator speaking the real wire formats.
 //!
 //! The wire clients, the pull planner, the push translation and the Odoo simulator join
 //! them here (see ARCHITECTURE.md).
@@ -15,5 +18,6 @@
 pub mod dataset;
 pub mod odoo;
 pub mod ops;
+pub mod pull;
 pub mod records;
 pub mod sim;

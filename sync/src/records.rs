@@ -371,6 +371,25 @@ impl Model {
 }
 
 impl Record {
+    /// The Odoo database id.
+    pub fn id(&self) -> i64 {
+        match self {
+            Record::Company(r) => r.id.0,
+            Record::Warehouse(r) => r.id.0,
+            Record::Partner(r) => r.id.0,
+            Record::Product(r) => r.id.0,
+            Record::Packaging(r) => r.id.0,
+            Record::Lot(r) => r.id.0,
+            Record::Location(r) => r.id.0,
+            Record::Package(r) => r.id.0,
+            Record::Quant(r) => r.id.0,
+            Record::PickingType(r) => r.id.0,
+            Record::Picking(r) => r.id.0,
+            Record::Move(r) => r.id.0,
+            Record::MoveLine(r) => r.id.0,
+        }
+    }
+
     /// Which model this record belongs to.
     pub fn model(&self) -> Model {
         match self {

@@ -147,7 +147,7 @@ fn stored_key(conn: &Connection, model: Model, id: i64) -> Result<Option<EffectK
     })
 }
 
-fn table(model: Model) -> &'static str {
+pub(super) fn table(model: Model) -> &'static str {
     match model {
         Model::Company => "company",
         Model::Warehouse => "warehouse",

@@ -344,6 +344,15 @@ impl<'c> Reader<'c> {
         Ok(out)
     }
 
+    /// Every id the mirror holds for a model (a pull compares them with Odoo's to find
+    /// deletions).
+    pub fn mirror_ids(&self, model: holdfast_sync::records::Model) -> Result<Vec<i64>, StoreError> {
+        let sql = format!("SELECT id FROM {} ORDER BY id", super::mirror::table(model));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Size of the database in bytes (pages in use and free).
     pub fn db_size(&self) -> Result<u64, StoreError> {
         let pages: i64 = self
