@@ -116,6 +116,8 @@ fn help_is_there_for_every_command() {
         &["db", "check", "--help"],
         &["db", "backup", "--help"],
         &["init", "--help"],
+        &["sync", "--help"],
+        &["sync", "pull", "--help"],
     ] {
         let out = run(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
