@@ -155,19 +155,53 @@ fn search(tables: &Tables, call: &OrmCall<'_>) -> Result<Vec<i64>, SimError> {
         }
     };
     let companies = allowed_companies(&call.context);
-    let mut found = Vec::new();
-    for (id, rec) in tables.table(call.model).into_iter().flatten() {
-        if visible(rec, &companies) && matches(tables, call.model, rec, &domain)? {
-            found.push(*id);
-        }
-    }
-    let order = call
+    // Like PostgreSQL with its primary key index: a conjunctive domain with `id > n` starts
+    // at n + 1, and `order id` with a limit stops once the page is full. Keyset pages of a
+    // large table then cost their size, not the table's.
+    let conjunctive = !domain
+        .iter()
+        .any(|t| matches!(t, Value::String(op) if op == "|" || op == "!"));
+    let start = domain
+        .iter()
+        .filter(|_| conjunctive)
+        .filter_map(|t| {
+            let leaf = t.as_array()?;
+            (leaf.len() == 3 && leaf[0] == "id" && leaf[1] == ">").then(|| leaf[2].as_i64())?
+        })
+        .max()
+        .map_or(i64::MIN, |n| n.saturating_add(1));
+    let order_text = call
         .kwargs
         .get("order")
         .and_then(Value::as_str)
         .unwrap_or("id")
-        .trim()
-        .to_owned();
+        .trim();
+    let by_id = order_text == "id" || order_text.eq_ignore_ascii_case("id asc");
+    let offset = call
+        .kwargs
+        .get("offset")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
+    let limit = call
+        .kwargs
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map(|l| l as usize);
+    let enough = limit.filter(|_| by_id).map(|l| offset + l);
+    let mut found = Vec::new();
+    for (id, rec) in tables
+        .table(call.model)
+        .into_iter()
+        .flat_map(|t| t.range(start..))
+    {
+        if enough.is_some_and(|n| found.len() >= n) {
+            break;
+        }
+        if visible(rec, &companies) && matches(tables, call.model, rec, &domain)? {
+            found.push(*id);
+        }
+    }
+    let order = order_text.to_owned();
     let mut keys = order
         .split(',')
         .map(str::trim)
@@ -221,16 +255,6 @@ fn search(tables: &Tables, call: &OrmCall<'_>) -> Result<Vec<i64>, SimError> {
         }
         std::cmp::Ordering::Equal
     });
-    let offset = call
-        .kwargs
-        .get("offset")
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as usize;
-    let limit = call
-        .kwargs
-        .get("limit")
-        .and_then(Value::as_u64)
-        .map(|l| l as usize);
     Ok(found
         .into_iter()
         .skip(offset)

@@ -1,0 +1,93 @@
+//! Pull benchmark: the real `holdfast sync pull` against the Odoo simulator holding a large
+//! warehouse; prints wall time, records/s and the appliance's peak resident memory.
+//!
+//! ```text
+//! cargo bench -p holdfast --bench pull                          # 100k products, 500k quants
+//! HOLDFAST_BENCH_SCALE=0.1 cargo bench -p holdfast --bench pull
+//! ```
+
+// Benchmark code: a failed step should stop with its message.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::Instant;
+
+use holdfast_sync::dataset::{Dataset, DatasetSpec};
+use holdfast_sync::sim::{SimConfig, Simulator};
+use nix::sys::resource::{UsageWho, getrusage};
+
+fn main() {
+    let scale: f64 = std::env::var("HOLDFAST_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let spec = DatasetSpec {
+        seed: 1,
+        products: (100_000.0 * scale) as usize,
+        quants: (500_000.0 * scale) as usize,
+        pickings: (2_000.0 * scale) as usize,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = Dataset::generate(&spec);
+    let sim = rt
+        .block_on(Simulator::start(SimConfig::default(), &data))
+        .unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(dir.path().join("key"), &sim.config().api_key).unwrap();
+    let config = dir.path().join("holdfast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[site]\nid = \"bench\"\n[store]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n[odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key_file = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\n",
+            dir.path().join("holdfast.db").display(),
+            sim.url(),
+            sim.config().database,
+            sim.config().login,
+            dir.path().join("key").display()
+        ),
+    )
+    .unwrap();
+    println!(
+        "holdfast pull benchmark: simulator with {} products, {} quants, {} pickings ({} records)",
+        spec.products,
+        spec.quants,
+        spec.pickings,
+        data.len()
+    );
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["--config", config.to_str().unwrap(), "sync", "pull"])
+        .output()
+        .unwrap();
+    let wall = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let records: f64 = stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    // ru_maxrss of terminated children, in KiB on Linux.
+    let peak_kib = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    println!("{}", stdout.trim());
+    println!(
+        "full pull of the site's scope             : {:>8.2} s (target < 60 s)",
+        wall.as_secs_f64()
+    );
+    println!(
+        "records written to the mirror             : {:>8.0} ({:.0} records/s)",
+        records,
+        records / wall.as_secs_f64()
+    );
+    println!(
+        "peak resident memory of the appliance     : {:>8.1} MB",
+        peak_kib as f64 / 1024.0
+    );
+}
