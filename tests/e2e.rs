@@ -474,3 +474,54 @@ fn sync_pull_fills_the_mirror_from_a_configured_odoo() {
         );
     }
 }
+
+#[test]
+fn a_pull_broken_by_faults_fails_clearly_and_the_next_one_completes() {
+    use holdfast_sync::dataset::{Dataset, DatasetSpec};
+    use holdfast_sync::sim::{Fault, SimConfig, Simulator};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = Dataset::generate(&DatasetSpec::demo());
+    let sim = rt
+        .block_on(Simulator::start(SimConfig::default(), &data))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let c = sim.config();
+    let odoo = format!(
+        "[odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\ntimeout_secs = 1\n",
+        sim.url(),
+        c.database,
+        c.login,
+        c.api_key
+    );
+    let config = write_config(dir.path(), &odoo);
+    let config = config.to_str().unwrap();
+    // Version + authenticate + a few pages, then each fault in turn.
+    for (fault, message) in [
+        (Fault::Reset, "connection to Odoo lost"),
+        (
+            Fault::TooManyRequests(5),
+            "Odoo is busy (HTTP 429), retry after 5 s",
+        ),
+        (Fault::BlackHole, "no answer from Odoo within"),
+    ] {
+        sim.inject(std::iter::repeat_n(Fault::Pass, 6).chain([fault]));
+        let out = run(&["--config", config, "sync", "pull"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stderr).contains(message), "{}", text(&out.stderr));
+        // What was committed is consistent.
+        assert!(run(&["--config", config, "db", "check"]).status.success());
+    }
+    let out = run(&["--config", config, "sync", "pull"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let db = rusqlite::Connection::open(dir.path().join("holdfast.db")).unwrap();
+    let pickings: i64 = db
+        .query_row("SELECT COUNT(*) FROM picking", [], |r| r.get(0))
+        .unwrap();
+    let products: i64 = db
+        .query_row("SELECT COUNT(*) FROM product", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((pickings, products), (10, 40));
+}

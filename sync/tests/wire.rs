@@ -8,7 +8,7 @@ use holdfast_sync::dataset::{Dataset, DatasetSpec};
 use holdfast_sync::odoo::mapping::{fields, map_record};
 use holdfast_sync::odoo::{ClientConfig, ErrorClass, OdooClient, OdooError, Protocol};
 use holdfast_sync::records::{Model, Record};
-use holdfast_sync::sim::{SimConfig, Simulator};
+use holdfast_sync::sim::{Fault, SimConfig, Simulator};
 use serde_json::json;
 
 async fn start(version: u32) -> (Simulator, Dataset) {
@@ -200,5 +200,55 @@ async fn the_demo_data_round_trips_through_odoos_read_format() {
                 assert_eq!(g, w, "Odoo {version}");
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn injected_faults_surface_with_the_right_class() {
+    for version in [18, 19] {
+        let (sim, data) = start(version).await;
+        let mut config = client_config(&sim);
+        config.timeout = std::time::Duration::from_millis(500);
+        let client = OdooClient::connect(config).await.unwrap();
+        let read = || client.read("stock.picking", &[1], &["name"]);
+
+        sim.inject([Fault::Status(503)]);
+        assert!(matches!(
+            read().await.unwrap_err(),
+            OdooError::Busy { status: 503, .. }
+        ));
+        sim.inject([Fault::TooManyRequests(7)]);
+        let err = read().await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Transient);
+        assert_eq!(err.retry_after(), Some(std::time::Duration::from_secs(7)));
+        sim.inject([Fault::Status(500)]);
+        assert_eq!(read().await.unwrap_err().class(), ErrorClass::Ambiguous);
+        sim.inject([Fault::Reset]);
+        let err = read().await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Ambiguous, "{err}");
+        sim.inject([Fault::BlackHole]);
+        assert!(matches!(read().await.unwrap_err(), OdooError::Timeout(_)));
+        sim.inject([Fault::Latency(std::time::Duration::from_millis(150))]);
+        let t = std::time::Instant::now();
+        assert_eq!(read().await.unwrap().len(), 1);
+        assert!(t.elapsed() >= std::time::Duration::from_millis(150));
+
+        // The worst case: Odoo applied the write, the answer was lost.
+        let picking = data.pickings[0].id.0;
+        sim.inject([Fault::CommitThenDrop]);
+        let err = client
+            .write("stock.picking", &[picking], json!({"origin": "APPLIED"}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Ambiguous, "{err}");
+        let row = &client
+            .read("stock.picking", &[picking], &["origin"])
+            .await
+            .unwrap()[0];
+        assert_eq!(
+            row["origin"], "APPLIED",
+            "committed although the caller never heard"
+        );
+        assert_eq!(sim.pending_faults(), 0);
     }
 }

@@ -259,11 +259,19 @@ async fn exchange(
 /// Reads a JSON-RPC envelope: `result`, `error`, or neither (Python `None`).
 fn jsonrpc_result(answer: Answer) -> Result<Value, OdooError> {
     let status = answer.status;
-    if status != 200 {
+    if (400..500).contains(&status) {
+        // Refused before any processing (wrong content type, malformed request).
         return Err(OdooError::Server {
             name: format!("http.{status}"),
             message: snippet(&answer.body),
             status: Some(status),
+        });
+    }
+    if status != 200 {
+        // The worker died mid-call: nobody can say what was committed.
+        return Err(OdooError::Protocol {
+            status,
+            reason: snippet(&answer.body),
         });
     }
     let envelope: Value =

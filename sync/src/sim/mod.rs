@@ -9,14 +9,14 @@
 //!
 //! Today it implements the generic ORM methods (`search_read`, `read`, `search`,
 //! `search_count`, `write`, `create`) with domains, Odoo's read format, `write_date` and
-//! company scoping; stock actions and fault injection join it next.
+//! company scoping, and injects faults on command ([`Fault`]); stock actions join it next.
 
 mod orm;
 pub mod store;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -58,6 +58,14 @@ const UID: i64 = 2;
 struct Shared {
     config: SimConfig,
     tables: Mutex<Tables>,
+    faults: Mutex<FaultQueue>,
+    /// Added to every call (a WAN in front of Odoo).
+    latency: Mutex<Duration>,
+}
+
+#[derive(Debug, Default)]
+struct FaultQueue {
+    queue: std::collections::VecDeque<Fault>,
 }
 
 /// A running simulator; stops when dropped or on [`Simulator::stop`].
@@ -95,6 +103,8 @@ impl Simulator {
         let shared = Arc::new(Shared {
             config,
             tables: Mutex::new(tables),
+            faults: Mutex::default(),
+            latency: Mutex::default(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -128,6 +138,34 @@ impl Simulator {
         f(&mut tables)
     }
 
+    /// Queues faults: each of the next requests takes one, in order.
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        let mut queue = self
+            .shared
+            .0
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        queue.queue.extend(faults);
+    }
+
+    /// Faults still queued.
+    pub fn pending_faults(&self) -> usize {
+        self.shared
+            .0
+            .faults
+            .lock()
+            .map(|q| q.queue.len())
+            .unwrap_or(0)
+    }
+
+    /// Adds `latency` to every answer from now on.
+    pub fn set_latency(&self, latency: Duration) {
+        if let Ok(mut l) = self.shared.0.latency.lock() {
+            *l = latency;
+        }
+    }
+
     pub fn stop(&self) {
         self.stop.cancel();
     }
@@ -152,10 +190,12 @@ async fn run_accept(listener: TcpListener, shared: Arc<Shared>, stop: Cancellati
             },
         };
         let shared = shared.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                let stop = stop.clone();
+                async move { with_faults(&shared, req, &stop).await }
             });
             // Odoo's threaded server closes the connection after every answer.
             let _ = hyper::server::conn::http1::Builder::new()
@@ -163,6 +203,79 @@ async fn run_accept(listener: TcpListener, shared: Arc<Shared>, stop: Cancellati
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// A fault to inject into the next request(s).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Answer normally (to place the next fault later in a sequence of calls).
+    Pass,
+    /// Answer after an extra delay.
+    Latency(Duration),
+    /// Answer with this HTTP status and an HTML page (a proxy or a crashed worker).
+    Status(u16),
+    /// 429 Too Many Requests with `Retry-After` in seconds.
+    TooManyRequests(u64),
+    /// Close the connection without answering; nothing is processed.
+    Reset,
+    /// Never answer (until the simulator stops); nothing is processed.
+    BlackHole,
+    /// Process the call (and commit it), then close the connection without answering.
+    CommitThenDrop,
+}
+
+/// Why a connection was closed without an answer.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn with_faults(
+    shared: &Shared,
+    req: Request<Incoming>,
+    stop: &CancellationToken,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    let fault = {
+        let mut faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults.queue.pop_front()
+    };
+    let latency = shared.latency.lock().map(|l| *l).unwrap_or_default();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match fault {
+        None | Some(Fault::Pass) => Ok(handle(shared, req).await),
+        Some(Fault::Latency(d)) => {
+            tokio::time::sleep(d).await;
+            Ok(handle(shared, req).await)
+        }
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Ok(html(status, status.canonical_reason().unwrap_or("Error")))
+        }
+        Some(Fault::TooManyRequests(secs)) => {
+            let mut r = html(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests");
+            if let Ok(v) = secs.to_string().parse() {
+                r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+            }
+            Ok(r)
+        }
+        Some(Fault::Reset) => Err(Dropped),
+        Some(Fault::BlackHole) => {
+            stop.cancelled().await;
+            Err(Dropped)
+        }
+        Some(Fault::CommitThenDrop) => {
+            let _ = handle(shared, req).await;
+            Err(Dropped)
+        }
     }
 }
 
