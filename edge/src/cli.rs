@@ -93,8 +93,13 @@ enum JournalCommand {
 
 #[derive(Debug, Subcommand)]
 enum SyncCommand {
-    /// Pull the site's slice of Odoo into the mirror (every model, all pages).
-    Pull,
+    /// Pull what changed in the site's slice of Odoo into the mirror (everything, the
+    /// first time).
+    Pull {
+        /// Pull every record in scope, and delete what Odoo no longer has.
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,7 +185,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let addr = listener.local_addr()?;
                 let store = open_store(&config)?;
                 let odoo = config.odoo.as_ref().context("demo config has no [odoo]")?;
-                let report = pull::pull_configured(&store, odoo).await?;
+                let mut puller = pull::connect(&store, odoo, Default::default()).await?;
+                let report = puller
+                    .pull(pull::PullKind::Full, &Default::default())
+                    .await?;
                 println!("Holdfast demo warehouse is running.");
                 println!(
                     "  pulled {} records from the simulated Odoo at {}",
@@ -197,7 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 runtime::run(&config, store, listener).await
             })?;
         }
-        Command::Sync(SyncCommand::Pull) => {
+        Command::Sync(SyncCommand::Pull { full }) => {
             let config = load_config(&cli.config)?;
             logging::init(
                 cli.log_format.unwrap_or(config.log.format),
@@ -209,15 +217,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cli.config.display()
                 );
             };
+            let kind = if full {
+                pull::PullKind::Full
+            } else {
+                pull::PullKind::Incremental
+            };
             let report = runtime()?.block_on(async {
                 let store = open_store(&config)?;
-                let report = pull::pull_configured(&store, &odoo).await;
+                let report = async {
+                    let mut puller = pull::connect(&store, &odoo, Default::default()).await?;
+                    puller.pull(kind, &Default::default()).await
+                }
+                .await;
                 store.shutdown().await?;
                 report
             })?;
             println!(
-                "pulled {} records in {} pages; {} deleted; {} held back by unconfirmed entries",
-                report.records, report.pages, report.deleted, report.held_back
+                "pulled {} records in {} pages; {} deleted; {} held back by unconfirmed entries; {} changes to owned pickings recorded",
+                report.records,
+                report.pages,
+                report.deleted,
+                report.held_back,
+                report.owned_changes
             );
         }
         Command::Status { json } => {

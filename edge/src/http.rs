@@ -23,6 +23,8 @@ pub struct AppState {
     pub site: SiteStatus,
     pub cloud: CloudStatus,
     pub started: Instant,
+    /// Progress of the pull, when an Odoo is configured.
+    pub pull: Option<crate::pull::ProgressHandle>,
 }
 
 /// A JSON error with a stable code.
@@ -128,5 +130,9 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiE
         device_queue,
         background_queue,
     });
+    status.pull = state
+        .pull
+        .as_ref()
+        .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone());
     Ok(Json(status))
 }

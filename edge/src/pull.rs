@@ -1,96 +1,326 @@
 //! The pull: refreshing the mirror from Odoo through the store's writer.
 //!
-//! A full pull takes an epoch, then reads every mirrored model of the site's scope page by
-//! page (keyset by id), writing each page in its own transaction, so memory stays bounded and
-//! a pull that fails half-way leaves a consistent mirror. Ids the mirror holds that Odoo no
-//! longer returns are deleted (through the same hold-back rules), and the model's snapshot is
-//! declared complete so acknowledged effects fold.
+//! Every pull takes an epoch first (see the store's rebase rules), then reads model by model,
+//! parents first, in keyset pages by id; each page is one transaction, so memory stays
+//! bounded and a pull that fails half-way leaves a consistent mirror. A model's cursor (the
+//! newest `write_date` seen) advances only after all its pages are committed.
+//!
+//! - **Full**: every record in scope; ids the mirror holds that Odoo no longer returns are
+//!   deleted; each model's snapshot is declared complete so acknowledged effects fold.
+//! - **Incremental**: records changed since the cursor minus a safety overlap (pickings also
+//!   when their moves changed); deletions of pickings, moves and move lines by comparing id
+//!   sets; quants also by their own `write_date`, plus a full re-read of a few locations per
+//!   pull in turn, because Odoo merges and deletes quants in SQL without touching
+//!   `write_date`.
+//!
+//! The [`run_pull`] task schedules them: a full pull at start when none was done within
+//! `sync.full_pull_hours`, then incremental pulls every `sync.pull_interval_secs`.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use holdfast_sync::odoo::OdooClient;
-use holdfast_sync::pull::{Scope, read_page};
+use holdfast_sync::pull::{PageQuery, Scope, read_page, scope_ids, with_overlap};
 use holdfast_sync::records::Model;
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{OdooApi, OdooConfig};
-use crate::store::{MirrorBatch, Store};
+use crate::config::{OdooApi, OdooConfig, SyncConfig};
+use crate::store::{Epoch, MirrorBatch, Store, now_ms};
 
 /// Records per page.
 pub const PAGE: usize = 2_000;
 
+/// Safety overlap subtracted from cursors.
+const OVERLAP: Duration = Duration::from_secs(120);
+
+/// Locations whose quants an incremental pull re-reads in full.
+const LOCATIONS_PER_PULL: usize = 8;
+
+/// Full or incremental.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullKind {
+    Full,
+    Incremental,
+}
+
 /// What a pull did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PullReport {
     pub records: u64,
     pub deleted: u64,
     pub held_back: u64,
     pub pages: u64,
+    /// Cloud-side changes recorded on pickings the floor owns.
+    pub owned_changes: u64,
+    /// Quants re-read by the per-location reconciliation (not counted in `records`).
+    pub reconciled: u64,
+    /// Stopped early by shutdown; cursors of unfinished models were not advanced.
+    pub cancelled: bool,
 }
 
-/// Pulls everything in scope.
-pub async fn full_pull(
-    store: &Store,
-    client: &OdooClient,
-    scope: &Scope,
-) -> anyhow::Result<PullReport> {
-    let started = Instant::now();
-    let epoch = store.begin_pull().await?;
-    let mut report = PullReport::default();
-    for &model in Model::ALL {
-        let mut seen: HashSet<i64> = HashSet::new();
-        let mut after = 0;
+/// The pull's progress, shown in status.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PullProgress {
+    pub running: Option<PullKind>,
+    pub model: Option<&'static str>,
+    pub records: u64,
+    pub started_at: Option<i64>,
+    pub last_finished_at: Option<i64>,
+    pub last_report: Option<PullReport>,
+    pub last_error: Option<String>,
+}
+
+/// Shared handle to the progress.
+pub type ProgressHandle = Arc<Mutex<PullProgress>>;
+
+/// Pulls one site's scope from one Odoo into one store.
+#[derive(Debug)]
+pub struct Puller {
+    store: Store,
+    client: OdooClient,
+    scope: Scope,
+    progress: ProgressHandle,
+    /// Where the next quant reconciliation starts in the location list.
+    next_location: usize,
+}
+
+fn set_progress(progress: &ProgressHandle, f: impl FnOnce(&mut PullProgress)) {
+    let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+    f(&mut p);
+}
+
+impl Puller {
+    pub fn new(store: Store, client: OdooClient, scope: Scope, progress: ProgressHandle) -> Self {
+        Puller {
+            store,
+            client,
+            scope,
+            progress,
+            next_location: 0,
+        }
+    }
+
+    /// Runs one pull; `stop` ends it between pages.
+    pub async fn pull(
+        &mut self,
+        kind: PullKind,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<PullReport> {
+        let started = Instant::now();
+        set_progress(&self.progress, |p| {
+            p.running = Some(kind);
+            p.records = 0;
+            p.started_at = Some(now_ms());
+        });
+        let result = self.pull_models(kind, stop).await;
+        set_progress(&self.progress, |p| {
+            p.running = None;
+            p.model = None;
+            p.last_finished_at = Some(now_ms());
+            match &result {
+                Ok(report) => {
+                    p.last_report = Some(report.clone());
+                    p.last_error = None;
+                }
+                Err(e) => p.last_error = Some(format!("{e:#}")),
+            }
+        });
+        if let Ok(report) = &result {
+            tracing::info!(
+                ?kind,
+                n_records = report.records,
+                n_deleted = report.deleted,
+                n_held_back = report.held_back,
+                n_owned_changes = report.owned_changes,
+                secs = started.elapsed().as_secs_f64(),
+                "pull done"
+            );
+        }
+        result
+    }
+
+    async fn pull_models(
+        &mut self,
+        kind: PullKind,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<PullReport> {
+        let epoch = self.store.begin_pull().await?;
+        let mut report = PullReport::default();
+        for &model in Model::ALL {
+            if stop.is_cancelled() {
+                report.cancelled = true;
+                return Ok(report);
+            }
+            set_progress(&self.progress, |p| p.model = Some(model.odoo_name()));
+            let cursor = self.store.read(|r| r.cursor(model))?;
+            // A model never pulled in full is pulled in full, whatever was asked.
+            let full = kind == PullKind::Full || cursor.full_at.is_none();
+            let since = if full {
+                None
+            } else {
+                cursor
+                    .write_date
+                    .as_deref()
+                    .map(|w| with_overlap(w, OVERLAP))
+            };
+            let query = PageQuery {
+                since,
+                limit: PAGE,
+                ..PageQuery::default()
+            };
+            let Some((seen, newest)) = self.pages(model, query, epoch, &mut report, stop).await?
+            else {
+                report.cancelled = true;
+                return Ok(report);
+            };
+            if full {
+                let gone = self.store.read(|r| r.mirror_ids(model))?;
+                self.delete_missing(model, gone, &seen, epoch, &mut report)
+                    .await?;
+                self.store.complete_snapshot(epoch, model).await?;
+            } else if matches!(model, Model::Picking | Model::Move | Model::MoveLine) {
+                let present: HashSet<i64> = scope_ids(&self.client, &self.scope, model)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let gone = self.store.read(|r| r.mirror_ids(model))?;
+                self.delete_missing(model, gone, &present, epoch, &mut report)
+                    .await?;
+            } else if model == Model::Quant
+                && !self.reconcile_quants(epoch, &mut report, stop).await?
+            {
+                report.cancelled = true;
+                return Ok(report);
+            }
+            self.store.set_cursor(model, newest, full).await?;
+        }
+        Ok(report)
+    }
+
+    /// Reads and writes every page of a query; `None` when stopped.
+    async fn pages(
+        &self,
+        model: Model,
+        mut query: PageQuery,
+        epoch: Epoch,
+        report: &mut PullReport,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<(HashSet<i64>, Option<String>)>> {
+        let mut seen = HashSet::new();
+        let mut newest: Option<String> = None;
         loop {
-            let page = read_page(client, scope, model, after, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id();
-            seen.extend(page.iter().map(|r| r.id()));
-            let n = page.len();
-            let outcome = store
+            if stop.is_cancelled() {
+                return Ok(None);
+            }
+            let page = read_page(&self.client, &self.scope, model, &query).await?;
+            let Some(last) = page.records.last() else {
+                break;
+            };
+            query.after = last.id();
+            if let Some(w) = page.max_write_date
+                && newest.as_deref().is_none_or(|n| w.as_str() > n)
+            {
+                newest = Some(w);
+            }
+            seen.extend(page.records.iter().map(|r| r.id()));
+            let n = page.records.len();
+            let outcome = self
+                .store
                 .apply_mirror(MirrorBatch {
                     epoch: Some(epoch),
-                    upserts: page,
+                    upserts: page.records,
                     deletes: vec![],
                 })
                 .await
                 .with_context(|| format!("writing a page of {}", model.odoo_name()))?;
             report.records += outcome.upserted;
             report.held_back += outcome.held_back;
+            report.owned_changes += outcome.changes;
             report.pages += 1;
-            if n < PAGE {
+            set_progress(&self.progress, |p| p.records += n as u64);
+            if n < query.limit {
                 break;
             }
         }
-        // Deletions are invisible to write_date: compare id sets.
-        let gone: Vec<(Model, i64)> = store
-            .read(|r| r.mirror_ids(model))?
+        Ok(Some((seen, newest)))
+    }
+
+    async fn delete_missing(
+        &self,
+        model: Model,
+        mirrored: Vec<i64>,
+        present: &HashSet<i64>,
+        epoch: Epoch,
+        report: &mut PullReport,
+    ) -> anyhow::Result<()> {
+        let gone: Vec<(Model, i64)> = mirrored
             .into_iter()
-            .filter(|id| !seen.contains(id))
+            .filter(|id| !present.contains(id))
             .map(|id| (model, id))
             .collect();
-        if !gone.is_empty() {
-            let outcome = store
-                .apply_mirror(MirrorBatch {
-                    epoch: Some(epoch),
-                    upserts: vec![],
-                    deletes: gone,
-                })
-                .await?;
-            report.deleted += outcome.deleted;
-            report.held_back += outcome.held_back;
+        if gone.is_empty() {
+            return Ok(());
         }
-        store.complete_snapshot(epoch, model).await?;
-        tracing::info!(model = model.odoo_name(), n_records = seen.len(), "pulled");
+        let outcome = self
+            .store
+            .apply_mirror(MirrorBatch {
+                epoch: Some(epoch),
+                upserts: vec![],
+                deletes: gone,
+            })
+            .await?;
+        report.deleted += outcome.deleted;
+        report.held_back += outcome.held_back;
+        report.owned_changes += outcome.changes;
+        Ok(())
     }
-    tracing::info!(
-        n_records = report.records,
-        n_deleted = report.deleted,
-        n_held_back = report.held_back,
-        secs = started.elapsed().as_secs_f64(),
-        "full pull done"
-    );
-    Ok(report)
+
+    /// Re-reads every quant of the next few locations and deletes the mirror's extras.
+    async fn reconcile_quants(
+        &mut self,
+        epoch: Epoch,
+        report: &mut PullReport,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let locations = self
+            .store
+            .read(|r| r.internal_locations(self.scope.warehouse_id))?;
+        if locations.is_empty() {
+            return Ok(true);
+        }
+        let start = self.next_location % locations.len();
+        let slice: Vec<i64> = locations
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(LOCATIONS_PER_PULL.min(locations.len()))
+            .copied()
+            .collect();
+        self.next_location = start + slice.len();
+        let query = PageQuery {
+            extra: vec![json!(["location_id", "in", slice])],
+            limit: PAGE,
+            ..PageQuery::default()
+        };
+        let before = report.records;
+        let Some((seen, _)) = self.pages(Model::Quant, query, epoch, report, stop).await? else {
+            return Ok(false);
+        };
+        report.reconciled += report.records - before;
+        report.records = before;
+        let mut mirrored = Vec::new();
+        for location in &slice {
+            mirrored.extend(self.store.read(|r| r.quant_ids_at(*location))?);
+        }
+        self.delete_missing(Model::Quant, mirrored, &seen, epoch, report)
+            .await?;
+        Ok(true)
+    }
 }
 
 /// The wire client's settings for the configured Odoo.
@@ -111,14 +341,75 @@ pub fn client_config(odoo: &OdooConfig) -> holdfast_sync::odoo::ClientConfig {
     c
 }
 
-/// Connects to the configured Odoo and pulls everything in scope.
-pub async fn pull_configured(store: &Store, odoo: &OdooConfig) -> anyhow::Result<PullReport> {
+/// Connects to the configured Odoo.
+pub async fn connect(
+    store: &Store,
+    odoo: &OdooConfig,
+    progress: ProgressHandle,
+) -> anyhow::Result<Puller> {
     let client = OdooClient::connect(client_config(odoo))
         .await
         .with_context(|| format!("connecting to Odoo at {}", odoo.url))?;
+    tracing::info!(
+        version = %client.version().raw,
+        protocol = ?client.protocol(),
+        "connected to Odoo"
+    );
     let scope = Scope {
         company_id: odoo.company_id,
         warehouse_id: odoo.warehouse_id,
     };
-    full_pull(store, &client, &scope).await
+    Ok(Puller::new(store.clone(), client, scope, progress))
+}
+
+/// Whether a full pull is due: never done, or older than the configured period.
+fn full_due(store: &Store, every: Duration) -> anyhow::Result<bool> {
+    let cursor = store.read(|r| r.cursor(Model::Quant))?;
+    Ok(cursor
+        .full_at
+        .is_none_or(|at| now_ms() - at >= every.as_millis() as i64))
+}
+
+/// The pull task: full when due, incremental in between; a failed pull is logged and
+/// retried at the next tick (the floor keeps working on the mirror it has).
+pub async fn run_pull(
+    store: Store,
+    odoo: OdooConfig,
+    sync: SyncConfig,
+    progress: ProgressHandle,
+    stop: CancellationToken,
+) {
+    let mut puller: Option<Puller> = None;
+    let mut tick = tokio::time::interval(sync.pull_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if puller.is_none() {
+            match connect(&store, &odoo, progress.clone()).await {
+                Ok(p) => puller = Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot connect to Odoo; retrying at the next pull");
+                    set_progress(&progress, |p| p.last_error = Some(format!("{e:#}")));
+                    continue;
+                }
+            }
+        }
+        let Some(p) = puller.as_mut() else { continue };
+        let kind = match full_due(&store, sync.full_pull_every) {
+            Ok(true) => PullKind::Full,
+            Ok(false) => PullKind::Incremental,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read pull cursors");
+                continue;
+            }
+        };
+        if let Err(e) = p.pull(kind, &stop).await {
+            tracing::warn!(error = %format!("{e:#}"), ?kind, "pull failed; retrying at the next pull");
+            // Reconnect next time: credentials or the server may have changed.
+            puller = None;
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The running appliance: one task per concern under one cancellation token.
 //!
 //! Today the concerns are the store writer (its own OS thread, see `store`), the HTTP
-//! server and the systemd watchdog; the pull, push, device and telemetry tasks join them here. SIGTERM or SIGINT
+//! server, the pull (when an Odoo is configured) and the systemd watchdog; the push, push, device and telemetry tasks join them here. SIGTERM or SIGINT
 //! cancels the token: the HTTP server stops accepting, finishes the requests in hand, the
 //! store commits what is queued, and the process exits 0. A task that fails on its own
 //! cancels the rest and the process exits non-zero, so systemd restarts it.
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
@@ -24,6 +25,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Runs the appliance until a signal or a task failure.
 pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow::Result<()> {
     let token = CancellationToken::new();
+    let pull_progress = config
+        .odoo
+        .as_ref()
+        .map(|_| crate::pull::ProgressHandle::default());
     let state = AppState {
         store: store.clone(),
         site: SiteStatus {
@@ -34,6 +39,7 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
             target: config.odoo.as_ref().map(|o| o.url.clone()),
         },
         started: Instant::now(),
+        pull: pull_progress.clone(),
     };
     // Listen for signals before serving: a SIGTERM that arrives once we answer must not
     // meet the default action (an abrupt exit).
@@ -45,6 +51,19 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
     tracing::info!(%addr, site = %config.site.id, "holdfast is serving");
 
     let mut http_task = tokio::spawn(http::serve(listener, state, token.clone()));
+    let pull_task = match (&config.odoo, pull_progress) {
+        (Some(odoo), Some(progress)) => Some(tokio::spawn(
+            crate::pull::run_pull(
+                store.clone(),
+                odoo.clone(),
+                config.sync.clone(),
+                progress,
+                token.clone(),
+            )
+            .instrument(tracing::info_span!("pull")),
+        )),
+        _ => None,
+    };
     if let Some(period) = sd_notify::watchdog_enabled() {
         tokio::spawn(run_watchdog(store.clone(), period, token.clone()));
     }
@@ -76,6 +95,12 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
             }
         }
     };
+    if let Some(task) = pull_task {
+        // The pull stops between pages; wait for the page in hand to commit.
+        if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+            tracing::warn!("pull did not stop in time");
+        }
+    }
     notify(&[sd_notify::NotifyState::Stopping]);
     // Commit whatever is queued before exiting, on every path.
     store.shutdown().await.context("store shutdown")?;

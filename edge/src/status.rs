@@ -27,6 +27,11 @@ pub struct Status {
     /// Only when the appliance is running (absent when read from the file by the CLI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeStatus>,
+    /// The pull's progress and last result, when running with an Odoo configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<crate::pull::PullProgress>,
+    /// Cloud-side changes to pickings the floor owns, waiting for reconciliation.
+    pub cloud_changes_open: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -94,6 +99,8 @@ impl Status {
             },
             mirror: reader.mirror_counts()?,
             runtime: None,
+            pull: None,
+            cloud_changes_open: reader.cloud_changes()?.len(),
         })
     }
 

@@ -24,6 +24,8 @@ pub struct MirrorOutcome {
     /// Rows kept as they were because an entry touching them is unconfirmed.
     pub held_back: u64,
     pub folded: u64,
+    /// Cloud-side changes recorded on pickings the floor owns.
+    pub changes: u64,
 }
 
 /// The view key an effect and a mirror row share.
@@ -165,6 +167,110 @@ pub(super) fn table(model: Model) -> &'static str {
     }
 }
 
+/// Records how a pulled picking, move or move line differs from the mirror when its picking
+/// has open journal entries (the floor owns it). Returns 1 when a change was recorded.
+fn note_owned_change(conn: &Connection, record: &Record, epoch: Epoch) -> Result<u64, StoreError> {
+    let (model, id, picking_id, new_text, old_sql) = match record {
+        Record::Picking(p) => (
+            "stock.picking",
+            p.id.0,
+            Some(p.id.0),
+            format!(
+                "state {}, from {} to {}",
+                p.state, p.location_id, p.location_dest_id
+            ),
+            "SELECT 'state ' || state || ', from ' || location_id || ' to ' || location_dest_id FROM picking WHERE id = ?1",
+        ),
+        Record::Move(m) => (
+            "stock.move",
+            m.id.0,
+            m.picking_id.map(|p| p.0),
+            format!(
+                "product {}, demand {}, quantity {}, state {}",
+                m.product_id, m.product_uom_qty, m.quantity, m.state
+            ),
+            "SELECT 'product ' || product_id || ', demand ' || format('%g', product_uom_qty) || ', quantity ' || format('%g', quantity) || ', state ' || state FROM move WHERE id = ?1",
+        ),
+        Record::MoveLine(l) => (
+            "stock.move.line",
+            l.id.0,
+            l.picking_id.map(|p| p.0),
+            format!(
+                "location {}, lot {}, quantity {}",
+                l.location_id,
+                l.lot_name.as_deref().unwrap_or("-"),
+                l.quantity
+            ),
+            "SELECT 'location ' || location_id || ', lot ' || COALESCE(lot_name, '-') || ', quantity ' || format('%g', quantity) FROM move_line WHERE id = ?1",
+        ),
+        _ => return Ok(0),
+    };
+    let Some(picking_id) = picking_id else {
+        return Ok(0);
+    };
+    let owned: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM journal WHERE causal_key = ?1
+             AND state IN ('pending', 'in_flight', 'conflict', 'rejected'))",
+        )?
+        .query_row([format!("picking:{picking_id}")], |r| r.get(0))?;
+    if !owned {
+        return Ok(0);
+    }
+    let old: Option<String> = conn
+        .prepare_cached(old_sql)?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    // Rust's {} and SQLite's %g print quantities alike ("5", "2.5").
+    let summary = match old {
+        Some(old) if old == new_text => return Ok(0),
+        Some(old) => format!("{old} -> {new_text}"),
+        None => format!("new: {new_text}"),
+    };
+    conn.prepare_cached(
+        "INSERT INTO cloud_change (picking_id, model, record_id, summary, epoch, seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![picking_id, model, id, summary, epoch.0, now_ms()])?;
+    Ok(1)
+}
+
+/// Records the disappearance of a picking, move or move line of an owned picking.
+fn note_owned_deletion(
+    conn: &Connection,
+    model: Model,
+    id: i64,
+    epoch: Epoch,
+) -> Result<u64, StoreError> {
+    let sql = match model {
+        Model::Picking => "SELECT id FROM picking WHERE id = ?1",
+        Model::Move => "SELECT picking_id FROM move WHERE id = ?1",
+        Model::MoveLine => "SELECT picking_id FROM move_line WHERE id = ?1",
+        _ => return Ok(0),
+    };
+    let picking_id: Option<Option<i64>> = conn
+        .prepare_cached(sql)?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(Some(picking_id)) = picking_id else {
+        return Ok(0);
+    };
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO cloud_change (picking_id, model, record_id, summary, epoch, seen_at)
+             SELECT ?1, ?2, ?3, 'deleted in the cloud', ?4, ?5
+             WHERE EXISTS (SELECT 1 FROM journal WHERE causal_key = 'picking:' || ?1
+                           AND state IN ('pending', 'in_flight', 'conflict', 'rejected'))",
+        )?
+        .execute(params![
+            picking_id,
+            model.odoo_name(),
+            id,
+            epoch.0,
+            now_ms()
+        ])? as u64)
+}
+
 /// Takes a new epoch for a pull that is about to read.
 pub(super) fn begin_pull(conn: &Connection) -> Result<Epoch, StoreError> {
     Ok(Epoch(
@@ -181,6 +287,9 @@ pub(super) fn apply(conn: &Connection, batch: &MirrorBatch) -> Result<MirrorOutc
     // Without an epoch (seeding an empty store) nothing is held back or folded.
     let epoch = batch.epoch;
     for record in &batch.upserts {
+        if let Some(epoch) = epoch {
+            out.changes += note_owned_change(conn, record, epoch)?;
+        }
         if let (Some(epoch), Some(key)) = (epoch, record_key(record)) {
             if key.held(conn, epoch)? {
                 out.held_back += 1;
@@ -192,6 +301,9 @@ pub(super) fn apply(conn: &Connection, batch: &MirrorBatch) -> Result<MirrorOutc
         out.upserted += 1;
     }
     for &(model, id) in &batch.deletes {
+        if let Some(epoch) = epoch {
+            out.changes += note_owned_deletion(conn, model, id, epoch)?;
+        }
         if let (Some(epoch), Some(key)) = (epoch, stored_key(conn, model, id)?) {
             if key.held(conn, epoch)? {
                 out.held_back += 1;
@@ -206,6 +318,30 @@ pub(super) fn apply(conn: &Connection, batch: &MirrorBatch) -> Result<MirrorOutc
     conn.prepare_cached("UPDATE appliance_state SET last_pull_at = ?1 WHERE id = 1")?
         .execute([now_ms()])?;
     Ok(out)
+}
+
+/// Advances a model's pull cursor after its pages were committed.
+pub(super) fn set_cursor(
+    conn: &Connection,
+    model: Model,
+    write_date: Option<&str>,
+    full: bool,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    conn.prepare_cached(
+        "INSERT INTO sync_cursor (model, write_date, full_at, incremental_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (model) DO UPDATE SET
+             write_date = COALESCE(MAX(excluded.write_date, sync_cursor.write_date), excluded.write_date, sync_cursor.write_date),
+             full_at = COALESCE(excluded.full_at, sync_cursor.full_at),
+             incremental_at = COALESCE(excluded.incremental_at, sync_cursor.incremental_at)",
+    )?
+    .execute(params![
+        model.odoo_name(),
+        write_date,
+        full.then_some(now),
+        (!full).then_some(now)
+    ])?;
+    Ok(())
 }
 
 /// Folds, for a model pulled in full, every effect of entries acknowledged before the pull
@@ -234,11 +370,6 @@ pub(super) fn complete_snapshot(
                      AND (k.state = 'in_flight' OR (k.state = 'applied' AND k.acked_epoch >= ?2)))",
         )?
         .execute(params![target, epoch.0])? as u64;
-    conn.prepare_cached(
-        "INSERT INTO sync_cursor (model, full_at) VALUES (?1, ?2)
-         ON CONFLICT (model) DO UPDATE SET full_at = excluded.full_at",
-    )?
-    .execute(params![model.odoo_name(), now_ms()])?;
     Ok(folded)
 }
 

@@ -55,7 +55,8 @@ use tokio::sync::{mpsc, oneshot};
 pub use journal::{Appended, JournalEntry, NewEntry, OpState, Transition};
 pub use mirror::{MirrorBatch, MirrorOutcome};
 pub use read::{
-    ApplianceState, BarcodeHit, JournalFilter, LotInfo, MoveProgress, QueueStats, Reader,
+    ApplianceState, BarcodeHit, CloudChange, Cursor, JournalFilter, LotInfo, MoveProgress,
+    QueueStats, Reader,
 };
 use writer::WriteCmd;
 
@@ -321,6 +322,20 @@ impl Store {
     ) -> Result<u64, StoreError> {
         self.request(Lane::Background, |reply| {
             WriteCmd::CompleteSnapshot(epoch, model, reply)
+        })
+        .await
+    }
+
+    /// Advances a model's pull cursor (the newest `write_date` seen) once its pages are
+    /// committed; `full` records a full pull, otherwise an incremental one.
+    pub async fn set_cursor(
+        &self,
+        model: holdfast_sync::records::Model,
+        write_date: Option<String>,
+        full: bool,
+    ) -> Result<(), StoreError> {
+        self.request(Lane::Background, |reply| {
+            WriteCmd::SetCursor(model, write_date, full, reply)
         })
         .await
     }

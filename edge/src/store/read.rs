@@ -82,6 +82,26 @@ pub struct ApplianceState {
     pub last_push_at: Option<i64>,
 }
 
+/// A model's pull cursor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Cursor {
+    /// Newest `write_date` seen (Odoo's `YYYY-MM-DD HH:MM:SS`, UTC).
+    pub write_date: Option<String>,
+    pub full_at: Option<i64>,
+    pub incremental_at: Option<i64>,
+}
+
+/// A cloud-side change to a picking the floor owns.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CloudChange {
+    pub id: i64,
+    pub picking_id: i64,
+    pub model: String,
+    pub record_id: i64,
+    pub summary: String,
+    pub seen_at: i64,
+}
+
 /// Which journal entries to list.
 #[derive(Clone, Debug, Default)]
 pub struct JournalFilter {
@@ -350,6 +370,61 @@ impl<'c> Reader<'c> {
         let sql = format!("SELECT id FROM {} ORDER BY id", super::mirror::table(model));
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A model's pull cursor (default when never pulled).
+    pub fn cursor(&self, model: holdfast_sync::records::Model) -> Result<Cursor, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT write_date, full_at, incremental_at FROM sync_cursor WHERE model = ?1",
+            )?
+            .query_row([model.odoo_name()], |r| {
+                Ok(Cursor {
+                    write_date: r.get(0)?,
+                    full_at: r.get(1)?,
+                    incremental_at: r.get(2)?,
+                })
+            })
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Cloud-side changes to owned pickings not yet handled, oldest first.
+    pub fn cloud_changes(&self) -> Result<Vec<CloudChange>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, picking_id, model, record_id, summary, seen_at FROM cloud_change
+             WHERE handled = 0 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CloudChange {
+                id: r.get(0)?,
+                picking_id: r.get(1)?,
+                model: r.get(2)?,
+                record_id: r.get(3)?,
+                summary: r.get(4)?,
+                seen_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ids of quants the mirror holds at a location.
+    pub fn quant_ids_at(&self, location_id: i64) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM quant WHERE location_id = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([location_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Internal locations of a warehouse, by id (quant reconciliation walks them in turn).
+    pub fn internal_locations(&self, warehouse_id: i64) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM location WHERE warehouse_id = ?1 AND usage = 'internal' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([warehouse_id], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -159,6 +159,20 @@ CREATE TABLE sync_cursor (
     incremental_at INTEGER
 );
 
+-- Cloud-side changes to pickings the floor owns (open journal entries on them), seen by a
+-- pull: never overwritten silently; reconciliation turns them into conflicts.
+CREATE TABLE cloud_change (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    picking_id INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    record_id INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL,
+    handled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX cloud_change_open ON cloud_change (picking_id) WHERE handled = 0;
+
 -- One row: the pull epoch counter (see store/mod.rs, "rebase"), connectivity mode and the
 -- times of the last pull and push.
 CREATE TABLE appliance_state (

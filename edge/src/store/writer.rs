@@ -28,6 +28,7 @@ pub(super) enum WriteCmd {
     Mirror(Box<MirrorBatch>, Reply<MirrorOutcome>),
     CompleteSnapshot(Epoch, Model, Reply<u64>),
     SetMode(String, i64, Reply<()>),
+    SetCursor(Model, Option<String>, bool, Reply<()>),
     Ping(Reply<()>),
     /// Finish what is queued, then stop.
     Shutdown(Reply<()>),
@@ -195,6 +196,7 @@ fn reject(cmd: WriteCmd) -> Finish {
         WriteCmd::Mirror(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::SetMode(_, _, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::SetCursor(_, _, _, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Err(StoreError::Closed)).0,
         #[cfg(test)]
         WriteCmd::TestSql(_, r) => finish(r, Err(StoreError::Closed)).0,
@@ -239,6 +241,12 @@ fn execute(
                 )?
                 .execute(rusqlite::params![mode, since])?;
                 Ok(())
+            }),
+        ),
+        WriteCmd::SetCursor(model, write_date, full, r) => finish(
+            r,
+            in_savepoint(tx, |c| {
+                mirror::set_cursor(c, model, write_date.as_deref(), full)
             }),
         ),
         WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Ok(())),

@@ -133,8 +133,46 @@ impl Tables {
         self.table_mut(model).insert(id, rec);
     }
 
-    /// Loads a generated data set, as an Odoo database holding it would.
+    /// Writes fields of a record as an Odoo user would (stamping `write_date`); false when
+    /// the record does not exist.
+    pub fn write(&mut self, model: &str, id: i64, vals: Value, now: &str) -> bool {
+        let Some(rec) = self.table_mut(model).get_mut(&id) else {
+            return false;
+        };
+        if let Value::Object(vals) = vals {
+            rec.extend(vals);
+        }
+        rec.insert("write_date".into(), json!(now));
+        true
+    }
+
+    /// Changes fields without touching `write_date`, as Odoo's raw-SQL paths do (quant
+    /// merges, some reservation updates).
+    pub fn write_raw(&mut self, model: &str, id: i64, vals: Value) -> bool {
+        let Some(rec) = self.table_mut(model).get_mut(&id) else {
+            return false;
+        };
+        if let Value::Object(vals) = vals {
+            rec.extend(vals);
+        }
+        true
+    }
+
+    /// Deletes a record; false when it did not exist.
+    pub fn unlink(&mut self, model: &str, id: i64) -> bool {
+        self.table_mut(model).remove(&id).is_some()
+    }
+
+    /// Loads a generated data set, as an Odoo database holding it would: records carry
+    /// `write_date`s spread over the past (older than `now`), as records written over months
+    /// do, so incremental pulls see only what changes afterwards.
     pub fn load(&mut self, data: &Dataset, now: &str) {
+        let base = jiff::civil::date(2025, 1, 1).at(0, 0, 0, 0);
+        let stamp = |id: i64| {
+            base.checked_add(jiff::SignedDuration::from_secs(id * 37))
+                .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|_| now.to_owned())
+        };
         self.insert(
             "uom.uom",
             1,
@@ -165,7 +203,7 @@ impl Tables {
                     .and_then(|c| countries.iter().position(|n| n == c));
                 rec.insert("country_id".into(), opt(country.map(|i| i as i64 + 1)));
             }
-            self.insert(model, id, rec, now);
+            self.insert(model, id, rec, &stamp(id));
         }
     }
 
