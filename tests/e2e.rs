@@ -240,7 +240,10 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
             .starts_with("http://127.0.0.1:")
     );
     assert!(json["last_pull_at"].is_string());
-    assert!(json["pull"].is_object(), "the pull task reports its progress: {json}");
+    assert!(
+        json["pull"].is_object(),
+        "the pull task reports its progress: {json}"
+    );
     assert_eq!(json["cloud_changes_open"], 0);
     assert_eq!(json["queue"]["pending"], 0);
     assert!(json["mode"].is_string());

@@ -203,7 +203,13 @@ impl Tables {
                     .and_then(|c| countries.iter().position(|n| n == c));
                 rec.insert("country_id".into(), opt(country.map(|i| i as i64 + 1)));
             }
-            self.insert(model, id, rec, &stamp(id));
+            // A picking's moves and lines are written with it.
+            let written = match &record {
+                Record::Move(m) => m.picking_id.map_or(id, |p| p.0),
+                Record::MoveLine(l) => l.picking_id.map_or(id, |p| p.0),
+                _ => id,
+            };
+            self.insert(model, id, rec, &stamp(written));
         }
     }
 
@@ -432,6 +438,32 @@ pub fn matches(
     rec: &Map<String, Value>,
     domain: &[Value],
 ) -> Result<bool, SimError> {
+    // A plain conjunction (no operators) short-circuits, plain fields before dotted paths,
+    // as a database would evaluate the cheap, selective conditions first.
+    if domain.iter().all(Value::is_array) {
+        let dotted = |t: &&Value| {
+            t.get(0)
+                .and_then(Value::as_str)
+                .is_some_and(|p| p.contains('.'))
+        };
+        for term in domain
+            .iter()
+            .filter(|t| !dotted(t))
+            .chain(domain.iter().filter(dotted))
+        {
+            let leaf = term.as_array().filter(|l| l.len() == 3);
+            let (Some(path), Some(op)) = (
+                leaf.and_then(|l| l[0].as_str()),
+                leaf.and_then(|l| l[1].as_str()),
+            ) else {
+                return Err(SimError::value(format!("invalid leaf {term}")));
+            };
+            if !leaf_matches(tables, model, rec, path, op, &term[2])? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
     let mut stack: Vec<bool> = Vec::new();
     for term in domain.iter().rev() {
         match term {
