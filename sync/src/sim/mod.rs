@@ -9,9 +9,10 @@
 //!
 //! Today it implements the generic ORM methods (`search_read`, `read`, `search`,
 //! `search_count`, `write`, `create`) with domains, Odoo's read format, `write_date` and
-//! company scoping, and injects faults on command ([`Fault`]); stock actions join it next.
+//! company scoping; Odoo's stock semantics (see `stock`); and faults on command ([`Fault`]).
 
 mod orm;
+mod stock;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -40,6 +41,9 @@ pub struct SimConfig {
     pub database: String,
     pub login: String,
     pub api_key: String,
+    /// Whether the first delivery validated without `skip_sms` answers with the
+    /// `confirm.stock.sms` wizard (stock_sms is auto-installed with stock + sms).
+    pub sms_wizard: bool,
 }
 
 impl Default for SimConfig {
@@ -49,6 +53,7 @@ impl Default for SimConfig {
             database: "holdfast".into(),
             login: "holdfast@example.com".into(),
             api_key: "sim-api-key-0123456789".into(),
+            sms_wizard: true,
         }
     }
 }
@@ -61,6 +66,8 @@ struct Shared {
     faults: Mutex<FaultQueue>,
     /// Added to every call (a WAN in front of Odoo).
     latency: Mutex<Duration>,
+    /// The SMS wizard has not been answered yet.
+    sms_pending: Mutex<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +108,7 @@ impl Simulator {
         let mut tables = Tables::default();
         tables.load(data, &odoo_now());
         let shared = Arc::new(Shared {
+            sms_pending: Mutex::new(config.sms_wizard),
             config,
             tables: Mutex::new(tables),
             faults: Mutex::default(),
@@ -498,7 +506,15 @@ fn call(
     }
     let now = odoo_now();
     let mut tables = shared.tables.lock().unwrap_or_else(|p| p.into_inner());
-    if tables.table(model).is_none() && model != "res.users" {
+    if tables.table(model).is_none()
+        && !matches!(
+            model,
+            "res.users"
+                | "stock.backorder.confirmation"
+                | "confirm.stock.sms"
+                | "stock.inventory.conflict"
+        )
+    {
         return Err(SimError {
             name: "builtins.KeyError",
             message: format!("'{model}'"),
@@ -512,6 +528,15 @@ fn call(
         context,
         now: &now,
     };
+    let mut sms_pending = shared.sms_pending.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(result) = stock::execute(
+        &mut tables,
+        &orm_call,
+        shared.config.version,
+        &mut sms_pending,
+    ) {
+        return result;
+    }
     orm::execute(&mut tables, &orm_call).unwrap_or_else(|| {
         Err(SimError {
             name: "builtins.AttributeError",

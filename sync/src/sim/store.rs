@@ -94,6 +94,8 @@ pub fn relation(model: &str, field: &str) -> Rel {
 #[derive(Debug, Default)]
 pub struct Tables {
     pub models: HashMap<String, BTreeMap<i64, Map<String, Value>>>,
+    /// Highest id ever given per model: ids are never reused, as with PostgreSQL sequences.
+    sequences: HashMap<String, i64>,
 }
 
 fn b(v: bool) -> Value {
@@ -118,11 +120,12 @@ impl Tables {
     }
 
     pub fn next_id(&self, model: &str) -> i64 {
-        self.models
+        let last = self
+            .models
             .get(model)
             .and_then(|t| t.keys().next_back().copied())
-            .unwrap_or(0)
-            + 1
+            .unwrap_or(0);
+        last.max(self.sequences.get(model).copied().unwrap_or(0)) + 1
     }
 
     /// Inserts a record as stored (many2one as ids), stamping `write_date`.
@@ -130,6 +133,8 @@ impl Tables {
         rec.insert("id".into(), json!(id));
         rec.insert("write_date".into(), json!(now));
         rec.entry("create_date").or_insert_with(|| json!(now));
+        let seq = self.sequences.entry(model.to_owned()).or_insert(0);
+        *seq = (*seq).max(id);
         self.table_mut(model).insert(id, rec);
     }
 
