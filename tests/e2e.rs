@@ -118,6 +118,7 @@ fn help_is_there_for_every_command() {
         &["init", "--help"],
         &["sync", "--help"],
         &["sync", "pull", "--help"],
+        &["sim", "--help"],
     ] {
         let out = run(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
@@ -529,4 +530,49 @@ fn a_pull_broken_by_faults_fails_clearly_and_the_next_one_completes() {
         .query_row("SELECT COUNT(*) FROM product", [], |r| r.get(0))
         .unwrap();
     assert_eq!((pickings, products), (10, 40));
+}
+
+#[test]
+fn sim_serves_an_odoo_for_trials_and_stops_on_ctrl_c() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = holdfast()
+        .args([
+            "sim",
+            "--listen",
+            &addr,
+            "--odoo-version",
+            "19",
+            "--products",
+            "100",
+            "--quants",
+            "300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while get(&addr, "/web/health").map(|(s, _)| s).ok() != Some(200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the simulator never answered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = get(&addr, "/web/version").unwrap();
+    assert_eq!(status, 200, "Odoo 19 answers /web/version");
+    assert!(body.contains("\"version_info\":[19"), "{body}");
+    let mut child = child;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
 }

@@ -47,6 +47,8 @@ enum Command {
     /// Exchange with the configured Odoo now.
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// Run an Odoo simulator (for trials and tests): Odoo's wire formats and stock rules.
+    Sim(SimArgs),
     /// Write a commented example config file.
     Init {
         /// Where to write it (default: the --config path).
@@ -89,6 +91,31 @@ enum JournalCommand {
         /// Sequence number or id (UUID).
         entry: String,
     },
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// Address to serve on (loopback only is wise: it accepts a fixed API key).
+    #[arg(long, default_value = "127.0.0.1:8069")]
+    listen: std::net::SocketAddr,
+    /// Odoo major version to imitate: 18 (JSON-RPC) or 19 (JSON-2 too).
+    #[arg(long, default_value_t = 18, value_parser = clap::value_parser!(u32).range(16..=19))]
+    odoo_version: u32,
+    /// Products in the generated data set.
+    #[arg(long, default_value_t = 40)]
+    products: usize,
+    /// Quants in the generated data set.
+    #[arg(long, default_value_t = 120)]
+    quants: usize,
+    /// Pickings in the generated data set.
+    #[arg(long, default_value_t = 12)]
+    pickings: usize,
+    /// Seed of the data set (same seed, same data).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Latency added to every answer, in milliseconds (a WAN in front of Odoo).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,6 +371,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store::backup(&conn, &path)
                 .with_context(|| format!("backing up to {}", path.display()))?;
             println!("backup written to {}", path.display());
+        }
+        Command::Sim(args) => {
+            logging::init(cli.log_format.unwrap_or(LogFormat::Plain), "info");
+            let spec = holdfast_sync::dataset::DatasetSpec {
+                seed: args.seed,
+                products: args.products,
+                quants: args.quants,
+                pickings: args.pickings,
+            };
+            runtime()?.block_on(async {
+                let data = holdfast_sync::dataset::Dataset::generate(&spec);
+                let config = holdfast_sync::sim::SimConfig {
+                    version: args.odoo_version,
+                    ..Default::default()
+                };
+                let sim = holdfast_sync::sim::Simulator::start_on(args.listen, config, &data)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", args.listen))?;
+                sim.set_latency(std::time::Duration::from_millis(args.latency_ms));
+                let c = sim.config();
+                println!(
+                    "Odoo {} simulator with {} records at {}",
+                    c.version,
+                    data.len(),
+                    sim.url()
+                );
+                println!(
+                    "  database {:?}, login {:?}, API key {:?}",
+                    c.database, c.login, c.api_key
+                );
+                println!("Stop with Ctrl-C.");
+                tokio::signal::ctrl_c()
+                    .await
+                    .context("waiting for Ctrl-C")?;
+                anyhow::Ok(())
+            })?;
         }
         Command::Init { path, force } => {
             let path = path.unwrap_or(cli.config);

@@ -252,3 +252,234 @@ async fn injected_faults_surface_with_the_right_class() {
         assert_eq!(sim.pending_faults(), 0);
     }
 }
+
+/// Facts of ODOO.md about the wire itself, checked on the simulator with a plain HTTP client.
+#[tokio::test]
+async fn the_simulator_answers_like_odoo_on_the_wire() {
+    let http = reqwest::Client::new();
+    for version in [18, 19] {
+        let (sim, _) = start(version).await;
+        let url = sim.url();
+        let health = http.get(format!("{url}/web/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        assert_eq!(
+            health.json::<serde_json::Value>().await.unwrap(),
+            json!({"status": "pass"})
+        );
+        // Every answer closes the connection, like Odoo's threaded server.
+        let r = http
+            .post(format!("{url}/jsonrpc"))
+            .body("{")
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers().get("connection").and_then(|v| v.to_str().ok()),
+            Some("close")
+        );
+        assert_eq!(r.status(), 400, "malformed JSON");
+        let r = http
+            .post(format!("{url}/jsonrpc"))
+            .body("{}")
+            .header("content-type", "text/plain")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "wrong content type on JSON-RPC");
+        assert!(r.text().await.unwrap().contains("<html"));
+        let version_page = http
+            .get(format!("{url}/web/version"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(version_page, if version >= 19 { 200 } else { 404 });
+        // A method returning None: no `result` key.
+        let c = sim.config();
+        let body = json!({"jsonrpc": "2.0", "method": "call", "id": 9, "params": {"service": "object", "method": "execute_kw",
+            "args": [c.database, 2, c.api_key, "stock.quant", "action_apply_inventory", [[1]], {}]}});
+        let answer: serde_json::Value = http
+            .post(format!("{url}/jsonrpc"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer, json!({"jsonrpc": "2.0", "id": 9}));
+        let error_code: serde_json::Value = http
+            .post(format!("{url}/jsonrpc"))
+            .json(&json!({"jsonrpc": "2.0", "method": "call", "id": 1, "params": {"service": "object", "method": "execute_kw",
+                "args": [c.database, 2, "bad", "res.partner", "search", [[]], {}]}}))
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!(
+            error_code["error"]["data"]["name"],
+            "odoo.exceptions.AccessDenied"
+        );
+        assert_eq!(
+            error_code["error"]["code"],
+            if version >= 19 { 0 } else { 200 }
+        );
+        if version >= 19 {
+            let json2 = |path: &str| {
+                http.post(format!("{url}/json/2/{path}"))
+                    .bearer_auth(&c.api_key)
+                    .header("X-Odoo-Database", &c.database)
+            };
+            // A JSON array body is silently ignored.
+            let r = json2("res.partner/search")
+                .json(&json!([1, 2]))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                (r.status().as_u16(), r.text().await.unwrap()),
+                (200, "[]".to_owned())
+            );
+            let r = json2("res.partner/search")
+                .body("{}")
+                .header("content-type", "text/plain")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 415);
+            let r = http
+                .post(format!("{url}/json/2/res.partner/search"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401);
+            assert_eq!(
+                r.headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok()),
+                Some("Bearer")
+            );
+            let r = json2("stock.quant/action_apply_inventory")
+                .json(&json!({"ids": [1]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.text().await.unwrap(), "null");
+            let r = json2("res.partner/no_such_method")
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 404);
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_answers_get_typed_errors() {
+    let (sim, _) = start(18).await;
+    let mut config = client_config(&sim);
+    config.max_response_bytes = 4096;
+    let client = OdooClient::connect(config).await.unwrap();
+    // Too large: the answer is cut off at the limit, not buffered whole.
+    let err = client
+        .search_read(
+            "stock.quant",
+            json!([]),
+            &["product_id", "location_id"],
+            "id",
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OdooError::TooLarge { limit: 4096 }), "{err}");
+    // A login page where JSON was expected.
+    sim.inject([Fault::HtmlPage]);
+    let err = client
+        .read("stock.picking", &[1], &["name"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OdooError::Protocol { status: 200, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Sign in"), "{err}");
+    // TLS spoken to a plain-HTTP server: the handshake fails before anything is sent.
+    let c = sim.config();
+    let tls = ClientConfig::new(
+        &sim.url().replace("http://", "https://"),
+        &c.database,
+        &c.login,
+        &c.api_key,
+        1,
+    );
+    let err = OdooClient::connect(tls).await.unwrap_err();
+    assert!(matches!(err, OdooError::Unreachable { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn cloud_side_edits_are_visible_to_the_client() {
+    let (sim, data) = start(18).await;
+    let client = OdooClient::connect(client_config(&sim)).await.unwrap();
+    let picking = data
+        .pickings
+        .iter()
+        .find(|p| p.state == holdfast_sync::records::PickingState::Assigned && p.company_id.0 == 1)
+        .unwrap()
+        .id
+        .0;
+    let before = client
+        .search(
+            "stock.move.line",
+            json!([["picking_id", "=", picking]]),
+            "id",
+        )
+        .await
+        .unwrap();
+    sim.rereserve(picking);
+    let after = client
+        .search(
+            "stock.move.line",
+            json!([["picking_id", "=", picking]]),
+            "id",
+        )
+        .await
+        .unwrap();
+    assert!(
+        after.iter().all(|id| !before.contains(id)),
+        "{before:?} -> {after:?}"
+    );
+    sim.cancel_picking(picking);
+    let state = &client
+        .read("stock.picking", &[picking], &["state"])
+        .await
+        .unwrap()[0]["state"];
+    assert_eq!(state, "cancel");
+    let product = data.products[0].id.0;
+    assert!(sim.archive_product(product));
+    // Archived records drop out of default searches; the pull asks for active in (true, false).
+    assert!(
+        client
+            .search("product.product", json!([["id", "=", product]]), "id")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let both = client
+        .search(
+            "product.product",
+            json!([["id", "=", product], ["active", "in", [true, false]]]),
+            "id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(both, vec![product]);
+    let quant = data.quants[0].id.0;
+    assert!(sim.set_quantity(quant, 1234.0));
+    assert_eq!(
+        client
+            .read("stock.quant", &[quant], &["quantity"])
+            .await
+            .unwrap()[0]["quantity"],
+        json!(1234.0)
+    );
+}

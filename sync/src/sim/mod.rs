@@ -105,6 +105,15 @@ pub fn odoo_now() -> String {
 impl Simulator {
     /// Starts a simulator holding `data` on `127.0.0.1:<free port>`.
     pub async fn start(config: SimConfig, data: &Dataset) -> std::io::Result<Simulator> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config, data).await
+    }
+
+    /// Starts a simulator holding `data` on `addr`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        config: SimConfig,
+        data: &Dataset,
+    ) -> std::io::Result<Simulator> {
         let mut tables = Tables::default();
         tables.load(data, &odoo_now());
         let shared = Arc::new(Shared {
@@ -114,7 +123,7 @@ impl Simulator {
             faults: Mutex::default(),
             latency: Mutex::default(),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         tokio::spawn(run_accept(listener, shared.clone(), stop.clone()));
@@ -144,6 +153,45 @@ impl Simulator {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         f(&mut tables)
+    }
+
+    /// Cancels a picking from the cloud side (reservations released, moves cancelled).
+    pub fn cancel_picking(&self, picking: i64) {
+        self.with_tables(|t| stock::cancel(t, picking, &odoo_now()));
+    }
+
+    /// Drops and redoes a picking's reservations, as Odoo's scheduler does: move lines are
+    /// re-created with new ids.
+    pub fn rereserve(&self, picking: i64) {
+        self.with_tables(|t| {
+            let now = odoo_now();
+            stock::do_unreserve(t, picking, &now);
+            stock::action_assign(t, picking, &now);
+        });
+    }
+
+    /// Sets a quant's quantity from the cloud side (another site, a manual adjustment).
+    pub fn set_quantity(&self, quant: i64, quantity: f64) -> bool {
+        self.with_tables(|t| {
+            t.write(
+                "stock.quant",
+                quant,
+                serde_json::json!({"quantity": quantity}),
+                &odoo_now(),
+            )
+        })
+    }
+
+    /// Archives a product from the cloud side.
+    pub fn archive_product(&self, product: i64) -> bool {
+        self.with_tables(|t| {
+            t.write(
+                "product.product",
+                product,
+                serde_json::json!({"active": false}),
+                &odoo_now(),
+            )
+        })
     }
 
     /// Queues faults: each of the next requests takes one, in order.
@@ -231,6 +279,8 @@ pub enum Fault {
     BlackHole,
     /// Process the call (and commit it), then close the connection without answering.
     CommitThenDrop,
+    /// Answer 200 with an HTML page (a captive portal or a proxy's login page).
+    HtmlPage,
 }
 
 /// Why a connection was closed without an answer.
@@ -276,6 +326,7 @@ async fn with_faults(
             Ok(r)
         }
         Some(Fault::Reset) => Err(Dropped),
+        Some(Fault::HtmlPage) => Ok(html(StatusCode::OK, "Sign in to continue")),
         Some(Fault::BlackHole) => {
             stop.cancelled().await;
             Err(Dropped)

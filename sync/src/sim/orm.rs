@@ -155,6 +155,12 @@ fn search(tables: &Tables, call: &OrmCall<'_>) -> Result<Vec<i64>, SimError> {
         }
     };
     let companies = allowed_companies(&call.context);
+    // Archived records are left out unless the domain asks about `active` or the context
+    // turns `active_test` off.
+    let active_test = call.context.get("active_test") != Some(&Value::Bool(false))
+        && !domain
+            .iter()
+            .any(|t| t.get(0).and_then(Value::as_str) == Some("active"));
     // Like PostgreSQL with its primary key index: a conjunctive domain with `id > n` starts
     // at n + 1, and `order id` with a limit stops once the page is full. Keyset pages of a
     // large table then cost their size, not the table's.
@@ -196,6 +202,9 @@ fn search(tables: &Tables, call: &OrmCall<'_>) -> Result<Vec<i64>, SimError> {
     {
         if enough.is_some_and(|n| found.len() >= n) {
             break;
+        }
+        if active_test && rec.get("active") == Some(&Value::Bool(false)) {
+            continue;
         }
         if visible(rec, &companies) && matches(tables, call.model, rec, &domain)? {
             found.push(*id);

@@ -315,6 +315,19 @@ fn new_line(
     id
 }
 
+/// Cancels a picking (`action_cancel`): reservations released, open moves cancelled.
+pub fn cancel(t: &mut Tables, picking: i64, now: &str) {
+    do_unreserve(t, picking, now);
+    for mv in moves_of(t, picking) {
+        if t.get("stock.move", mv)
+            .is_some_and(|m| s(m, "state") != "done")
+        {
+            set(t, "stock.move", mv, json!({"state": "cancel"}), now);
+        }
+    }
+    set(t, "stock.picking", picking, json!({"state": "cancel"}), now);
+}
+
 /// Drops every reservation of a picking (`do_unreserve`); lines go away.
 pub fn do_unreserve(t: &mut Tables, picking: i64, now: &str) {
     for mv in moves_of(t, picking) {
@@ -727,15 +740,7 @@ pub fn execute(
         }),
         ("stock.picking", "action_cancel") => missing("stock.picking", &call.ids, t).map(|()| {
             for &p in &call.ids {
-                do_unreserve(t, p, now);
-                for mv in moves_of(t, p) {
-                    if t.get("stock.move", mv)
-                        .is_some_and(|m| s(m, "state") != "done")
-                    {
-                        set(t, "stock.move", mv, json!({"state": "cancel"}), now);
-                    }
-                }
-                set(t, "stock.picking", p, json!({"state": "cancel"}), now);
+                cancel(t, p, now);
             }
             Value::Bool(true)
         }),
