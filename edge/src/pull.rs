@@ -6,7 +6,8 @@
 //! newest `write_date` seen) advances only after all its pages are committed.
 //!
 //! - **Full**: every record in scope; ids the mirror holds that Odoo no longer returns are
-//!   deleted; each model's snapshot is declared complete so acknowledged effects fold.
+//!   deleted; each model's snapshot is declared complete so acknowledged effects fold. An
+//!   interrupted full pull resumes after the last page it committed.
 //! - **Incremental**: records changed since the cursor minus a safety overlap (pickings also
 //!   when their moves changed); deletions of pickings, moves and move lines by comparing id
 //!   sets; quants also by their own `write_date`, plus a full re-read of a few locations per
@@ -168,21 +169,38 @@ impl Puller {
                     .as_deref()
                     .map(|w| with_overlap(w, OVERLAP))
             };
+            // A full pull interrupted earlier resumes after its last committed page; its
+            // snapshot then counts from the first attempt's epoch.
+            let (after, snapshot_epoch) = match (full, cursor.resume_after) {
+                (true, Some(after)) => (
+                    after,
+                    Epoch(cursor.resume_epoch.unwrap_or(epoch.0).min(epoch.0)),
+                ),
+                _ => (0, epoch),
+            };
             let query = PageQuery {
+                after,
                 since,
                 limit: PAGE,
                 ..PageQuery::default()
             };
-            let Some((seen, newest)) = self.pages(model, query, epoch, &mut report, stop).await?
+            let Some((_, newest)) = self
+                .pages(model, query, epoch, full, &mut report, stop)
+                .await?
             else {
                 report.cancelled = true;
                 return Ok(report);
             };
             if full {
-                let gone = self.store.read(|r| r.mirror_ids(model))?;
-                self.delete_missing(model, gone, &seen, epoch, &mut report)
+                let present: HashSet<i64> = scope_ids(&self.client, &self.scope, model)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let mirrored = self.store.read(|r| r.mirror_ids(model))?;
+                self.delete_missing(model, mirrored, &present, epoch, &mut report)
                     .await?;
-                self.store.complete_snapshot(epoch, model).await?;
+                self.store.complete_snapshot(snapshot_epoch, model).await?;
+                self.store.set_resume(model, None).await?;
             } else if matches!(model, Model::Picking | Model::Move | Model::MoveLine) {
                 let present: HashSet<i64> = scope_ids(&self.client, &self.scope, model)
                     .await?
@@ -208,6 +226,7 @@ impl Puller {
         model: Model,
         mut query: PageQuery,
         epoch: Epoch,
+        track_resume: bool,
         report: &mut PullReport,
         stop: &CancellationToken,
     ) -> anyhow::Result<Option<(HashSet<i64>, Option<String>)>> {
@@ -242,6 +261,11 @@ impl Puller {
             report.held_back += outcome.held_back;
             report.owned_changes += outcome.changes;
             report.pages += 1;
+            if track_resume {
+                self.store
+                    .set_resume(model, Some((query.after, epoch)))
+                    .await?;
+            }
             set_progress(&self.progress, |p| p.records += n as u64);
             if n < query.limit {
                 break;
@@ -308,7 +332,10 @@ impl Puller {
             ..PageQuery::default()
         };
         let before = report.records;
-        let Some((seen, _)) = self.pages(Model::Quant, query, epoch, report, stop).await? else {
+        let Some((seen, _)) = self
+            .pages(Model::Quant, query, epoch, false, report, stop)
+            .await?
+        else {
             return Ok(false);
         };
         report.reconciled += report.records - before;

@@ -344,6 +344,27 @@ pub(super) fn set_cursor(
     Ok(())
 }
 
+/// Remembers (or forgets, with `None`) where an interrupted full pull of a model resumes.
+pub(super) fn set_resume(
+    conn: &Connection,
+    model: Model,
+    resume: Option<(i64, Epoch)>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO sync_cursor (model, resume_after, resume_epoch) VALUES (?1, ?2, ?3)
+         ON CONFLICT (model) DO UPDATE SET
+             resume_after = excluded.resume_after,
+             resume_epoch = CASE WHEN excluded.resume_after IS NULL THEN NULL
+                                 ELSE COALESCE(sync_cursor.resume_epoch, excluded.resume_epoch) END",
+    )?
+    .execute(params![
+        model.odoo_name(),
+        resume.map(|(after, _)| after),
+        resume.map(|(_, epoch)| epoch.0)
+    ])?;
+    Ok(())
+}
+
 /// Folds, for a model pulled in full, every effect of entries acknowledged before the pull
 /// began, except on keys held back by unconfirmed entries.
 pub(super) fn complete_snapshot(

@@ -340,6 +340,19 @@ impl Store {
         .await
     }
 
+    /// Remembers where an interrupted full pull of `model` resumes (`None` once complete).
+    /// The first attempt's epoch is kept across resumptions.
+    pub async fn set_resume(
+        &self,
+        model: holdfast_sync::records::Model,
+        resume: Option<(i64, Epoch)>,
+    ) -> Result<(), StoreError> {
+        self.request(Lane::Background, |reply| {
+            WriteCmd::SetResume(model, resume, reply)
+        })
+        .await
+    }
+
     /// Records the connectivity mode.
     pub async fn set_mode(&self, mode: &str, since_ms: i64) -> Result<(), StoreError> {
         let mode = mode.to_owned();

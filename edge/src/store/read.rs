@@ -89,6 +89,10 @@ pub struct Cursor {
     pub write_date: Option<String>,
     pub full_at: Option<i64>,
     pub incremental_at: Option<i64>,
+    /// An interrupted full pull resumes after this id...
+    pub resume_after: Option<i64>,
+    /// ...and its snapshot counts from this epoch (its first attempt's).
+    pub resume_epoch: Option<i64>,
 }
 
 /// A cloud-side change to a picking the floor owns.
@@ -378,13 +382,16 @@ impl<'c> Reader<'c> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT write_date, full_at, incremental_at FROM sync_cursor WHERE model = ?1",
+                "SELECT write_date, full_at, incremental_at, resume_after, resume_epoch
+                 FROM sync_cursor WHERE model = ?1",
             )?
             .query_row([model.odoo_name()], |r| {
                 Ok(Cursor {
                     write_date: r.get(0)?,
                     full_at: r.get(1)?,
                     incremental_at: r.get(2)?,
+                    resume_after: r.get(3)?,
+                    resume_epoch: r.get(4)?,
                 })
             })
             .optional()?

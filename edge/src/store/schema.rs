@@ -152,11 +152,15 @@ CREATE INDEX move_line_picking ON move_line (picking_id);
 
 -- Per-model pull cursors: Odoo write_date of the newest record seen, and when the model
 -- was last pulled in full and incrementally (unix ms).
+-- A full pull interrupted half-way resumes after `resume_after`; `resume_epoch` is the epoch
+-- of its first attempt (rows written then include only what was acknowledged before it).
 CREATE TABLE sync_cursor (
     model TEXT PRIMARY KEY,
     write_date TEXT,
     full_at INTEGER,
-    incremental_at INTEGER
+    incremental_at INTEGER,
+    resume_after INTEGER,
+    resume_epoch INTEGER
 );
 
 -- Cloud-side changes to pickings the floor owns (open journal entries on them), seen by a

@@ -29,6 +29,7 @@ pub(super) enum WriteCmd {
     CompleteSnapshot(Epoch, Model, Reply<u64>),
     SetMode(String, i64, Reply<()>),
     SetCursor(Model, Option<String>, bool, Reply<()>),
+    SetResume(Model, Option<(i64, Epoch)>, Reply<()>),
     Ping(Reply<()>),
     /// Finish what is queued, then stop.
     Shutdown(Reply<()>),
@@ -197,6 +198,7 @@ fn reject(cmd: WriteCmd) -> Finish {
         WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::SetMode(_, _, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::SetCursor(_, _, _, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::SetResume(_, _, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Err(StoreError::Closed)).0,
         #[cfg(test)]
         WriteCmd::TestSql(_, r) => finish(r, Err(StoreError::Closed)).0,
@@ -248,6 +250,10 @@ fn execute(
             in_savepoint(tx, |c| {
                 mirror::set_cursor(c, model, write_date.as_deref(), full)
             }),
+        ),
+        WriteCmd::SetResume(model, resume, r) => finish(
+            r,
+            in_savepoint(tx, |c| mirror::set_resume(c, model, resume)),
         ),
         WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Ok(())),
         #[cfg(test)]
