@@ -75,6 +75,10 @@ pub struct RawOdoo {
     pub company_id: Option<i64>,
     pub warehouse_id: Option<i64>,
     pub timeout_secs: Option<u64>,
+    /// Extra CA certificates (PEM) to trust, e.g. a corporate proxy's.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and its key (PEM, one file) for mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -175,6 +179,9 @@ pub struct OdooConfig {
     pub company_id: i64,
     pub warehouse_id: i64,
     pub timeout: Duration,
+    pub ca_pem: Option<Vec<u8>>,
+    /// Certificate and key; never shown.
+    pub client_identity_pem: Option<Secret>,
 }
 
 #[derive(Clone, Debug)]
@@ -475,6 +482,24 @@ fn validate_odoo(o: &RawOdoo, problem: &mut impl FnMut(&str, String)) -> Option<
         );
         ok = false;
     }
+    let mut pem = |key: &str, path: &Option<PathBuf>| -> Option<String> {
+        let path = path.as_ref()?;
+        match std::fs::read_to_string(path) {
+            Ok(text) if text.contains("-----BEGIN") => Some(text),
+            Ok(_) => {
+                problem(key, format!("{} holds no PEM block", path.display()));
+                ok = false;
+                None
+            }
+            Err(e) => {
+                problem(key, format!("cannot read {}: {e}", path.display()));
+                ok = false;
+                None
+            }
+        }
+    };
+    let ca_pem = pem("odoo.ca_file", &o.ca_file).map(String::into_bytes);
+    let client_identity_pem = pem("odoo.client_cert_file", &o.client_cert_file).map(Secret);
     let api_key = secret(
         "odoo.api_key",
         o.api_key.as_deref(),
@@ -491,6 +516,8 @@ fn validate_odoo(o: &RawOdoo, problem: &mut impl FnMut(&str, String)) -> Option<
         company_id,
         warehouse_id,
         timeout: Duration::from_secs(timeout),
+        ca_pem,
+        client_identity_pem,
     })
 }
 
@@ -598,6 +625,9 @@ full_pull_hours = 24
 # company_id = 1
 # warehouse_id = 1
 # timeout_secs = 30
+# # Extra CA certificates to trust (PEM), and a client certificate + key (PEM) for mutual TLS.
+# ca_file = "/etc/holdfast/odoo-ca.pem"
+# client_cert_file = "/etc/holdfast/credentials/odoo-client.pem"
 
 # One block per device allowed to use the device API. Make a token with, e.g.:
 #   head -c 24 /dev/urandom | base64 > /etc/holdfast/devices/handheld-01.token
@@ -656,6 +686,13 @@ mod tests {
                     "odoo.api: \"soap\" is not one of",
                     "odoo.company_id: missing",
                     "odoo.api_key: missing; set odoo.api_key_file",
+                ],
+            ),
+            (
+                "[site]\nid = \"s\"\n[odoo]\nurl = \"https://o.example\"\ndatabase = \"d\"\nlogin = \"l\"\napi_key = \"k\"\ncompany_id = 1\nwarehouse_id = 1\nca_file = \"/nonexistent/ca.pem\"\nclient_cert_file = \"/etc/hostname\"",
+                &[
+                    "odoo.ca_file: cannot read /nonexistent/ca.pem",
+                    "odoo.client_cert_file: /etc/hostname holds no PEM block",
                 ],
             ),
             (

@@ -365,6 +365,11 @@ pub fn client_config(odoo: &OdooConfig) -> holdfast_sync::odoo::ClientConfig {
         OdooApi::Json2 => holdfast_sync::odoo::ApiChoice::Json2,
     };
     c.timeout = odoo.timeout;
+    c.ca_pem = odoo.ca_pem.clone();
+    c.identity_pem = odoo
+        .client_identity_pem
+        .as_ref()
+        .map(|s| s.expose().as_bytes().to_vec());
     c
 }
 
