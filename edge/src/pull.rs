@@ -191,7 +191,9 @@ impl Puller {
                 report.cancelled = true;
                 return Ok(report);
             };
-            if full {
+            // Deletions are invisible to write_date: compare id sets (pickings, moves and
+            // lines on every pull, everything on full ones).
+            if full || matches!(model, Model::Picking | Model::Move | Model::MoveLine) {
                 let present: HashSet<i64> = scope_ids(&self.client, &self.scope, model)
                     .await?
                     .into_iter()
@@ -199,16 +201,10 @@ impl Puller {
                 let mirrored = self.store.read(|r| r.mirror_ids(model))?;
                 self.delete_missing(model, mirrored, &present, epoch, &mut report)
                     .await?;
+            }
+            if full {
                 self.store.complete_snapshot(snapshot_epoch, model).await?;
                 self.store.set_resume(model, None).await?;
-            } else if matches!(model, Model::Picking | Model::Move | Model::MoveLine) {
-                let present: HashSet<i64> = scope_ids(&self.client, &self.scope, model)
-                    .await?
-                    .into_iter()
-                    .collect();
-                let gone = self.store.read(|r| r.mirror_ids(model))?;
-                self.delete_missing(model, gone, &present, epoch, &mut report)
-                    .await?;
             } else if model == Model::Quant
                 && !self.reconcile_quants(epoch, &mut report, stop).await?
             {

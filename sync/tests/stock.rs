@@ -70,11 +70,6 @@ async fn targets() -> Vec<Target> {
     for (config, sim) in configs {
         let client = OdooClient::connect(config).await.unwrap();
         let major = client.version().major;
-        let first = |rows: Vec<serde_json::Map<String, Value>>, what: &str| -> i64 {
-            rows.first()
-                .and_then(|r| r["id"].as_i64())
-                .unwrap_or_else(|| panic!("no {what}"))
-        };
         let wh = client
             .search_read(
                 "stock.warehouse",
@@ -86,45 +81,27 @@ async fn targets() -> Vec<Target> {
             .await
             .unwrap();
         let stock = wh[0]["lot_stock_id"][0].as_i64().unwrap();
-        let customers = first(
-            client
-                .search_read(
-                    "stock.location",
-                    json!([["usage", "=", "customer"]]),
-                    &["id"],
-                    "id",
-                    Some(1),
-                )
-                .await
-                .unwrap(),
+        let customers = first_id(
+            &client,
+            "stock.location",
+            json!([["usage", "=", "customer"]]),
             "customer location",
-        );
-        let delivery_type = first(
-            client
-                .search_read(
-                    "stock.picking.type",
-                    json!([["code", "=", "outgoing"], ["warehouse_id", "=", 1]]),
-                    &["id"],
-                    "id",
-                    Some(1),
-                )
-                .await
-                .unwrap(),
+        )
+        .await;
+        let delivery_type = first_id(
+            &client,
+            "stock.picking.type",
+            json!([["code", "=", "outgoing"], ["warehouse_id", "=", 1]]),
             "delivery type",
-        );
-        let internal_type = first(
-            client
-                .search_read(
-                    "stock.picking.type",
-                    json!([["code", "=", "internal"], ["warehouse_id", "=", 1]]),
-                    &["id"],
-                    "id",
-                    Some(1),
-                )
-                .await
-                .unwrap(),
+        )
+        .await;
+        let internal_type = first_id(
+            &client,
+            "stock.picking.type",
+            json!([["code", "=", "internal"], ["warehouse_id", "=", 1]]),
             "internal type",
-        );
+        )
+        .await;
         // Untracked and lot-tracked products with plenty of stock in the warehouse.
         let mut product = 0;
         let mut lot_product = 0;
@@ -171,6 +148,16 @@ async fn targets() -> Vec<Target> {
         });
     }
     out
+}
+
+async fn first_id(client: &OdooClient, model: &str, domain: Value, what: &str) -> i64 {
+    let rows = client
+        .search_read(model, domain, &["id"], "id", Some(1))
+        .await
+        .unwrap();
+    rows.first()
+        .and_then(|r| r["id"].as_i64())
+        .unwrap_or_else(|| panic!("no {what}"))
 }
 
 impl Target {

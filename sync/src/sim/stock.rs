@@ -695,6 +695,15 @@ fn line_commands(
     Ok(())
 }
 
+/// The `vals` of a write call (empty when absent).
+fn write_vals(call: &OrmCall<'_>) -> Rec {
+    call.kwargs
+        .get("vals")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Stock methods and writes with side effects; `None` for the generic ORM.
 pub fn execute(
     t: &mut Tables,
@@ -796,12 +805,7 @@ pub fn execute(
         {
             (|| {
                 missing("stock.move", &call.ids, t)?;
-                let vals = call
-                    .kwargs
-                    .get("vals")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
+                let vals = write_vals(call);
                 for &mv in &call.ids {
                     let m = t.get("stock.move", mv).cloned().unwrap_or_default();
                     let lines = lines_of_move(t, mv);
@@ -898,12 +902,7 @@ pub fn execute(
         {
             (|| {
                 missing("stock.quant", &call.ids, t)?;
-                let vals = call
-                    .kwargs
-                    .get("vals")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
+                let vals = write_vals(call);
                 for &q in &call.ids {
                     let quantity = t
                         .get("stock.quant", q)
