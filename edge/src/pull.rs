@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use holdfast_sync::odoo::OdooClient;
-use holdfast_sync::pull::{PageQuery, Scope, read_page, scope_ids, with_overlap};
+use holdfast_sync::pull::{PageQuery, Scope, available_fields, read_page, scope_ids, with_overlap};
 use holdfast_sync::records::Model;
 use serde::Serialize;
 use serde_json::json;
@@ -88,6 +88,8 @@ pub struct Puller {
     progress: ProgressHandle,
     /// Where the next quant reconciliation starts in the location list.
     next_location: usize,
+    /// Per model, the mapped fields this server has (asked once, at the first pull).
+    fields: std::collections::HashMap<Model, Vec<&'static str>>,
 }
 
 fn set_progress(progress: &ProgressHandle, f: impl FnOnce(&mut PullProgress)) {
@@ -103,6 +105,7 @@ impl Puller {
             scope,
             progress,
             next_location: 0,
+            fields: std::collections::HashMap::new(),
         }
     }
 
@@ -150,6 +153,12 @@ impl Puller {
         kind: PullKind,
         stop: &CancellationToken,
     ) -> anyhow::Result<PullReport> {
+        if self.fields.is_empty() {
+            for &model in Model::ALL {
+                self.fields
+                    .insert(model, available_fields(&self.client, model).await?);
+            }
+        }
         let epoch = self.store.begin_pull().await?;
         let mut report = PullReport::default();
         for &model in Model::ALL {
@@ -232,7 +241,14 @@ impl Puller {
             if stop.is_cancelled() {
                 return Ok(None);
             }
-            let page = read_page(&self.client, &self.scope, model, &query).await?;
+            let page = read_page(
+                &self.client,
+                &self.scope,
+                model,
+                &query,
+                &self.fields[&model],
+            )
+            .await?;
             let Some(last) = page.records.last() else {
                 break;
             };

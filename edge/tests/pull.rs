@@ -208,9 +208,9 @@ async fn an_interrupted_full_pull_resumes_after_its_last_page_without_loss() {
     let mut puller = connect(&store, &odoo_config(&sim), Default::default())
         .await
         .unwrap();
-    // Eight models before quants take a page and an id-set read each; then the first page of
-    // quants passes and the connection breaks on the second.
-    sim.inject(std::iter::repeat_n(Fault::Pass, 17).chain([Fault::Reset]));
+    // Thirteen fields_get calls, eight models before quants with a page and an id-set read
+    // each; then the first page of quants passes and the connection breaks on the second.
+    sim.inject(std::iter::repeat_n(Fault::Pass, 13 + 17).chain([Fault::Reset]));
     let err = puller.pull(PullKind::Full, &stop).await.unwrap_err();
     assert!(
         format!("{err:#}").contains("connection to Odoo lost"),

@@ -21,7 +21,7 @@ pub struct Scope {
 /// A pull that could not read a page.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PullError {
-    #[error("reading {model}: {source}")]
+    #[error("reading {model}")]
     Odoo {
         model: &'static str,
         #[source]
@@ -71,12 +71,36 @@ pub struct Page {
     pub max_write_date: Option<String>,
 }
 
+/// The fields of `model` this server has, among those the mapping reads: optional modules
+/// add some (`stock.lot.expiration_date` comes with product_expiry).
+pub async fn available_fields(
+    client: &OdooClient,
+    model: Model,
+) -> Result<Vec<&'static str>, PullError> {
+    let known = client
+        .call(
+            crate::odoo::Call::new(model.odoo_name(), "fields_get")
+                .arg("attributes", json!(["type"])),
+        )
+        .await
+        .map_err(|source| PullError::Odoo {
+            model: model.odoo_name(),
+            source,
+        })?;
+    Ok(fields(model)
+        .iter()
+        .copied()
+        .filter(|f| *f == "id" || known.get(f).is_some())
+        .collect())
+}
+
 /// Reads one page of `model`, mapped.
 pub async fn read_page(
     client: &OdooClient,
     scope: &Scope,
     model: Model,
     query: &PageQuery,
+    available: &[&'static str],
 ) -> Result<Page, PullError> {
     let mut domain = scope.domain(model);
     if let Value::Array(terms) = &mut domain {
@@ -92,7 +116,7 @@ pub async fn read_page(
             }
         }
     }
-    let mut wanted: Vec<&str> = fields(model).to_vec();
+    let mut wanted: Vec<&str> = available.to_vec();
     wanted.push("write_date");
     let rows = client
         .search_read(

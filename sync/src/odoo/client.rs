@@ -8,7 +8,8 @@
 //!
 //! Both take the same [`Call`]: a model, a method, optional record ids and *named*
 //! arguments. JSON-RPC passes the ids as the one positional argument and the rest as kwargs,
-//! which Odoo binds by name exactly as JSON-2 does, so callers never care which is in use.
+//! which Odoo binds by name exactly as JSON-2 does (except `create`, whose `vals_list` Odoo
+//! 18's `call_kw` requires positionally), so callers never care which is in use.
 //! Every call carries `allowed_company_ids` for the site's company.
 //!
 //! The API key is only ever put in request bodies and headers; it is not in any error,
@@ -434,11 +435,17 @@ impl OdooClient {
         match inner.protocol {
             Protocol::JsonRpc { uid } => {
                 let url = format!("{}/jsonrpc", config.url);
-                let args = match &call.ids {
-                    Some(ids) => json!([ids]),
-                    None => json!([]),
-                };
                 let mut kwargs = call.kwargs;
+                let args = match (&call.ids, call.method.as_str()) {
+                    (Some(ids), _) => json!([ids]),
+                    // Odoo's call_kw reads create's first positional argument to decide
+                    // between one id and a list (IndexError when it is a kwarg).
+                    (None, "create") => match kwargs.remove("vals_list") {
+                        Some(vals_list) => json!([vals_list]),
+                        None => json!([]),
+                    },
+                    (None, _) => json!([]),
+                };
                 kwargs.insert("context".into(), Value::Object(context));
                 let body = json!({
                     "jsonrpc": "2.0",

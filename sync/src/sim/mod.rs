@@ -520,6 +520,13 @@ fn execute_kw(shared: &Shared, args: &[Value]) -> Result<Value, SimError> {
         Some(Value::Object(c)) => c,
         _ => Map::new(),
     };
+    if method == "create" && positional.is_empty() {
+        // Odoo 18's call_kw reads args[0] for create.
+        return Err(SimError {
+            name: "builtins.IndexError",
+            message: "tuple index out of range".into(),
+        });
+    }
     let (ids, rest) = if orm::is_multi(method) {
         let ids = match positional.first() {
             Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_i64).collect(),

@@ -361,6 +361,24 @@ pub fn execute(tables: &mut Tables, call: &OrmCall<'_>) -> Option<Result<Value, 
             Ok(json!(ids))
         })(),
         "context_get" => Ok(json!({"lang": "en_US", "tz": "Europe/Brussels", "uid": 2})),
+        "fields_get" => {
+            // The fields the records hold, typed from their values (and the relations).
+            let mut out = Map::new();
+            if let Some(sample) = tables.table(call.model).and_then(|t| t.values().next()) {
+                for (name, value) in sample {
+                    let kind = match (relation(call.model, name), value) {
+                        (Rel::Many2one(_), _) => "many2one",
+                        (Rel::One2many(..), _) => "one2many",
+                        (_, Value::Bool(_)) => "boolean",
+                        (_, Value::Number(n)) if n.is_i64() => "integer",
+                        (_, Value::Number(_)) => "float",
+                        _ => "char",
+                    };
+                    out.insert(name.clone(), json!({"type": kind}));
+                }
+            }
+            Ok(Value::Object(out))
+        }
         _ => return None,
     })
 }

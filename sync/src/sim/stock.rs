@@ -916,7 +916,7 @@ pub fn execute(
                             t,
                             "stock.quant",
                             q,
-                            json!({"inventory_quantity": counted, "inventory_quantity_set": true, "inventory_base": quantity}),
+                            json!({"inventory_quantity": counted, "inventory_quantity_set": true, "inventory_base": quantity, "user_id": 2}),
                             now,
                         );
                         apply_inventory(t, q, s(ctx, "inventory_name"), now);
@@ -927,7 +927,7 @@ pub fn execute(
                             t,
                             "stock.quant",
                             q,
-                            json!({"inventory_quantity": counted, "inventory_quantity_set": true, "inventory_base": quantity}),
+                            json!({"inventory_quantity": counted, "inventory_quantity_set": true, "inventory_base": quantity, "user_id": 2}),
                             now,
                         );
                     }
@@ -968,7 +968,7 @@ pub fn execute(
                         t,
                         "stock.quant",
                         q,
-                        json!({"inventory_quantity": counted, "inventory_quantity_set": true, "inventory_base": quantity}),
+                        json!({"inventory_quantity": counted, "inventory_quantity_set": true, "inventory_base": quantity, "user_id": 2}),
                         now,
                     );
                 }
@@ -1030,6 +1030,15 @@ fn apply_inventory(t: &mut Tables, q: i64, name: &str, now: &str) {
     let Some(quant) = t.get("stock.quant", q).cloned() else {
         return;
     };
+    // Odoo names the move from `inventory_name` and appends the counting user's name.
+    let mut move_name = if name.is_empty() {
+        "Product Quantity Updated".to_owned()
+    } else {
+        name.to_owned()
+    };
+    if id_of(&quant, "user_id").is_some() {
+        move_name.push_str(" (Holdfast Integration)");
+    }
     let diff = f(&quant, "inventory_quantity") - f(&quant, "quantity");
     let inventory = ids_where(t, "stock.location", |l| s(l, "usage") == "inventory")
         .first()
@@ -1046,14 +1055,7 @@ fn apply_inventory(t: &mut Tables, q: i64, name: &str, now: &str) {
         "stock.move",
         id,
         Map::from_iter([
-            (
-                "name".into(),
-                json!(if name.is_empty() {
-                    "Product Quantity Updated"
-                } else {
-                    name
-                }),
-            ),
+            ("name".into(), json!(move_name)),
             (
                 "product_id".into(),
                 quant
@@ -1076,7 +1078,7 @@ fn apply_inventory(t: &mut Tables, q: i64, name: &str, now: &str) {
         t,
         "stock.quant",
         q,
-        json!({"quantity": f(&quant, "inventory_quantity"), "inventory_quantity": 0.0, "inventory_quantity_set": false}),
+        json!({"quantity": f(&quant, "inventory_quantity"), "inventory_quantity": 0.0, "inventory_quantity_set": false, "user_id": false}),
         now,
     );
 }

@@ -383,6 +383,7 @@ pub fn stored(record: &Record) -> (&'static str, i64, Map<String, Value>) {
                     "default_location_dest_id",
                     opt(r.default_location_dest_id.map(|v| v.0)),
                 ),
+                ("active", b(true)),
             ]),
         ),
         Record::Picking(r) => (
@@ -614,11 +615,49 @@ fn compare(actual: &Value, op: &str, expected: &Value) -> Result<bool, SimError>
             };
             if op == "not ilike" { !found } else { found }
         }
-        "=like" | "=ilike" => actual.as_str() == expected.as_str(),
+        "=like" | "=ilike" => {
+            let (a, e) = (
+                actual.as_str().unwrap_or_default(),
+                expected.as_str().unwrap_or_default(),
+            );
+            if op == "=like" {
+                sql_like(a, e)
+            } else {
+                sql_like(&a.to_lowercase(), &e.to_lowercase())
+            }
+        }
         other => {
             return Err(SimError::value(format!(
                 "Invalid domain operator {other:?}"
             )));
         }
     })
+}
+
+/// SQL `LIKE`: `%` matches any run, `_` any one character.
+fn sql_like(text: &str, pattern: &str) -> bool {
+    let t: Vec<char> = text.chars().collect();
+    let p: Vec<char> = pattern.chars().collect();
+    // Classic two-pointer wildcard match with backtracking to the last `%`.
+    let (mut ti, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '_' || p[pi] == t[ti]) {
+            ti += 1;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == '%' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '%' {
+        pi += 1;
+    }
+    pi == p.len()
 }
