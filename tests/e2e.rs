@@ -512,6 +512,8 @@ fn a_pull_broken_by_faults_fails_clearly_and_the_next_one_completes() {
             "Odoo is busy (HTTP 429), retry after 5 s",
         ),
         (Fault::BlackHole, "no answer from Odoo within"),
+        (Fault::Truncated, "connection to Odoo lost"),
+        (Fault::HtmlPage, "unexpected answer from Odoo"),
     ] {
         sim.inject(std::iter::repeat_n(Fault::Pass, 6).chain([fault]));
         let out = run(&["--config", config, "sync", "pull"]);

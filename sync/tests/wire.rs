@@ -403,6 +403,13 @@ async fn hostile_answers_get_typed_errors() {
         "{err}"
     );
     assert!(err.to_string().contains("Sign in"), "{err}");
+    // An answer cut off half-way: the call may have been applied.
+    sim.inject([Fault::Truncated]);
+    let err = client
+        .read("stock.picking", &[1], &["name"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Ambiguous, "{err}");
     // TLS spoken to a plain-HTTP server: the handshake fails before anything is sent.
     let c = sim.config();
     let tls = ClientConfig::new(

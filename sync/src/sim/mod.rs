@@ -281,7 +281,30 @@ pub enum Fault {
     CommitThenDrop,
     /// Answer 200 with an HTML page (a captive portal or a proxy's login page).
     HtmlPage,
+    /// Process the call, then send only the first half of the answer and close.
+    Truncated,
 }
+
+/// A body that sends its first half and then fails, so the connection closes mid-answer.
+#[derive(Debug)]
+struct TruncatedBody(Option<Bytes>);
+
+impl hyper::body::Body for TruncatedBody {
+    type Data = Bytes;
+    type Error = Dropped;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Dropped>>> {
+        std::task::Poll::Ready(Some(match self.0.take() {
+            Some(half) => Ok(hyper::body::Frame::data(half)),
+            None => Err(Dropped),
+        }))
+    }
+}
+
+type SimBody = http_body_util::Either<Full<Bytes>, TruncatedBody>;
 
 /// Why a connection was closed without an answer.
 #[derive(Debug)]
@@ -299,7 +322,8 @@ async fn with_faults(
     shared: &Shared,
     req: Request<Incoming>,
     stop: &CancellationToken,
-) -> Result<Response<Full<Bytes>>, Dropped> {
+) -> Result<Response<SimBody>, Dropped> {
+    let full = |r: Response<Full<Bytes>>| r.map(http_body_util::Either::Left);
     let fault = {
         let mut faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
         faults.queue.pop_front()
@@ -309,24 +333,45 @@ async fn with_faults(
         tokio::time::sleep(latency).await;
     }
     match fault {
-        None | Some(Fault::Pass) => Ok(handle(shared, req).await),
+        None | Some(Fault::Pass) => Ok(full(handle(shared, req).await)),
         Some(Fault::Latency(d)) => {
             tokio::time::sleep(d).await;
-            Ok(handle(shared, req).await)
+            Ok(full(handle(shared, req).await))
         }
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            Ok(html(status, status.canonical_reason().unwrap_or("Error")))
+            Ok(full(html(
+                status,
+                status.canonical_reason().unwrap_or("Error"),
+            )))
         }
         Some(Fault::TooManyRequests(secs)) => {
             let mut r = html(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests");
             if let Ok(v) = secs.to_string().parse() {
                 r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
             }
-            Ok(r)
+            Ok(full(r))
         }
         Some(Fault::Reset) => Err(Dropped),
-        Some(Fault::HtmlPage) => Ok(html(StatusCode::OK, "Sign in to continue")),
+        Some(Fault::HtmlPage) => Ok(full(html(StatusCode::OK, "Sign in to continue"))),
+        Some(Fault::Truncated) => {
+            let answer = handle(shared, req).await;
+            let (mut parts, body) = answer.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            // Promise the whole length, deliver half.
+            if let Ok(v) = bytes.len().to_string().parse() {
+                parts.headers.insert(hyper::header::CONTENT_LENGTH, v);
+            }
+            let half = bytes.slice(..bytes.len() / 2);
+            Ok(Response::from_parts(
+                parts,
+                http_body_util::Either::Right(TruncatedBody(Some(half))),
+            ))
+        }
         Some(Fault::BlackHole) => {
             stop.cancelled().await;
             Err(Dropped)
