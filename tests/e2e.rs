@@ -536,6 +536,8 @@ fn a_pull_broken_by_faults_fails_clearly_and_the_next_one_completes() {
 
 #[test]
 fn sim_serves_an_odoo_for_trials_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("odoo.json");
     let addr = format!("127.0.0.1:{}", free_port());
     let child = holdfast()
         .args([
@@ -549,6 +551,7 @@ fn sim_serves_an_odoo_for_trials_and_stops_on_ctrl_c() {
             "--quants",
             "300",
         ])
+        .args(["--state", state.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -577,4 +580,10 @@ fn sim_serves_an_odoo_for_trials_and_stops_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success());
+    // The state file holds the database for the next start.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(
+        doc["models"]["product.product"].as_array().unwrap().len(),
+        100
+    );
 }

@@ -116,6 +116,10 @@ struct SimArgs {
     /// Latency added to every answer, in milliseconds (a WAN in front of Odoo).
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Keep the simulated database in this JSON file: read at start if it exists (instead
+    /// of generating), written at exit.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -386,7 +390,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     version: args.odoo_version,
                     ..Default::default()
                 };
-                let sim = holdfast_sync::sim::Simulator::start_on(args.listen, config, &data)
+                let tables = match &args.state {
+                    Some(path) if path.exists() => {
+                        let text = std::fs::read(path)
+                            .with_context(|| format!("cannot read {}", path.display()))?;
+                        let doc: serde_json::Value = serde_json::from_slice(&text)
+                            .with_context(|| format!("{} is not JSON", path.display()))?;
+                        holdfast_sync::sim::store::Tables::from_json(&doc)
+                            .map_err(anyhow::Error::msg)
+                            .with_context(|| {
+                                format!("{} is not a simulator state", path.display())
+                            })?
+                    }
+                    _ => {
+                        let mut t = holdfast_sync::sim::store::Tables::default();
+                        t.load(&data, &holdfast_sync::sim::odoo_now());
+                        t
+                    }
+                };
+                let n_records: usize = tables.models.values().map(|t| t.len()).sum();
+                let sim = holdfast_sync::sim::Simulator::start_with(args.listen, config, tables)
                     .await
                     .with_context(|| format!("cannot listen on {}", args.listen))?;
                 sim.set_latency(std::time::Duration::from_millis(args.latency_ms));
@@ -394,7 +417,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!(
                     "Odoo {} simulator with {} records at {}",
                     c.version,
-                    data.len(),
+                    n_records,
                     sim.url()
                 );
                 println!(
@@ -405,6 +428,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tokio::signal::ctrl_c()
                     .await
                     .context("waiting for Ctrl-C")?;
+                if let Some(path) = &args.state {
+                    sim.save(path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    println!("state written to {}", path.display());
+                }
                 anyhow::Ok(())
             })?;
         }

@@ -116,6 +116,15 @@ impl Simulator {
     ) -> std::io::Result<Simulator> {
         let mut tables = Tables::default();
         tables.load(data, &odoo_now());
+        Self::start_with(addr, config, tables).await
+    }
+
+    /// Starts a simulator holding `tables` (e.g. read back from a state file) on `addr`.
+    pub async fn start_with(
+        addr: SocketAddr,
+        config: SimConfig,
+        tables: Tables,
+    ) -> std::io::Result<Simulator> {
         let shared = Arc::new(Shared {
             sms_pending: Mutex::new(config.sms_wizard),
             config,
@@ -192,6 +201,17 @@ impl Simulator {
                 &odoo_now(),
             )
         })
+    }
+
+    /// Writes every record to `path` (JSON), for a later [`Simulator::start_with`].
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let doc = self.with_tables(|t| t.to_json());
+        let tmp = path.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&doc).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, path)
     }
 
     /// Queues faults: each of the next requests takes one, in order.

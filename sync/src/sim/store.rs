@@ -107,6 +107,54 @@ fn opt<T: Into<Value>>(v: Option<T>) -> Value {
 }
 
 impl Tables {
+    /// All records as one JSON document (the simulator's optional state file).
+    pub fn to_json(&self) -> Value {
+        let models: Map<String, Value> = self
+            .models
+            .iter()
+            .map(|(name, table)| {
+                (
+                    name.clone(),
+                    Value::Array(table.values().cloned().map(Value::Object).collect()),
+                )
+            })
+            .collect();
+        json!({"models": models, "sequences": self.sequences})
+    }
+
+    /// Reads what [`Tables::to_json`] wrote.
+    pub fn from_json(value: &Value) -> Result<Tables, String> {
+        let mut tables = Tables::default();
+        let models = value
+            .get("models")
+            .and_then(Value::as_object)
+            .ok_or("no \"models\" object")?;
+        for (name, records) in models {
+            let table = tables.table_mut(name);
+            for record in records
+                .as_array()
+                .ok_or_else(|| format!("{name} is not a list"))?
+            {
+                let rec = record
+                    .as_object()
+                    .ok_or_else(|| format!("a {name} record is not an object"))?;
+                let id = rec
+                    .get("id")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| format!("a {name} record has no id"))?;
+                table.insert(id, rec.clone());
+            }
+        }
+        if let Some(seqs) = value.get("sequences").and_then(Value::as_object) {
+            for (name, n) in seqs {
+                tables
+                    .sequences
+                    .insert(name.clone(), n.as_i64().unwrap_or(0));
+            }
+        }
+        Ok(tables)
+    }
+
     pub fn table(&self, model: &str) -> Option<&BTreeMap<i64, Map<String, Value>>> {
         self.models.get(model)
     }
