@@ -264,9 +264,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report
             })?;
             println!(
-                "pulled {} records in {} pages; {} deleted; {} held back by unconfirmed entries; {} changes to owned pickings recorded",
+                "pulled {} records in {} pages ({} unchanged re-read); {} deleted; {} held back by unconfirmed entries; {} changes to owned pickings recorded",
                 report.records,
                 report.pages,
+                report.unchanged,
                 report.deleted,
                 report.held_back,
                 report.owned_changes

@@ -60,6 +60,8 @@ pub struct PullReport {
     pub owned_changes: u64,
     /// Quants re-read by the per-location reconciliation (not counted in `records`).
     pub reconciled: u64,
+    /// Records read again inside the overlap window but unchanged (not written).
+    pub unchanged: u64,
     /// Stopped early by shutdown; cursors of unfinished models were not advanced.
     pub cancelled: bool,
 }
@@ -75,6 +77,9 @@ pub struct PullProgress {
     pub last_report: Option<PullReport>,
     pub last_error: Option<String>,
 }
+
+/// What a run of pages saw: ids, the newest write_date, and every (id, write_date).
+type PagesRead = (HashSet<i64>, Option<String>, Vec<(i64, String)>);
 
 /// Shared handle to the progress.
 pub type ProgressHandle = Arc<Mutex<PullProgress>>;
@@ -193,8 +198,14 @@ impl Puller {
                 limit: PAGE,
                 ..PageQuery::default()
             };
-            let Some((_, newest)) = self
-                .pages(model, query, epoch, full, &mut report, stop)
+            // Records already pulled with the same write_date are not changes.
+            let skip: HashSet<(i64, String)> = if full {
+                HashSet::new()
+            } else {
+                cursor.window.iter().cloned().collect()
+            };
+            let Some((_, newest, stamps)) = self
+                .pages(model, query, epoch, full, &skip, &mut report, stop)
                 .await?
             else {
                 report.cancelled = true;
@@ -220,7 +231,28 @@ impl Puller {
                 report.cancelled = true;
                 return Ok(report);
             }
-            self.store.set_cursor(model, newest, full).await?;
+            let cursor_after = match (newest, cursor.write_date) {
+                (Some(n), Some(c)) => Some(n.max(c)),
+                (n, c) => n.or(c),
+            };
+            let window = match &cursor_after {
+                Some(stamp) => {
+                    let floor = with_overlap(stamp, OVERLAP);
+                    let mut w: Vec<(i64, String)> = cursor
+                        .window
+                        .into_iter()
+                        .chain(stamps)
+                        .filter(|(_, wd)| *wd >= floor)
+                        .collect();
+                    w.sort();
+                    w.dedup();
+                    w
+                }
+                None => Vec::new(),
+            };
+            self.store
+                .set_cursor(model, cursor_after, window, full)
+                .await?;
         }
         Ok(report)
     }
@@ -232,11 +264,13 @@ impl Puller {
         mut query: PageQuery,
         epoch: Epoch,
         track_resume: bool,
+        skip: &HashSet<(i64, String)>,
         report: &mut PullReport,
         stop: &CancellationToken,
-    ) -> anyhow::Result<Option<(HashSet<i64>, Option<String>)>> {
+    ) -> anyhow::Result<Option<PagesRead>> {
         let mut seen = HashSet::new();
         let mut newest: Option<String> = None;
+        let mut stamps: Vec<(i64, String)> = Vec::new();
         loop {
             if stop.is_cancelled() {
                 return Ok(None);
@@ -260,11 +294,24 @@ impl Puller {
             }
             seen.extend(page.records.iter().map(|r| r.id()));
             let n = page.records.len();
+            let mut upserts = Vec::with_capacity(n);
+            for (record, stamp) in page.records.into_iter().zip(page.stamps) {
+                if let Some(stamp) = stamp {
+                    let key = (record.id(), stamp);
+                    if skip.contains(&key) {
+                        report.unchanged += 1;
+                        stamps.push(key);
+                        continue;
+                    }
+                    stamps.push(key);
+                }
+                upserts.push(record);
+            }
             let outcome = self
                 .store
                 .apply_mirror(MirrorBatch {
                     epoch: Some(epoch),
-                    upserts: page.records,
+                    upserts,
                     deletes: vec![],
                 })
                 .await
@@ -283,7 +330,7 @@ impl Puller {
                 break;
             }
         }
-        Ok(Some((seen, newest)))
+        Ok(Some((seen, newest, stamps)))
     }
 
     async fn delete_missing(
@@ -344,8 +391,16 @@ impl Puller {
             ..PageQuery::default()
         };
         let before = report.records;
-        let Some((seen, _)) = self
-            .pages(Model::Quant, query, epoch, false, report, stop)
+        let Some((seen, _, _)) = self
+            .pages(
+                Model::Quant,
+                query,
+                epoch,
+                false,
+                &HashSet::new(),
+                report,
+                stop,
+            )
             .await?
         else {
             return Ok(false);

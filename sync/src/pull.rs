@@ -68,6 +68,8 @@ pub struct PageQuery {
 #[derive(Clone, Debug, Default)]
 pub struct Page {
     pub records: Vec<Record>,
+    /// Each record's `write_date`, in the same order.
+    pub stamps: Vec<Option<String>>,
     pub max_write_date: Option<String>,
 }
 
@@ -138,6 +140,11 @@ pub async fn read_page(
         {
             page.max_write_date = Some(stamp.to_owned());
         }
+        page.stamps.push(
+            row.get("write_date")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        );
         page.records.push(map_record(model, row)?);
     }
     Ok(page)

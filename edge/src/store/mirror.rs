@@ -325,21 +325,25 @@ pub(super) fn set_cursor(
     conn: &Connection,
     model: Model,
     write_date: Option<&str>,
+    window: &[(i64, String)],
     full: bool,
 ) -> Result<(), StoreError> {
     let now = now_ms();
+    let window = serde_json::to_string(window).map_err(|e| StoreError::Data(e.to_string()))?;
     conn.prepare_cached(
-        "INSERT INTO sync_cursor (model, write_date, full_at, incremental_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO sync_cursor (model, write_date, full_at, incremental_at, window) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (model) DO UPDATE SET
              write_date = COALESCE(MAX(excluded.write_date, sync_cursor.write_date), excluded.write_date, sync_cursor.write_date),
              full_at = COALESCE(excluded.full_at, sync_cursor.full_at),
-             incremental_at = COALESCE(excluded.incremental_at, sync_cursor.incremental_at)",
+             incremental_at = COALESCE(excluded.incremental_at, sync_cursor.incremental_at),
+             window = excluded.window",
     )?
     .execute(params![
         model.odoo_name(),
         write_date,
         full.then_some(now),
-        (!full).then_some(now)
+        (!full).then_some(now),
+        window
     ])?;
     Ok(())
 }

@@ -332,10 +332,11 @@ impl Store {
         &self,
         model: holdfast_sync::records::Model,
         write_date: Option<String>,
+        window: Vec<(i64, String)>,
         full: bool,
     ) -> Result<(), StoreError> {
         self.request(Lane::Background, |reply| {
-            WriteCmd::SetCursor(model, write_date, full, reply)
+            WriteCmd::SetCursor(model, write_date, window, full, reply)
         })
         .await
     }

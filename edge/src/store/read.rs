@@ -93,6 +93,8 @@ pub struct Cursor {
     pub resume_after: Option<i64>,
     /// ...and its snapshot counts from this epoch (its first attempt's).
     pub resume_epoch: Option<i64>,
+    /// (id, write_date) of records inside the overlap window, already pulled.
+    pub window: Vec<(i64, String)>,
 }
 
 /// A cloud-side change to a picking the floor owns.
@@ -382,7 +384,7 @@ impl<'c> Reader<'c> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT write_date, full_at, incremental_at, resume_after, resume_epoch
+                "SELECT write_date, full_at, incremental_at, resume_after, resume_epoch, window
                  FROM sync_cursor WHERE model = ?1",
             )?
             .query_row([model.odoo_name()], |r| {
@@ -392,6 +394,11 @@ impl<'c> Reader<'c> {
                     incremental_at: r.get(2)?,
                     resume_after: r.get(3)?,
                     resume_epoch: r.get(4)?,
+                    // Unreadable windows only cost a re-read: treat them as empty.
+                    window: r
+                        .get::<_, Option<String>>(5)?
+                        .and_then(|w| serde_json::from_str(&w).ok())
+                        .unwrap_or_default(),
                 })
             })
             .optional()?

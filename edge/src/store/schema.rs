@@ -160,7 +160,10 @@ CREATE TABLE sync_cursor (
     full_at INTEGER,
     incremental_at INTEGER,
     resume_after INTEGER,
-    resume_epoch INTEGER
+    resume_epoch INTEGER,
+    -- (id, write_date) pairs of records inside the overlap window of `write_date`, as a JSON
+    -- array: an incremental pull skips re-reading them as changes.
+    window TEXT
 );
 
 -- Cloud-side changes to pickings the floor owns (open journal entries on them), seen by a

@@ -28,7 +28,7 @@ pub(super) enum WriteCmd {
     Mirror(Box<MirrorBatch>, Reply<MirrorOutcome>),
     CompleteSnapshot(Epoch, Model, Reply<u64>),
     SetMode(String, i64, Reply<()>),
-    SetCursor(Model, Option<String>, bool, Reply<()>),
+    SetCursor(Model, Option<String>, Vec<(i64, String)>, bool, Reply<()>),
     SetResume(Model, Option<(i64, Epoch)>, Reply<()>),
     Ping(Reply<()>),
     /// Finish what is queued, then stop.
@@ -197,7 +197,7 @@ fn reject(cmd: WriteCmd) -> Finish {
         WriteCmd::Mirror(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::SetMode(_, _, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::SetCursor(_, _, _, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::SetCursor(_, _, _, _, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::SetResume(_, _, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Err(StoreError::Closed)).0,
         #[cfg(test)]
@@ -245,10 +245,10 @@ fn execute(
                 Ok(())
             }),
         ),
-        WriteCmd::SetCursor(model, write_date, full, r) => finish(
+        WriteCmd::SetCursor(model, write_date, window, full, r) => finish(
             r,
             in_savepoint(tx, |c| {
-                mirror::set_cursor(c, model, write_date.as_deref(), full)
+                mirror::set_cursor(c, model, write_date.as_deref(), &window, full)
             }),
         ),
         WriteCmd::SetResume(model, resume, r) => finish(
