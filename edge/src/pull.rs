@@ -78,6 +78,15 @@ pub struct PullProgress {
     pub last_error: Option<String>,
 }
 
+/// How to write a run of pages.
+struct PageRun<'a> {
+    epoch: Epoch,
+    /// Record each committed page as the resume point (full pulls).
+    track_resume: bool,
+    /// (id, write_date) pairs already pulled: read again, not written again.
+    skip: &'a HashSet<(i64, String)>,
+}
+
 /// What a run of pages saw: ids, the newest write_date, and every (id, write_date).
 type PagesRead = (HashSet<i64>, Option<String>, Vec<(i64, String)>);
 
@@ -205,7 +214,17 @@ impl Puller {
                 cursor.window.iter().cloned().collect()
             };
             let Some((_, newest, stamps)) = self
-                .pages(model, query, epoch, full, &skip, &mut report, stop)
+                .pages(
+                    model,
+                    query,
+                    &PageRun {
+                        epoch,
+                        track_resume: full,
+                        skip: &skip,
+                    },
+                    &mut report,
+                    stop,
+                )
                 .await?
             else {
                 report.cancelled = true;
@@ -262,9 +281,7 @@ impl Puller {
         &self,
         model: Model,
         mut query: PageQuery,
-        epoch: Epoch,
-        track_resume: bool,
-        skip: &HashSet<(i64, String)>,
+        run: &PageRun<'_>,
         report: &mut PullReport,
         stop: &CancellationToken,
     ) -> anyhow::Result<Option<PagesRead>> {
@@ -298,7 +315,7 @@ impl Puller {
             for (record, stamp) in page.records.into_iter().zip(page.stamps) {
                 if let Some(stamp) = stamp {
                     let key = (record.id(), stamp);
-                    if skip.contains(&key) {
+                    if run.skip.contains(&key) {
                         report.unchanged += 1;
                         stamps.push(key);
                         continue;
@@ -310,7 +327,7 @@ impl Puller {
             let outcome = self
                 .store
                 .apply_mirror(MirrorBatch {
-                    epoch: Some(epoch),
+                    epoch: Some(run.epoch),
                     upserts,
                     deletes: vec![],
                 })
@@ -320,9 +337,9 @@ impl Puller {
             report.held_back += outcome.held_back;
             report.owned_changes += outcome.changes;
             report.pages += 1;
-            if track_resume {
+            if run.track_resume {
                 self.store
-                    .set_resume(model, Some((query.after, epoch)))
+                    .set_resume(model, Some((query.after, run.epoch)))
                     .await?;
             }
             set_progress(&self.progress, |p| p.records += n as u64);
@@ -395,9 +412,11 @@ impl Puller {
             .pages(
                 Model::Quant,
                 query,
-                epoch,
-                false,
-                &HashSet::new(),
+                &PageRun {
+                    epoch,
+                    track_resume: false,
+                    skip: &HashSet::new(),
+                },
                 report,
                 stop,
             )
