@@ -342,6 +342,12 @@ impl Puller {
                     .set_resume(model, Some((query.after, run.epoch)))
                     .await?;
             }
+            // Only stamps inside the overlap window of the newest one matter; keep memory
+            // bounded on large pulls.
+            if let Some(n) = &newest {
+                let floor = with_overlap(n, OVERLAP);
+                stamps.retain(|(_, wd)| *wd >= floor);
+            }
             set_progress(&self.progress, |p| p.records += n as u64);
             if n < query.limit {
                 break;
