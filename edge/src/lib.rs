@@ -7,6 +7,8 @@
 //! - [`runtime`]: the long-running appliance: tasks under one cancellation token, signals;
 //! - [`http`]: the HTTP API (probes, status);
 //! - [`status`]: the status snapshot shown by the API and the CLI;
+//! - [`pull`]: refreshing the mirror from Odoo (full, incremental, scheduled);
+//! - [`resolve`]: what a decoded scan stands for on this site;
 //! - [`demo`]: the built-in demo warehouse;
 //! - [`cli`]: the command line.
 
@@ -16,6 +18,7 @@ pub mod demo;
 pub mod http;
 pub mod logging;
 pub mod pull;
+pub mod resolve;
 pub mod runtime;
 pub mod status;
 pub mod store;
