@@ -257,6 +257,22 @@ async fn exchange(
     Ok(Answer { status, body })
 }
 
+/// Reads a JSON-RPC answer (status and body as received); public for the fuzz targets.
+pub fn parse_jsonrpc_answer(status: u16, body: &[u8]) -> Result<Value, OdooError> {
+    jsonrpc_result(Answer {
+        status,
+        body: body.to_vec(),
+    })
+}
+
+/// Reads a JSON-2 answer (status and body as received); public for the fuzz targets.
+pub fn parse_json2_answer(status: u16, body: &[u8]) -> Result<Value, OdooError> {
+    json2_result(Answer {
+        status,
+        body: body.to_vec(),
+    })
+}
+
 /// Reads a JSON-RPC envelope: `result`, `error`, or neither (Python `None`).
 fn jsonrpc_result(answer: Answer) -> Result<Value, OdooError> {
     let status = answer.status;

@@ -6,6 +6,7 @@ mod error;
 pub mod mapping;
 
 pub use client::{
-    ApiChoice, ApiKey, Call, ClientConfig, OdooClient, Protocol, ServerVersion, parse_major,
+    ApiChoice, ApiKey, Call, ClientConfig, OdooClient, Protocol, ServerVersion, parse_json2_answer,
+    parse_jsonrpc_answer, parse_major,
 };
 pub use error::{ErrorClass, OdooError};
