@@ -245,6 +245,20 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
         json["pull"].is_object(),
         "the pull task reports its progress: {json}"
     );
+    // The scheduled pull succeeds against the simulated cloud: the site is online.
+    let start = Instant::now();
+    loop {
+        let (_, body) = get(&addr, "/api/v1/status").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if json["mode"] == "online" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never online: {json}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(json["cloud_changes_open"], 0);
     assert_eq!(json["queue"]["pending"], 0);
     assert!(json["mode"].is_string());

@@ -15,7 +15,8 @@
 //!   `write_date`.
 //!
 //! The [`run_pull`] task schedules them: a full pull at start when none was done within
-//! `sync.full_pull_hours`, then incremental pulls every `sync.pull_interval_secs`.
+//! `sync.full_pull_hours`, then incremental pulls every `sync.pull_interval_secs`. Until the
+//! push and its probes exist, the pull's outcome sets the connectivity mode shown in status.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -517,6 +518,7 @@ pub async fn run_pull(
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "cannot connect to Odoo; retrying at the next pull");
                     set_progress(&progress, |p| p.last_error = Some(format!("{e:#}")));
+                    record_mode(&store, Err(&e)).await;
                     continue;
                 }
             }
@@ -530,10 +532,76 @@ pub async fn run_pull(
                 continue;
             }
         };
-        if let Err(e) = p.pull(kind, &stop).await {
-            tracing::warn!(error = %format!("{e:#}"), ?kind, "pull failed; retrying at the next pull");
-            // Reconnect next time: credentials or the server may have changed.
-            puller = None;
+        match p.pull(kind, &stop).await {
+            Ok(_) => record_mode(&store, Ok(())).await,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), ?kind, "pull failed; retrying at the next pull");
+                record_mode(&store, Err(&e)).await;
+                // Reconnect next time: credentials or the server may have changed.
+                puller = None;
+            }
         }
+    }
+}
+
+/// The connectivity mode a pull's outcome shows: online after a successful pull; offline
+/// when Odoo cannot be reached or does not answer; degraded when it answers but refuses
+/// (busy, credentials, errors). Recorded only when it changes, so `mode_since` means it.
+fn mode_of(outcome: Result<(), &anyhow::Error>) -> &'static str {
+    let Err(e) = outcome else { return "online" };
+    match e
+        .chain()
+        .find_map(|c| c.downcast_ref::<holdfast_sync::odoo::OdooError>())
+    {
+        Some(holdfast_sync::odoo::OdooError::Unreachable { .. })
+        | Some(holdfast_sync::odoo::OdooError::Timeout(_))
+        | Some(holdfast_sync::odoo::OdooError::Lost(_)) => "offline",
+        _ => "degraded",
+    }
+}
+
+async fn record_mode(store: &Store, outcome: Result<(), &anyhow::Error>) {
+    let mode = mode_of(outcome);
+    let current = store.read(|r| r.appliance_state()).map(|s| s.mode);
+    if current.as_deref().ok() != Some(mode) {
+        if let Err(e) = store.set_mode(mode, now_ms()).await {
+            tracing::warn!(error = %e, "cannot record the connectivity mode");
+        } else {
+            tracing::info!(mode, "connectivity mode changed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use holdfast_sync::odoo::OdooError;
+
+    use super::*;
+
+    #[test]
+    fn pull_outcomes_map_to_modes() {
+        let e = |inner: OdooError| anyhow::Error::new(inner).context("pulling");
+        assert_eq!(mode_of(Ok(())), "online");
+        let unreachable = e(OdooError::Unreachable {
+            url: "u".into(),
+            reason: "refused".into(),
+        });
+        assert_eq!(mode_of(Err(&unreachable)), "offline");
+        assert_eq!(
+            mode_of(Err(&e(OdooError::Timeout(Duration::from_secs(1))))),
+            "offline"
+        );
+        assert_eq!(
+            mode_of(Err(&e(OdooError::Busy {
+                status: 429,
+                retry_after: None
+            }))),
+            "degraded"
+        );
+        assert_eq!(
+            mode_of(Err(&e(OdooError::Auth("expired".into())))),
+            "degraded"
+        );
+        assert_eq!(mode_of(Err(&anyhow::anyhow!("disk full"))), "degraded");
     }
 }
