@@ -571,22 +571,24 @@ fn leaf_matches(
         )));
     }
     if let Some(rest) = rest {
-        let related: Vec<i64> = match relation(model, field) {
-            Rel::Many2one(_) => rec.get(field).and_then(Value::as_i64).into_iter().collect(),
-            Rel::One2many(..) => tables
-                .read_field(model, rec, field)
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_i64).collect())
-                .unwrap_or_default(),
+        let (target, related): (&str, Vec<i64>) = match relation(model, field) {
+            Rel::Many2one(target) => (
+                target,
+                rec.get(field).and_then(Value::as_i64).into_iter().collect(),
+            ),
+            Rel::One2many(target, _) => (
+                target,
+                tables
+                    .read_field(model, rec, field)
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                    .unwrap_or_default(),
+            ),
             Rel::Plain => {
                 return Err(SimError::value(format!(
                     "{path:?}: {field} is not relational"
                 )));
             }
-        };
-        let target = match relation(model, field) {
-            Rel::Many2one(t) | Rel::One2many(t, _) => t,
-            Rel::Plain => unreachable!("handled above"),
         };
         for id in related {
             if let Some(r) = tables.get(target, id)
