@@ -601,3 +601,141 @@ fn sim_serves_an_odoo_for_trials_and_stops_on_ctrl_c() {
         100
     );
 }
+
+/// A plain HTTP/1.1 request with headers and a body; returns (status, body).
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) before reading a large body; a broken pipe is fine then.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn device_api_needs_a_token_and_answers_from_the_local_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let token = "handheld-01-secret-token";
+    let child = holdfast()
+        .args([
+            "demo",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
+        .env(
+            "HOLDFAST__DEVICES",
+            format!("[{{id=\"handheld-01\",token=\"{token}\"}}]"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&addr);
+    let auth = format!("Bearer {token}");
+    let json = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+
+    // No token, a wrong one, a wrong scheme: 401, and the same answer for all.
+    for headers in [
+        vec![],
+        vec![("Authorization", "Bearer nope")],
+        vec![("Authorization", token)],
+    ] {
+        let (status, body) = request(&addr, "GET", "/api/v1/pickings", &headers, b"");
+        assert_eq!(status, 401);
+        assert_eq!(
+            body,
+            r#"{"error":{"code":"unauthorized","message":"missing or invalid device token"}}"#
+        );
+    }
+
+    let (status, body) = request(&addr, "GET", "/api/v1/pickings", &json, b"");
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let first = &list["pickings"][0];
+    assert!(first["name"].as_str().unwrap().starts_with("WH/"), "{list}");
+    let id = first["id"].as_i64().unwrap();
+    let (status, body) = request(&addr, "GET", &format!("/api/v1/pickings/{id}"), &json, b"");
+    assert_eq!(status, 200, "{body}");
+    let detail: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        detail["moves"].as_array().is_some_and(|m| !m.is_empty()),
+        "{detail}"
+    );
+    assert_eq!(
+        request(&addr, "GET", "/api/v1/pickings/999999", &json, b"").0,
+        404
+    );
+    assert_eq!(
+        request(&addr, "GET", "/api/v1/pickings/x", &json, b"").0,
+        400
+    );
+
+    // Lookup: a bin, a picking, a GS1 product scan; bad scans and bodies get clear errors.
+    let barcode = detail["moves"][0]["barcode"].as_str().map(str::to_owned);
+    let (status, body) = request(
+        &addr,
+        "POST",
+        "/api/v1/lookup",
+        &json,
+        br#"{"code":"WH-A-01-01"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""kind":"location""#), "{body}");
+    if let Some(ean) = barcode {
+        let scan = serde_json::json!({"code": format!("]C1010{ean}3712")}).to_string();
+        let (status, body) = request(&addr, "POST", "/api/v1/lookup", &json, scan.as_bytes());
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains(r#""quantity":12.0"#) && body.contains(r#""symbology":"]C1""#),
+            "{body}"
+        );
+    }
+    for (payload, code, status_wanted) in [
+        (&br#"{"code":"]C10109501101530004"}"#[..], "bad_scan", 422),
+        (&br#"{"code":"A\u0000B"}"#[..], "bad_scan", 422),
+        (&b"not json"[..], "bad_request", 400),
+        (&br#"{"code":"X","extra":1}"#[..], "bad_request", 400),
+    ] {
+        let (status, body) = request(&addr, "POST", "/api/v1/lookup", &json, payload);
+        assert_eq!(status, status_wanted, "{body}");
+        assert!(body.contains(&format!(r#""code":"{code}""#)), "{body}");
+    }
+    let big = vec![b'x'; 100 * 1024];
+    let (status, body) = request(&addr, "POST", "/api/v1/lookup", &json, &big);
+    assert_eq!(status, 413, "{body}");
+    assert!(terminate(child).success());
+}

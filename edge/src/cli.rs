@@ -227,6 +227,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cloud.url()
                 );
                 println!("  status:   http://{addr}/api/v1/status");
+                println!(
+                    "  devices:  http://{addr}/api/v1/pickings with \"Authorization: Bearer {}\"",
+                    demo::DEMO_TOKEN
+                );
                 println!("  data:     {}", dir.display());
                 println!(
                     "  inspect:  holdfast --config {} journal list",

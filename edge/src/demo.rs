@@ -30,6 +30,9 @@ pub async fn start_cloud() -> anyhow::Result<Simulator> {
         .context("starting the simulated Odoo")
 }
 
+/// The demo's device token (the demo is for trying things out; a site configures its own).
+pub const DEMO_TOKEN: &str = "demo-handheld-token";
+
 /// Writes the demo's config into `dir` (pointing at the simulated cloud) and returns its path.
 pub fn write_config(dir: &Path, listen: &str, cloud: &Simulator) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -39,7 +42,8 @@ pub fn write_config(dir: &Path, listen: &str, cloud: &Simulator) -> anyhow::Resu
         "# Written by holdfast demo: the [odoo] section points at the simulated cloud it runs.\n\
          [site]\nid = \"demo\"\nname = \"Demo warehouse\"\n\n\
          [store]\npath = \"{}\"\n\n[http]\nlisten = \"{listen}\"\n\n\
-         [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\n",
+         [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\n\n\
+         [[devices]]\nid = \"demo-handheld\"\ntoken = \"{DEMO_TOKEN}\"\n",
         dir.join("holdfast.db").display(),
         cloud.url(),
         sim.database,

@@ -38,6 +38,7 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
         cloud: CloudStatus {
             target: config.odoo.as_ref().map(|o| o.url.clone()),
         },
+        devices: std::sync::Arc::new(config.devices.clone()),
         started: Instant::now(),
         pull: pull_progress.clone(),
     };

@@ -55,8 +55,8 @@ use tokio::sync::{mpsc, oneshot};
 pub use journal::{Appended, JournalEntry, NewEntry, OpState, Transition};
 pub use mirror::{MirrorBatch, MirrorOutcome};
 pub use read::{
-    ApplianceState, BarcodeHit, CloudChange, Cursor, JournalFilter, LotInfo, MoveProgress,
-    QueueStats, Reader,
+    ApplianceState, BarcodeHit, CloudChange, Cursor, JournalFilter, LotInfo, MoveDetail,
+    MoveProgress, PickingSummary, QueueStats, Reader,
 };
 use writer::WriteCmd;
 

@@ -108,6 +108,39 @@ pub struct CloudChange {
     pub seen_at: i64,
 }
 
+/// A picking in the floor's list.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PickingSummary {
+    pub id: i64,
+    pub name: String,
+    pub state: String,
+    /// `incoming`, `outgoing` or `internal`.
+    pub kind: String,
+    pub partner: Option<String>,
+    pub origin: Option<String>,
+    pub scheduled_date: Option<String>,
+    pub demand: f64,
+    pub picked: f64,
+}
+
+/// One move of a picking, for the line-by-line screen.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MoveDetail {
+    pub move_id: i64,
+    pub product_id: i64,
+    pub product: String,
+    pub default_code: Option<String>,
+    pub barcode: Option<String>,
+    pub tracking: String,
+    pub demand: f64,
+    pub picked: f64,
+    pub location_id: i64,
+    pub location: Option<String>,
+    pub location_dest_id: i64,
+    /// Where Odoo reserved it: (location, lot, quantity) per move line.
+    pub reserved: Vec<(String, Option<String>, f64)>,
+}
+
 /// Which journal entries to list.
 #[derive(Clone, Debug, Default)]
 pub struct JournalFilter {
@@ -188,6 +221,106 @@ impl<'c> Reader<'c> {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Pickings of the site, open ones first (or only, with `open_only`), by schedule.
+    pub fn pickings(
+        &self,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<PickingSummary>, StoreError> {
+        self.picking_rows(open_only, None, limit)
+    }
+
+    fn picking_rows(
+        &self,
+        open_only: bool,
+        id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<PickingSummary>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.id, p.name, p.state, t.code, pa.name, p.origin, p.scheduled_date,
+                    COALESCE((SELECT SUM(m.product_uom_qty) FROM move m WHERE m.picking_id = p.id AND m.state != 'cancel'), 0),
+                    COALESCE((SELECT SUM(CASE WHEN m.picked THEN m.quantity ELSE 0 END) FROM move m WHERE m.picking_id = p.id), 0)
+                    + COALESCE((SELECT SUM(e.delta) FROM journal_effect e JOIN move m ON m.id = e.move_id
+                                 WHERE e.live = 1 AND e.target = 'move' AND m.picking_id = p.id), 0)
+             FROM picking p
+             JOIN picking_type t ON t.id = p.picking_type_id
+             LEFT JOIN partner pa ON pa.id = p.partner_id
+             WHERE (?1 = 0 OR p.state NOT IN ('done', 'cancel', 'draft'))
+               AND (?3 IS NULL OR p.id = ?3)
+             ORDER BY p.state IN ('done', 'cancel'), p.scheduled_date, p.id
+             LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![open_only, limit as i64, id], |r| {
+            Ok(PickingSummary {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                state: r.get(2)?,
+                kind: r.get(3)?,
+                partner: r.get(4)?,
+                origin: r.get(5)?,
+                scheduled_date: r.get(6)?,
+                demand: r.get(7)?,
+                picked: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One picking with its moves, or `None`.
+    pub fn picking(
+        &self,
+        id: i64,
+    ) -> Result<Option<(PickingSummary, Vec<MoveDetail>)>, StoreError> {
+        let summary = self.picking_rows(false, Some(id), 1)?.into_iter().next();
+        let Some(summary) = summary else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT m.id, m.product_id, pr.name, pr.default_code, pr.barcode, pr.tracking,
+                    m.product_uom_qty,
+                    (CASE WHEN m.picked THEN m.quantity ELSE 0 END)
+                    + COALESCE((SELECT SUM(e.delta) FROM journal_effect e
+                                WHERE e.live = 1 AND e.target = 'move' AND e.move_id = m.id), 0),
+                    m.location_id, l.complete_name, m.location_dest_id
+             FROM move m
+             LEFT JOIN product pr ON pr.id = m.product_id
+             LEFT JOIN location l ON l.id = m.location_id
+             WHERE m.picking_id = ?1 AND m.state != 'cancel'
+             ORDER BY m.id",
+        )?;
+        let mut moves: Vec<MoveDetail> = stmt
+            .query_map([id], |r| {
+                Ok(MoveDetail {
+                    move_id: r.get(0)?,
+                    product_id: r.get(1)?,
+                    product: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    default_code: r.get(3)?,
+                    barcode: r.get(4)?,
+                    tracking: r
+                        .get::<_, Option<String>>(5)?
+                        .unwrap_or_else(|| "none".into()),
+                    demand: r.get(6)?,
+                    picked: r.get(7)?,
+                    location_id: r.get(8)?,
+                    location: r.get(9)?,
+                    location_dest_id: r.get(10)?,
+                    reserved: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut lines = self.conn.prepare_cached(
+            "SELECT COALESCE(l.complete_name, ''), ml.lot_name, ml.quantity
+             FROM move_line ml LEFT JOIN location l ON l.id = ml.location_id
+             WHERE ml.move_id = ?1 ORDER BY ml.id",
+        )?;
+        for m in &mut moves {
+            m.reserved = lines
+                .query_map([m.move_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(Some((summary, moves)))
     }
 
     /// Whether a lot exists for a product, in the mirror or created on the floor.
