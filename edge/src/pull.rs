@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use holdfast_sync::odoo::OdooClient;
+use holdfast_sync::odoo::mapping::fields;
 use holdfast_sync::pull::{PageQuery, Scope, available_fields, read_page, scope_ids, with_overlap};
 use holdfast_sync::records::Model;
 use serde::Serialize;
@@ -168,11 +169,13 @@ impl Puller {
         kind: PullKind,
         stop: &CancellationToken,
     ) -> anyhow::Result<PullReport> {
-        if self.fields.is_empty() {
+        if self.fields.len() < Model::ALL.len() {
+            // All or nothing: a failure half-way leaves the map to be asked again.
+            let mut fields = std::collections::HashMap::new();
             for &model in Model::ALL {
-                self.fields
-                    .insert(model, available_fields(&self.client, model).await?);
+                fields.insert(model, available_fields(&self.client, model).await?);
             }
+            self.fields = fields;
         }
         let epoch = self.store.begin_pull().await?;
         let mut report = PullReport::default();
@@ -298,7 +301,7 @@ impl Puller {
                 &self.scope,
                 model,
                 &query,
-                &self.fields[&model],
+                self.fields.get(&model).map_or(fields(model), Vec::as_slice),
             )
             .await?;
             let Some(last) = page.records.last() else {
