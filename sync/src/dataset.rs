@@ -95,6 +95,7 @@ const PRODUCT_NAMES: [&str; 40] = [
 ];
 
 /// GS1 check digit (mod 10, weights 3 and 1 from the right) of a string of digits.
+/// (`holdfast_devices::gs1::check_digit` is the same rule; the two crates stay independent.)
 pub fn gs1_check_digit(digits: &str) -> u32 {
     let sum: u32 = digits
         .bytes()
