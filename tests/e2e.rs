@@ -56,11 +56,16 @@ fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
 }
 
 fn wait_for(addr: &str) {
+    wait_for_path(addr, "/healthz");
+}
+
+/// Waits until `path` answers 200 (at most 20 s).
+fn wait_for_path(addr: &str, path: &str) {
     let start = Instant::now();
-    while get(addr, "/healthz").map(|(s, _)| s).ok() != Some(200) {
+    while get(addr, path).map(|(s, _)| s).ok() != Some(200) {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "{addr} never became healthy"
+            "{addr}{path} never answered 200"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -571,13 +576,7 @@ fn sim_serves_an_odoo_for_trials_and_stops_on_ctrl_c() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while get(&addr, "/web/health").map(|(s, _)| s).ok() != Some(200) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the simulator never answered"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_path(&addr, "/web/health");
     let (status, body) = get(&addr, "/web/version").unwrap();
     assert_eq!(status, 200, "Odoo 19 answers /web/version");
     assert!(body.contains("\"version_info\":[19"), "{body}");

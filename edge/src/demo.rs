@@ -54,7 +54,8 @@ pub fn write_config(dir: &Path, listen: &str, cloud: &Simulator) -> anyhow::Resu
     Ok(path)
 }
 
-/// Writes a whole data set into the mirror, page by page.
+/// Writes a whole data set into the mirror, page by page (the store benchmark loads its
+/// large warehouse this way).
 pub async fn load(store: &Store, data: &Dataset) -> anyhow::Result<usize> {
     let mut records = data.records().peekable();
     let mut n = 0;

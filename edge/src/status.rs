@@ -100,7 +100,7 @@ impl Status {
             mirror: reader.mirror_counts()?,
             runtime: None,
             pull: None,
-            cloud_changes_open: reader.cloud_changes()?.len(),
+            cloud_changes_open: reader.cloud_changes_open()?,
         })
     }
 

@@ -549,22 +549,15 @@ async fn inventory_mode_create_reuses_the_quant_and_load_upserts() {
             )
             .await
             .unwrap();
-        let created = c
-            .call(
+        let count = || {
+            c.call(
                 Call::new("stock.quant", "create")
                     .arg("vals_list", json!([{"product_id": t.product, "location_id": t.stock, "inventory_quantity": 3.0}]))
                     .context("inventory_mode", true),
             )
-            .await
-            .unwrap();
-        let again = c
-            .call(
-                Call::new("stock.quant", "create")
-                    .arg("vals_list", json!([{"product_id": t.product, "location_id": t.stock, "inventory_quantity": 3.0}]))
-                    .context("inventory_mode", true),
-            )
-            .await
-            .unwrap();
+        };
+        let created = count().await.unwrap();
+        let again = count().await.unwrap();
         assert_eq!(created, again, "inventory_mode create reuses the quant");
         if let Some(first) = existing.first() {
             assert_eq!(created, json!([first]));

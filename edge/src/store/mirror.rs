@@ -167,6 +167,21 @@ pub(super) fn table(model: Model) -> &'static str {
     }
 }
 
+/// Whether the floor owns a picking: it has journal entries not yet settled with the cloud.
+/// Asked once per pulled picking, move and line, so it must not scan the journal: the open
+/// states use the partial index on (causal_key, seq); conflicts and rejections are few and
+/// found through the (state, seq) index.
+fn picking_owned(conn: &Connection, picking_id: i64) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM journal WHERE causal_key = ?1
+                            AND state IN ('pending', 'in_flight'))
+                 OR EXISTS (SELECT 1 FROM journal WHERE state IN ('conflict', 'rejected')
+                            AND causal_key = ?1)",
+        )?
+        .query_row([format!("picking:{picking_id}")], |r| r.get(0))?)
+}
+
 /// Records how a pulled picking, move or move line differs from the mirror when its picking
 /// has open journal entries (the floor owns it). Returns 1 when a change was recorded.
 fn note_owned_change(conn: &Connection, record: &Record, epoch: Epoch) -> Result<u64, StoreError> {
@@ -208,13 +223,7 @@ fn note_owned_change(conn: &Connection, record: &Record, epoch: Epoch) -> Result
     let Some(picking_id) = picking_id else {
         return Ok(0);
     };
-    let owned: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM journal WHERE causal_key = ?1
-             AND state IN ('pending', 'in_flight', 'conflict', 'rejected'))",
-        )?
-        .query_row([format!("picking:{picking_id}")], |r| r.get(0))?;
-    if !owned {
+    if !picking_owned(conn, picking_id)? {
         return Ok(0);
     }
     let old: Option<String> = conn
@@ -255,12 +264,13 @@ fn note_owned_deletion(
     let Some(Some(picking_id)) = picking_id else {
         return Ok(0);
     };
+    if !picking_owned(conn, picking_id)? {
+        return Ok(0);
+    }
     Ok(conn
         .prepare_cached(
             "INSERT INTO cloud_change (picking_id, model, record_id, summary, epoch, seen_at)
-             SELECT ?1, ?2, ?3, 'deleted in the cloud', ?4, ?5
-             WHERE EXISTS (SELECT 1 FROM journal WHERE causal_key = 'picking:' || ?1
-                           AND state IN ('pending', 'in_flight', 'conflict', 'rejected'))",
+             VALUES (?1, ?2, ?3, 'deleted in the cloud', ?4, ?5)",
         )?
         .execute(params![
             picking_id,

@@ -557,6 +557,15 @@ impl<'c> Reader<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// How many cloud-side changes to owned pickings wait for reconciliation.
+    pub fn cloud_changes_open(&self) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM cloud_change WHERE handled = 0")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
     /// Ids of quants the mirror holds at a location.
     pub fn quant_ids_at(&self, location_id: i64) -> Result<Vec<i64>, StoreError> {
         let mut stmt = self
