@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, LogFormat, RawConfig};
 use crate::status::{CloudStatus, SiteStatus, Status, rfc3339};
-use crate::store::{self, JournalFilter, OpState, Reader, Store, StoreOptions};
+use crate::store::{
+    self, FloorCmd, JournalFilter, OpState, OperatorRow, Reader, Store, StoreOptions,
+};
 use crate::{demo, logging, pull, runtime};
 
 /// Holdfast: keeps a warehouse working when the cloud is gone, and reconciles with Odoo
@@ -47,6 +49,12 @@ enum Command {
     /// Exchange with the configured Odoo now.
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// Devices allowed on the device API (tokens issued here; only digests are stored).
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Operators who sign in on handhelds (badge and/or PIN).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Run an Odoo simulator (for trials and tests): Odoo's wire formats and stock rules.
     Sim(SimArgs),
     /// Write a commented example config file.
@@ -123,6 +131,41 @@ struct SimArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Issue (or re-issue) a token for a device; prints it once.
+    Issue {
+        /// Device id: letters, digits, '-' or '_' (e.g. handheld-07).
+        id: String,
+    },
+    /// Revoke a device's issued token; it is refused from now on.
+    Revoke { id: String },
+    /// List issued devices (configured [[devices]] are in the config file).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Add an operator, or update one with the same id.
+    Add {
+        /// Operator id: what they type at a PIN sign-in (e.g. alice).
+        id: String,
+        /// Name shown on the handheld.
+        #[arg(long)]
+        name: String,
+        /// Badge barcode that signs them in.
+        #[arg(long)]
+        badge: Option<String>,
+        /// Read a PIN (4 to 12 digits) from standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// Stop an operator from signing in (their journal entries stay).
+    Remove { id: String },
+    /// List operators.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 enum SyncCommand {
     /// Pull what changed in the site's slice of Odoo into the mirror (everything, the
     /// first time).
@@ -179,6 +222,117 @@ async fn bind(config: &Config, hint: &str) -> anyhow::Result<tokio::net::TcpList
         .with_context(|| format!("cannot listen on {}{hint}", config.http.listen))
 }
 
+fn valid_id(id: &str) -> anyhow::Result<()> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("{id:?} is not allowed; use 1-64 letters, digits, '-' or '_'");
+    }
+    Ok(())
+}
+
+async fn device_command(store: &Store, cmd: DeviceCommand) -> anyhow::Result<()> {
+    match cmd {
+        DeviceCommand::Issue { id } => {
+            valid_id(&id)?;
+            let token = crate::floor::new_token();
+            store
+                .floor(FloorCmd::IssueDevice {
+                    id: id.clone(),
+                    token_sha256: crate::floor::sha256_hex(token.as_bytes()),
+                })
+                .await?;
+            eprintln!("token for device {id} (shown once; enter it on the device):");
+            println!("{token}");
+        }
+        DeviceCommand::Revoke { id } => {
+            store
+                .floor(FloorCmd::RevokeDevice { id: id.clone() })
+                .await?;
+            println!("device {id} revoked");
+        }
+        DeviceCommand::List => {
+            println!("{:<24}  {:<24}  REVOKED", "DEVICE", "ISSUED");
+            for (id, issued, revoked) in store.read(|r| r.issued_devices())? {
+                println!(
+                    "{id:<24}  {:<24}  {}",
+                    crate::status::rfc3339(issued),
+                    revoked.map(crate::status::rfc3339).unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn operator_command(store: &Store, cmd: OperatorCommand) -> anyhow::Result<()> {
+    match cmd {
+        OperatorCommand::Add {
+            id,
+            name,
+            badge,
+            pin_stdin,
+        } => {
+            valid_id(&id)?;
+            if name.trim().is_empty() {
+                bail!("--name must not be empty");
+            }
+            let pin_hash = if pin_stdin {
+                let mut pin = String::new();
+                std::io::stdin()
+                    .read_line(&mut pin)
+                    .context("reading the PIN from standard input")?;
+                let pin = pin.trim();
+                if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+                    bail!("a PIN is 4 to 12 digits");
+                }
+                Some(crate::floor::hash_pin(pin).map_err(anyhow::Error::msg)?)
+            } else {
+                None
+            };
+            if badge.is_none() && pin_hash.is_none() {
+                bail!("give the operator a --badge, a PIN (--pin-stdin), or both");
+            }
+            store
+                .floor(FloorCmd::AddOperator(OperatorRow {
+                    id: id.clone(),
+                    name,
+                    badge,
+                    pin_hash,
+                    active: true,
+                }))
+                .await?;
+            println!("operator {id} saved");
+        }
+        OperatorCommand::Remove { id } => {
+            store
+                .floor(FloorCmd::DeactivateOperator { id: id.clone() })
+                .await?;
+            println!("operator {id} can no longer sign in");
+        }
+        OperatorCommand::List => {
+            println!(
+                "{:<16}  {:<24}  {:<16}  {:<4}  ACTIVE",
+                "ID", "NAME", "BADGE", "PIN"
+            );
+            for o in store.read(|r| r.operators())? {
+                println!(
+                    "{:<16}  {:<24}  {:<16}  {:<4}  {}",
+                    o.id,
+                    o.name,
+                    o.badge.as_deref().unwrap_or("-"),
+                    if o.pin_hash.is_some() { "yes" } else { "no" },
+                    if o.active { "yes" } else { "no" }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run => {
@@ -220,11 +374,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let report = puller
                     .pull(pull::PullKind::Full, &Default::default())
                     .await?;
+                demo::seed_operators(&store).await?;
                 println!("Holdfast demo warehouse is running.");
                 println!(
                     "  pulled {} records from the simulated Odoo at {}",
                     report.records,
                     cloud.url()
+                );
+                println!(
+                    "  handheld: http://{addr}/ui/#token={}  (sign in: badge {} or operator {} PIN {})",
+                    demo::DEMO_TOKEN,
+                    demo::DEMO_OPERATORS[0].badge,
+                    demo::DEMO_OPERATORS[0].id,
+                    demo::DEMO_OPERATORS[0].pin
                 );
                 println!("  status:   http://{addr}/api/v1/status");
                 println!(
@@ -277,6 +439,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.owned_changes
             );
         }
+        Command::Device(cmd) => {
+            let config = load_config(&cli.config)?;
+            runtime()?.block_on(async {
+                let store = open_store(&config)?;
+                let result = device_command(&store, cmd).await;
+                store.shutdown().await?;
+                result
+            })?;
+        }
+        Command::Operator(cmd) => {
+            let config = load_config(&cli.config)?;
+            runtime()?.block_on(async {
+                let store = open_store(&config)?;
+                let result = operator_command(&store, cmd).await;
+                store.shutdown().await?;
+                result
+            })?;
+        }
         Command::Status { json } => {
             let config = load_config(&cli.config)?;
             let conn = store::open_read_only(&config.store.path)?;
@@ -315,6 +495,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let entries = reader.journal(&JournalFilter {
                         state,
                         before_seq: before,
+                        device: None,
                         limit,
                     })?;
                     if json {

@@ -33,7 +33,17 @@ pub struct RawConfig {
     #[serde(default)]
     pub sync: RawSync,
     #[serde(default)]
+    pub floor: RawFloor,
+    #[serde(default)]
     pub devices: Vec<RawDevice>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFloor {
+    pub require_source_location: Option<bool>,
+    pub over_pick: Option<String>,
+    pub gs1_separator: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -143,7 +153,16 @@ pub struct Config {
     pub log: LogConfig,
     pub odoo: Option<OdooConfig>,
     pub sync: SyncConfig,
+    pub floor: FloorConfig,
     pub devices: Vec<DeviceConfig>,
+}
+
+/// How the floor works at this site.
+#[derive(Clone, Debug)]
+pub struct FloorConfig {
+    pub policy: crate::workflow::FloorPolicy,
+    /// What keyboard-wedge scanners send in place of GS (0x1D).
+    pub gs1_separator: Option<char>,
 }
 
 #[derive(Clone, Debug)]
@@ -398,6 +417,39 @@ impl RawConfig {
             }
         }
 
+        let mut policy = crate::workflow::FloorPolicy::default();
+        if let Some(v) = self.floor.require_source_location {
+            policy.require_source_location = v;
+        }
+        match self.floor.over_pick.as_deref() {
+            None => {}
+            Some("refuse") => policy.over_pick = crate::workflow::OverPick::Refuse,
+            Some("warn") => policy.over_pick = crate::workflow::OverPick::Warn,
+            Some("allow") => policy.over_pick = crate::workflow::OverPick::Allow,
+            Some(other) => problem(
+                "floor.over_pick",
+                format!("{other:?} is not one of: refuse, warn, allow"),
+            ),
+        }
+        let gs1_separator = match self.floor.gs1_separator.as_deref() {
+            None | Some("") => None,
+            Some(s) => {
+                let mut chars = s.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if !c.is_ascii_alphanumeric() && !c.is_control() => Some(c),
+                    _ => {
+                        problem(
+                            "floor.gs1_separator",
+                            format!(
+                                "{s:?} must be one printable character that is not a letter or digit, e.g. \"~\""
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -416,6 +468,10 @@ impl RawConfig {
             sync: SyncConfig {
                 pull_interval: Duration::from_secs(pull_interval),
                 full_pull_every: Duration::from_secs(full_hours * 3600),
+            },
+            floor: FloorConfig {
+                policy,
+                gs1_separator,
             },
             devices,
         })
@@ -629,7 +685,18 @@ full_pull_hours = 24
 # ca_file = "/etc/holdfast/odoo-ca.pem"
 # client_cert_file = "/etc/holdfast/credentials/odoo-client.pem"
 
-# One block per device allowed to use the device API. Make a token with, e.g.:
+[floor]
+# Pickers scan the source bin before the product (false: the reserved bin is assumed).
+require_source_location = true
+# More than a line's demand: refuse, warn (record it and say so), or allow.
+over_pick = "warn"
+# Keyboard-wedge scanners often drop the GS1 separator (0x1D); if yours is set to send a
+# substitute character instead, name it here, e.g. "~".
+# gs1_separator = "~"
+
+# Devices allowed on the device API. Prefer issuing tokens with
+#   holdfast device issue handheld-01
+# (the token is shown once; only its digest is stored). A token can also be configured here:
 #   head -c 24 /dev/urandom | base64 > /etc/holdfast/devices/handheld-01.token
 # [[devices]]
 # id = "handheld-01"

@@ -54,6 +54,51 @@ pub fn write_config(dir: &Path, listen: &str, cloud: &Simulator) -> anyhow::Resu
     Ok(path)
 }
 
+/// A demo operator.
+#[derive(Debug)]
+pub struct DemoOperator {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub badge: &'static str,
+    pub pin: &'static str,
+}
+
+/// The demo's operators: sign in on the handheld with a badge or id + PIN.
+pub const DEMO_OPERATORS: &[DemoOperator] = &[
+    DemoOperator {
+        id: "alice",
+        name: "Alice",
+        badge: "OP-ALICE",
+        pin: "1234",
+    },
+    DemoOperator {
+        id: "bob",
+        name: "Bob",
+        badge: "OP-BOB",
+        pin: "5678",
+    },
+];
+
+/// Adds (or refreshes) the demo operators.
+pub async fn seed_operators(store: &Store) -> anyhow::Result<()> {
+    for op in DEMO_OPERATORS {
+        let pin_hash = crate::floor::hash_pin(op.pin).map_err(anyhow::Error::msg)?;
+        store
+            .floor(crate::store::FloorCmd::AddOperator(
+                crate::store::OperatorRow {
+                    id: op.id.into(),
+                    name: op.name.into(),
+                    badge: Some(op.badge.into()),
+                    pin_hash: Some(pin_hash),
+                    active: true,
+                },
+            ))
+            .await
+            .context("adding the demo operators")?;
+    }
+    Ok(())
+}
+
 /// Writes a whole data set into the mirror, page by page (the store benchmark loads its
 /// large warehouse this way).
 pub async fn load(store: &Store, data: &Dataset) -> anyhow::Result<usize> {

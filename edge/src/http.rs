@@ -1,7 +1,9 @@
-//! The appliance's HTTP server: probes, the status API, and the device API under
-//! `/api/v1/` (bearer device tokens, bodies of at most 64 KiB, JSON errors with stable codes).
+//! The appliance's HTTP server: probes, the status API, the handheld UI (`/ui/`), and the
+//! device API under `/api/v1/` (bearer device tokens, bodies of at most 64 KiB, JSON errors
+//! with stable codes, an `Idempotency-Key` header on every write).
 //!
-//! Device endpoints answer from the local store only, never by asking the cloud.
+//! Device endpoints answer from the local store only, never by asking the cloud. Workflow
+//! logic lives in [`crate::floor`]; this module only translates HTTP to it and back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,15 +17,17 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::floor::{Answer, Caller, Floor, FloorRequest, LoginBy, RawInput};
 use crate::status::{CloudStatus, RuntimeStatus, SiteStatus, Status};
 use crate::store::{Store, StoreError};
+use crate::workflow::Workflow;
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Store,
-    /// Devices allowed on the device API, with their tokens.
-    pub devices: Arc<Vec<crate::config::DeviceConfig>>,
+    /// Devices, operators and workflow sessions.
+    pub floor: Floor,
     pub site: SiteStatus,
     pub cloud: CloudStatus,
     pub started: Instant,
@@ -92,6 +96,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/pickings", get(pickings))
         .route("/api/v1/pickings/{id}", get(picking))
         .route("/api/v1/lookup", post(lookup))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/journal", get(device_journal))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/sessions", post(start_session))
+        .route("/api/v1/sessions/{id}", get(session))
+        .route("/api/v1/sessions/{id}/resume", post(resume))
+        .route("/api/v1/sessions/{id}/cancel", post(cancel))
+        .route("/api/v1/sessions/{id}/quantity", post(quantity))
+        .route("/api/v1/sessions/{id}/validate", post(validate))
+        .route("/api/v1/sessions/{id}/finish", post(finish))
+        .route("/api/v1/scan", post(scan))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_device,
@@ -100,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .merge(crate::ui::routes())
         .merge(devices)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .fallback(not_found)
@@ -117,7 +134,6 @@ async fn require_device(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    use subtle::ConstantTimeEq;
     let presented = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -125,15 +141,13 @@ async fn require_device(
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().as_bytes().to_vec());
-    // Compare against every device in constant time, so timing tells nothing either.
-    let mut found: Option<String> = None;
-    if let Some(token) = &presented {
-        for device in state.devices.iter() {
-            if bool::from(device.token.expose().as_bytes().ct_eq(token)) {
-                found = Some(device.id.clone());
-            }
-        }
-    }
+    let found = match &presented {
+        Some(token) if !token.is_empty() => match state.floor.authenticate(token) {
+            Ok(found) => found,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        _ => None,
+    };
     match found {
         Some(id) => {
             request.extensions_mut().insert(DeviceId(id));
@@ -208,15 +222,7 @@ async fn lookup(
     State(state): State<Arc<AppState>>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| ApiError {
-        status: e.status(),
-        code: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
-        } else {
-            "bad_request"
-        },
-        message: format!("{e} (at most {MAX_BODY} bytes)"),
-    })?;
+    let body = body_bytes(body)?;
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct LookupBody {
@@ -242,6 +248,339 @@ async fn lookup(
         "matches": matches,
     }))
     .into_response())
+}
+
+/// An answer from the floor, as HTTP.
+fn answer(a: Answer) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(a.body)).into_response();
+    if a.replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// The body of a write, or why it cannot be read.
+fn body_bytes(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|e| ApiError {
+        status: e.status(),
+        code: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_request"
+        },
+        message: format!("{e} (at most {MAX_BODY} bytes)"),
+    })
+}
+
+/// Parses a JSON body; an empty body reads as `{}`.
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("body must be {shape}: {e}")))
+}
+
+/// Who is writing, and under which idempotency key (required on every write).
+fn caller(
+    device: &DeviceId,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+    body: &[u8],
+) -> Result<Caller, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or_default();
+    if key.is_empty() {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "idempotency_key_required",
+            message: "send an Idempotency-Key header (a new random value per action, the same on a retry)".into(),
+        });
+    }
+    if key.len() > crate::floor::MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {} visible ASCII characters",
+            crate::floor::MAX_KEY_LEN
+        )));
+    }
+    let mut material = Vec::with_capacity(uri.path().len() + body.len() + 1);
+    material.extend_from_slice(uri.path().as_bytes());
+    material.push(0);
+    material.extend_from_slice(body);
+    Ok(Caller {
+        device: device.0.clone(),
+        key: Some(key.to_owned()),
+        fingerprint: crate::floor::sha256_hex(&material),
+    })
+}
+
+type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
+/// Runs a write request through the floor.
+async fn write(
+    state: &AppState,
+    device: &DeviceId,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+    bytes: &[u8],
+    request: FloorRequest,
+) -> Result<Response, ApiError> {
+    let caller = caller(device, headers, uri, bytes)?;
+    Ok(answer(state.floor.handle(&caller, request).await))
+}
+
+/// Who is signed in on this device, and its sessions.
+async fn me(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+) -> Response {
+    answer(state.floor.whoami(&device.0))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct JournalQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// This device's latest journal entries, newest first.
+async fn device_journal(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    axum::extract::Query(query): axum::extract::Query<JournalQuery>,
+) -> Result<Response, ApiError> {
+    let filter = crate::store::JournalFilter {
+        device: Some(device.0.clone()),
+        limit: query.limit.unwrap_or(20).min(200),
+        ..Default::default()
+    };
+    let entries = state.store.read(|r| r.journal(&filter))?;
+    Ok(Json(json!({"entries": entries})).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    badge: Option<String>,
+    operator: Option<String>,
+    pin: Option<String>,
+}
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let shape = r#"{"badge": "..."} or {"operator": "...", "pin": "..."}"#;
+    let b: LoginBody = json_body(&bytes, shape)?;
+    let by = match b {
+        LoginBody {
+            badge: Some(badge),
+            operator: None,
+            pin: None,
+        } => LoginBy::Badge(badge),
+        LoginBody {
+            badge: None,
+            operator: Some(operator),
+            pin: Some(pin),
+        } => LoginBy::Pin { operator, pin },
+        _ => return Err(ApiError::bad_request(format!("body must be {shape}"))),
+    };
+    write(
+        &state,
+        &device,
+        &headers,
+        &uri,
+        &bytes,
+        FloorRequest::Login(by),
+    )
+    .await
+}
+
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    write(
+        &state,
+        &device,
+        &headers,
+        &uri,
+        &bytes,
+        FloorRequest::Logout,
+    )
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    workflow: String,
+    picking_id: Option<i64>,
+}
+
+async fn start_session(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let b: StartBody = json_body(&bytes, r#"{"workflow": "pick", "picking_id": 12}"#)?;
+    let workflow = Workflow::parse(&b.workflow).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "workflow {:?} is not one of: pick, receive, count, transfer",
+            b.workflow
+        ))
+    })?;
+    let request = FloorRequest::Start {
+        workflow,
+        picking_id: b.picking_id,
+    };
+    write(&state, &device, &headers, &uri, &bytes, request).await
+}
+
+async fn session(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    answer(state.floor.session(&device.0, &id))
+}
+
+async fn resume(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let request = FloorRequest::Resume { session: id };
+    write(&state, &device, &headers, &uri, &bytes, request).await
+}
+
+async fn cancel(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let request = FloorRequest::Cancel { session: id };
+    write(&state, &device, &headers, &uri, &bytes, request).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuantityBody {
+    quantity: f64,
+}
+
+async fn quantity(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let b: QuantityBody = json_body(&bytes, r#"{"quantity": 3}"#)?;
+    let request = FloorRequest::Input {
+        session: Some(id),
+        input: RawInput::Quantity(b.quantity),
+    };
+    write(&state, &device, &headers, &uri, &bytes, request).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateBody {
+    backorder: Option<holdfast_sync::ops::BackorderChoice>,
+}
+
+async fn validate(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let b: ValidateBody = json_body(
+        &bytes,
+        r#"{} or {"backorder": "backorder" | "no_backorder"}"#,
+    )?;
+    let request = FloorRequest::Input {
+        session: Some(id),
+        input: RawInput::Validate(b.backorder),
+    };
+    write(&state, &device, &headers, &uri, &bytes, request).await
+}
+
+async fn finish(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let request = FloorRequest::Input {
+        session: Some(id),
+        input: RawInput::Finish,
+    };
+    write(&state, &device, &headers, &uri, &bytes, request).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanBody {
+    code: String,
+    session_id: Option<String>,
+}
+
+/// A scan into the device's current session (or the named one). With no session, a
+/// picking's name starts one; with nobody signed in, a badge signs its operator in.
+async fn scan(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let b: ScanBody = json_body(&bytes, r#"{"code": "...", "session_id": "..."}"#)?;
+    let request = FloorRequest::Input {
+        session: b.session_id,
+        input: RawInput::Scan(b.code.into_bytes()),
+    };
+    write(&state, &device, &headers, &uri, &bytes, request).await
 }
 
 /// Serves until `shutdown` is cancelled, then lets requests in hand finish.

@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod floor;
 pub mod http;
 pub mod logging;
 pub mod pull;
@@ -22,3 +23,5 @@ pub mod resolve;
 pub mod runtime;
 pub mod status;
 pub mod store;
+pub mod ui;
+pub mod workflow;

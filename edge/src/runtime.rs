@@ -1,7 +1,9 @@
 //! The running appliance: one task per concern under one cancellation token.
 //!
 //! Today the concerns are the store writer (its own OS thread, see `store`), the HTTP
-//! server, the pull (when an Odoo is configured) and the systemd watchdog; the push, push, device and telemetry tasks join them here. SIGTERM or SIGINT
+//! server (device API and handheld UI over [`crate::floor`]), the pull (when an Odoo is
+//! configured), housekeeping and the systemd watchdog; the push, scanner and telemetry tasks
+//! join them here. SIGTERM or SIGINT
 //! cancels the token: the HTTP server stops accepting, finishes the requests in hand, the
 //! store commits what is queued, and the process exits 0. A task that fails on its own
 //! cancels the rest and the process exits non-zero, so systemd restarts it.
@@ -29,6 +31,12 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
         .odoo
         .as_ref()
         .map(|_| crate::pull::ProgressHandle::default());
+    let floor = crate::floor::Floor::new(
+        store.clone(),
+        config.floor.policy,
+        config.floor.gs1_separator,
+        config.devices.clone(),
+    );
     let state = AppState {
         store: store.clone(),
         site: SiteStatus {
@@ -38,7 +46,7 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
         cloud: CloudStatus {
             target: config.odoo.as_ref().map(|o| o.url.clone()),
         },
-        devices: std::sync::Arc::new(config.devices.clone()),
+        floor: floor.clone(),
         started: Instant::now(),
         pull: pull_progress.clone(),
     };
@@ -65,6 +73,9 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
         )),
         _ => None,
     };
+    tokio::spawn(
+        run_housekeeping(floor, token.clone()).instrument(tracing::info_span!("housekeeping")),
+    );
     if let Some(period) = sd_notify::watchdog_enabled() {
         tokio::spawn(run_watchdog(store.clone(), period, token.clone()));
     }
@@ -107,6 +118,24 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
     store.shutdown().await.context("store shutdown")?;
     tracing::info!("stopped");
     result
+}
+
+/// How long a device's idempotency key is remembered: far longer than any retry.
+const ANSWER_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Periodic clean-up of what is only kept for a while (answers to device requests). The
+/// journal is never pruned: business entries are bounded by disk, not by age.
+async fn run_housekeeping(floor: crate::floor::Floor, token: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = floor.prune_answers(ANSWER_RETENTION).await {
+            tracing::warn!(error = %e, "cannot prune old device answers");
+        }
+    }
 }
 
 fn notify(state: &[sd_notify::NotifyState<'_>]) {

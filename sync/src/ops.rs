@@ -97,6 +97,8 @@ pub struct PickOp {
     pub lot_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_id: Option<i64>,
+    /// Taken (positive), or put back by the same picker (negative: a correction of this
+    /// picking's earlier picks at the same location and lot).
     pub quantity: f64,
     /// What the view showed at `location_id` for this product (and lot) when the pick was made.
     pub view_quantity: f64,
@@ -115,6 +117,7 @@ pub struct ReceiveOp {
     /// `YYYY-MM-DD HH:MM:SS` in UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration_date: Option<String>,
+    /// Received (positive), or a correction of earlier receipts on this move (negative).
     pub quantity: f64,
 }
 
@@ -180,6 +183,8 @@ pub enum InvalidOp {
     NotFinite { field: &'static str, value: f64 },
     #[error("{field} must be greater than zero, got {value}")]
     NotPositive { field: &'static str, value: f64 },
+    #[error("{field} must not be zero")]
+    Zero { field: &'static str },
     #[error("{field} must not be negative, got {value}")]
     Negative { field: &'static str, value: f64 },
     #[error("from and to location are the same ({0})")]
@@ -229,6 +234,14 @@ fn positive(field: &'static str, value: f64) -> Result<(), InvalidOp> {
     }
 }
 
+fn non_zero(field: &'static str, value: f64) -> Result<(), InvalidOp> {
+    if finite(field, value)? != 0.0 {
+        Ok(())
+    } else {
+        Err(InvalidOp::Zero { field })
+    }
+}
+
 fn non_negative(field: &'static str, value: f64) -> Result<(), InvalidOp> {
     if finite(field, value)? >= 0.0 {
         Ok(())
@@ -275,12 +288,12 @@ impl Operation {
     pub fn validate(&self) -> Result<(), InvalidOp> {
         match self {
             Operation::Pick(op) => {
-                positive("quantity", op.quantity)?;
+                non_zero("quantity", op.quantity)?;
                 finite("view_quantity", op.view_quantity)?;
                 lot(&op.lot_name)?;
             }
             Operation::Receive(op) => {
-                positive("quantity", op.quantity)?;
+                non_zero("quantity", op.quantity)?;
                 lot(&op.lot_name)?;
             }
             Operation::Validate(_) => {}
@@ -423,9 +436,13 @@ mod tests {
     }
 
     #[test]
-    fn quantities_must_be_finite_and_positive() {
+    fn quantities_must_be_finite_and_not_zero() {
         assert!(pick(1.0).validate().is_ok());
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(
+            pick(-1.0).validate().is_ok(),
+            "a correction puts stock back"
+        );
+        for bad in [0.0, f64::NAN, f64::INFINITY] {
             assert!(pick(bad).validate().is_err(), "{bad} accepted");
         }
         let transfer = Operation::Transfer(TransferOp {

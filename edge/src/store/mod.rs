@@ -37,6 +37,7 @@
 //!
 //! The property test in `tests` checks this against an in-memory model of the cloud.
 
+mod floor;
 mod journal;
 mod mirror;
 mod read;
@@ -52,11 +53,14 @@ use holdfast_sync::ops::InvalidOp;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+pub use floor::{
+    Current, DeviceLogin, FloorCmd, OperatorRow, RequestRecord, SessionRow, StepWrite, StoredAnswer,
+};
 pub use journal::{Appended, JournalEntry, NewEntry, OpState, Transition};
 pub use mirror::{MirrorBatch, MirrorOutcome};
 pub use read::{
-    ApplianceState, BarcodeHit, CloudChange, Cursor, JournalFilter, LotInfo, MoveDetail,
-    MoveProgress, PickingSummary, QueueStats, Reader,
+    ApplianceState, BarcodeHit, CloudChange, Cursor, JournalFilter, LocationInfo, LotInfo,
+    MoveDetail, MoveProgress, PickingSummary, ProductInfo, QueueStats, Reader,
 };
 use writer::WriteCmd;
 
@@ -138,6 +142,10 @@ pub enum StoreError {
     },
     #[error("{0} not found")]
     NotFound(String),
+    /// A write raced another one and lost (a session step, an idempotency key, a picking
+    /// already open elsewhere); nothing of it was written.
+    #[error("{0}")]
+    Conflict(String),
     #[error("cannot open database {path}: {reason}")]
     Open { path: String, reason: String },
     #[error("database error: {0}")]
@@ -361,6 +369,22 @@ impl Store {
             WriteCmd::SetMode(mode, since_ms, reply)
         })
         .await
+    }
+
+    /// Writes a workflow step: session state, journal entries, the device's current session
+    /// and the idempotent answer, all or nothing.
+    pub async fn step(&self, step: StepWrite) -> Result<Vec<Appended>, StoreError> {
+        for entry in &step.entries {
+            entry.op.validate()?;
+        }
+        self.request(Lane::Device, |reply| WriteCmd::Step(Box::new(step), reply))
+            .await
+    }
+
+    /// Floor administration and sign-in (devices, operators, logins).
+    pub async fn floor(&self, cmd: FloorCmd) -> Result<(), StoreError> {
+        self.request(Lane::Device, |reply| WriteCmd::Floor(Box::new(cmd), reply))
+            .await
     }
 
     /// Answers once the writer has committed everything queued before it: a liveness probe.

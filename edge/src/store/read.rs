@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::floor::{self, DeviceLogin, OperatorRow, SessionRow, StoredAnswer};
 use super::journal::{JournalEntry, OpState};
 use super::{StoreError, schema};
 
@@ -64,6 +65,30 @@ pub struct LotInfo {
     pub expiration_date: Option<String>,
 }
 
+/// A location as the floor needs it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LocationInfo {
+    pub id: i64,
+    /// The full path, e.g. `WH/Stock/A-01-02`.
+    pub name: String,
+    /// Odoo's usage: `internal`, `view`, `supplier`, `customer`, ...
+    pub usage: String,
+    pub barcode: Option<String>,
+}
+
+/// A product as the floor needs it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProductInfo {
+    pub id: i64,
+    pub name: String,
+    pub default_code: Option<String>,
+    pub barcode: Option<String>,
+    /// `none`, `lot` or `serial`.
+    pub tracking: String,
+    pub uom: String,
+    pub active: bool,
+}
+
 /// Journal depth by state and the age of the oldest open entry.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct QueueStats {
@@ -121,6 +146,9 @@ pub struct PickingSummary {
     pub scheduled_date: Option<String>,
     pub demand: f64,
     pub picked: f64,
+    /// Where the goods come from and go to (parents of the moves' locations).
+    pub location_id: i64,
+    pub location_dest_id: i64,
 }
 
 /// One move of a picking, for the line-by-line screen.
@@ -147,6 +175,8 @@ pub struct JournalFilter {
     pub state: Option<OpState>,
     /// Only entries with a smaller sequence (paging backwards from the newest).
     pub before_seq: Option<i64>,
+    /// Only entries recorded by this device.
+    pub device: Option<String>,
     pub limit: usize,
 }
 
@@ -243,7 +273,8 @@ impl<'c> Reader<'c> {
                     COALESCE((SELECT SUM(m.product_uom_qty) FROM move m WHERE m.picking_id = p.id AND m.state != 'cancel'), 0),
                     COALESCE((SELECT SUM(CASE WHEN m.picked THEN m.quantity ELSE 0 END) FROM move m WHERE m.picking_id = p.id), 0)
                     + COALESCE((SELECT SUM(e.delta) FROM journal_effect e JOIN move m ON m.id = e.move_id
-                                 WHERE e.live = 1 AND e.target = 'move' AND m.picking_id = p.id), 0)
+                                 WHERE e.live = 1 AND e.target = 'move' AND m.picking_id = p.id), 0),
+                    p.location_id, p.location_dest_id
              FROM picking p
              JOIN picking_type t ON t.id = p.picking_type_id
              LEFT JOIN partner pa ON pa.id = p.partner_id
@@ -263,6 +294,8 @@ impl<'c> Reader<'c> {
                 scheduled_date: r.get(6)?,
                 demand: r.get(7)?,
                 picked: r.get(8)?,
+                location_id: r.get(9)?,
+                location_dest_id: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -344,10 +377,13 @@ impl<'c> Reader<'c> {
     }
 
     /// Everything a scanned code can stand for, in one statement: each branch is a probe of
-    /// its own index (product, packaging, location, lot, package, picking, picking type).
+    /// its own index (product by barcode, then by internal reference when it has no such barcode;
+    /// packaging, location, lot, package, picking, picking type).
     pub fn lookup_barcode(&self, code: &str) -> Result<Vec<BarcodeHit>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT 'product', id, NULL, name, NULL FROM product WHERE barcode = ?1 AND active
+             UNION ALL SELECT 'product', id, NULL, name, NULL FROM product
+                 WHERE default_code = ?1 AND active AND (barcode IS NULL OR barcode != ?1)
              UNION ALL SELECT 'packaging', product_id, NULL, NULL, qty FROM packaging WHERE barcode = ?1
              UNION ALL SELECT 'location', id, NULL, complete_name, NULL FROM location WHERE barcode = ?1 AND active
              UNION ALL SELECT 'lot', id, product_id, NULL, NULL FROM lot WHERE name = ?1
@@ -391,6 +427,7 @@ impl<'c> Reader<'c> {
         let sql = format!(
             "SELECT {} FROM journal
              WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR seq < ?2)
+               AND (?4 IS NULL OR device = ?4)
              ORDER BY seq DESC LIMIT ?3",
             JournalEntry::COLUMNS
         );
@@ -399,7 +436,8 @@ impl<'c> Reader<'c> {
             params![
                 filter.state.map(|s| s.as_str()),
                 filter.before_seq,
-                filter.limit as i64
+                filter.limit as i64,
+                filter.device
             ],
             JournalEntry::from_row,
         )?;
@@ -624,5 +662,146 @@ impl<'c> Reader<'c> {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
         Ok((found, schema::SCHEMA_VERSION))
+    }
+
+    /// A location of the mirror.
+    pub fn location(&self, id: i64) -> Result<Option<LocationInfo>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, complete_name, usage, barcode FROM location WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(LocationInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    usage: r.get(2)?,
+                    barcode: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Whether `location_id` is `ancestor_id` or lies below it.
+    pub fn location_within(&self, location_id: i64, ancestor_id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "WITH RECURSIVE up(id, depth) AS (
+                     SELECT ?1, 0
+                     UNION ALL
+                     SELECT l.parent_id, up.depth + 1 FROM location l JOIN up ON l.id = up.id
+                     WHERE l.parent_id IS NOT NULL AND up.depth < 32
+                 )
+                 SELECT EXISTS (SELECT 1 FROM up WHERE id = ?2)",
+            )?
+            .query_row(params![location_id, ancestor_id], |r| r.get(0))?)
+    }
+
+    /// A product of the mirror.
+    pub fn product(&self, id: i64) -> Result<Option<ProductInfo>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, default_code, barcode, tracking, uom, active FROM product WHERE id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(ProductInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    default_code: r.get(2)?,
+                    barcode: r.get(3)?,
+                    tracking: r.get(4)?,
+                    uom: r.get(5)?,
+                    active: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// On-hand quantity of a product's lot (serial) across the site's internal locations.
+    pub fn lot_on_hand(&self, product_id: i64, lot_name: &str) -> Result<f64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE((SELECT SUM(q.quantity) FROM quant q JOIN location l ON l.id = q.location_id
+                                  WHERE q.product_id = ?1 AND q.lot_name = ?2 AND l.usage = 'internal'), 0)
+                      + COALESCE((SELECT SUM(e.delta) FROM journal_effect e JOIN location l ON l.id = e.location_id
+                                  WHERE e.live = 1 AND e.target = 'stock' AND e.product_id = ?1
+                                    AND e.lot_name = ?2 AND l.usage = 'internal'), 0)",
+            )?
+            .query_row(params![product_id, lot_name], |r| r.get(0))?)
+    }
+
+    /// What a package holds in the mirror: (product, location, lot name, quantity) per quant.
+    pub fn package_contents(
+        &self,
+        package_id: i64,
+    ) -> Result<Vec<(i64, i64, String, f64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT product_id, location_id, lot_name, quantity FROM quant
+             WHERE package_id = ?1 AND quantity > 0 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([package_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Move lines Odoo reserved for a move: (location, lot name, quantity).
+    pub fn reservations(&self, move_id: i64) -> Result<Vec<(i64, String, f64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT location_id, COALESCE(lot_name, ''), quantity FROM move_line
+             WHERE move_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([move_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One picking's summary.
+    pub fn picking_summary(&self, id: i64) -> Result<Option<PickingSummary>, StoreError> {
+        Ok(self.picking_rows(false, Some(id), 1)?.into_iter().next())
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        floor::read::session(self.conn, id)
+    }
+
+    /// Open sessions, of one operator or of everyone.
+    pub fn open_sessions(&self, operator: Option<&str>) -> Result<Vec<SessionRow>, StoreError> {
+        floor::read::open_sessions(self.conn, operator)
+    }
+
+    pub fn device_login(&self, device: &str) -> Result<Option<DeviceLogin>, StoreError> {
+        floor::read::device_login(self.conn, device)
+    }
+
+    /// The answer already given to a device's idempotency key.
+    pub fn stored_answer(
+        &self,
+        device: &str,
+        key: &str,
+    ) -> Result<Option<StoredAnswer>, StoreError> {
+        floor::read::answer(self.conn, device, key)
+    }
+
+    /// The issued, unrevoked device holding a token with this SHA-256 digest (hex).
+    pub fn device_by_token(&self, sha256_hex: &str) -> Result<Option<String>, StoreError> {
+        floor::read::device_by_token(self.conn, sha256_hex)
+    }
+
+    /// Issued devices: (id, issued at, revoked at).
+    pub fn issued_devices(&self) -> Result<Vec<(String, i64, Option<i64>)>, StoreError> {
+        floor::read::devices(self.conn)
+    }
+
+    pub fn operator(&self, id: &str) -> Result<Option<OperatorRow>, StoreError> {
+        floor::read::operator(self.conn, id)
+    }
+
+    pub fn operator_by_badge(&self, badge: &str) -> Result<Option<OperatorRow>, StoreError> {
+        floor::read::operator_by_badge(self.conn, badge)
+    }
+
+    pub fn operators(&self) -> Result<Vec<OperatorRow>, StoreError> {
+        floor::read::operators(self.conn)
     }
 }

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Every migration, in order. The index + 1 is the version it produces.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -250,6 +250,74 @@ CREATE INDEX effect_stock ON journal_effect (product_id, location_id, lot_name)
     WHERE live = 1 AND target = 'stock';
 CREATE INDEX effect_move ON journal_effect (move_id) WHERE live = 1 AND target = 'move';
 CREATE INDEX effect_lot ON journal_effect (product_id, lot_name) WHERE live = 1 AND target = 'lot';
+"#;
+
+/// Version 2: the floor's own state — devices and operators, who is signed in where,
+/// workflow sessions, and the answers already given to device requests (idempotency).
+const V2: &str = r#"
+-- Devices allowed on the device API with a token issued by `holdfast device issue`. Only a
+-- SHA-256 digest of the token is kept (tokens are 256-bit random: a plain digest is enough).
+-- Devices configured in [[devices]] are not stored here.
+CREATE TABLE device (
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    issued_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+
+-- Operators: a badge (scanned) and/or a PIN (argon2 PHC string), managed with
+-- `holdfast operator ...`.
+CREATE TABLE operator (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    badge TEXT UNIQUE,
+    pin_hash TEXT,
+    active INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL
+);
+
+-- Workflow sessions (one per device + operator + task). `data` is the state machine's
+-- persisted state as JSON; `version` increases with every step, and a step is written only
+-- if the version it started from is still current.
+CREATE TABLE session (
+    id TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    workflow TEXT NOT NULL CHECK (workflow IN ('pick', 'receive', 'count', 'transfer')),
+    picking_id INTEGER,
+    state TEXT NOT NULL CHECK (state IN ('active', 'done', 'cancelled')),
+    data TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+-- One open session per picking: two people picking the same picking from two devices would
+-- double-count it.
+CREATE UNIQUE INDEX session_picking_open ON session (picking_id)
+    WHERE state = 'active' AND picking_id IS NOT NULL;
+CREATE INDEX session_operator_open ON session (operator) WHERE state = 'active';
+
+-- Who is signed in on each device, and the session its scans go to.
+CREATE TABLE device_login (
+    device TEXT PRIMARY KEY,
+    operator TEXT NOT NULL,
+    session_id TEXT,
+    signed_in_at INTEGER NOT NULL
+);
+
+-- Answers already given to write requests, by (device, Idempotency-Key): a device retrying
+-- after a lost answer gets the first answer again instead of a second journal entry.
+-- `fingerprint` is a digest of the request, so a key reused for a different request is refused.
+CREATE TABLE device_request (
+    device TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (device, key)
+) WITHOUT ROWID;
+CREATE INDEX device_request_age ON device_request (created_at);
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

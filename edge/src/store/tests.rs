@@ -92,11 +92,13 @@ fn upgrade_keeps_data_and_newer_databases_are_refused() {
     }
     // A later build adds a migration: the existing journal survives the upgrade.
     let mut conn = Connection::open(&path).unwrap();
-    let next = [
-        schema::MIGRATIONS[0],
-        "ALTER TABLE journal ADD COLUMN site_zone TEXT",
-    ];
-    assert_eq!(schema::migrate_with(&mut conn, "test", &next).unwrap(), 2);
+    let mut next = schema::MIGRATIONS.to_vec();
+    next.push("ALTER TABLE journal ADD COLUMN site_zone TEXT");
+    let newer = schema::SCHEMA_VERSION + 1;
+    assert_eq!(
+        schema::migrate_with(&mut conn, "test", &next).unwrap(),
+        newer
+    );
     let n: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM journal WHERE site_zone IS NULL",
@@ -107,16 +109,13 @@ fn upgrade_keeps_data_and_newer_databases_are_refused() {
     assert_eq!(n, 1);
     drop(conn);
 
-    // This build only knows version 1: it refuses to open the upgraded file.
+    // This build does not know the newer version: it refuses to open the upgraded file.
     let err = Store::open(StoreOptions::new(&path, "s")).unwrap_err();
     assert!(
         matches!(
             err,
-            StoreError::TooNew {
-                found: 2,
-                supported: 1,
-                ..
-            }
+            StoreError::TooNew { found, supported, .. }
+                if found == newer && supported == schema::SCHEMA_VERSION
         ),
         "{err}"
     );

@@ -13,6 +13,7 @@ use holdfast_sync::records::Model;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::floor::{self, FloorCmd, StepWrite};
 use super::journal::{self, Appended, NewEntry, Transition};
 use super::mirror::{self, MirrorBatch, MirrorOutcome};
 use super::{Epoch, StoreError, WriterStats};
@@ -24,6 +25,8 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(super) enum WriteCmd {
     Append(Box<NewEntry>, Reply<Appended>),
     Transition(Transition, Reply<()>),
+    Step(Box<StepWrite>, Reply<Vec<Appended>>),
+    Floor(Box<FloorCmd>, Reply<()>),
     BeginPull(Reply<Epoch>),
     Mirror(Box<MirrorBatch>, Reply<MirrorOutcome>),
     CompleteSnapshot(Epoch, Model, Reply<u64>),
@@ -193,6 +196,8 @@ fn reject(cmd: WriteCmd) -> Finish {
     match cmd {
         WriteCmd::Append(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Transition(_, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::Step(_, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::Floor(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::BeginPull(r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Mirror(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
@@ -229,6 +234,10 @@ fn execute(
             finish(r, result)
         }
         WriteCmd::Transition(t, r) => finish(r, in_savepoint(tx, |c| journal::transition(c, &t))),
+        WriteCmd::Step(step, r) => {
+            finish(r, in_savepoint(tx, |c| floor::step(c, &config.site, &step)))
+        }
+        WriteCmd::Floor(cmd, r) => finish(r, in_savepoint(tx, |c| floor::command(c, &cmd))),
         WriteCmd::BeginPull(r) => finish(r, in_savepoint(tx, mirror::begin_pull)),
         WriteCmd::Mirror(b, r) => finish(r, in_savepoint(tx, |c| mirror::apply(c, &b))),
         WriteCmd::CompleteSnapshot(epoch, model, r) => finish(

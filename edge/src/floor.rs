@@ -1,0 +1,991 @@
+//! The floor service: devices, operators, sessions and their steps, over the store.
+//!
+//! Every transport (the HTTP device API today; serial, TCP and MQTT scanners later) comes
+//! through here, so a scan means the same thing wherever it was made. A write request runs:
+//!
+//! 1. if the device already sent this idempotency key, the first answer is given again (a
+//!    key reused for a different request is refused);
+//! 2. the session's state machine ([`crate::workflow`]) reads the view and decides;
+//! 3. a refused input writes nothing; an accepted one is written as one [`StepWrite`]: new
+//!    session state, journal entries and the answer under the key, in one transaction. The
+//!    device hears "ok" only after that commit.
+//!
+//! Concurrent steps on one session are serialised by the session's version: the second
+//! writer finds the version moved and its step is not written (it gets the stored answer if
+//! it was a retry, else `session_busy`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use holdfast_devices::gs1::{DecodeOptions, ScanData};
+use holdfast_devices::scan::RawScan;
+use holdfast_sync::ops::BackorderChoice;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::config::DeviceConfig;
+use crate::resolve::Resolved;
+use crate::store::{
+    Current, FloorCmd, NewEntry, OperatorRow, Reader, RequestRecord, SessionRow, StepWrite, Store,
+    StoreError,
+};
+use crate::workflow::{self, Cx, FloorPolicy, Input, Machine, Scan, StepError, Workflow};
+
+/// Failed sign-ins a device may make before it has to wait.
+const MAX_LOGIN_FAILURES: u32 = 5;
+/// How long a device waits after too many failed sign-ins.
+const LOGIN_LOCKOUT: Duration = Duration::from_secs(60);
+/// Longest idempotency key accepted.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// A write request from a device.
+#[derive(Clone, Debug)]
+pub enum FloorRequest {
+    Login(LoginBy),
+    Logout,
+    Start {
+        workflow: Workflow,
+        picking_id: Option<i64>,
+    },
+    Resume {
+        session: String,
+    },
+    Cancel {
+        session: String,
+    },
+    /// An input to a session (the device's current one when `session` is `None`).
+    Input {
+        session: Option<String>,
+        input: RawInput,
+    },
+}
+
+/// How an operator signs in.
+#[derive(Clone)]
+pub enum LoginBy {
+    Badge(String),
+    Pin { operator: String, pin: String },
+}
+
+impl std::fmt::Debug for LoginBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginBy::Badge(_) => f.write_str("Badge(***)"),
+            LoginBy::Pin { operator, .. } => write!(f, "Pin({operator}, ***)"),
+        }
+    }
+}
+
+/// A session input as the device sent it.
+#[derive(Clone, Debug)]
+pub enum RawInput {
+    Scan(Vec<u8>),
+    Quantity(f64),
+    Validate(Option<BackorderChoice>),
+    Finish,
+}
+
+/// The answer to a device: an HTTP-like status and a JSON body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    /// The answer was given before, to the same idempotency key.
+    pub replayed: bool,
+}
+
+impl Answer {
+    fn new(status: u16, body: Value) -> Answer {
+        Answer {
+            status,
+            body,
+            replayed: false,
+        }
+    }
+
+    /// A failure in the API's error shape, `{"error": {"code", "message"}}`.
+    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Answer {
+        let message = message.into();
+        Answer::new(
+            status,
+            json!({
+                "status": "error", "code": code, "message": message,
+                "error": {"code": code, "message": message},
+            }),
+        )
+    }
+
+    fn from_store(e: StoreError) -> Answer {
+        let (status, code) = match &e {
+            StoreError::Full => (507, "store_full"),
+            StoreError::ReadOnly => (503, "store_read_only"),
+            StoreError::Closed => (503, "shutting_down"),
+            StoreError::Busy => (503, "store_busy"),
+            StoreError::NotFound(_) => (404, "not_found"),
+            StoreError::Invalid(_) => (422, "invalid_operation"),
+            StoreError::Conflict(_) => (409, "conflict"),
+            _ => (500, "store_error"),
+        };
+        Answer::error(status, code, e.to_string())
+    }
+}
+
+/// Who is asking, and under which idempotency key.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub device: String,
+    /// Required on writes from the HTTP API; scanners on other transports derive one.
+    pub key: Option<String>,
+    /// Digest of the request, to refuse a key reused for a different request.
+    pub fingerprint: String,
+}
+
+/// A session as devices see it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub workflow: Workflow,
+    pub state: String,
+    pub device: String,
+    pub operator: String,
+    pub picking: Option<Value>,
+    pub expect: workflow::Expect,
+    pub prompt: String,
+    /// The bin in use (pick source, count bin, transfer source, receive put-away).
+    pub location: Option<String>,
+    /// The line or item in hand.
+    pub current: Option<Value>,
+    pub version: i64,
+}
+
+/// The floor service; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Floor {
+    inner: Arc<FloorInner>,
+}
+
+#[derive(Debug)]
+struct FloorInner {
+    store: Store,
+    policy: FloorPolicy,
+    decode: DecodeOptions,
+    configured: Vec<DeviceConfig>,
+    /// Failed sign-ins per device: (count, locked until).
+    failures: Mutex<HashMap<String, (u32, Option<Instant>)>>,
+}
+
+/// SHA-256 of some bytes, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// A new device token: 32 random bytes, URL-safe.
+pub fn new_token() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let mut out = String::with_capacity(64);
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Hashes a PIN for storage (argon2id, a random salt).
+pub fn hash_pin(pin: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(pin.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the PIN: {e}"))
+}
+
+fn verify_pin(pin: &str, hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash)
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(pin.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+fn operator_json(op: &OperatorRow) -> Value {
+    json!({"id": op.id, "name": op.name})
+}
+
+impl Floor {
+    pub fn new(
+        store: Store,
+        policy: FloorPolicy,
+        gs1_separator: Option<char>,
+        configured: Vec<DeviceConfig>,
+    ) -> Floor {
+        Floor {
+            inner: Arc::new(FloorInner {
+                store,
+                policy,
+                decode: DecodeOptions {
+                    separator: gs1_separator,
+                },
+                configured,
+                failures: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn policy(&self) -> FloorPolicy {
+        self.inner.policy
+    }
+
+    /// The device a bearer token belongs to: configured devices (compared in constant time),
+    /// then issued ones (by digest).
+    pub fn authenticate(&self, token: &[u8]) -> Result<Option<String>, StoreError> {
+        use subtle::ConstantTimeEq;
+        let mut found = None;
+        for device in &self.inner.configured {
+            if bool::from(device.token.expose().as_bytes().ct_eq(token)) {
+                found = Some(device.id.clone());
+            }
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+        // Tokens are 256-bit random: looking one up by its digest leaks nothing usable.
+        let digest = sha256_hex(token);
+        self.inner.store.read(|r| r.device_by_token(&digest))
+    }
+
+    /// Who is signed in on a device, and its current session.
+    pub fn whoami(&self, device: &str) -> Answer {
+        let result = self.inner.store.read(|r| {
+            let Some(login) = r.device_login(device)? else {
+                return Ok(Answer::new(
+                    200,
+                    json!({"device": device, "operator": null, "session": null}),
+                ));
+            };
+            let operator = r.operator(&login.operator)?;
+            let session = match &login.session_id {
+                Some(id) => r.session(id)?.filter(|s| s.state == "active"),
+                None => None,
+            };
+            let session = session.map(|s| self.view(r, &s)).transpose()?;
+            let open = self.open_views(r, &login.operator)?;
+            Ok(Answer::new(
+                200,
+                json!({
+                    "device": device,
+                    "operator": operator.as_ref().map(operator_json),
+                    "session": session,
+                    "sessions": open,
+                }),
+            ))
+        });
+        result.unwrap_or_else(Answer::from_store)
+    }
+
+    /// One session, as its operator sees it.
+    pub fn session(&self, device: &str, id: &str) -> Answer {
+        let result = self.inner.store.read(|r| {
+            let Some(login) = r.device_login(device)? else {
+                return Ok(not_signed_in());
+            };
+            match r.session(id)? {
+                Some(s) if s.operator == login.operator => {
+                    Ok(Answer::new(200, json!({"session": self.view(r, &s)?})))
+                }
+                _ => Ok(Answer::error(404, "not_found", "no such session of yours")),
+            }
+        });
+        result.unwrap_or_else(Answer::from_store)
+    }
+
+    fn open_views(&self, r: &Reader<'_>, operator: &str) -> Result<Vec<SessionView>, StoreError> {
+        r.open_sessions(Some(operator))?
+            .iter()
+            .map(|s| self.view(r, s))
+            .collect()
+    }
+
+    /// Builds what a device shows of a session.
+    fn view(&self, r: &Reader<'_>, row: &SessionRow) -> Result<SessionView, StoreError> {
+        let machine: Machine = serde_json::from_str(&row.data)
+            .map_err(|e| StoreError::Data(format!("session {}: {e}", row.id)))?;
+        let cx = Cx {
+            reader: r,
+            policy: self.inner.policy,
+        };
+        let picking = match row.picking_id {
+            Some(id) => r
+                .picking_summary(id)?
+                .map(|p| json!({"id": p.id, "name": p.name, "state": p.state, "kind": p.kind})),
+            None => None,
+        };
+        let name = |id: Option<i64>| -> Result<Option<String>, StoreError> {
+            Ok(match id {
+                Some(id) => r.location(id)?.map(|l| l.name),
+                None => None,
+            })
+        };
+        let product = |id: i64| -> Result<String, StoreError> {
+            Ok(r.product(id)?.map(|p| p.name).unwrap_or_default())
+        };
+        let (location, current) = match &machine {
+            Machine::Pick(s) => (
+                name(s.location_id)?,
+                match &s.line {
+                    Some(l) => Some(json!({
+                        "product_id": l.product_id, "product": product(l.product_id)?,
+                        "lot_name": l.lot_name, "quantity": l.quantity, "move_id": l.move_id,
+                    })),
+                    None => None,
+                },
+            ),
+            Machine::Receive(s) => (
+                name(s.dest_location_id)?,
+                match &s.line {
+                    Some(l) => Some(json!({
+                        "product_id": l.product_id, "product": product(l.product_id)?,
+                        "lot_name": l.lot_name, "quantity": l.quantity, "move_id": l.move_id,
+                    })),
+                    None => None,
+                },
+            ),
+            Machine::Count(s) => (
+                name(s.location_id)?,
+                match &s.counting {
+                    Some(i) => Some(json!({
+                        "product_id": i.product_id, "product": product(i.product_id)?,
+                        "lot_name": i.lot_name,
+                    })),
+                    None => None,
+                },
+            ),
+            Machine::Transfer(s) => (
+                name(s.from_location_id)?,
+                match &s.item {
+                    Some(i) => Some(json!({
+                        "product_id": i.product_id, "product": product(i.product_id)?,
+                        "lot_name": i.lot_name, "quantity": i.quantity,
+                    })),
+                    None => None,
+                },
+            ),
+        };
+        let active = row.state == "active";
+        Ok(SessionView {
+            id: row.id.clone(),
+            workflow: machine.workflow(),
+            state: row.state.clone(),
+            device: row.device.clone(),
+            operator: row.operator.clone(),
+            picking,
+            expect: if active {
+                machine.expect(&self.inner.policy)
+            } else {
+                workflow::Expect::Nothing
+            },
+            prompt: if active {
+                machine.prompt(&cx)?
+            } else {
+                format!("Session {}", row.state)
+            },
+            location,
+            current,
+            version: row.version,
+        })
+    }
+
+    /// Handles a write request, exactly once per idempotency key.
+    pub async fn handle(&self, caller: &Caller, request: FloorRequest) -> Answer {
+        if let Some(key) = &caller.key {
+            match self.replay(caller, key) {
+                Ok(Some(answer)) => return answer,
+                Ok(None) => {}
+                Err(e) => return Answer::from_store(e),
+            }
+        }
+        let answer = match request {
+            FloorRequest::Login(by) => self.login(caller, by).await,
+            FloorRequest::Logout => self.logout(caller).await,
+            FloorRequest::Start {
+                workflow,
+                picking_id,
+            } => self.start(caller, workflow, picking_id).await,
+            FloorRequest::Resume { session } => self.resume(caller, &session).await,
+            FloorRequest::Cancel { session } => self.cancel(caller, &session).await,
+            FloorRequest::Input { session, input } => {
+                self.input(caller, session.as_deref(), input).await
+            }
+        };
+        match answer {
+            Ok(answer) => answer,
+            // Lost a race: if it was against the same key, that answer stands.
+            Err(StoreError::Conflict(message)) => match &caller.key {
+                Some(key) => match self.replay(caller, key) {
+                    Ok(Some(answer)) => answer,
+                    Ok(None) => Answer::error(409, "session_busy", message),
+                    Err(e) => Answer::from_store(e),
+                },
+                None => Answer::error(409, "session_busy", message),
+            },
+            Err(e) => Answer::from_store(e),
+        }
+    }
+
+    /// The answer already given to this key, with the session as it is now.
+    fn replay(&self, caller: &Caller, key: &str) -> Result<Option<Answer>, StoreError> {
+        self.inner.store.read(|r| {
+            let Some(stored) = r.stored_answer(&caller.device, key)? else {
+                return Ok(None);
+            };
+            if stored.fingerprint != caller.fingerprint {
+                return Ok(Some(Answer::error(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was already used for a different request; use a new key per request",
+                )));
+            }
+            let mut body: Value = serde_json::from_str(&stored.response)
+                .map_err(|e| StoreError::Data(format!("stored answer: {e}")))?;
+            self.refresh_session(r, &mut body)?;
+            Ok(Some(Answer {
+                status: stored.status,
+                body,
+                replayed: true,
+            }))
+        })
+    }
+
+    /// Puts the session's current view into an answer body that names a session.
+    fn refresh_session(&self, r: &Reader<'_>, body: &mut Value) -> Result<(), StoreError> {
+        let id = body
+            .get("session_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        if let Some(id) = id
+            && let Some(row) = r.session(&id)?
+        {
+            body["session"] = serde_json::to_value(self.view(r, &row)?)
+                .map_err(|e| StoreError::Data(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn record(caller: &Caller, status: u16, body: &Value) -> Option<RequestRecord> {
+        caller.key.as_ref().map(|key| RequestRecord {
+            device: caller.device.clone(),
+            key: key.clone(),
+            fingerprint: caller.fingerprint.clone(),
+            status,
+            response: body.to_string(),
+        })
+    }
+
+    fn login_allowed(&self, device: &str) -> Option<Answer> {
+        let failures = self
+            .inner
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match failures.get(device) {
+            Some((_, Some(until))) if Instant::now() < *until => Some(Answer::error(
+                429,
+                "too_many_attempts",
+                format!(
+                    "too many failed sign-ins; try again in {} s",
+                    until.saturating_duration_since(Instant::now()).as_secs() + 1
+                ),
+            )),
+            _ => None,
+        }
+    }
+
+    fn login_failed(&self, device: &str) -> Answer {
+        let mut failures = self
+            .inner
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = failures.entry(device.to_owned()).or_insert((0, None));
+        entry.0 += 1;
+        if entry.0 >= MAX_LOGIN_FAILURES {
+            *entry = (0, Some(Instant::now() + LOGIN_LOCKOUT));
+        }
+        tracing::warn!(device, "operator sign-in refused");
+        Answer::error(
+            401,
+            "login_failed",
+            "unknown badge, or wrong operator or PIN",
+        )
+    }
+
+    async fn login(&self, caller: &Caller, by: LoginBy) -> Result<Answer, StoreError> {
+        if let Some(refused) = self.login_allowed(&caller.device) {
+            return Ok(refused);
+        }
+        let operator = match &by {
+            LoginBy::Badge(badge) => self.inner.store.read(|r| r.operator_by_badge(badge))?,
+            LoginBy::Pin { operator, pin } => {
+                let row = self
+                    .inner
+                    .store
+                    .read(|r| r.operator(operator))?
+                    .filter(|o| o.active);
+                let hash = row.as_ref().and_then(|o| o.pin_hash.clone());
+                let pin = pin.clone();
+                // argon2 takes tens of milliseconds by design: keep it off the async workers.
+                let ok = tokio::task::spawn_blocking(move || match hash {
+                    Some(hash) => verify_pin(&pin, &hash),
+                    None => false,
+                })
+                .await
+                .unwrap_or(false);
+                row.filter(|_| ok)
+            }
+        };
+        let Some(operator) = operator else {
+            return Ok(self.login_failed(&caller.device));
+        };
+        self.inner
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&caller.device);
+        let sessions = self
+            .inner
+            .store
+            .read(|r| self.open_views(r, &operator.id))?;
+        let body = json!({
+            "status": "ok",
+            "code": "signed_in",
+            "message": format!("Hello {}", operator.name),
+            "operator": operator_json(&operator),
+            "sessions": sessions,
+        });
+        self.inner
+            .store
+            .floor(FloorCmd::Login {
+                device: caller.device.clone(),
+                operator: operator.id.clone(),
+                request: Self::record(caller, 200, &body),
+            })
+            .await?;
+        tracing::info!(device = %caller.device, operator = %operator.id, "operator signed in");
+        Ok(Answer::new(200, body))
+    }
+
+    async fn logout(&self, caller: &Caller) -> Result<Answer, StoreError> {
+        let body = json!({"status": "ok", "code": "signed_out", "message": "Signed out"});
+        self.inner
+            .store
+            .floor(FloorCmd::Logout {
+                device: caller.device.clone(),
+                request: Self::record(caller, 200, &body),
+            })
+            .await?;
+        Ok(Answer::new(200, body))
+    }
+
+    fn signed_in(&self, device: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .inner
+            .store
+            .read(|r| r.device_login(device))?
+            .map(|l| l.operator))
+    }
+
+    async fn start(
+        &self,
+        caller: &Caller,
+        workflow: Workflow,
+        picking_id: Option<i64>,
+    ) -> Result<Answer, StoreError> {
+        let Some(operator) = self.signed_in(&caller.device)? else {
+            return Ok(not_signed_in());
+        };
+        // An open session of the same operator on this picking is resumed, not duplicated.
+        if let Some(picking_id) = picking_id {
+            let open = self
+                .inner
+                .store
+                .read(|r| r.open_sessions(None))?
+                .into_iter()
+                .find(|s| s.picking_id == Some(picking_id));
+            if let Some(open) = open {
+                if open.operator == operator {
+                    return self.resume(caller, &open.id).await;
+                }
+                return Ok(Answer::error(
+                    409,
+                    "picking_busy",
+                    format!(
+                        "this picking is open on device {} by operator {}",
+                        open.device, open.operator
+                    ),
+                ));
+            }
+        }
+        let started = self.inner.store.read(|r| {
+            let cx = Cx {
+                reader: r,
+                policy: self.inner.policy,
+            };
+            match workflow::start(&cx, workflow, picking_id) {
+                Ok(ok) => Ok(Ok(ok)),
+                Err(StepError::Refused(refusal)) => Ok(Err(refusal)),
+                Err(StepError::Store(e)) => Err(e),
+            }
+        })?;
+        let (machine, message) = match started {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                return Ok(Answer::error(422, refusal.code, refusal.message));
+            }
+        };
+        let id = Uuid::now_v7().to_string();
+        let row = SessionRow {
+            id: id.clone(),
+            device: caller.device.clone(),
+            operator,
+            workflow: workflow.as_str().into(),
+            picking_id: machine.picking_id(),
+            state: "active".into(),
+            data: serde_json::to_string(&machine).map_err(|e| StoreError::Data(e.to_string()))?,
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let body = json!({
+            "status": "ok", "code": "started", "message": message,
+            "session_id": id, "entries": [],
+        });
+        self.write_step(caller, row, None, Vec::new(), body, 201, Some(id.clone()))
+            .await
+    }
+
+    async fn resume(&self, caller: &Caller, id: &str) -> Result<Answer, StoreError> {
+        let Some(operator) = self.signed_in(&caller.device)? else {
+            return Ok(not_signed_in());
+        };
+        let Some(mut row) = self.inner.store.read(|r| r.session(id))? else {
+            return Ok(Answer::error(404, "not_found", "no such session"));
+        };
+        if row.operator != operator {
+            return Ok(Answer::error(
+                403,
+                "not_your_session",
+                format!("that session belongs to operator {}", row.operator),
+            ));
+        }
+        if row.state != "active" {
+            return Ok(Answer::error(
+                409,
+                "session_closed",
+                format!("that session is {}", row.state),
+            ));
+        }
+        let expected = row.version;
+        row.version += 1;
+        row.device = caller.device.clone();
+        let body = json!({
+            "status": "ok", "code": "resumed", "message": "Session resumed",
+            "session_id": id, "entries": [],
+        });
+        self.write_step(
+            caller,
+            row,
+            Some(expected),
+            Vec::new(),
+            body,
+            200,
+            Some(id.to_owned()),
+        )
+        .await
+    }
+
+    async fn cancel(&self, caller: &Caller, id: &str) -> Result<Answer, StoreError> {
+        let Some(operator) = self.signed_in(&caller.device)? else {
+            return Ok(not_signed_in());
+        };
+        let Some(mut row) = self.inner.store.read(|r| r.session(id))? else {
+            return Ok(Answer::error(404, "not_found", "no such session"));
+        };
+        if row.operator != operator {
+            return Ok(Answer::error(
+                403,
+                "not_your_session",
+                format!("that session belongs to operator {}", row.operator),
+            ));
+        }
+        if row.state != "active" {
+            return Ok(Answer::error(
+                409,
+                "session_closed",
+                format!("that session is {}", row.state),
+            ));
+        }
+        let expected = row.version;
+        row.version += 1;
+        row.state = "cancelled".into();
+        let body = json!({
+            "status": "ok", "code": "cancelled",
+            "message": "Session cancelled; what was recorded stays in the journal",
+            "session_id": id, "entries": [],
+        });
+        self.write_step(caller, row, Some(expected), Vec::new(), body, 200, None)
+            .await
+    }
+
+    /// Decodes and resolves a scan from the view.
+    fn scan(&self, r: &Reader<'_>, bytes: &[u8]) -> Result<Result<Scan, Answer>, StoreError> {
+        let raw = match RawScan::parse(bytes) {
+            Ok(raw) => raw,
+            Err(e) => return Ok(Err(Answer::error(422, "bad_scan", e.to_string()))),
+        };
+        let decoded = match holdfast_devices::gs1::decode(raw.as_str(), &self.inner.decode) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(Answer::error(422, "bad_scan", e.to_string()))),
+        };
+        let resolved = crate::resolve::resolve(r, &decoded)?;
+        let text = match &decoded.data {
+            ScanData::Plain(code) => code.clone(),
+            ScanData::Gs1(elements) => elements
+                .iter()
+                .map(|e| format!("({}){}", e.ai, e.raw))
+                .collect(),
+        };
+        Ok(Ok(Scan { text, resolved }))
+    }
+
+    async fn input(
+        &self,
+        caller: &Caller,
+        session: Option<&str>,
+        input: RawInput,
+    ) -> Result<Answer, StoreError> {
+        let login = self.inner.store.read(|r| r.device_login(&caller.device))?;
+        let Some(login) = login else {
+            // A scanner's first scan of the shift may be the operator's badge.
+            if let RawInput::Scan(bytes) = &input
+                && let Ok(raw) = RawScan::parse(bytes)
+            {
+                let badge = raw.as_str().to_owned();
+                if self
+                    .inner
+                    .store
+                    .read(|r| r.operator_by_badge(&badge))?
+                    .is_some()
+                {
+                    return self.login(caller, LoginBy::Badge(badge)).await;
+                }
+            }
+            return Ok(not_signed_in());
+        };
+        let session_id = session.map(str::to_owned).or(login.session_id.clone());
+        let Some(session_id) = session_id else {
+            // No session yet: scanning a picking's name starts one.
+            if let RawInput::Scan(bytes) = &input {
+                let scan = self.inner.store.read(|r| self.scan(r, bytes))?;
+                let picking = match &scan {
+                    Ok(scan) => scan.resolved.iter().find_map(|x| match x {
+                        Resolved::Picking { picking_id, .. } => Some(*picking_id),
+                        _ => None,
+                    }),
+                    Err(answer) => return Ok(answer.clone()),
+                };
+                if let Some(picking_id) = picking {
+                    let kind = self
+                        .inner
+                        .store
+                        .read(|r| r.picking_summary(picking_id))?
+                        .map(|p| p.kind);
+                    let workflow = if kind.as_deref() == Some("incoming") {
+                        Workflow::Receive
+                    } else {
+                        Workflow::Pick
+                    };
+                    return self.start(caller, workflow, Some(picking_id)).await;
+                }
+            }
+            return Ok(Answer::error(
+                409,
+                "no_session",
+                "no task open: choose one (pick, receive, count, transfer) or scan a picking",
+            ));
+        };
+        let Some(row) = self.inner.store.read(|r| r.session(&session_id))? else {
+            return Ok(Answer::error(404, "not_found", "no such session"));
+        };
+        if row.operator != login.operator {
+            return Ok(Answer::error(
+                403,
+                "not_your_session",
+                format!("that session belongs to operator {}", row.operator),
+            ));
+        }
+        if row.state != "active" {
+            return Ok(Answer::error(
+                409,
+                "session_closed",
+                format!("that session is {}", row.state),
+            ));
+        }
+        if row.device != caller.device {
+            return Ok(Answer::error(
+                409,
+                "session_elsewhere",
+                format!(
+                    "that session is open on device {}: resume it here first",
+                    row.device
+                ),
+            ));
+        }
+        let machine: Machine = serde_json::from_str(&row.data)
+            .map_err(|e| StoreError::Data(format!("session {}: {e}", row.id)))?;
+
+        // Decide, from the view, in one read.
+        let decided = self.inner.store.read(|r| {
+            let cx = Cx {
+                reader: r,
+                policy: self.inner.policy,
+            };
+            let input = match &input {
+                RawInput::Scan(bytes) => match self.scan(r, bytes)? {
+                    Ok(scan) => Input::Scan(scan),
+                    Err(answer) => return Ok(Err(answer)),
+                },
+                RawInput::Quantity(q) => Input::Quantity(*q),
+                RawInput::Validate(c) => Input::Validate(*c),
+                RawInput::Finish => Input::Finish,
+            };
+            match machine.step(&cx, &input) {
+                Ok(accepted) => Ok(Ok(accepted)),
+                Err(StepError::Refused(refusal)) => {
+                    let view = self.view(r, &row)?;
+                    Ok(Err(Answer::new(
+                        422,
+                        json!({
+                            "status": "error",
+                            "code": refusal.code,
+                            "message": refusal.message,
+                            "error": {"code": refusal.code, "message": refusal.message},
+                            "session_id": row.id,
+                            "session": view,
+                        }),
+                    )))
+                }
+                Err(StepError::Store(e)) => Err(e),
+            }
+        })?;
+        let accepted = match decided {
+            Ok(accepted) => accepted,
+            Err(refused) => return Ok(refused),
+        };
+        let entries: Vec<NewEntry> = accepted
+            .ops
+            .iter()
+            .map(|op| NewEntry {
+                id: Some(Uuid::now_v7()),
+                device: caller.device.clone(),
+                operator: Some(login.operator.clone()),
+                op: op.clone(),
+            })
+            .collect();
+        let entry_json: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": e.id.map(|i| i.to_string()),
+                    "kind": e.op.kind().as_str(),
+                    "payload": serde_json::from_str::<Value>(&e.op.to_payload()).unwrap_or(Value::Null),
+                })
+            })
+            .collect();
+        let expected = row.version;
+        let mut next = row;
+        next.version += 1;
+        next.data = serde_json::to_string(&accepted.machine)
+            .map_err(|e| StoreError::Data(e.to_string()))?;
+        if accepted.finished {
+            next.state = "done".into();
+        }
+        let body = json!({
+            "status": accepted.status,
+            "code": accepted.code,
+            "message": accepted.message,
+            "session_id": next.id,
+            "entries": entry_json,
+        });
+        let current = (!accepted.finished).then(|| next.id.clone());
+        self.write_step(caller, next, Some(expected), entries, body, 200, current)
+            .await
+    }
+
+    /// Writes a step and answers with the session as it now stands.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_step(
+        &self,
+        caller: &Caller,
+        row: SessionRow,
+        expected_version: Option<i64>,
+        entries: Vec<NewEntry>,
+        mut body: Value,
+        status: u16,
+        current: Option<String>,
+    ) -> Result<Answer, StoreError> {
+        let request = Self::record(caller, status, &body);
+        let id = row.id.clone();
+        let n_entries = entries.len();
+        self.inner
+            .store
+            .step(StepWrite {
+                session: row,
+                expected_version,
+                entries,
+                current: Current::Set {
+                    device: caller.device.clone(),
+                    session: current,
+                },
+                request,
+            })
+            .await?;
+        tracing::debug!(device = %caller.device, session = %id, n_entries, "step recorded");
+        self.inner
+            .store
+            .read(|r| self.refresh_session(r, &mut body))?;
+        Ok(Answer::new(status, body))
+    }
+
+    /// Forgets idempotent answers older than `age` (a device retries within seconds).
+    pub async fn prune_answers(&self, age: Duration) -> Result<(), StoreError> {
+        let before = crate::store::now_ms() - age.as_millis() as i64;
+        self.inner
+            .store
+            .floor(FloorCmd::PruneRequests { before })
+            .await
+    }
+}
+
+fn not_signed_in() -> Answer {
+    Answer::error(
+        401,
+        "not_signed_in",
+        "no operator signed in on this device: scan your badge or enter your PIN",
+    )
+}
