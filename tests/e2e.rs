@@ -738,3 +738,133 @@ fn device_api_needs_a_token_and_answers_from_the_local_view() {
     assert_eq!(status, 413, "{body}");
     assert!(terminate(child).success());
 }
+
+#[test]
+fn issued_devices_operators_and_idempotent_steps_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = holdfast()
+        .args([
+            "demo",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&addr);
+    let config = data.join("holdfast.toml");
+    let cli = |args: &[&str], stdin: &str| {
+        let mut child = holdfast()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // A manager issues a device token and adds an operator, while the appliance runs.
+    let token = cli(&["device", "issue", "hh-9"], "").trim().to_owned();
+    assert_eq!(token.len(), 64, "{token}");
+    cli(
+        &["operator", "add", "carol", "--name", "Carol", "--pin-stdin"],
+        "2468\n",
+    );
+    assert!(cli(&["operator", "list"], "").contains("carol"));
+
+    let auth = format!("Bearer {token}");
+    let with_key = |key: &'static str| {
+        vec![
+            ("Authorization", auth.clone()),
+            ("Content-Type", "application/json".to_owned()),
+            ("Idempotency-Key", key.to_owned()),
+        ]
+    };
+    let post = |path: &str, key: &'static str, body: &str| {
+        let headers = with_key(key);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = request(&addr, "POST", path, &headers, body.as_bytes());
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        )
+    };
+
+    // Writes need an Idempotency-Key.
+    let no_key = [("Authorization", auth.as_str())];
+    let (status, body) = request(&addr, "POST", "/api/v1/logout", &no_key, b"");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("idempotency_key_required"), "{body}");
+
+    let (status, body) = post(
+        "/api/v1/login",
+        "l-1",
+        r#"{"operator":"carol","pin":"1111"}"#,
+    );
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &serde_json::json!("login_failed"))
+    );
+    let (status, body) = post(
+        "/api/v1/login",
+        "l-2",
+        r#"{"operator":"carol","pin":"2468"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        "/api/v1/sessions",
+        "s-1",
+        r#"{"workflow":"pick","picking_id":3}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["session"]["expect"], "location");
+    let (_, body) = post("/api/v1/scan", "s-2", r#"{"code":"WH-A-02-03"}"#);
+    assert_eq!(body["code"], "location", "{body}");
+
+    // A scan whose answer was lost is sent again with the same key: same answer, one entry.
+    let (status, first) = post("/api/v1/scan", "s-3", r#"{"code":"5901230000363"}"#);
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = post("/api/v1/scan", "s-3", r#"{"code":"5901230000363"}"#);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(first["entries"], again["entries"]);
+    let listed = cli(&["journal", "list", "--json"], "");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    // The same key for another request is refused.
+    let (status, body) = post("/api/v1/scan", "s-3", r#"{"code":"WH-A-02-03"}"#);
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &serde_json::json!("idempotency_key_reused"))
+    );
+    // A scan in the wrong step is refused with the session unchanged.
+    let (status, body) = post("/api/v1/sessions/nope/quantity", "s-4", r#"{"quantity":2}"#);
+    assert_eq!(
+        (status, &body["code"]),
+        (404, &serde_json::json!("not_found"))
+    );
+    let (status, body) = post("/api/v1/scan", "s-5", r#"{"code":"]C10109501101530004"}"#);
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &serde_json::json!("bad_scan"))
+    );
+
+    // Revoked: the device is refused from then on.
+    cli(&["device", "revoke", "hh-9"], "");
+    let (status, _) = request(&addr, "GET", "/api/v1/me", &no_key, b"");
+    assert_eq!(status, 401);
+    assert!(terminate(child).success());
+}

@@ -1,0 +1,568 @@
+//! The floor service on the demo warehouse: workflows, their rules, sessions that survive a
+//! restart, idempotent retries, concurrent use, and hostile input. Real store, real data set;
+//! the HTTP layer is covered by the end-to-end tests.
+
+// Test code: a failed step should stop with its message.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use holdfast::floor::{Answer, Caller, Floor, FloorRequest, LoginBy, RawInput};
+use holdfast::store::{JournalFilter, Store, StoreOptions};
+use holdfast::workflow::{FloorPolicy, OverPick, Workflow};
+use holdfast_sync::dataset::{Dataset, DatasetSpec};
+use holdfast_sync::ops::BackorderChoice;
+use proptest::prelude::*;
+
+// The demo warehouse (DatasetSpec::demo, seed 7): see `holdfast demo`.
+/// WH/INT/00001: 19 x [HF-00037] at WH-A-02-03, 12 x lot-tracked [HF-00004] (LOT-00004-A) at
+/// WH-A-03-02, 4 x [HF-00011] at WH-A-03-03.
+const INTERNAL: i64 = 3;
+/// WH/OUT/00001: 3 x [HF-00040] (no barcode) at WH-A-01-10, 2 x serial-tracked [HF-00007]
+/// (SN-00007-0000 at WH-A-02-09, SN-00007-0002 at WH-A-02-02).
+const DELIVERY: i64 = 2;
+/// WH/IN/00003: 10 x [HF-00037], 20 x lot-tracked [HF-00004], 3 x [HF-00011] into WH/Stock.
+const RECEIPT: i64 = 7;
+const P37: &str = "5901230000363";
+const P4: &str = "5901230000035";
+const P11: &str = "5901230000103";
+const P7: &str = "5901230000066";
+
+struct Site {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+    floor: Floor,
+    n_keys: std::cell::Cell<u64>,
+}
+
+fn open(path: &Path, policy: FloorPolicy, seed: bool) -> Site {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Store::open(StoreOptions::new(path, "test")).unwrap();
+    if seed {
+        rt.block_on(async {
+            holdfast::demo::load(&store, &Dataset::generate(&DatasetSpec::demo()))
+                .await
+                .unwrap();
+            holdfast::demo::seed_operators(&store).await.unwrap();
+        });
+    }
+    let floor = Floor::new(store.clone(), policy, Some('~'), vec![]);
+    Site {
+        rt,
+        store,
+        floor,
+        n_keys: std::cell::Cell::new(0),
+    }
+}
+
+fn site(policy: FloorPolicy) -> (tempfile::TempDir, Site) {
+    let dir = tempfile::tempdir().unwrap();
+    let site = open(&dir.path().join("h.db"), policy, true);
+    (dir, site)
+}
+
+impl Site {
+    fn send_keyed(&self, device: &str, key: &str, request: FloorRequest) -> Answer {
+        let caller = Caller {
+            device: device.into(),
+            key: Some(key.into()),
+            fingerprint: format!("{request:?}"),
+        };
+        self.rt.block_on(self.floor.handle(&caller, request))
+    }
+
+    fn send(&self, device: &str, request: FloorRequest) -> Answer {
+        let n = self.n_keys.get() + 1;
+        self.n_keys.set(n);
+        self.send_keyed(device, &format!("k{n}"), request)
+    }
+
+    fn login(&self, device: &str, badge: &str) {
+        let a = self.send(device, FloorRequest::Login(LoginBy::Badge(badge.into())));
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+
+    fn start(&self, device: &str, workflow: Workflow, picking_id: Option<i64>) -> String {
+        let a = self.send(
+            device,
+            FloorRequest::Start {
+                workflow,
+                picking_id,
+            },
+        );
+        assert!(a.status < 300, "{}", a.body);
+        a.body["session_id"].as_str().unwrap().to_owned()
+    }
+
+    fn scan(&self, device: &str, code: &str) -> Answer {
+        self.send(
+            device,
+            FloorRequest::Input {
+                session: None,
+                input: RawInput::Scan(code.as_bytes().to_vec()),
+            },
+        )
+    }
+
+    fn qty(&self, device: &str, q: f64) -> Answer {
+        self.send(
+            device,
+            FloorRequest::Input {
+                session: None,
+                input: RawInput::Quantity(q),
+            },
+        )
+    }
+
+    fn input(&self, device: &str, input: RawInput) -> Answer {
+        self.send(
+            device,
+            FloorRequest::Input {
+                session: None,
+                input,
+            },
+        )
+    }
+
+    fn n_entries(&self) -> usize {
+        self.store
+            .read(|r| {
+                r.journal(&JournalFilter {
+                    limit: 10_000,
+                    ..Default::default()
+                })
+            })
+            .unwrap()
+            .len()
+    }
+
+    fn picked(&self, picking: i64) -> Vec<f64> {
+        let (_, moves) = self.store.read(|r| r.picking(picking)).unwrap().unwrap();
+        moves.iter().map(|m| m.picked).collect()
+    }
+}
+
+/// Asserts a step's outcome: status and code.
+#[track_caller]
+fn expect(a: &Answer, status: &str, code: &str) {
+    assert_eq!(
+        (a.body["status"].as_str(), a.body["code"].as_str()),
+        (Some(status), Some(code)),
+        "answer: {}",
+        a.body
+    );
+}
+
+fn next(a: &Answer) -> &str {
+    a.body["session"]["expect"].as_str().unwrap_or("")
+}
+
+fn entries(a: &Answer) -> usize {
+    a.body["entries"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+#[test]
+fn a_picking_is_picked_line_by_line_and_validated() {
+    let (_dir, s) = site(FloorPolicy::default());
+    s.login("hh1", "OP-ALICE");
+    s.start("hh1", Workflow::Pick, Some(INTERNAL));
+
+    // The bin first (the site requires it), then the product; each scan is one entry.
+    let a = s.scan("hh1", P37);
+    expect(&a, "error", "location_first");
+    assert_eq!(s.n_entries(), 0, "a refused scan records nothing");
+    expect(&s.scan("hh1", "WH-A-02-03"), "ok", "location");
+    let a = s.scan("hh1", P37);
+    expect(&a, "ok", "picked");
+    assert_eq!((entries(&a), next(&a)), (1, "quantity"));
+    expect(&s.scan("hh1", P37), "ok", "picked");
+    // A number sets the line's quantity at this bin: 17 more are journalled.
+    let a = s.qty("hh1", 19.0);
+    expect(&a, "ok", "quantity_set");
+    assert_eq!(a.body["entries"][0]["payload"]["quantity"], 17.0);
+    assert_eq!(s.picked(INTERNAL)[0], 19.0, "the view shows it at once");
+
+    // Lot-tracked: the lot is asked for, and must exist.
+    expect(&s.scan("hh1", "WH-A-03-02"), "ok", "location");
+    let a = s.scan("hh1", P4);
+    expect(&a, "ok", "lot_required");
+    assert_eq!(next(&a), "lot");
+    expect(&s.scan("hh1", "LOT-NOPE"), "error", "unknown_lot");
+    expect(&s.scan("hh1", "LOT-00004-A"), "ok", "picked");
+    expect(&s.qty("hh1", 12.0), "ok", "quantity_set");
+    // A GS1 label carries product, lot and count at once (with '~' for a lost GS).
+    expect(&s.scan("hh1", "WH-A-03-03"), "ok", "location");
+    expect(
+        &s.scan("hh1", &format!("]C101{P11:0>14}~303")),
+        "ok",
+        "picked",
+    );
+    expect(&s.scan("hh1", P11), "ok", "picked");
+    assert_eq!(s.picked(INTERNAL), vec![19.0, 12.0, 4.0]);
+
+    let a = s.input("hh1", RawInput::Validate(None));
+    expect(&a, "ok", "validated");
+    assert_eq!(a.body["session"]["state"], "done");
+    assert_eq!(a.body["entries"][0]["payload"]["backorder"], "no_backorder");
+    let journal = s
+        .store
+        .read(|r| {
+            r.journal(&JournalFilter {
+                limit: 100,
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    let kinds: Vec<&str> = journal.iter().rev().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "pick").count(), 7);
+    assert_eq!(kinds.last(), Some(&"validate"));
+    assert!(
+        journal
+            .iter()
+            .all(|e| e.operator.as_deref() == Some("alice"))
+    );
+    assert!(journal.iter().all(|e| e.causal_key == "picking:3"));
+}
+
+#[test]
+fn pick_rules_wrong_product_location_serials_and_short_validation() {
+    let (_dir, s) = site(FloorPolicy::default());
+    s.login("hh1", "OP-BOB");
+    s.start("hh1", Workflow::Pick, Some(DELIVERY));
+    expect(&s.scan("hh1", "WH-A-01-10"), "ok", "location");
+    // Not on this picking; a customer location is no source; a picking is the wrong step.
+    expect(&s.scan("hh1", P37), "error", "wrong_product");
+    expect(&s.scan("hh1", "WH/OUT/00002"), "error", "wrong_step");
+    expect(&s.scan("hh1", "NO-SUCH-CODE"), "error", "unknown_barcode");
+    // No barcode: the internal reference works.
+    expect(&s.scan("hh1", "HF-00040"), "ok", "picked");
+
+    // Serial: one per scan, only where it is, never twice.
+    expect(&s.scan("hh1", "WH-A-02-09"), "ok", "location");
+    expect(&s.scan("hh1", P7), "ok", "lot_required");
+    expect(&s.scan("hh1", "SN-00007-0002"), "error", "serial_not_here");
+    expect(&s.scan("hh1", "SN-00007-0000"), "ok", "picked");
+    expect(&s.qty("hh1", 3.0), "error", "serial_quantity");
+    expect(&s.scan("hh1", P7), "ok", "lot_required");
+    expect(&s.scan("hh1", "SN-00007-0000"), "error", "serial_not_here");
+
+    // Short lines: the backorder decision is explicit.
+    let before = s.n_entries();
+    let a = s.input("hh1", RawInput::Validate(None));
+    expect(&a, "error", "backorder_choice_required");
+    assert_eq!(s.n_entries(), before);
+    let a = s.input("hh1", RawInput::Validate(Some(BackorderChoice::Backorder)));
+    expect(&a, "ok", "validated");
+    assert_eq!(a.body["entries"][0]["payload"]["backorder"], "backorder");
+}
+
+#[test]
+fn over_pick_follows_the_site_policy() {
+    for (policy, status, code) in [
+        (OverPick::Refuse, "error", "over_pick"),
+        (OverPick::Warn, "warning", "over_pick"),
+        (OverPick::Allow, "ok", "quantity_set"),
+    ] {
+        let (_dir, s) = site(FloorPolicy {
+            require_source_location: false,
+            over_pick: policy,
+        });
+        s.login("hh1", "OP-ALICE");
+        s.start("hh1", Workflow::Pick, Some(INTERNAL));
+        expect(&s.scan("hh1", P11), "ok", "picked");
+        let a = s.qty("hh1", 6.0);
+        expect(&a, status, code);
+        let want = if policy == OverPick::Refuse { 1.0 } else { 6.0 };
+        assert_eq!(s.picked(INTERNAL)[2], want, "{policy:?}");
+        // Putting some back is a negative correction of the same line.
+        let a = s.qty("hh1", 0.0);
+        expect(&a, "ok", "quantity_set");
+        assert_eq!(s.picked(INTERNAL)[2], 0.0);
+    }
+}
+
+#[test]
+fn a_receipt_takes_lots_and_expiry_from_gs1_and_a_put_away_bin() {
+    let (_dir, s) = site(FloorPolicy::default());
+    s.login("hh1", "OP-ALICE");
+    s.start("hh1", Workflow::Receive, Some(RECEIPT));
+    // GS1-128 with GTIN, expiry (day 00 = end of month), lot and count.
+    let a = s.scan("hh1", &format!("]C101{P4:0>14}17270200~10LOT-NEW~3020"));
+    expect(&a, "ok", "received");
+    let payload = &a.body["entries"][0]["payload"];
+    assert_eq!(payload["lot_name"], "LOT-NEW");
+    assert_eq!(payload["expiration_date"], "2027-02-28 00:00:00");
+    assert_eq!(payload["quantity"], 20.0);
+    // The new lot is known to the view (a pick could use it now).
+    let lot = s.store.read(|r| r.lot(4, "LOT-NEW")).unwrap().unwrap();
+    assert_eq!(lot.expiration_date.as_deref(), Some("2027-02-28 00:00:00"));
+    // Untracked product, a put-away bin inside the destination.
+    expect(&s.scan("hh1", "WH-A-01-01"), "ok", "location");
+    expect(&s.scan("hh1", P37), "ok", "received");
+    let a = s.qty("hh1", 10.0);
+    assert_eq!(a.body["entries"][0]["payload"]["location_dest_id"], 6);
+    // A picking type's barcode is no input here; receipts end by validation.
+    expect(&s.scan("hh1", "WHOUT"), "error", "wrong_step");
+    expect(&s.input("hh1", RawInput::Finish), "error", "wrong_step");
+    let a = s.input(
+        "hh1",
+        RawInput::Validate(Some(BackorderChoice::NoBackorder)),
+    );
+    expect(&a, "ok", "validated");
+}
+
+#[test]
+fn a_count_keeps_what_the_view_showed() {
+    let (_dir, s) = site(FloorPolicy::default());
+    s.login("hh1", "OP-ALICE");
+    s.start("hh1", Workflow::Count, None);
+    expect(&s.scan("hh1", P37), "error", "location_first");
+    expect(&s.scan("hh1", "WH-A-02-03"), "ok", "location");
+    expect(&s.scan("hh1", P37), "ok", "counting");
+    expect(&s.scan("hh1", P11), "error", "count_pending");
+    let a = s.qty("hh1", 50.0);
+    expect(&a, "warning", "count_difference");
+    let payload = &a.body["entries"][0]["payload"];
+    assert_eq!(
+        (payload["counted"].as_f64(), payload["expected"].as_f64()),
+        (Some(50.0), Some(57.0))
+    );
+    // The view now shows the count.
+    assert_eq!(s.store.read(|r| r.on_hand(37, 18, "")).unwrap(), 50.0);
+    let a = s.input("hh1", RawInput::Finish);
+    expect(&a, "ok", "finished");
+    assert_eq!(a.body["session"]["state"], "done");
+}
+
+#[test]
+fn a_transfer_moves_stock_between_bins() {
+    let (_dir, s) = site(FloorPolicy::default());
+    s.login("hh1", "OP-ALICE");
+    s.start("hh1", Workflow::Transfer, None);
+    expect(&s.scan("hh1", "WH-A-02-03"), "ok", "location");
+    expect(&s.scan("hh1", P37), "ok", "in_hand");
+    expect(&s.scan("hh1", P37), "ok", "in_hand");
+    expect(&s.qty("hh1", 5.0), "ok", "quantity_set");
+    expect(&s.scan("hh1", "WH-A-02-03"), "error", "same_location");
+    expect(&s.input("hh1", RawInput::Finish), "error", "item_pending");
+    let a = s.scan("hh1", "WH-A-01-01");
+    expect(&a, "ok", "moved");
+    assert_eq!(a.body["entries"][0]["payload"]["quantity"], 5.0);
+    assert_eq!(s.store.read(|r| r.on_hand(37, 18, "")).unwrap(), 52.0);
+    assert_eq!(s.store.read(|r| r.on_hand(37, 6, "")).unwrap(), 5.0);
+    expect(&s.input("hh1", RawInput::Finish), "ok", "finished");
+}
+
+#[test]
+fn a_retry_with_the_same_key_gets_the_first_answer_and_records_once() {
+    let (_dir, s) = site(FloorPolicy::default());
+    s.login("hh1", "OP-ALICE");
+    s.start("hh1", Workflow::Pick, Some(INTERNAL));
+    s.scan("hh1", "WH-A-02-03");
+    let scan = || FloorRequest::Input {
+        session: None,
+        input: RawInput::Scan(P37.as_bytes().to_vec()),
+    };
+    let first = s.send_keyed("hh1", "retry-1", scan());
+    let again = s.send_keyed("hh1", "retry-1", scan());
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(first.body["entries"], again.body["entries"]);
+    assert_eq!(s.picked(INTERNAL)[0], 1.0, "recorded once");
+    // The same key for a different request is refused; another device's key is its own.
+    let other = s.send_keyed("hh1", "retry-1", FloorRequest::Logout);
+    assert_eq!(
+        (other.status, other.body["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    s.login("hh2", "OP-BOB");
+    let a = s.send_keyed("hh2", "retry-1", FloorRequest::Logout);
+    assert_eq!(a.status, 200);
+}
+
+#[test]
+fn one_picking_one_session_and_sessions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let session;
+    {
+        let s = open(&path, FloorPolicy::default(), true);
+        s.login("hh1", "OP-ALICE");
+        s.login("hh2", "OP-BOB");
+        session = s.start("hh1", Workflow::Pick, Some(INTERNAL));
+        // Bob cannot open Alice's picking.
+        let a = s.send(
+            "hh2",
+            FloorRequest::Start {
+                workflow: Workflow::Pick,
+                picking_id: Some(INTERNAL),
+            },
+        );
+        assert_eq!(
+            (a.status, a.body["code"].as_str()),
+            (409, Some("picking_busy"))
+        );
+        // Nor type into her session.
+        let a = s.send(
+            "hh2",
+            FloorRequest::Input {
+                session: Some(session.clone()),
+                input: RawInput::Quantity(1.0),
+            },
+        );
+        assert_eq!(a.body["code"], "not_your_session");
+        expect(&s.scan("hh1", "WH-A-02-03"), "ok", "location");
+        expect(&s.scan("hh1", P37), "ok", "picked");
+        s.rt.block_on(s.store.shutdown()).unwrap();
+    }
+    // The appliance restarts; Alice picks up a different handheld and resumes.
+    let s = open(&path, FloorPolicy::default(), false);
+    s.login("hh3", "OP-ALICE");
+    let me = s.floor.whoami("hh3");
+    assert_eq!(me.body["sessions"][0]["id"], session.as_str());
+    assert_eq!(me.body["sessions"][0]["location"], "WH/Stock/A-02-03");
+    let a = s.send(
+        "hh3",
+        FloorRequest::Resume {
+            session: session.clone(),
+        },
+    );
+    expect(&a, "ok", "resumed");
+    assert_eq!(next(&a), "quantity", "mid-line, as left");
+    expect(&s.scan("hh3", P37), "ok", "picked");
+    assert_eq!(s.picked(INTERNAL)[0], 2.0);
+    // The old device can no longer type into it.
+    s.login("hh1", "OP-ALICE");
+    let a = s.send(
+        "hh1",
+        FloorRequest::Input {
+            session: Some(session.clone()),
+            input: RawInput::Quantity(1.0),
+        },
+    );
+    assert_eq!(a.body["code"], "session_elsewhere");
+    // Cancelling frees the picking; what was recorded stays.
+    let a = s.send("hh3", FloorRequest::Cancel { session });
+    expect(&a, "ok", "cancelled");
+    assert_eq!(s.n_entries(), 2);
+    s.login("hh2", "OP-BOB");
+    s.start("hh2", Workflow::Pick, Some(INTERNAL));
+}
+
+#[test]
+fn concurrent_steps_on_one_session_never_double_record() {
+    let (_dir, s) = site(FloorPolicy {
+        require_source_location: false,
+        over_pick: OverPick::Allow,
+    });
+    s.login("hh1", "OP-ALICE");
+    s.start("hh1", Workflow::Pick, Some(INTERNAL));
+    // 16 different scans race on one session: each either lands (and is recorded once) or
+    // is told the session was busy; none is lost silently and none counts twice.
+    let answers: Vec<Answer> = s.rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let floor = s.floor.clone();
+            tasks.push(tokio::spawn(async move {
+                let caller = Caller {
+                    device: "hh1".into(),
+                    key: Some(format!("race-{i}")),
+                    fingerprint: format!("race-{i}"),
+                };
+                let request = FloorRequest::Input {
+                    session: None,
+                    input: RawInput::Scan(P37.as_bytes().to_vec()),
+                };
+                floor.handle(&caller, request).await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    let busy = answers
+        .iter()
+        .filter(|a| a.body["code"] == "session_busy")
+        .count();
+    assert_eq!(ok + busy, 16, "{answers:?}");
+    assert!(ok >= 1);
+    assert_eq!(s.picked(INTERNAL)[0], ok as f64);
+    assert_eq!(s.n_entries(), ok);
+}
+
+#[test]
+fn sign_in_by_badge_or_pin_and_wrong_ones_are_refused() {
+    let (_dir, s) = site(FloorPolicy::default());
+    let pin = |op: &str, pin: &str| {
+        s.send(
+            "hh1",
+            FloorRequest::Login(LoginBy::Pin {
+                operator: op.into(),
+                pin: pin.into(),
+            }),
+        )
+    };
+    assert_eq!(pin("alice", "0000").status, 401);
+    assert_eq!(pin("nobody", "1234").status, 401);
+    assert_eq!(pin("alice", "1234").body["operator"]["id"], "alice");
+    // Nothing works before sign-in; the first scan may be a badge.
+    let a = s.scan("hh2", P37);
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (401, Some("not_signed_in"))
+    );
+    let a = s.scan("hh2", "OP-BOB");
+    assert_eq!(a.body["operator"]["id"], "bob");
+    // With no task open, scanning a picking's name opens it.
+    let a = s.scan("hh2", "WH/IN/00003");
+    expect(&a, "ok", "started");
+    assert_eq!(a.body["session"]["workflow"], "receive");
+    // Repeated failures lock the device out for a while.
+    for _ in 0..5 {
+        pin("alice", "9999");
+    }
+    assert_eq!(pin("alice", "1234").status, 429);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random bytes, control characters, overlong and non-UTF-8 scans: a clear refusal, no
+    /// journal entry, and the session is exactly as it was.
+    #[test]
+    fn hostile_scans_change_nothing(scans in prop::collection::vec(
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..700),
+            "[\\x00-\\x1f\\x7f]{1,8}".prop_map(String::into_bytes),
+            "\\]C1[0-9]{0,40}".prop_map(String::into_bytes),
+            "[ -~]{0,40}".prop_map(String::into_bytes),
+        ], 1..6)) {
+        let (_dir, s) = site(FloorPolicy::default());
+        s.login("hh1", "OP-ALICE");
+        let id = s.start("hh1", Workflow::Pick, Some(INTERNAL));
+        expect(&s.scan("hh1", "WH-A-02-03"), "ok", "location");
+        let before = s.floor.session("hh1", &id).body;
+        for bytes in scans {
+            let a = s.input("hh1", RawInput::Scan(bytes.clone()));
+            if a.body["status"] == "error" {
+                prop_assert!(a.status >= 400, "{}", a.body);
+                prop_assert!(a.body["error"]["code"].is_string());
+            }
+        }
+        // Whatever was accepted was a real scan of this picking (a bin or a product).
+        let after = s.floor.session("hh1", &id).body;
+        if s.n_entries() == 0 {
+            prop_assert_eq!(&before["session"]["prompt"], &after["session"]["prompt"]);
+        }
+        prop_assert_eq!(&after["session"]["state"], "active");
+        // And the session still works.
+        let a = s.scan("hh1", "WH-A-02-03");
+        prop_assert_eq!(a.body["status"].as_str(), Some("ok"));
+    }
+}
