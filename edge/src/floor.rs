@@ -675,7 +675,11 @@ impl Floor {
             "status": "ok", "code": "started", "message": message,
             "session_id": id, "entries": [],
         });
-        self.write_step(caller, row, None, Vec::new(), body, 201, Some(id.clone()))
+        let current = Current::Set {
+            device: caller.device.clone(),
+            session: Some(id.clone()),
+        };
+        self.write_step(caller, row, None, Vec::new(), body, 201, current)
             .await
     }
 
@@ -707,16 +711,12 @@ impl Floor {
             "status": "ok", "code": "resumed", "message": "Session resumed",
             "session_id": id, "entries": [],
         });
-        self.write_step(
-            caller,
-            row,
-            Some(expected),
-            Vec::new(),
-            body,
-            200,
-            Some(id.to_owned()),
-        )
-        .await
+        let current = Current::Set {
+            device: caller.device.clone(),
+            session: Some(id.to_owned()),
+        };
+        self.write_step(caller, row, Some(expected), Vec::new(), body, 200, current)
+            .await
     }
 
     async fn cancel(&self, caller: &Caller, id: &str) -> Result<Answer, StoreError> {
@@ -748,7 +748,11 @@ impl Floor {
             "message": "Session cancelled; what was recorded stays in the journal",
             "session_id": id, "entries": [],
         });
-        self.write_step(caller, row, Some(expected), Vec::new(), body, 200, None)
+        let current = Current::Set {
+            device: caller.device.clone(),
+            session: None,
+        };
+        self.write_step(caller, row, Some(expected), Vec::new(), body, 200, current)
             .await
     }
 
@@ -932,7 +936,21 @@ impl Floor {
             "session_id": next.id,
             "entries": entry_json,
         });
-        let current = (!accepted.finished).then(|| next.id.clone());
+        // The device's current session changes only when this one ends or was named
+        // explicitly; most scans leave it as it is (one write less).
+        let current = if accepted.finished {
+            Current::Set {
+                device: caller.device.clone(),
+                session: None,
+            }
+        } else if login.session_id.as_deref() != Some(next.id.as_str()) {
+            Current::Set {
+                device: caller.device.clone(),
+                session: Some(next.id.clone()),
+            }
+        } else {
+            Current::Keep
+        };
         self.write_step(caller, next, Some(expected), entries, body, 200, current)
             .await
     }
@@ -947,7 +965,7 @@ impl Floor {
         entries: Vec<NewEntry>,
         mut body: Value,
         status: u16,
-        current: Option<String>,
+        current: Current,
     ) -> Result<Answer, StoreError> {
         let request = Self::record(caller, status, &body);
         let id = row.id.clone();
@@ -958,10 +976,7 @@ impl Floor {
                 session: row,
                 expected_version,
                 entries,
-                current: Current::Set {
-                    device: caller.device.clone(),
-                    session: current,
-                },
+                current,
                 request,
             })
             .await?;

@@ -52,6 +52,7 @@ impl From<StoreError> for ApiError {
             StoreError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "store_busy"),
             StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             StoreError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_operation"),
+            StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
         };
         ApiError {

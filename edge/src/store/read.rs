@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::floor::{self, DeviceLogin, OperatorRow, SessionRow, StoredAnswer};
@@ -268,8 +268,9 @@ impl<'c> Reader<'c> {
         id: Option<i64>,
         limit: usize,
     ) -> Result<Vec<PickingSummary>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT p.id, p.name, p.state, t.code, pa.name, p.origin, p.scheduled_date,
+        // One picking by its primary key, or the list; two statements, because one with
+        // "(?3 IS NULL OR p.id = ?3)" cannot use the key and scans every picking.
+        const SELECT: &str = "SELECT p.id, p.name, p.state, t.code, pa.name, p.origin, p.scheduled_date,
                     COALESCE((SELECT SUM(m.product_uom_qty) FROM move m WHERE m.picking_id = p.id AND m.state != 'cancel'), 0),
                     COALESCE((SELECT SUM(CASE WHEN m.picked THEN m.quantity ELSE 0 END) FROM move m WHERE m.picking_id = p.id), 0)
                     + COALESCE((SELECT SUM(e.delta) FROM journal_effect e JOIN move m ON m.id = e.move_id
@@ -277,13 +278,8 @@ impl<'c> Reader<'c> {
                     p.location_id, p.location_dest_id
              FROM picking p
              JOIN picking_type t ON t.id = p.picking_type_id
-             LEFT JOIN partner pa ON pa.id = p.partner_id
-             WHERE (?1 = 0 OR p.state NOT IN ('done', 'cancel', 'draft'))
-               AND (?3 IS NULL OR p.id = ?3)
-             ORDER BY p.state IN ('done', 'cancel'), p.scheduled_date, p.id
-             LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![open_only, limit as i64, id], |r| {
+             LEFT JOIN partner pa ON pa.id = p.partner_id";
+        let map = |r: &Row<'_>| {
             Ok(PickingSummary {
                 id: r.get(0)?,
                 name: r.get(1)?,
@@ -297,7 +293,20 @@ impl<'c> Reader<'c> {
                 location_id: r.get(9)?,
                 location_dest_id: r.get(10)?,
             })
-        })?;
+        };
+        if let Some(id) = id {
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!("{SELECT} WHERE p.id = ?1"))?;
+            let rows = stmt.query_map([id], map)?;
+            return Ok(rows.collect::<Result<_, _>>()?);
+        }
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{SELECT} WHERE (?1 = 0 OR p.state NOT IN ('done', 'cancel', 'draft'))
+             ORDER BY p.state IN ('done', 'cancel'), p.scheduled_date, p.id
+             LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![open_only, limit as i64], map)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

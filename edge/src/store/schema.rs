@@ -253,7 +253,8 @@ CREATE INDEX effect_lot ON journal_effect (product_id, lot_name) WHERE live = 1 
 "#;
 
 /// Version 2: the floor's own state — devices and operators, who is signed in where,
-/// workflow sessions, and the answers already given to device requests (idempotency).
+/// workflow sessions, and the answers already given to device requests (idempotency); effect
+/// indexes that cover the view's sums.
 const V2: &str = r#"
 -- Devices allowed on the device API with a token issued by `holdfast device issue`. Only a
 -- SHA-256 digest of the token is kept (tokens are 256-bit random: a plain digest is enough).
@@ -318,6 +319,14 @@ CREATE TABLE device_request (
     PRIMARY KEY (device, key)
 ) WITHOUT ROWID;
 CREATE INDEX device_request_age ON device_request (created_at);
+
+-- The view sums live effects on every scan: carry the delta in the indexes so a sum reads
+-- the index alone, not one table page per effect.
+DROP INDEX effect_stock;
+CREATE INDEX effect_stock ON journal_effect (product_id, location_id, lot_name, delta)
+    WHERE live = 1 AND target = 'stock';
+DROP INDEX effect_move;
+CREATE INDEX effect_move ON journal_effect (move_id, delta) WHERE live = 1 AND target = 'move';
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

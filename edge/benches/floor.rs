@@ -1,0 +1,1108 @@
+//! Floor benchmark: handhelds scanning through the real device API (axum over TCP on
+//! 127.0.0.1, bearer tokens, idempotency keys, one durable journal entry per scan), against
+//! what the same scan costs when a scanner app asks the cloud directly, measured in the same
+//! run.
+//!
+//! ```text
+//! cargo bench -p holdfast --bench floor                            # full: 10 s per local run
+//! HOLDFAST_BENCH_SCALE=0.2 cargo bench -p holdfast --bench floor   # a quick look (< 60 s)
+//! ```
+//!
+//! 1. Local, closed loop: 1, 50 and 200 devices, each scanning again as soon as it has its
+//!    answer (the saturation throughput; by Little's law the latency of a saturated closed
+//!    loop is devices / throughput).
+//! 2. Local, paced: 200 devices at 5,000 scans/s together (the target load), then at 1,000.
+//! 3. Cloud only: the Odoo simulator with 30 ms added per call; a scan is what a cloud-only
+//!    scanner app does: `search_read` the product by barcode, `write` the move line.
+//!
+//! Every device signs in by badge, opens a pick session on its own picking (one session per
+//! picking), then scans products of that picking again and again (over-pick allowed, no bin
+//! scan required): every answer must be 200 with one journal entry, or the benchmark stops.
+//! Figures are printed with the targets of DESIGN.md beside them; nothing is asserted on
+//! timing. CPU time is read per thread from /proc: the server's runtime workers (`srv`), the
+//! store writer, and the load generator (the main thread).
+
+// Benchmark code: a failed step should stop with its message.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use holdfast::floor::{Floor, sha256_hex};
+use holdfast::http::AppState;
+use holdfast::status::{CloudStatus, SiteStatus};
+use holdfast::store::{FloorCmd, OperatorRow, Store, StoreOptions};
+use holdfast::workflow::{FloorPolicy, OverPick};
+use holdfast_sync::dataset::{Dataset, DatasetSpec};
+use holdfast_sync::odoo::{ClientConfig, OdooClient};
+use holdfast_sync::records::{MoveState, PickingCode, PickingState, Tracking};
+use holdfast_sync::sim::{SimConfig, Simulator};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Barrier;
+
+/// Added to every call of the simulated cloud (a WAN round trip; Odoo's own processing comes
+/// on top on a real server: 47-62 ms for a move-line write, DESIGN.md).
+const CLOUD_LATENCY: Duration = Duration::from_millis(30);
+/// Local p99 target at 200 devices, and throughput target (DESIGN.md "Performance targets").
+const TARGET_P99: Duration = Duration::from_millis(2);
+const TARGET_RATE: f64 = 5_000.0;
+const TARGET_RATIO: f64 = 50.0;
+
+// ---------------------------------------------------------------------------------------
+// A minimal HTTP/1.1 keep-alive client: one connection per device, one request at a time, as
+// a handheld does. Hand-written so that the load generator, which shares the machine's cores
+// with the server, costs as little CPU as possible (its share is printed).
+
+struct Conn {
+    stream: TcpStream,
+    host: String,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn {
+            stream,
+            host: addr.to_string(),
+            out: Vec::with_capacity(512),
+            buf: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    /// POSTs a JSON body and returns the status and body of the answer.
+    async fn post(&mut self, path: &str, token: &str, key: &str, body: &str) -> (u16, Vec<u8>) {
+        use std::io::Write;
+        self.out.clear();
+        write!(
+            self.out,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+             Idempotency-Key: {key}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        )
+        .unwrap();
+        self.stream.write_all(&self.out).await.unwrap();
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap();
+                let status: u16 = head
+                    .get(9..12)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("bad status line: {head}"));
+                let mut length = None;
+                for line in head.split("\r\n").skip(1) {
+                    let Some((name, value)) = line.split_once(':') else {
+                        continue;
+                    };
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse::<usize>().ok();
+                    }
+                    assert!(
+                        !name.eq_ignore_ascii_case("transfer-encoding"),
+                        "this client reads only answers with a Content-Length: {head}"
+                    );
+                }
+                let length =
+                    length.unwrap_or_else(|| panic!("answer without Content-Length: {head}"));
+                let total = end + 4 + length;
+                while self.buf.len() < total {
+                    self.fill().await;
+                }
+                let body = self.buf[end + 4..total].to_vec();
+                self.buf.drain(..total);
+                return (status, body);
+            }
+            self.fill().await;
+        }
+    }
+
+    async fn fill(&mut self) {
+        self.buf.reserve(16 * 1024);
+        let n = self.stream.read_buf(&mut self.buf).await.unwrap();
+        assert!(n > 0, "the server closed the connection");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Handhelds.
+
+#[derive(Clone, Debug)]
+struct Device {
+    id: String,
+    token: String,
+    badge: String,
+    picking: i64,
+    /// Barcodes (else internal references) of the picking's products, scanned in turn.
+    codes: Vec<String>,
+}
+
+/// A device signed in with its session open.
+struct Handheld {
+    conn: Conn,
+    device: Device,
+    /// Scans sent so far (names the idempotency keys).
+    n: u64,
+}
+
+/// What one device saw during a run.
+#[derive(Default)]
+struct Seen {
+    /// Round trips of the measured scans, in order.
+    latencies: Vec<Duration>,
+    failures: u64,
+    first_failure: Option<String>,
+    /// Paced runs: sends more than 5 ms behind their schedule.
+    behind: u64,
+}
+
+impl Seen {
+    fn failed(&mut self, message: String) {
+        self.failures += 1;
+        self.first_failure.get_or_insert(message);
+    }
+}
+
+impl Handheld {
+    /// Signs the operator in by badge and opens a pick session on the device's picking.
+    async fn sign_in(addr: SocketAddr, device: Device) -> Handheld {
+        let mut conn = Conn::open(addr).await;
+        let d = &device;
+        let (status, body) = conn
+            .post(
+                "/api/v1/login",
+                &d.token,
+                &format!("{}-login", d.id),
+                &json!({"badge": d.badge}).to_string(),
+            )
+            .await;
+        assert_eq!(
+            status,
+            200,
+            "sign-in on {}: {}",
+            d.id,
+            String::from_utf8_lossy(&body)
+        );
+        let (status, body) = conn
+            .post(
+                "/api/v1/sessions",
+                &d.token,
+                &format!("{}-start", d.id),
+                &json!({"workflow": "pick", "picking_id": d.picking}).to_string(),
+            )
+            .await;
+        assert_eq!(
+            status,
+            201,
+            "pick session on picking {} from {}: {}",
+            d.picking,
+            d.id,
+            String::from_utf8_lossy(&body)
+        );
+        Handheld { conn, device, n: 0 }
+    }
+
+    /// One scan: the next product code of the picking, under a new idempotency key.
+    async fn scan(&mut self) -> Result<(), String> {
+        let d = &self.device;
+        let code = &d.codes[self.n as usize % d.codes.len()];
+        let key = format!("{}-{}", d.id, self.n);
+        self.n += 1;
+        let body = format!(r#"{{"code":"{code}"}}"#);
+        let (status, answer) = self.conn.post("/api/v1/scan", &d.token, &key, &body).await;
+        let answer: Value = serde_json::from_slice(&answer).map_err(|e| {
+            format!(
+                "{}: answer is not JSON ({e}): {}",
+                d.id,
+                String::from_utf8_lossy(&answer)
+            )
+        })?;
+        let ok = status == 200
+            && matches!(answer["status"].as_str(), Some("ok" | "warning"))
+            && answer["entries"].as_array().is_some_and(|e| e.len() == 1);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} scanning {code} on picking {}: HTTP {status} {answer}",
+                d.id, d.picking
+            ))
+        }
+    }
+
+    async fn warm_up(&mut self, scans: u64, seen: &mut Seen) {
+        for _ in 0..scans {
+            if let Err(e) = self.scan().await {
+                seen.failed(e);
+            }
+        }
+    }
+
+    /// Scans back to back until `duration` after the start.
+    async fn closed(mut self, warmup: u64, start: Arc<Barrier>, duration: Duration) -> Outcome {
+        let mut seen = Seen::default();
+        self.warm_up(warmup, &mut seen).await;
+        start.wait().await;
+        let deadline = Instant::now() + duration;
+        while Instant::now() < deadline {
+            let t = Instant::now();
+            let result = self.scan().await;
+            seen.latencies.push(t.elapsed());
+            if let Err(e) = result {
+                seen.failed(e);
+            }
+        }
+        (self, seen)
+    }
+
+    /// Scans every `interval` (from `phase` after the start) for `duration`.
+    async fn paced(
+        mut self,
+        warmup: u64,
+        start: Arc<Barrier>,
+        duration: Duration,
+        interval: Duration,
+        phase: Duration,
+    ) -> Outcome {
+        let mut seen = Seen::default();
+        self.warm_up(warmup, &mut seen).await;
+        start.wait().await;
+        let begin = tokio::time::Instant::now();
+        let mut due = begin + phase;
+        while due < begin + duration {
+            tokio::time::sleep_until(due).await;
+            if due.elapsed() > Duration::from_millis(5) {
+                seen.behind += 1;
+            }
+            let t = Instant::now();
+            let result = self.scan().await;
+            seen.latencies.push(t.elapsed());
+            if let Err(e) = result {
+                seen.failed(e);
+            }
+            due += interval;
+        }
+        (self, seen)
+    }
+}
+
+type Outcome = (Handheld, Seen);
+
+// ---------------------------------------------------------------------------------------
+// What a run cost: writer counters, CPU per thread group, the whole machine.
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    /// Seconds of CPU of the server's runtime threads (HTTP, floor logic, reads).
+    server: f64,
+    /// The store writer thread (transactions, fsync waits are not CPU).
+    writer: f64,
+    /// The load generator (the main thread drives its runtime).
+    generator: f64,
+    /// Other threads of this process.
+    other: f64,
+}
+
+impl Cpu {
+    fn read() -> Cpu {
+        let pid = std::process::id().to_string();
+        let mut cpu = Cpu::default();
+        for entry in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let path = entry.path();
+            let (Ok(stat), Ok(comm)) = (
+                std::fs::read_to_string(path.join("stat")),
+                std::fs::read_to_string(path.join("comm")),
+            ) else {
+                continue; // the thread ended meanwhile
+            };
+            // Fields after "(comm)": state is field 3, utime 14, stime 15 (clock ticks,
+            // USER_HZ = 100).
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            let ticks: f64 = [11, 12]
+                .iter()
+                .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+                .sum();
+            let secs = ticks / 100.0;
+            let comm = comm.trim();
+            if comm.starts_with("srv") {
+                cpu.server += secs;
+            } else if comm == "store-writer" {
+                cpu.writer += secs;
+            } else if entry.file_name().to_str() == Some(pid.as_str()) {
+                cpu.generator += secs;
+            } else {
+                cpu.other += secs;
+            }
+        }
+        cpu
+    }
+
+    fn total(&self) -> f64 {
+        self.server + self.writer + self.generator + self.other
+    }
+
+    fn minus(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            server: self.server - before.server,
+            writer: self.writer - before.writer,
+            generator: self.generator - before.generator,
+            other: self.other - before.other,
+        }
+    }
+}
+
+/// The whole machine from /proc/stat: (busy, total) in ticks over all cores.
+fn machine_ticks() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<f64> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
+#[derive(Clone, Copy)]
+struct Snapshot {
+    commits: u64,
+    commands: u64,
+    cpu: Cpu,
+    machine: (f64, f64),
+}
+
+impl Snapshot {
+    fn take(store: &Store) -> Snapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        Snapshot {
+            commits: store.stats().commits.load(Relaxed),
+            commands: store.stats().commands.load(Relaxed),
+            cpu: Cpu::read(),
+            machine: machine_ticks(),
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A run's figures.
+struct Run {
+    label: String,
+    devices: usize,
+    scans: usize,
+    elapsed: Duration,
+    sorted: Vec<Duration>,
+    /// p50 of the first and the last tenth of each device's scans.
+    p50_first: Duration,
+    p50_last: Duration,
+    commits: u64,
+    commands: u64,
+    cpu: Cpu,
+    /// Busy fraction of all cores, and the part of it not spent by this process.
+    machine_busy: f64,
+    others_busy: f64,
+    behind: u64,
+    cores: f64,
+}
+
+impl Run {
+    fn new(
+        label: String,
+        seen: Vec<Seen>,
+        elapsed: Duration,
+        before: Snapshot,
+        after: Snapshot,
+    ) -> Run {
+        let failures: u64 = seen.iter().map(|s| s.failures).sum();
+        if failures > 0 {
+            let first = seen.iter().find_map(|s| s.first_failure.clone());
+            panic!(
+                "{label}: {failures} scans failed (a local scan must be answered 200, ok or warning, with one journal entry); first: {}",
+                first.unwrap_or_default()
+            );
+        }
+        let tenth = |first: bool| {
+            let mut part: Vec<Duration> = seen
+                .iter()
+                .flat_map(|s| {
+                    let n = (s.latencies.len() / 10).max(1).min(s.latencies.len());
+                    if first {
+                        s.latencies[..n].to_vec()
+                    } else {
+                        s.latencies[s.latencies.len() - n..].to_vec()
+                    }
+                })
+                .collect();
+            part.sort();
+            percentile(&part, 0.5)
+        };
+        let (p50_first, p50_last) = (tenth(true), tenth(false));
+        let behind = seen.iter().map(|s| s.behind).sum();
+        let devices = seen.len();
+        let mut sorted: Vec<Duration> = seen.into_iter().flat_map(|s| s.latencies).collect();
+        sorted.sort();
+        let cpu = after.cpu.minus(&before.cpu);
+        let busy = after.machine.0 - before.machine.0;
+        let total = (after.machine.1 - before.machine.1).max(1.0);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        Run {
+            label,
+            devices,
+            scans: sorted.len(),
+            elapsed,
+            sorted,
+            p50_first,
+            p50_last,
+            commits: after.commits - before.commits,
+            commands: after.commands - before.commands,
+            cpu,
+            machine_busy: busy / total,
+            others_busy: ((busy / 100.0 - cpu.total()) / (total / 100.0)).max(0.0),
+            behind,
+            cores,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.scans as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn p(&self, p: f64) -> Duration {
+        percentile(&self.sorted, p)
+    }
+
+    fn max(&self) -> Duration {
+        self.sorted.last().copied().unwrap_or_default()
+    }
+
+    fn header() {
+        println!(
+            "{:<26} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>21}",
+            "run",
+            "devices",
+            "scans",
+            "scans/s",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "cmds/txn",
+            "p50 first->last 10%"
+        );
+    }
+
+    fn row(&self) {
+        println!(
+            "{:<26} {:>7} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>8.2} {:>9.1} {:>9.3} -> {:<8.3}",
+            self.label,
+            self.devices,
+            self.scans,
+            self.rate(),
+            ms(self.p(0.5)),
+            ms(self.p(0.99)),
+            ms(self.p(0.999)),
+            ms(self.max()),
+            self.commands as f64 / self.commits.max(1) as f64,
+            ms(self.p50_first),
+            ms(self.p50_last),
+        );
+    }
+
+    fn cpu_row(&self) {
+        let per = |s: f64| s / self.scans.max(1) as f64 * 1e6;
+        let secs = self.elapsed.as_secs_f64();
+        println!(
+            "{:<26} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>12.0}% {:>11.0}% {:>11.0}% {:>8}",
+            self.label,
+            self.devices,
+            per(self.cpu.server),
+            per(self.cpu.writer),
+            per(self.cpu.generator),
+            self.cpu.server / secs * 100.0,
+            self.cpu.generator / secs * 100.0,
+            self.others_busy * self.cores * 100.0,
+            format!("{:.0}%", self.machine_busy * 100.0),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Local runs.
+
+/// Signs `devices` in, warms them up, then runs them all at once; returns the figures and the
+/// handhelds (still signed in, sessions open) for a later run.
+async fn local_closed(
+    store: &Store,
+    handhelds: Vec<Handheld>,
+    warmup: u64,
+    duration: Duration,
+    label: String,
+) -> (Run, Vec<Handheld>) {
+    let start = Arc::new(Barrier::new(handhelds.len() + 1));
+    let tasks: Vec<_> = handhelds
+        .into_iter()
+        .map(|h| tokio::spawn(h.closed(warmup, start.clone(), duration)))
+        .collect();
+    finish(store, start, tasks, label).await
+}
+
+async fn local_paced(
+    store: &Store,
+    handhelds: Vec<Handheld>,
+    warmup: u64,
+    duration: Duration,
+    rate: f64,
+    label: String,
+) -> (Run, Vec<Handheld>) {
+    let n = handhelds.len();
+    let interval = Duration::from_secs_f64(n as f64 / rate);
+    let start = Arc::new(Barrier::new(n + 1));
+    let tasks: Vec<_> = handhelds
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let phase = interval.mul_f64(i as f64 / n as f64);
+            tokio::spawn(h.paced(warmup, start.clone(), duration, interval, phase))
+        })
+        .collect();
+    finish(store, start, tasks, label).await
+}
+
+async fn finish(
+    store: &Store,
+    start: Arc<Barrier>,
+    tasks: Vec<tokio::task::JoinHandle<Outcome>>,
+    label: String,
+) -> (Run, Vec<Handheld>) {
+    start.wait().await;
+    let before = Snapshot::take(store);
+    let started = Instant::now();
+    let mut handhelds = Vec::with_capacity(tasks.len());
+    let mut seen = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (h, s) = task.await.unwrap();
+        handhelds.push(h);
+        seen.push(s);
+    }
+    let elapsed = started.elapsed();
+    let after = Snapshot::take(store);
+    (Run::new(label, seen, elapsed, before, after), handhelds)
+}
+
+async fn sign_in_all(addr: SocketAddr, devices: &[Device]) -> Vec<Handheld> {
+    let tasks: Vec<_> = devices
+        .iter()
+        .cloned()
+        .map(|d| tokio::spawn(Handheld::sign_in(addr, d)))
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// The cloud-only scanner app.
+
+struct CloudScanner {
+    client: OdooClient,
+    /// `barcode` or `default_code`.
+    field: &'static str,
+    code: String,
+    product_id: i64,
+    line_id: i64,
+    quantity: f64,
+}
+
+impl CloudScanner {
+    /// Resolves the barcode, then records the pick on the move line.
+    async fn scan(&mut self) -> Result<(), String> {
+        let found = self
+            .client
+            .search_read(
+                "product.product",
+                json!([[self.field, "=", self.code]]),
+                &["id"],
+                "id",
+                Some(1),
+            )
+            .await
+            .map_err(|e| format!("search_read {}: {e}", self.code))?;
+        let id = found
+            .first()
+            .and_then(|r| r.get("id"))
+            .and_then(Value::as_i64);
+        if id != Some(self.product_id) {
+            return Err(format!(
+                "{} resolved to {id:?}, not {}",
+                self.code, self.product_id
+            ));
+        }
+        self.quantity += 1.0;
+        self.client
+            .write(
+                "stock.move.line",
+                &[self.line_id],
+                json!({"quantity": self.quantity, "picked": true}),
+            )
+            .await
+            .map_err(|e| format!("write stock.move.line {}: {e}", self.line_id))
+    }
+
+    async fn run(mut self, warmup: u64, start: Arc<Barrier>, scans: u64) -> Seen {
+        let mut seen = Seen::default();
+        for _ in 0..warmup {
+            if let Err(e) = self.scan().await {
+                seen.failed(e);
+            }
+        }
+        start.wait().await;
+        for _ in 0..scans {
+            let t = Instant::now();
+            let result = self.scan().await;
+            seen.latencies.push(t.elapsed());
+            if let Err(e) = result {
+                seen.failed(e);
+            }
+        }
+        seen
+    }
+}
+
+async fn cloud_run(
+    store: &Store,
+    scanners: Vec<CloudScanner>,
+    warmup: u64,
+    scans: u64,
+    label: String,
+) -> Run {
+    let start = Arc::new(Barrier::new(scanners.len() + 1));
+    let tasks: Vec<_> = scanners
+        .into_iter()
+        .map(|s| tokio::spawn(s.run(warmup, start.clone(), scans)))
+        .collect();
+    start.wait().await;
+    let before = Snapshot::take(store);
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    Run::new(label, seen, elapsed, before, Snapshot::take(store))
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// What runs now, on stderr (the figures come at the end, on stdout).
+fn progress(what: &str) {
+    eprintln!("floor bench: {what}");
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+fn main() {
+    let scale: f64 = std::env::var("HOLDFAST_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let run_time = Duration::from_secs_f64((10.0 * scale).max(1.0));
+    let warmup = 10;
+    let cloud_scans_one = ((100.0 * scale) as u64).max(20);
+    let cloud_scans_many = ((40.0 * scale) as u64).max(8);
+
+    // 1 + 50 + 200 devices in closed loop, 200 paced: each on its own picking.
+    let closed_sizes = [1usize, 50, 200];
+    let paced_devices = 200;
+    let needed = closed_sizes.iter().sum::<usize>() + paced_devices;
+    let spec = DatasetSpec {
+        seed: 1,
+        products: 2_000,
+        quants: 10_000,
+        pickings: 1_500,
+    };
+    let data = Dataset::generate(&spec);
+
+    // Open deliveries and internal transfers, and the codes of their untracked products.
+    let product = |id: i64| &data.products[id as usize - 1];
+    let mut eligible: Vec<(i64, Vec<String>)> = Vec::new();
+    for p in &data.pickings {
+        let kind = data.picking_types[p.picking_type_id.0 as usize - 1].code;
+        let open = matches!(
+            p.state,
+            PickingState::Assigned | PickingState::Confirmed | PickingState::Waiting
+        );
+        if !open || kind == PickingCode::Incoming {
+            continue;
+        }
+        let mut codes = Vec::new();
+        for m in data
+            .moves
+            .iter()
+            .filter(|m| m.picking_id == Some(p.id) && m.state != MoveState::Cancel)
+        {
+            let pr = product(m.product_id.0);
+            if pr.active && pr.tracking == Tracking::None {
+                let code = pr.barcode.clone().or_else(|| pr.default_code.clone());
+                if let Some(code) = code.filter(|c| !codes.contains(c)) {
+                    codes.push(code);
+                }
+            }
+        }
+        if !codes.is_empty() {
+            eligible.push((p.id.0, codes));
+        }
+    }
+    assert!(
+        eligible.len() >= needed,
+        "the data set has {} open outgoing/internal pickings with untracked products; {needed} needed",
+        eligible.len()
+    );
+    let devices: Vec<Device> = eligible
+        .iter()
+        .take(needed)
+        .enumerate()
+        .map(|(i, (picking, codes))| Device {
+            id: format!("hh-{i:03}"),
+            token: format!("bench-token-{i:03}-{}", sha256_hex(&i.to_le_bytes())),
+            badge: format!("BADGE-{i:03}"),
+            picking: *picking,
+            codes: codes.clone(),
+        })
+        .collect();
+
+    // The server: its own multi-thread runtime (threads named `srv`), as the appliance runs.
+    let srv = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("srv")
+        .enable_all()
+        .build()
+        .unwrap();
+    // The load generator: a current-thread runtime on the main thread.
+    let generator = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // On the build's own disk (not a tmpfs), so fsync costs what it costs on the appliance.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let db = dir.path().join("floor.db");
+    let store = Store::open(StoreOptions::new(&db, "bench")).unwrap();
+    let loaded = srv.block_on(holdfast::demo::load(&store, &data)).unwrap();
+    srv.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, d) in devices.iter().enumerate() {
+            let (store, d) = (store.clone(), d.clone());
+            tasks.spawn(async move {
+                store
+                    .floor(FloorCmd::IssueDevice {
+                        id: d.id.clone(),
+                        token_sha256: sha256_hex(d.token.as_bytes()),
+                    })
+                    .await
+                    .unwrap();
+                store
+                    .floor(FloorCmd::AddOperator(OperatorRow {
+                        id: format!("op-{i:03}"),
+                        name: format!("Picker {i}"),
+                        badge: Some(d.badge.clone()),
+                        pin_hash: None,
+                        active: true,
+                    }))
+                    .await
+                    .unwrap();
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    });
+    let floor = Floor::new(
+        store.clone(),
+        FloorPolicy {
+            require_source_location: false,
+            over_pick: OverPick::Allow,
+        },
+        None,
+        vec![],
+    );
+    let state = AppState {
+        store: store.clone(),
+        floor,
+        site: SiteStatus {
+            id: "bench".into(),
+            name: "Floor benchmark".into(),
+        },
+        cloud: CloudStatus { target: None },
+        started: Instant::now(),
+        pull: None,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listener = srv
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = srv.spawn(holdfast::http::serve(listener, state, shutdown.clone()));
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("holdfast floor benchmark (scale {scale})");
+    println!(
+        "device API over HTTP/1.1 keep-alive on {addr}; every scan = 1 durable journal entry (synchronous=FULL, {})",
+        dir.path().display()
+    );
+    println!(
+        "mirror: {} products, {} quants, {} pickings ({loaded} records; {} open outgoing/internal pickings usable, {needed} used); {cores} cores",
+        spec.products,
+        spec.quants,
+        spec.pickings,
+        eligible.len()
+    );
+
+    // 1. Local, closed loop.
+    let db_before = file_size(&db) + file_size(&db.with_extension("db-wal"));
+    let mut runs = Vec::new();
+    let mut rest = &devices[..];
+    for &n in &closed_sizes {
+        let (mine, others) = rest.split_at(n);
+        rest = others;
+        progress(&format!("local, closed loop, {n} devices"));
+        let handhelds = generator.block_on(sign_in_all(addr, mine));
+        let (run, _) = generator.block_on(local_closed(
+            &store,
+            handhelds,
+            warmup,
+            run_time,
+            "local, closed loop".into(),
+        ));
+        runs.push(run);
+    }
+    // 2. Local, paced.
+    let mut handhelds = generator.block_on(sign_in_all(addr, &rest[..paced_devices]));
+    let mut paced = Vec::new();
+    for rate in [TARGET_RATE, 1_000.0] {
+        progress(&format!(
+            "local, {paced_devices} devices paced at {rate:.0} scans/s"
+        ));
+        let (run, back) = generator.block_on(local_paced(
+            &store,
+            handhelds,
+            warmup.min(3),
+            run_time,
+            rate,
+            format!("local, paced {rate:.0}/s"),
+        ));
+        handhelds = back;
+        paced.push(run);
+    }
+    drop(handhelds);
+    let local_scans: u64 = runs.iter().chain(&paced).map(|r| r.scans as u64).sum();
+    let wal = file_size(&db.with_extension("db-wal"));
+    let db_after = file_size(&db) + wal;
+
+    // 3. The cloud only: the same data set in the simulator, 30 ms added per call.
+    let sim = srv
+        .block_on(Simulator::start(SimConfig::default(), &data))
+        .unwrap();
+    let sim_config = sim.config().clone();
+    let mut lines = data.move_lines.iter().filter(|l| {
+        let Some(picking) = l.picking_id else {
+            return false;
+        };
+        let p = &data.pickings[picking.0 as usize - 1];
+        let kind = data.picking_types[p.picking_type_id.0 as usize - 1].code;
+        let pr = product(l.product_id.0);
+        p.state == PickingState::Assigned
+            && kind != PickingCode::Incoming
+            && pr.active
+            && pr.tracking == Tracking::None
+            && pr.barcode.is_some()
+    });
+    let mut seen_pickings = HashSet::new();
+    let mut scanners = Vec::new();
+    let cloud_sizes = [1usize, 50];
+    for _ in 0..cloud_sizes.iter().sum::<usize>() {
+        let line = lines
+            .by_ref()
+            .find(|l| seen_pickings.insert(l.picking_id))
+            .expect("enough assigned pickings with move lines");
+        let config = ClientConfig::new(
+            &sim.url(),
+            &sim_config.database,
+            &sim_config.login,
+            &sim_config.api_key,
+            1,
+        );
+        let client = generator.block_on(OdooClient::connect(config)).unwrap();
+        scanners.push(CloudScanner {
+            client,
+            field: "barcode",
+            code: product(line.product_id.0).barcode.clone().unwrap(),
+            product_id: line.product_id.0,
+            line_id: line.id.0,
+            quantity: line.quantity,
+        });
+    }
+    sim.set_latency(CLOUD_LATENCY);
+    let mut cloud = Vec::new();
+    for (n, scans) in cloud_sizes.iter().zip([cloud_scans_one, cloud_scans_many]) {
+        progress(&format!("cloud only, {n} devices"));
+        let mine: Vec<_> = scanners.drain(..n).collect();
+        cloud.push(generator.block_on(cloud_run(
+            &store,
+            mine,
+            2,
+            scans,
+            "cloud only, closed loop".into(),
+        )));
+    }
+
+    // The report.
+    println!(
+        "\n## local: device API, closed loop ({:.0} s per run after {warmup} warm-up scans per device; each device scans again as soon as answered)",
+        run_time.as_secs_f64()
+    );
+    Run::header();
+    for r in &runs {
+        r.row();
+    }
+    println!(
+        "\n## local: 200 devices paced (open loop; {:.0} s per run), each at rate/200",
+        run_time.as_secs_f64()
+    );
+    Run::header();
+    for r in &paced {
+        r.row();
+    }
+    for r in &paced {
+        println!(
+            "  {}: {} of {} sends were more than 5 ms behind schedule",
+            r.label, r.behind, r.scans
+        );
+    }
+    println!(
+        "\n## cloud only: Odoo simulator + {} ms per call; a scan = search_read product by barcode + write stock.move.line",
+        CLOUD_LATENCY.as_millis()
+    );
+    Run::header();
+    for r in &cloud {
+        r.row();
+    }
+    println!(
+        "\n## CPU (per scan, from /proc per thread; {cores} cores; busy = whole machine, others = not this process, in % of one core)"
+    );
+    println!(
+        "(server = the runtime threads: the device API in local runs, the Odoo simulator in cloud runs)"
+    );
+    println!(
+        "{:<26} {:>7} {:>10} {:>10} {:>10} {:>13} {:>12} {:>12} {:>8}",
+        "run",
+        "devices",
+        "server us",
+        "writer us",
+        "loadgen us",
+        "server core",
+        "loadgen core",
+        "others core",
+        "busy"
+    );
+    for r in runs.iter().chain(&paced).chain(&cloud) {
+        r.cpu_row();
+    }
+    let grown = db_after.saturating_sub(db_before);
+    println!(
+        "\nstore grew by {:.1} MB (database + WAL; WAL now {:.1} MB) for {local_scans} scans: {:.0} bytes per scan; commits: {}, commands: {}",
+        grown as f64 / 1e6,
+        wal as f64 / 1e6,
+        grown as f64 / local_scans.max(1) as f64,
+        store
+            .stats()
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed),
+        store
+            .stats()
+            .commands
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+
+    // Against the targets.
+    let at200 = &paced[0];
+    let closed200 = &runs[2];
+    let ratio = |c: &Run, l: &Run| ms(c.p(0.99)) / ms(l.p(0.99));
+    println!("\n## against DESIGN.md \"Performance targets\" (reported, not asserted)");
+    println!(
+        "local p99, 200 devices paced at {:.0} scans/s : {:>8.3} ms (target <= {} ms): {}",
+        TARGET_RATE,
+        ms(at200.p(0.99)),
+        TARGET_P99.as_millis(),
+        verdict(at200.p(0.99) <= TARGET_P99)
+    );
+    println!(
+        "scans/s achieved, 200 devices paced            : {:>8.0} (target >= {TARGET_RATE:.0}): {}",
+        at200.rate(),
+        verdict(at200.rate() >= TARGET_RATE * 0.98)
+    );
+    println!(
+        "scans/s, 200 devices closed loop (saturation)  : {:>8.0} (target >= {TARGET_RATE:.0}): {}",
+        closed200.rate(),
+        verdict(closed200.rate() >= TARGET_RATE)
+    );
+    println!(
+        "local p99, 200 devices closed loop             : {:>8.3} ms (saturated: ~ 200 / throughput; for reference)",
+        ms(closed200.p(0.99))
+    );
+    println!(
+        "cloud p99 / local p99, 1 device                : {:>8.1} x (target >= {TARGET_RATIO:.0}x): {}",
+        ratio(&cloud[0], &runs[0]),
+        verdict(ratio(&cloud[0], &runs[0]) >= TARGET_RATIO)
+    );
+    println!(
+        "cloud p99 / local p99, 50 devices, closed loop : {:>8.1} x (target >= {TARGET_RATIO:.0}x): {}",
+        ratio(&cloud[1], &runs[1]),
+        verdict(ratio(&cloud[1], &runs[1]) >= TARGET_RATIO)
+    );
+    println!(
+        "cloud p99 (50 devices) / local p99 (200 paced) : {:>8.1} x (target >= {TARGET_RATIO:.0}x): {}",
+        ratio(&cloud[1], at200),
+        verdict(ratio(&cloud[1], at200) >= TARGET_RATIO)
+    );
+
+    shutdown.cancel();
+    srv.block_on(async {
+        let _ = server.await;
+        store.shutdown().await.unwrap();
+    });
+    drop(sim);
+}
