@@ -331,9 +331,9 @@ impl Floor {
             policy: self.inner.policy,
         };
         let picking = match row.picking_id {
-            Some(id) => r
-                .picking_summary(id)?
-                .map(|p| json!({"id": p.id, "name": p.name, "state": p.state, "kind": p.kind})),
+            Some(id) => r.picking_header(id)?.map(
+                |(name, state, kind)| json!({"id": id, "name": name, "state": state, "kind": kind}),
+            ),
             None => None,
         };
         let name = |id: Option<i64>| -> Result<Option<String>, StoreError> {

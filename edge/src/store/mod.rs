@@ -37,6 +37,7 @@
 //!
 //! The property test in `tests` checks this against an in-memory model of the cloud.
 
+mod checkpoint;
 mod floor;
 mod journal;
 mod mirror;
@@ -174,6 +175,8 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     pub commands: AtomicU64,
     pub failed_commits: AtomicU64,
+    /// Frames in the WAL when the checkpointer last looked.
+    pub wal_frames: std::sync::atomic::AtomicI64,
 }
 
 /// A handle to the store; cheap to clone.
@@ -190,6 +193,8 @@ struct Inner {
     path: PathBuf,
     stats: Arc<WriterStats>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Stops the checkpoint thread (dropping it does too).
+    checkpoint: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
 /// Applies the pragmas every connection needs.
@@ -225,6 +230,10 @@ impl Store {
             });
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Checkpoints run on their own thread (see `checkpoint`), never inside a commit; once
+        // the WAL has been copied back and restarts, keep its file from staying huge.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         schema::migrate(&mut conn, &path_text)?;
         if let Some(max) = options.max_size_bytes {
             let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
@@ -246,6 +255,9 @@ impl Store {
             },
             stats.clone(),
         )?;
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+        let checkpointer =
+            checkpoint::spawn(&options.path, options.busy_timeout, stop_rx, stats.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 device_tx,
@@ -254,6 +266,7 @@ impl Store {
                 path: options.path,
                 stats,
                 writer: Mutex::new(Some(writer)),
+                checkpoint: Mutex::new(Some((stop_tx, checkpointer))),
             }),
         })
     }
@@ -418,6 +431,17 @@ impl Store {
             .take();
         if let Some(handle) = handle {
             // The thread has replied to Shutdown; joining only waits for it to unwind.
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        let checkpointer = self
+            .inner
+            .checkpoint
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .take();
+        if let Some((stop, handle)) = checkpointer {
+            // One last checkpoint, then the thread ends.
+            let _ = stop.send(());
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         match result {

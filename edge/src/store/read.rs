@@ -765,6 +765,19 @@ impl<'c> Reader<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// A picking's name, state and kind (`incoming`, `outgoing`, `internal`): what a session
+    /// header shows, without the sums of [`Reader::picking_summary`].
+    pub fn picking_header(&self, id: i64) -> Result<Option<(String, String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT p.name, p.state, t.code FROM picking p
+                 JOIN picking_type t ON t.id = p.picking_type_id WHERE p.id = ?1",
+            )?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?)
+    }
+
     /// One picking's summary.
     pub fn picking_summary(&self, id: i64) -> Result<Option<PickingSummary>, StoreError> {
         Ok(self.picking_rows(false, Some(id), 1)?.into_iter().next())

@@ -189,6 +189,14 @@ fn run_batch(
     for f in done {
         f(error.as_ref());
     }
+    // After the replies, not before: finish what the checkpointer could not, so the next
+    // transaction starts the WAL afresh (see `checkpoint`).
+    if stats.wal_frames.load(Ordering::Relaxed) > super::checkpoint::WAL_RESTART_FRAMES {
+        stats.wal_frames.store(0, Ordering::Relaxed);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 /// Answers a command that never ran; the batch error replaces the result.
