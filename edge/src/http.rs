@@ -99,16 +99,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/lookup", post(lookup))
         .route("/api/v1/me", get(me))
         .route("/api/v1/journal", get(device_journal))
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/logout", post(logout))
-        .route("/api/v1/sessions", post(start_session))
         .route("/api/v1/sessions/{id}", get(session))
-        .route("/api/v1/sessions/{id}/resume", post(resume))
-        .route("/api/v1/sessions/{id}/cancel", post(cancel))
-        .route("/api/v1/sessions/{id}/quantity", post(quantity))
-        .route("/api/v1/sessions/{id}/validate", post(validate))
-        .route("/api/v1/sessions/{id}/finish", post(finish))
-        .route("/api/v1/scan", post(scan))
+        .merge(write_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_device,
@@ -328,19 +320,6 @@ fn caller(
 
 type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
 
-/// Runs a write request through the floor.
-async fn write(
-    state: &AppState,
-    device: &DeviceId,
-    headers: &axum::http::HeaderMap,
-    uri: &axum::http::Uri,
-    bytes: &[u8],
-    request: FloorRequest,
-) -> Result<Response, ApiError> {
-    let caller = caller(device, headers, uri, bytes)?;
-    Ok(answer(state.floor.handle(&caller, request).await))
-}
-
 /// Who is signed in on this device, and its sessions.
 async fn me(
     State(state): State<Arc<AppState>>,
@@ -370,96 +349,7 @@ async fn device_journal(
     Ok(Json(json!({"entries": entries})).into_response())
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginBody {
-    badge: Option<String>,
-    operator: Option<String>,
-    pin: Option<String>,
-}
-
-async fn login(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(device): axum::Extension<DeviceId>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
-    let shape = r#"{"badge": "..."} or {"operator": "...", "pin": "..."}"#;
-    let b: LoginBody = json_body(&bytes, shape)?;
-    let by = match b {
-        LoginBody {
-            badge: Some(badge),
-            operator: None,
-            pin: None,
-        } => LoginBy::Badge(badge),
-        LoginBody {
-            badge: None,
-            operator: Some(operator),
-            pin: Some(pin),
-        } => LoginBy::Pin { operator, pin },
-        _ => return Err(ApiError::bad_request(format!("body must be {shape}"))),
-    };
-    write(
-        &state,
-        &device,
-        &headers,
-        &uri,
-        &bytes,
-        FloorRequest::Login(by),
-    )
-    .await
-}
-
-async fn logout(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(device): axum::Extension<DeviceId>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
-    write(
-        &state,
-        &device,
-        &headers,
-        &uri,
-        &bytes,
-        FloorRequest::Logout,
-    )
-    .await
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    workflow: String,
-    picking_id: Option<i64>,
-}
-
-async fn start_session(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(device): axum::Extension<DeviceId>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
-    let b: StartBody = json_body(&bytes, r#"{"workflow": "pick", "picking_id": 12}"#)?;
-    let workflow = Workflow::parse(&b.workflow).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "workflow {:?} is not one of: pick, receive, count, transfer",
-            b.workflow
-        ))
-    })?;
-    let request = FloorRequest::Start {
-        workflow,
-        picking_id: b.picking_id,
-    };
-    write(&state, &device, &headers, &uri, &bytes, request).await
-}
-
+/// One session, as its operator sees it.
 async fn session(
     State(state): State<Arc<AppState>>,
     axum::Extension(device): axum::Extension<DeviceId>,
@@ -468,120 +358,201 @@ async fn session(
     answer(state.floor.session(&device.0, &id))
 }
 
-async fn resume(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(device): axum::Extension<DeviceId>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+/// The device API's write endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteEndpoint {
+    Login,
+    Logout,
+    Start,
+    Scan,
+    Resume(String),
+    Cancel(String),
+    Quantity(String),
+    Validate(String),
+    Finish(String),
+}
+
+/// Reads a write request's body into what the floor understands. Every device body goes
+/// through here (fuzzed by `fuzz/fuzz_targets/device_request.rs`); an empty body reads as
+/// `{}`, unknown fields are refused.
+pub fn parse_write(endpoint: WriteEndpoint, bytes: &[u8]) -> Result<FloorRequest, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct LoginBody {
+        badge: Option<String>,
+        operator: Option<String>,
+        pin: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct StartBody {
+        workflow: String,
+        picking_id: Option<i64>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ScanBody {
+        code: String,
+        session_id: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct QuantityBody {
+        quantity: f64,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ValidateBody {
+        backorder: Option<holdfast_sync::ops::BackorderChoice>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+
+    Ok(match endpoint {
+        WriteEndpoint::Login => {
+            let shape = r#"{"badge": "..."} or {"operator": "...", "pin": "..."}"#;
+            match json_body::<LoginBody>(bytes, shape)? {
+                LoginBody {
+                    badge: Some(badge),
+                    operator: None,
+                    pin: None,
+                } => FloorRequest::Login(LoginBy::Badge(badge)),
+                LoginBody {
+                    badge: None,
+                    operator: Some(operator),
+                    pin: Some(pin),
+                } => FloorRequest::Login(LoginBy::Pin { operator, pin }),
+                _ => return Err(ApiError::bad_request(format!("body must be {shape}"))),
+            }
+        }
+        WriteEndpoint::Logout => {
+            json_body::<Empty>(bytes, "empty")?;
+            FloorRequest::Logout
+        }
+        WriteEndpoint::Start => {
+            let b: StartBody = json_body(bytes, r#"{"workflow": "pick", "picking_id": 12}"#)?;
+            let workflow = Workflow::parse(&b.workflow).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "workflow {:?} is not one of: pick, receive, count, transfer",
+                    b.workflow
+                ))
+            })?;
+            FloorRequest::Start {
+                workflow,
+                picking_id: b.picking_id,
+            }
+        }
+        WriteEndpoint::Scan => {
+            let b: ScanBody = json_body(bytes, r#"{"code": "...", "session_id": "..."}"#)?;
+            FloorRequest::Input {
+                session: b.session_id,
+                input: RawInput::Scan(b.code.into_bytes()),
+            }
+        }
+        WriteEndpoint::Resume(session) => {
+            json_body::<Empty>(bytes, "empty")?;
+            FloorRequest::Resume { session }
+        }
+        WriteEndpoint::Cancel(session) => {
+            json_body::<Empty>(bytes, "empty")?;
+            FloorRequest::Cancel { session }
+        }
+        WriteEndpoint::Quantity(session) => {
+            let b: QuantityBody = json_body(bytes, r#"{"quantity": 3}"#)?;
+            FloorRequest::Input {
+                session: Some(session),
+                input: RawInput::Quantity(b.quantity),
+            }
+        }
+        WriteEndpoint::Validate(session) => {
+            let b: ValidateBody = json_body(
+                bytes,
+                r#"{} or {"backorder": "backorder" | "no_backorder"}"#,
+            )?;
+            FloorRequest::Input {
+                session: Some(session),
+                input: RawInput::Validate(b.backorder),
+            }
+        }
+        WriteEndpoint::Finish(session) => {
+            json_body::<Empty>(bytes, "empty")?;
+            FloorRequest::Input {
+                session: Some(session),
+                input: RawInput::Finish,
+            }
+        }
+    })
+}
+
+/// The handler of every write endpoint: body, idempotency key, then the floor.
+async fn write_endpoint(
+    state: Arc<AppState>,
+    device: DeviceId,
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
     body: Body,
+    endpoint: WriteEndpoint,
 ) -> Result<Response, ApiError> {
     let bytes = body_bytes(body)?;
-    let request = FloorRequest::Resume { session: id };
-    write(&state, &device, &headers, &uri, &bytes, request).await
+    let request = parse_write(endpoint, &bytes)?;
+    let caller = caller(&device, &headers, &uri, &bytes)?;
+    Ok(answer(state.floor.handle(&caller, request).await))
 }
 
-async fn cancel(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(device): axum::Extension<DeviceId>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
-    let request = FloorRequest::Cancel { session: id };
-    write(&state, &device, &headers, &uri, &bytes, request).await
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuantityBody {
-    quantity: f64,
-}
-
-async fn quantity(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(device): axum::Extension<DeviceId>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
-    let b: QuantityBody = json_body(&bytes, r#"{"quantity": 3}"#)?;
-    let request = FloorRequest::Input {
-        session: Some(id),
-        input: RawInput::Quantity(b.quantity),
-    };
-    write(&state, &device, &headers, &uri, &bytes, request).await
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ValidateBody {
-    backorder: Option<holdfast_sync::ops::BackorderChoice>,
-}
-
-async fn validate(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(device): axum::Extension<DeviceId>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
-    let b: ValidateBody = json_body(
-        &bytes,
-        r#"{} or {"backorder": "backorder" | "no_backorder"}"#,
-    )?;
-    let request = FloorRequest::Input {
-        session: Some(id),
-        input: RawInput::Validate(b.backorder),
-    };
-    write(&state, &device, &headers, &uri, &bytes, request).await
-}
-
-async fn finish(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(device): axum::Extension<DeviceId>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
-    let request = FloorRequest::Input {
-        session: Some(id),
-        input: RawInput::Finish,
-    };
-    write(&state, &device, &headers, &uri, &bytes, request).await
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScanBody {
-    code: String,
-    session_id: Option<String>,
-}
-
-/// A scan into the device's current session (or the named one). With no session, a
-/// picking's name starts one; with nobody signed in, a badge signs its operator in.
-async fn scan(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(device): axum::Extension<DeviceId>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
-    let b: ScanBody = json_body(&bytes, r#"{"code": "...", "session_id": "..."}"#)?;
-    let request = FloorRequest::Input {
-        session: b.session_id,
-        input: RawInput::Scan(b.code.into_bytes()),
-    };
-    write(&state, &device, &headers, &uri, &bytes, request).await
+/// Routes of the write endpoints (all behind the device token).
+fn write_routes() -> Router<Arc<AppState>> {
+    use axum::extract::{Extension, Path};
+    type S = State<Arc<AppState>>;
+    type H = axum::http::HeaderMap;
+    type U = axum::http::Uri;
+    type D = Extension<DeviceId>;
+    Router::new()
+        .route(
+            "/api/v1/login",
+            post(|State(s): S, Extension(d): D, h: H, u: U, b: Body| {
+                write_endpoint(s, d, h, u, b, WriteEndpoint::Login)
+            }),
+        )
+        .route(
+            "/api/v1/logout",
+            post(|State(s): S, Extension(d): D, h: H, u: U, b: Body| {
+                write_endpoint(s, d, h, u, b, WriteEndpoint::Logout)
+            }),
+        )
+        .route(
+            "/api/v1/sessions",
+            post(|State(s): S, Extension(d): D, h: H, u: U, b: Body| {
+                write_endpoint(s, d, h, u, b, WriteEndpoint::Start)
+            }),
+        )
+        .route(
+            "/api/v1/scan",
+            post(|State(s): S, Extension(d): D, h: H, u: U, b: Body| {
+                write_endpoint(s, d, h, u, b, WriteEndpoint::Scan)
+            }),
+        )
+        .route(
+            "/api/v1/sessions/{id}/{action}",
+            post(
+                |State(s): S,
+                 Extension(d): D,
+                 Path((id, action)): Path<(String, String)>,
+                 h: H,
+                 u: U,
+                 b: Body| async move {
+                    let endpoint = match action.as_str() {
+                        "resume" => WriteEndpoint::Resume(id),
+                        "cancel" => WriteEndpoint::Cancel(id),
+                        "quantity" => WriteEndpoint::Quantity(id),
+                        "validate" => WriteEndpoint::Validate(id),
+                        "finish" => WriteEndpoint::Finish(id),
+                        _ => return Err(not_found().await),
+                    };
+                    write_endpoint(s, d, h, u, b, endpoint).await
+                },
+            ),
+        )
 }
 
 /// Serves until `shutdown` is cancelled, then lets requests in hand finish.
