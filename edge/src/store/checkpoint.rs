@@ -19,8 +19,9 @@ use rusqlite::Connection;
 
 use super::{StoreError, WriterStats};
 
-/// WAL size (frames, ~4 KiB each) past which the writer completes a checkpoint itself.
-pub(super) const WAL_RESTART_FRAMES: i64 = 4096;
+/// WAL size (frames, ~4 KiB each) past which the writer completes a checkpoint itself: rare,
+/// since the checkpointer catches up fully in any lull, and the WAL then restarts on its own.
+pub(super) const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// How often the checkpointer looks at the WAL.
 const INTERVAL: Duration = Duration::from_millis(250);
