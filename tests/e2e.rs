@@ -862,6 +862,25 @@ fn issued_devices_operators_and_idempotent_steps_over_http() {
         (422, &serde_json::json!("bad_scan"))
     );
 
+    // A manager frees a picking whose operator left: the session is cancelled, the entry stays.
+    let listed = cli(&["session", "list"], "");
+    let line = listed
+        .lines()
+        .find(|l| l.contains("WH/INT/00001"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(line.contains("carol") && line.contains("hh-9"), "{line}");
+    let id = line.split_whitespace().next().unwrap();
+    cli(&["session", "cancel", id], "");
+    assert!(!cli(&["session", "list"], "").contains(id));
+    let (status, body) = post(
+        "/api/v1/sessions",
+        "s-6",
+        r#"{"workflow":"pick","picking_id":3}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_ne!(body["session_id"], id);
+    assert_eq!(cli(&["journal", "list", "--json"], "").lines().count(), 1);
+
     // Revoked: the device is refused from then on.
     cli(&["device", "revoke", "hh-9"], "");
     let (status, _) = request(&addr, "GET", "/api/v1/me", &no_key, b"");

@@ -55,6 +55,9 @@ enum Command {
     /// Operators who sign in on handhelds (badge and/or PIN).
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Open workflow sessions (a picking open on a handheld, a count, a transfer).
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// Run an Odoo simulator (for trials and tests): Odoo's wire formats and stock rules.
     Sim(SimArgs),
     /// Write a commented example config file.
@@ -163,6 +166,15 @@ enum OperatorCommand {
     Remove { id: String },
     /// List operators.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// List open sessions: who has which picking open on which device.
+    List,
+    /// Cancel an open session whose operator is gone (frees its picking; what was recorded
+    /// stays in the journal).
+    Cancel { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +345,47 @@ async fn operator_command(store: &Store, cmd: OperatorCommand) -> anyhow::Result
     Ok(())
 }
 
+async fn session_command(store: &Store, cmd: SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::List => {
+            println!(
+                "{:<36}  {:<8}  {:<16}  {:<12}  {:<16}  UPDATED",
+                "SESSION", "WORKFLOW", "PICKING", "OPERATOR", "DEVICE"
+            );
+            let rows = store.read(|r| {
+                r.open_sessions(None)?
+                    .into_iter()
+                    .map(|s| {
+                        let picking = match s.picking_id {
+                            Some(id) => r.picking_header(id)?.map(|(name, _, _)| name),
+                            None => None,
+                        };
+                        Ok((s, picking))
+                    })
+                    .collect::<Result<Vec<_>, store::StoreError>>()
+            })?;
+            for (s, picking) in rows {
+                println!(
+                    "{:<36}  {:<8}  {:<16}  {:<12}  {:<16}  {}",
+                    s.id,
+                    s.workflow,
+                    picking.unwrap_or_else(|| "-".into()),
+                    s.operator,
+                    s.device,
+                    crate::status::rfc3339(s.updated_at)
+                );
+            }
+        }
+        SessionCommand::Cancel { id } => {
+            store
+                .floor(FloorCmd::CancelSession { id: id.clone() })
+                .await?;
+            println!("session {id} cancelled; what it recorded stays in the journal");
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run => {
@@ -453,6 +506,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(async {
                 let store = open_store(&config)?;
                 let result = operator_command(&store, cmd).await;
+                store.shutdown().await?;
+                result
+            })?;
+        }
+        Command::Session(cmd) => {
+            let config = load_config(&cli.config)?;
+            runtime()?.block_on(async {
+                let store = open_store(&config)?;
+                let result = session_command(&store, cmd).await;
                 store.shutdown().await?;
                 result
             })?;

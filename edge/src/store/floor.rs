@@ -133,6 +133,10 @@ pub enum FloorCmd {
         device: String,
         request: Option<RequestRecord>,
     },
+    /// A manager closes an open session (its operator left); what it recorded stays.
+    CancelSession {
+        id: String,
+    },
     /// Forget answers older than this (unix ms).
     PruneRequests {
         before: i64,
@@ -304,6 +308,19 @@ pub(super) fn command(conn: &Connection, cmd: &FloorCmd) -> Result<(), StoreErro
             conn.prepare_cached("DELETE FROM device_login WHERE device = ?1")?
                 .execute([device])?;
             record_request(conn, request)?;
+        }
+        FloorCmd::CancelSession { id } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE session SET state = 'cancelled', version = version + 1, updated_at = ?2
+                     WHERE id = ?1 AND state = 'active'",
+                )?
+                .execute(params![id, now])?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("open session {id:?}")));
+            }
+            conn.prepare_cached("UPDATE device_login SET session_id = NULL WHERE session_id = ?1")?
+                .execute([id])?;
         }
         FloorCmd::PruneRequests { before } => {
             conn.prepare_cached("DELETE FROM device_request WHERE created_at < ?1")?
