@@ -783,123 +783,23 @@ impl Floor {
         session: Option<&str>,
         input: RawInput,
     ) -> Result<Answer, StoreError> {
-        let login = self.inner.store.read(|r| r.device_login(&caller.device))?;
-        let Some(login) = login else {
-            // A scanner's first scan of the shift may be the operator's badge.
-            if let RawInput::Scan(bytes) = &input
-                && let Ok(raw) = RawScan::parse(bytes)
-            {
-                let badge = raw.as_str().to_owned();
-                if self
-                    .inner
-                    .store
-                    .read(|r| r.operator_by_badge(&badge))?
-                    .is_some()
-                {
-                    return self.login(caller, LoginBy::Badge(badge)).await;
-                }
+        // Sign-in, session and decision in one read: one snapshot of the view.
+        let (login, row, accepted) = match self
+            .inner
+            .store
+            .read(|r| self.decide(r, caller, session, &input))?
+        {
+            Pre::Decided(decision) => {
+                let Decision {
+                    login,
+                    row,
+                    accepted,
+                } = *decision;
+                (login, row, accepted)
             }
-            return Ok(not_signed_in());
-        };
-        let session_id = session.map(str::to_owned).or(login.session_id.clone());
-        let Some(session_id) = session_id else {
-            // No session yet: scanning a picking's name starts one.
-            if let RawInput::Scan(bytes) = &input {
-                let scan = self.inner.store.read(|r| self.scan(r, bytes))?;
-                let picking = match &scan {
-                    Ok(scan) => scan.resolved.iter().find_map(|x| match x {
-                        Resolved::Picking { picking_id, .. } => Some(*picking_id),
-                        _ => None,
-                    }),
-                    Err(answer) => return Ok(answer.clone()),
-                };
-                if let Some(picking_id) = picking {
-                    let kind = self
-                        .inner
-                        .store
-                        .read(|r| r.picking_summary(picking_id))?
-                        .map(|p| p.kind);
-                    let workflow = if kind.as_deref() == Some("incoming") {
-                        Workflow::Receive
-                    } else {
-                        Workflow::Pick
-                    };
-                    return self.start(caller, workflow, Some(picking_id)).await;
-                }
-            }
-            return Ok(Answer::error(
-                409,
-                "no_session",
-                "no task open: choose one (pick, receive, count, transfer) or scan a picking",
-            ));
-        };
-        let Some(row) = self.inner.store.read(|r| r.session(&session_id))? else {
-            return Ok(Answer::error(404, "not_found", "no such session"));
-        };
-        if row.operator != login.operator {
-            return Ok(Answer::error(
-                403,
-                "not_your_session",
-                format!("that session belongs to operator {}", row.operator),
-            ));
-        }
-        if row.state != "active" {
-            return Ok(Answer::error(
-                409,
-                "session_closed",
-                format!("that session is {}", row.state),
-            ));
-        }
-        if row.device != caller.device {
-            return Ok(Answer::error(
-                409,
-                "session_elsewhere",
-                format!(
-                    "that session is open on device {}: resume it here first",
-                    row.device
-                ),
-            ));
-        }
-        let machine: Machine = serde_json::from_str(&row.data)
-            .map_err(|e| StoreError::Data(format!("session {}: {e}", row.id)))?;
-
-        // Decide, from the view, in one read.
-        let decided = self.inner.store.read(|r| {
-            let cx = Cx {
-                reader: r,
-                policy: self.inner.policy,
-            };
-            let input = match &input {
-                RawInput::Scan(bytes) => match self.scan(r, bytes)? {
-                    Ok(scan) => Input::Scan(scan),
-                    Err(answer) => return Ok(Err(answer)),
-                },
-                RawInput::Quantity(q) => Input::Quantity(*q),
-                RawInput::Validate(c) => Input::Validate(*c),
-                RawInput::Finish => Input::Finish,
-            };
-            match machine.step(&cx, &input) {
-                Ok(accepted) => Ok(Ok(accepted)),
-                Err(StepError::Refused(refusal)) => {
-                    let view = self.view(r, &row)?;
-                    Ok(Err(Answer::new(
-                        422,
-                        json!({
-                            "status": "error",
-                            "code": refusal.code,
-                            "message": refusal.message,
-                            "error": {"code": refusal.code, "message": refusal.message},
-                            "session_id": row.id,
-                            "session": view,
-                        }),
-                    )))
-                }
-                Err(StepError::Store(e)) => Err(e),
-            }
-        })?;
-        let accepted = match decided {
-            Ok(accepted) => accepted,
-            Err(refused) => return Ok(refused),
+            Pre::Answered(answer) => return Ok(answer),
+            Pre::NotSignedIn => return self.sign_in_by_scan(caller, &input).await,
+            Pre::NoSession => return self.start_by_scan(caller, &input).await,
         };
         let entries: Vec<NewEntry> = accepted
             .ops
@@ -955,6 +855,150 @@ impl Floor {
             .await
     }
 
+    /// Everything a session input needs to know before anything is written.
+    fn decide(
+        &self,
+        r: &Reader<'_>,
+        caller: &Caller,
+        session: Option<&str>,
+        input: &RawInput,
+    ) -> Result<Pre, StoreError> {
+        let Some(login) = r.device_login(&caller.device)? else {
+            return Ok(Pre::NotSignedIn);
+        };
+        let Some(session_id) = session.or(login.session_id.as_deref()) else {
+            return Ok(Pre::NoSession);
+        };
+        let Some(row) = r.session(session_id)? else {
+            return Ok(Pre::Answered(Answer::error(
+                404,
+                "not_found",
+                "no such session",
+            )));
+        };
+        if row.operator != login.operator {
+            return Ok(Pre::Answered(Answer::error(
+                403,
+                "not_your_session",
+                format!("that session belongs to operator {}", row.operator),
+            )));
+        }
+        if row.state != "active" {
+            return Ok(Pre::Answered(Answer::error(
+                409,
+                "session_closed",
+                format!("that session is {}", row.state),
+            )));
+        }
+        if row.device != caller.device {
+            return Ok(Pre::Answered(Answer::error(
+                409,
+                "session_elsewhere",
+                format!(
+                    "that session is open on device {}: resume it here first",
+                    row.device
+                ),
+            )));
+        }
+        let machine: Machine = serde_json::from_str(&row.data)
+            .map_err(|e| StoreError::Data(format!("session {}: {e}", row.id)))?;
+        let cx = Cx {
+            reader: r,
+            policy: self.inner.policy,
+        };
+        let input = match input {
+            RawInput::Scan(bytes) => match self.scan(r, bytes)? {
+                Ok(scan) => Input::Scan(scan),
+                Err(answer) => return Ok(Pre::Answered(answer)),
+            },
+            RawInput::Quantity(q) => Input::Quantity(*q),
+            RawInput::Validate(c) => Input::Validate(*c),
+            RawInput::Finish => Input::Finish,
+        };
+        match machine.step(&cx, &input) {
+            Ok(accepted) => Ok(Pre::Decided(Box::new(Decision {
+                login,
+                row,
+                accepted,
+            }))),
+            Err(StepError::Refused(refusal)) => {
+                let view = self.view(r, &row)?;
+                Ok(Pre::Answered(Answer::new(
+                    422,
+                    json!({
+                        "status": "error",
+                        "code": refusal.code,
+                        "message": refusal.message,
+                        "error": {"code": refusal.code, "message": refusal.message},
+                        "session_id": row.id,
+                        "session": view,
+                    }),
+                )))
+            }
+            Err(StepError::Store(e)) => Err(e),
+        }
+    }
+
+    /// Nobody is signed in on the device: a scanner's first scan of the shift may be the
+    /// operator's badge.
+    async fn sign_in_by_scan(
+        &self,
+        caller: &Caller,
+        input: &RawInput,
+    ) -> Result<Answer, StoreError> {
+        if let RawInput::Scan(bytes) = input
+            && let Ok(raw) = RawScan::parse(bytes)
+        {
+            let badge = raw.as_str().to_owned();
+            if self
+                .inner
+                .store
+                .read(|r| r.operator_by_badge(&badge))?
+                .is_some()
+            {
+                return self.login(caller, LoginBy::Badge(badge)).await;
+            }
+        }
+        Ok(not_signed_in())
+    }
+
+    /// No session open on the device: scanning a picking's name starts one.
+    async fn start_by_scan(&self, caller: &Caller, input: &RawInput) -> Result<Answer, StoreError> {
+        if let RawInput::Scan(bytes) = input {
+            let picking = self.inner.store.read(|r| {
+                let scan = match self.scan(r, bytes)? {
+                    Ok(scan) => scan,
+                    Err(answer) => return Ok(Err(answer)),
+                };
+                let Some(id) = scan.resolved.iter().find_map(|x| match x {
+                    Resolved::Picking { picking_id, .. } => Some(*picking_id),
+                    _ => None,
+                }) else {
+                    return Ok(Ok(None));
+                };
+                let kind = r.picking_header(id)?.map(|(_, _, kind)| kind);
+                Ok(Ok(Some((id, kind))))
+            })?;
+            match picking {
+                Err(answer) => return Ok(answer),
+                Ok(Some((id, kind))) => {
+                    let workflow = if kind.as_deref() == Some("incoming") {
+                        Workflow::Receive
+                    } else {
+                        Workflow::Pick
+                    };
+                    return self.start(caller, workflow, Some(id)).await;
+                }
+                Ok(None) => {}
+            }
+        }
+        Ok(Answer::error(
+            409,
+            "no_session",
+            "no task open: choose one (pick, receive, count, transfer) or scan a picking",
+        ))
+    }
+
     /// Writes a step and answers with the session as it now stands.
     #[allow(clippy::too_many_arguments)]
     async fn write_step(
@@ -968,7 +1012,7 @@ impl Floor {
         current: Current,
     ) -> Result<Answer, StoreError> {
         let request = Self::record(caller, status, &body);
-        let id = row.id.clone();
+        let written = row.clone();
         let n_entries = entries.len();
         self.inner
             .store
@@ -980,10 +1024,10 @@ impl Floor {
                 request,
             })
             .await?;
-        tracing::debug!(device = %caller.device, session = %id, n_entries, "step recorded");
-        self.inner
-            .store
-            .read(|r| self.refresh_session(r, &mut body))?;
+        tracing::debug!(device = %caller.device, session = %written.id, n_entries, "step recorded");
+        let view = self.inner.store.read(|r| self.view(r, &written))?;
+        body["session"] =
+            serde_json::to_value(view).map_err(|e| StoreError::Data(e.to_string()))?;
         Ok(Answer::new(status, body))
     }
 
@@ -995,6 +1039,23 @@ impl Floor {
             .floor(FloorCmd::PruneRequests { before })
             .await
     }
+}
+
+/// What [`Floor::decide`] found.
+#[derive(Debug)]
+enum Pre {
+    NotSignedIn,
+    NoSession,
+    Answered(Answer),
+    Decided(Box<Decision>),
+}
+
+/// An accepted input, ready to be written.
+#[derive(Debug)]
+struct Decision {
+    login: crate::store::DeviceLogin,
+    row: SessionRow,
+    accepted: workflow::Accepted,
 }
 
 fn not_signed_in() -> Answer {

@@ -410,7 +410,15 @@ impl Store {
         &self,
         f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.inner.readers.with(|conn| f(&Reader::new(conn)))
+        // One read transaction per call: every query of it sees the same snapshot (a step
+        // decides on one consistent view), and the page cache is validated once, not per query.
+        self.inner.readers.with(|conn| {
+            let snapshot = conn.unchecked_transaction()?;
+            let result = f(&Reader::new(&snapshot));
+            // Ending a read-only transaction changes nothing; dropping it rolls it back.
+            drop(snapshot);
+            result
+        })
     }
 
     /// Copies the database to `dest` with SQLite's online backup API, while the appliance
