@@ -412,11 +412,16 @@ impl Store {
     ) -> Result<T, StoreError> {
         // One read transaction per call: every query of it sees the same snapshot (a step
         // decides on one consistent view), and the page cache is validated once, not per query.
+        // BEGIN/COMMIT are cached statements: parsing them on every read would cost more than
+        // the reads themselves.
         self.inner.readers.with(|conn| {
-            let snapshot = conn.unchecked_transaction()?;
-            let result = f(&Reader::new(&snapshot));
-            // Ending a read-only transaction changes nothing; dropping it rolls it back.
-            drop(snapshot);
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            let result = f(&Reader::new(conn));
+            // Ending a read-only transaction cannot lose anything; an error here only means
+            // the transaction already ended.
+            let _ = conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut end| end.execute([]));
             result
         })
     }
