@@ -798,6 +798,7 @@ impl Floor {
                 (login, row, accepted)
             }
             Pre::Answered(answer) => return Ok(answer),
+            Pre::Badge(badge) => return self.login(caller, LoginBy::Badge(badge)).await,
             Pre::NotSignedIn => return self.sign_in_by_scan(caller, &input).await,
             Pre::NoSession => return self.start_by_scan(caller, &input).await,
         };
@@ -908,6 +909,14 @@ impl Floor {
         };
         let input = match input {
             RawInput::Scan(bytes) => match self.scan(r, bytes)? {
+                // Another operator's badge: they take over the device (shift change).
+                Ok(scan)
+                    if scan.resolved.is_empty()
+                        && r.operator_by_badge(&scan.text)?
+                            .is_some_and(|o| o.id != login.operator) =>
+                {
+                    return Ok(Pre::Badge(scan.text));
+                }
                 Ok(scan) => Input::Scan(scan),
                 Err(answer) => return Ok(Pre::Answered(answer)),
             },
@@ -1046,6 +1055,8 @@ impl Floor {
 enum Pre {
     NotSignedIn,
     NoSession,
+    /// An operator's badge was scanned.
+    Badge(String),
     Answered(Answer),
     Decided(Box<Decision>),
 }

@@ -523,6 +523,12 @@ fn sign_in_by_badge_or_pin_and_wrong_ones_are_refused() {
     let a = s.scan("hh2", "WH/IN/00003");
     expect(&a, "ok", "started");
     assert_eq!(a.body["session"]["workflow"], "receive");
+    // Another operator's badge mid-task: they take over the device; Bob's session stays his.
+    let a = s.scan("hh2", "OP-ALICE");
+    assert_eq!(a.body["operator"]["id"], "alice");
+    assert_eq!(a.body["sessions"].as_array().map(Vec::len), Some(0));
+    let a = s.scan("hh2", P37);
+    assert_eq!(a.body["code"], "no_session", "{}", a.body);
     // Repeated failures lock the device out for a while.
     for _ in 0..5 {
         pin("alice", "9999");
