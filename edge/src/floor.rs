@@ -127,6 +127,7 @@ impl Answer {
             StoreError::NotFound(_) => (404, "not_found"),
             StoreError::Invalid(_) => (422, "invalid_operation"),
             StoreError::Conflict(_) => (409, "conflict"),
+            StoreError::PickingBusy(_) => (409, "picking_busy"),
             _ => (500, "store_error"),
         };
         Answer::error(status, code, e.to_string())
@@ -177,14 +178,13 @@ struct FloorInner {
     failures: Mutex<HashMap<String, (u32, Option<Instant>)>>,
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// SHA-256 of some bytes, in lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    hex(&Sha256::digest(bytes))
 }
 
 /// A new device token: 32 random bytes, URL-safe.
@@ -192,11 +192,7 @@ pub fn new_token() -> String {
     use argon2::password_hash::rand_core::{OsRng, RngCore};
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    let mut out = String::with_capacity(64);
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    hex(&bytes)
 }
 
 /// Hashes a PIN for storage (argon2id, a random salt).
@@ -497,46 +493,38 @@ impl Floor {
         })
     }
 
-    fn login_allowed(&self, device: &str) -> Option<Answer> {
-        let failures = self
-            .inner
-            .failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match failures.get(device) {
-            Some((_, Some(until))) if Instant::now() < *until => Some(Answer::error(
-                429,
-                "too_many_attempts",
-                format!(
-                    "too many failed sign-ins; try again in {} s",
-                    until.saturating_duration_since(Instant::now()).as_secs() + 1
-                ),
-            )),
-            _ => None,
-        }
-    }
-
-    fn login_failed(&self, device: &str) -> Answer {
+    /// Counts a sign-in attempt before it is checked (so parallel guesses count too);
+    /// refuses it while the device is locked out.
+    fn count_attempt(&self, device: &str) -> Option<Answer> {
         let mut failures = self
             .inner
             .failures
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let entry = failures.entry(device.to_owned()).or_insert((0, None));
+        if let Some(until) = entry.1 {
+            if Instant::now() < until {
+                return Some(Answer::error(
+                    429,
+                    "too_many_attempts",
+                    format!(
+                        "too many failed sign-ins; try again in {} s",
+                        until.saturating_duration_since(Instant::now()).as_secs() + 1
+                    ),
+                ));
+            }
+            *entry = (0, None);
+        }
         entry.0 += 1;
         if entry.0 >= MAX_LOGIN_FAILURES {
-            *entry = (0, Some(Instant::now() + LOGIN_LOCKOUT));
+            // The next attempts wait; a success before then clears the count.
+            entry.1 = Some(Instant::now() + LOGIN_LOCKOUT);
         }
-        tracing::warn!(device, "operator sign-in refused");
-        Answer::error(
-            401,
-            "login_failed",
-            "unknown badge, or wrong operator or PIN",
-        )
+        None
     }
 
     async fn login(&self, caller: &Caller, by: LoginBy) -> Result<Answer, StoreError> {
-        if let Some(refused) = self.login_allowed(&caller.device) {
+        if let Some(refused) = self.count_attempt(&caller.device) {
             return Ok(refused);
         }
         let operator = match &by {
@@ -560,7 +548,12 @@ impl Floor {
             }
         };
         let Some(operator) = operator else {
-            return Ok(self.login_failed(&caller.device));
+            tracing::warn!(device = %caller.device, "operator sign-in refused");
+            return Ok(Answer::error(
+                401,
+                "login_failed",
+                "unknown badge, or wrong operator or PIN",
+            ));
         };
         self.inner
             .failures
@@ -578,12 +571,14 @@ impl Floor {
             "operator": operator_json(&operator),
             "sessions": sessions,
         });
+        // Sign-ins are not kept under their idempotency key: the request's digest would keep
+        // a PIN or badge guessable on disk, and signing in twice is harmless.
         self.inner
             .store
             .floor(FloorCmd::Login {
                 device: caller.device.clone(),
                 operator: operator.id.clone(),
-                request: Self::record(caller, 200, &body),
+                request: None,
             })
             .await?;
         tracing::info!(device = %caller.device, operator = %operator.id, "operator signed in");
@@ -624,9 +619,7 @@ impl Floor {
             let open = self
                 .inner
                 .store
-                .read(|r| r.open_sessions(None))?
-                .into_iter()
-                .find(|s| s.picking_id == Some(picking_id));
+                .read(|r| r.open_session_of_picking(picking_id))?;
             if let Some(open) = open {
                 if open.operator == operator {
                     return self.resume(caller, &open.id).await;
@@ -748,10 +741,8 @@ impl Floor {
             "message": "Session cancelled; what was recorded stays in the journal",
             "session_id": id, "entries": [],
         });
-        let current = Current::Set {
-            device: caller.device.clone(),
-            session: None,
-        };
+        // The store clears whichever device pointed at it.
+        let current = Current::Keep;
         self.write_step(caller, row, Some(expected), Vec::new(), body, 200, current)
             .await
     }
@@ -767,14 +758,21 @@ impl Floor {
             Err(e) => return Ok(Err(Answer::error(422, "bad_scan", e.to_string()))),
         };
         let resolved = crate::resolve::resolve(r, &decoded)?;
-        let text = match &decoded.data {
-            ScanData::Plain(code) => code.clone(),
-            ScanData::Gs1(elements) => elements
-                .iter()
-                .map(|e| format!("({}){}", e.ai, e.raw))
-                .collect(),
+        let (text, gs1_lot) = match &decoded.data {
+            ScanData::Plain(code) => (code.clone(), None),
+            ScanData::Gs1(elements) => (
+                elements
+                    .iter()
+                    .map(|e| format!("({}){}", e.ai, e.raw))
+                    .collect(),
+                Some(crate::resolve::gs1_lot(elements)),
+            ),
         };
-        Ok(Ok(Scan { text, resolved }))
+        Ok(Ok(Scan {
+            text,
+            resolved,
+            gs1_lot,
+        }))
     }
 
     async fn input(
@@ -818,7 +816,7 @@ impl Floor {
                 json!({
                     "id": e.id.map(|i| i.to_string()),
                     "kind": e.op.kind().as_str(),
-                    "payload": serde_json::from_str::<Value>(&e.op.to_payload()).unwrap_or(Value::Null),
+                    "payload": serde_json::to_value(&e.op).unwrap_or(Value::Null),
                 })
             })
             .collect();
@@ -840,10 +838,8 @@ impl Floor {
         // The device's current session changes only when this one ends or was named
         // explicitly; most scans leave it as it is (one write less).
         let current = if accepted.finished {
-            Current::Set {
-                device: caller.device.clone(),
-                session: None,
-            }
+            // The store clears whichever device pointed at it.
+            Current::Keep
         } else if login.session_id.as_deref() != Some(next.id.as_str()) {
             Current::Set {
                 device: caller.device.clone(),

@@ -53,6 +53,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             StoreError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_operation"),
             StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            StoreError::PickingBusy(_) => (StatusCode::CONFLICT, "picking_busy"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
         };
         ApiError {
@@ -83,7 +84,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        // The same shape as the floor's refusals: status, code and message at the top, and
+        // under "error" for clients that only look there.
+        let body = Json(json!({
+            "status": "error",
+            "code": self.code,
+            "message": self.message,
+            "error": {"code": self.code, "message": self.message},
+        }));
         (self.status, body).into_response()
     }
 }

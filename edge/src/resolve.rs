@@ -114,6 +114,24 @@ fn odoo_date(d: Gs1Date) -> String {
     format!("{d} 00:00:00")
 }
 
+/// The lot or serial (AI 10, else 21) and expiry (AI 17, else 15) a GS1 label carries.
+pub fn gs1_lot(elements: &[holdfast_devices::gs1::Element]) -> crate::workflow::Gs1Lot {
+    let text = |ai: &str| elements.iter().find(|e| e.ai == ai).map(|e| e.raw.clone());
+    crate::workflow::Gs1Lot {
+        lot_name: text("10").or_else(|| text("21")),
+        expiration_date: expiry(elements),
+    }
+}
+
+fn expiry(elements: &[holdfast_devices::gs1::Element]) -> Option<String> {
+    ["17", "15"].iter().find_map(|ai| {
+        elements.iter().find_map(|e| match (&e.value, e.ai == *ai) {
+            (Gs1Value::Date(d), true) => Some(odoo_date(*d)),
+            _ => None,
+        })
+    })
+}
+
 /// Everything the scan can mean here; empty when nothing matches.
 pub fn resolve(reader: &Reader<'_>, decoded: &Decoded) -> Result<Vec<Resolved>, StoreError> {
     let elements = match &decoded.data {
@@ -124,10 +142,7 @@ pub fn resolve(reader: &Reader<'_>, decoded: &Decoded) -> Result<Vec<Resolved>, 
     let mut out = Vec::new();
     if let Some(gtin) = text("01").or_else(|| text("02")) {
         let lot_name = text("10").or_else(|| text("21"));
-        let expiration_date = elements.iter().find_map(|e| match (&*e.ai, &e.value) {
-            ("17" | "15", Gs1Value::Date(d)) => Some(odoo_date(*d)),
-            _ => None,
-        });
+        let expiration_date = expiry(elements);
         let counted = elements.iter().find_map(|e| match &e.value {
             Gs1Value::Count(n) if e.ai == "30" || e.ai == "37" => Some(*n as f64),
             Gs1Value::Measure { value, .. } if e.ai.starts_with("310") => Some(*value),

@@ -95,8 +95,6 @@ pub enum Expect {
     Quantity,
     /// Where the goods in hand go (transfer).
     Destination,
-    /// Every line is done: validate.
-    Validate,
     /// The session has ended.
     Nothing,
 }
@@ -209,9 +207,35 @@ pub struct Scan {
     /// The code as scanned (symbology identifier stripped; GS1 in its bracketed form).
     pub text: String,
     pub resolved: Vec<Resolved>,
+    /// A GS1 scan's lot or serial (AI 10 / 21) and expiry (AI 17 / 15, Odoo's format);
+    /// `None` for plain codes.
+    pub gs1_lot: Option<Gs1Lot>,
+}
+
+/// What a GS1 label says about a lot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gs1Lot {
+    pub lot_name: Option<String>,
+    pub expiration_date: Option<String>,
 }
 
 impl Scan {
+    /// The scan read as a lot/serial label where nothing else matched: a plain code is the
+    /// lot's name; a GS1 label must carry AI 10 or 21.
+    fn lot_label(&self) -> Result<(String, Option<String>), StepError> {
+        match &self.gs1_lot {
+            None => Ok((self.text.clone(), None)),
+            Some(Gs1Lot {
+                lot_name: Some(lot),
+                expiration_date,
+            }) => Ok((lot.clone(), expiration_date.clone())),
+            Some(_) => Err(refuse(
+                "lot_required",
+                "that GS1 label carries no lot or serial (AI 10 or 21)",
+            )),
+        }
+    }
+
     fn location(&self) -> Option<i64> {
         self.resolved.iter().find_map(|r| match r {
             Resolved::Location { location_id, .. } => Some(*location_id),
@@ -370,6 +394,12 @@ pub fn start(
                 return Err(refuse(
                     "picking_closed",
                     format!("{} is {}: nothing to do", picking.name, picking.state),
+                ));
+            }
+            if cx.reader.validated_on_floor(id)? {
+                return Err(refuse(
+                    "picking_closed",
+                    format!("{} was validated here already", picking.name),
                 ));
             }
             let receipt = picking.kind == "incoming";
@@ -825,7 +855,7 @@ fn pick_scan(
                     ),
                 ));
             }
-            None if products.is_empty() && scan.package().is_none() => scan.text.clone(),
+            None if products.is_empty() && scan.package().is_none() => scan.lot_label()?.0,
             None => return Err(unusable(scan, "the lot/serial")),
         };
         let m = move_for(&moves, awaiting.product_id)
@@ -864,6 +894,8 @@ fn pick_scan(
     let m = move_for(&moves, product_id)
         .ok_or_else(|| refuse("wrong_product", "that product is not on this picking"))?
         .clone();
+    // A batch on the label of a product Odoo does not track by lot means nothing here.
+    let lot = lot.filter(|_| m.tracking != "none");
     if lot.is_none() && m.tracking != "none" {
         serial_quantity(cx, product_id, quantity)?;
         s.awaiting = Some(AwaitingLot {
@@ -893,9 +925,10 @@ fn pick_package(
     if contents.is_empty() {
         return Err(refuse("empty_package", "that package holds nothing here"));
     }
-    let mut status = Out::default();
+    // Each quant is judged against the move as the earlier quants of the package left it.
+    let mut moves = moves.to_vec();
     for (product_id, location_id, lot_name, quantity) in contents {
-        let m = move_for(moves, product_id)
+        let m = move_for(&moves, product_id)
             .ok_or_else(|| {
                 refuse(
                     "wrong_product",
@@ -905,10 +938,14 @@ fn pick_package(
             .clone();
         s.location_id = Some(location_id);
         let lot = (!lot_name.is_empty()).then_some(lot_name);
-        record_pick(s, cx, &m, lot, quantity, Some(package_id), &mut status)?;
-        out.ops.append(&mut status.ops);
-        if status.status == Status::Warning {
-            out.warn(status.code, status.message.clone());
+        let mut item = Out::default();
+        record_pick(s, cx, &m, lot, quantity, Some(package_id), &mut item)?;
+        out.ops.append(&mut item.ops);
+        if item.status == Status::Warning {
+            out.warn(item.code, item.message);
+        }
+        if let Some(picked) = moves.iter_mut().find(|x| x.move_id == m.move_id) {
+            picked.picked += quantity;
         }
     }
     s.line = None;
@@ -1112,6 +1149,12 @@ fn validate(
     out: &mut Out,
 ) -> Result<(), StepError> {
     let (picking, moves) = cx.picking(picking_id)?;
+    if cx.reader.validated_on_floor(picking_id)? {
+        return Err(refuse(
+            "picking_closed",
+            format!("{} was validated here already", picking.name),
+        ));
+    }
     if moves.iter().all(|m| m.picked <= EPSILON) {
         return Err(refuse(
             "nothing_done",
@@ -1162,8 +1205,31 @@ fn receive_scan(
             ));
         }
         s.dest_location_id = Some(loc);
-        s.line = None;
-        out.ok("location", format!("Putting away to {name}"));
+        // The put-away bin may come after the line (product → quantity → lot → bin): what
+        // the line recorded moves there, as two entries (out of the old bin, into the new).
+        match s.line.as_mut() {
+            Some(line) if line.location_id != loc && line.quantity.abs() > EPSILON => {
+                for (location_dest_id, quantity) in
+                    [(line.location_id, -line.quantity), (loc, line.quantity)]
+                {
+                    out.ops.push(Operation::Receive(ReceiveOp {
+                        picking_id: s.picking_id,
+                        move_id: line.move_id,
+                        product_id: line.product_id,
+                        location_dest_id,
+                        lot_name: line.lot_name.clone(),
+                        expiration_date: None,
+                        quantity,
+                    }));
+                }
+                line.location_id = loc;
+                out.ok(
+                    "location",
+                    format!("Putting away to {name}, this line included"),
+                );
+            }
+            _ => out.ok("location", format!("Putting away to {name}")),
+        }
         return Ok(());
     }
     let products = scan.products();
@@ -1178,7 +1244,7 @@ fn receive_scan(
                     "scan the lot/serial label, not the product",
                 ));
             }
-            None if products.is_empty() && scan.resolved.is_empty() => (scan.text.clone(), None),
+            None if products.is_empty() && scan.resolved.is_empty() => scan.lot_label()?,
             None => return Err(unusable(scan, "the lot/serial")),
         };
         let m = move_for(&moves, awaiting.product_id)
@@ -1208,6 +1274,12 @@ fn receive_scan(
     let m = move_for(&moves, product_id)
         .ok_or_else(|| refuse("wrong_product", "that product is not on this receipt"))?
         .clone();
+    // A batch (and its expiry) on the label of an untracked product means nothing here.
+    let (lot, expiry) = if m.tracking == "none" {
+        (None, None)
+    } else {
+        (lot, expiry)
+    };
     if lot.is_none() && m.tracking != "none" {
         serial_quantity(cx, product_id, quantity)?;
         s.awaiting = Some(AwaitingLot {
@@ -1326,7 +1398,7 @@ fn count_scan(
             Some((_, _, None, _)) => {
                 return Err(refuse("lot_required", "scan the lot/serial label"));
             }
-            None if products.is_empty() && scan.resolved.is_empty() => scan.text.clone(),
+            None if products.is_empty() && scan.resolved.is_empty() => scan.lot_label()?.0,
             None => return Err(unusable(scan, "the lot/serial")),
         };
         s.awaiting = None;
@@ -1359,6 +1431,7 @@ fn count_scan(
     let Some((product_id, _, lot, _)) = products.first().cloned() else {
         return Err(unusable(scan, "a product"));
     };
+    let lot = lot.filter(|_| cx.tracking(product_id).is_ok_and(|t| t != "none"));
     let name = cx.product_name(product_id)?;
     if lot.is_none() && cx.tracking(product_id)? != "none" {
         s.awaiting = Some(AwaitingLot {
@@ -1474,7 +1547,7 @@ fn transfer_scan(
             Some((_, _, None, _)) => {
                 return Err(refuse("lot_required", "scan the lot/serial label"));
             }
-            None if products.is_empty() && scan.resolved.is_empty() => scan.text.clone(),
+            None if products.is_empty() && scan.resolved.is_empty() => scan.lot_label()?.0,
             None => return Err(unusable(scan, "the lot/serial")),
         };
         s.awaiting = None;
@@ -1493,6 +1566,7 @@ fn transfer_scan(
     let Some((product_id, quantity, lot, _)) = products.first().cloned() else {
         return Err(unusable(scan, "a product or the destination bin"));
     };
+    let lot = lot.filter(|_| cx.tracking(product_id).is_ok_and(|t| t != "none"));
     if lot.is_none() && cx.tracking(product_id)? != "none" {
         serial_quantity(cx, product_id, quantity)?;
         if s.item.as_ref().is_some_and(|i| i.product_id != product_id) {

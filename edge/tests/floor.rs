@@ -192,7 +192,11 @@ fn a_picking_is_picked_line_by_line_and_validated() {
     expect(&a, "ok", "lot_required");
     assert_eq!(next(&a), "lot");
     expect(&s.scan("hh1", "LOT-NOPE"), "error", "unknown_lot");
-    expect(&s.scan("hh1", "LOT-00004-A"), "ok", "picked");
+    // A GS1 label without AI 10/21 is no lot; with AI 10 it is that lot, not its text.
+    expect(&s.scan("hh1", "]C117270101"), "error", "lot_required");
+    let a = s.scan("hh1", "]C110LOT-00004-A");
+    expect(&a, "ok", "picked");
+    assert_eq!(a.body["entries"][0]["payload"]["lot_name"], "LOT-00004-A");
     expect(&s.qty("hh1", 12.0), "ok", "quantity_set");
     // A GS1 label carries product, lot and count at once (with '~' for a lost GS).
     expect(&s.scan("hh1", "WH-A-03-03"), "ok", "location");
@@ -226,6 +230,21 @@ fn a_picking_is_picked_line_by_line_and_validated() {
             .all(|e| e.operator.as_deref() == Some("alice"))
     );
     assert!(journal.iter().all(|e| e.causal_key == "picking:3"));
+
+    // Validated here: it leaves the open list and cannot be opened again, by anyone.
+    let open = s.store.read(|r| r.pickings(true, 100)).unwrap();
+    assert!(open.iter().all(|p| p.id != INTERNAL));
+    for (device, badge) in [("hh1", "OP-ALICE"), ("hh2", "OP-BOB")] {
+        s.login(device, badge);
+        let a = s.send(
+            device,
+            FloorRequest::Start {
+                workflow: Workflow::Pick,
+                picking_id: Some(INTERNAL),
+            },
+        );
+        assert_eq!(a.body["code"], "picking_closed", "{}", a.body);
+    }
 }
 
 #[test]
@@ -300,8 +319,31 @@ fn a_receipt_takes_lots_and_expiry_from_gs1_and_a_put_away_bin() {
     // The new lot is known to the view (a pick could use it now).
     let lot = s.store.read(|r| r.lot(4, "LOT-NEW")).unwrap().unwrap();
     assert_eq!(lot.expiration_date.as_deref(), Some("2027-02-28 00:00:00"));
-    // Untracked product, a put-away bin inside the destination.
-    expect(&s.scan("hh1", "WH-A-01-01"), "ok", "location");
+    // A put-away bin scanned after the line moves what the line recorded there.
+    let a = s.scan("hh1", "WH-A-01-01");
+    expect(&a, "ok", "location");
+    let moved: Vec<(i64, f64)> = a.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let p = &e["payload"];
+            (
+                p["location_dest_id"].as_i64().unwrap(),
+                p["quantity"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(moved, vec![(5, -20.0), (6, 20.0)]);
+    assert_eq!(s.store.read(|r| r.on_hand(4, 6, "LOT-NEW")).unwrap(), 20.0);
+    // Then an untracked product: its GS1 batch is ignored, the bin stays chosen.
+    let a = s.scan("hh1", &format!("]C101{P11:0>14}10BATCH"));
+    expect(&a, "ok", "received");
+    assert!(
+        a.body["entries"][0]["payload"].get("lot_name").is_none(),
+        "{}",
+        a.body
+    );
     expect(&s.scan("hh1", P37), "ok", "received");
     let a = s.qty("hh1", 10.0);
     assert_eq!(a.body["entries"][0]["payload"]["location_dest_id"], 6);

@@ -184,7 +184,7 @@ pub(super) fn step(
             .query_row(params![picking, s.id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((device, operator)) = holder {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::PickingBusy(format!(
                 "this picking is open on device {device} by operator {operator}"
             )));
         }
@@ -216,10 +216,15 @@ pub(super) fn step(
             }
         }
     }
+    // (Operations were validated by `Store::step` before they reached the writer.)
     let mut appended = Vec::with_capacity(step.entries.len());
     for entry in &step.entries {
-        entry.op.validate()?;
         appended.push(journal::append(conn, site, entry)?);
+    }
+    if s.state != "active" {
+        // Whichever device still points at a closed session points at nothing now.
+        conn.prepare_cached("UPDATE device_login SET session_id = NULL WHERE session_id = ?1")?
+            .execute([&s.id])?;
     }
     if let Current::Set { device, session } = &step.current {
         conn.prepare_cached("UPDATE device_login SET session_id = ?2 WHERE device = ?1")?
@@ -267,7 +272,8 @@ pub(super) fn command(conn: &Connection, cmd: &FloorCmd) -> Result<(), StoreErro
             conn.prepare_cached(
                 "INSERT INTO operator (id, name, badge, pin_hash, active, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id) DO UPDATE SET name = ?2, badge = ?3, pin_hash = ?4, active = ?5",
+                 ON CONFLICT (id) DO UPDATE SET name = ?2, badge = COALESCE(?3, badge),
+                    pin_hash = COALESCE(?4, pin_hash), active = ?5",
             )?
             .execute(params![
                 op.id,
@@ -355,6 +361,19 @@ pub(super) mod read {
         ))?;
         let rows = stmt.query_map([operator], SessionRow::from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn open_session_of_picking(
+        conn: &Connection,
+        picking_id: i64,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        Ok(conn
+            .prepare_cached(&format!(
+                "SELECT {} FROM session WHERE picking_id = ?1 AND state = 'active'",
+                SessionRow::COLUMNS
+            ))?
+            .query_row([picking_id], SessionRow::from_row)
+            .optional()?)
     }
 
     pub fn device_login(

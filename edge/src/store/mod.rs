@@ -147,6 +147,9 @@ pub enum StoreError {
     /// already open elsewhere); nothing of it was written.
     #[error("{0}")]
     Conflict(String),
+    /// Another session holds the picking open.
+    #[error("{0}")]
+    PickingBusy(String),
     #[error("cannot open database {path}: {reason}")]
     Open { path: String, reason: String },
     #[error("database error: {0}")]

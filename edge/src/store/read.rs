@@ -302,7 +302,11 @@ impl<'c> Reader<'c> {
             return Ok(rows.collect::<Result<_, _>>()?);
         }
         let mut stmt = self.conn.prepare_cached(&format!(
-            "{SELECT} WHERE (?1 = 0 OR p.state NOT IN ('done', 'cancel', 'draft'))
+            "{SELECT} WHERE (?1 = 0 OR (p.state NOT IN ('done', 'cancel', 'draft')
+                                AND NOT EXISTS (SELECT 1 FROM journal j
+                                                WHERE j.causal_key = 'picking:' || p.id
+                                                  AND j.kind = 'validate'
+                                                  AND j.state NOT IN ('resolved', 'rejected'))))
              ORDER BY p.state IN ('done', 'cancel'), p.scheduled_date, p.id
              LIMIT ?2"
         ))?;
@@ -778,9 +782,17 @@ impl<'c> Reader<'c> {
             .optional()?)
     }
 
-    /// One picking's summary.
-    pub fn picking_summary(&self, id: i64) -> Result<Option<PickingSummary>, StoreError> {
-        Ok(self.picking_rows(false, Some(id), 1)?.into_iter().next())
+    /// Whether the floor has validated this picking (a validate entry not resolved or
+    /// rejected): it must not be picked or validated again while the mirror says otherwise.
+    pub fn validated_on_floor(&self, picking_id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM journal
+                                WHERE causal_key = 'picking:' || ?1 AND kind = 'validate'
+                                  AND state NOT IN ('resolved', 'rejected'))",
+            )?
+            .query_row([picking_id], |r| r.get(0))?)
     }
 
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
@@ -790,6 +802,14 @@ impl<'c> Reader<'c> {
     /// Open sessions, of one operator or of everyone.
     pub fn open_sessions(&self, operator: Option<&str>) -> Result<Vec<SessionRow>, StoreError> {
         floor::read::open_sessions(self.conn, operator)
+    }
+
+    /// The open session holding a picking, if any.
+    pub fn open_session_of_picking(
+        &self,
+        picking_id: i64,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        floor::read::open_session_of_picking(self.conn, picking_id)
     }
 
     pub fn device_login(&self, device: &str) -> Result<Option<DeviceLogin>, StoreError> {

@@ -320,6 +320,9 @@ CREATE TABLE device_request (
 ) WITHOUT ROWID;
 CREATE INDEX device_request_age ON device_request (created_at);
 
+-- Pickings the floor has validated (until a pull brings Odoo's "done"): never opened again.
+CREATE INDEX journal_validate ON journal (causal_key) WHERE kind = 'validate';
+
 -- The view sums live effects on every scan: carry the delta in the indexes so a sum reads
 -- the index alone, not one table page per effect.
 DROP INDEX effect_stock;
