@@ -119,18 +119,24 @@ impl Answer {
     }
 
     fn from_store(e: StoreError) -> Answer {
-        let (status, code) = match &e {
-            StoreError::Full => (507, "store_full"),
-            StoreError::ReadOnly => (503, "store_read_only"),
-            StoreError::Closed => (503, "shutting_down"),
-            StoreError::Busy => (503, "store_busy"),
-            StoreError::NotFound(_) => (404, "not_found"),
-            StoreError::Invalid(_) => (422, "invalid_operation"),
-            StoreError::Conflict(_) => (409, "conflict"),
-            StoreError::PickingBusy(_) => (409, "picking_busy"),
-            _ => (500, "store_error"),
-        };
+        let (status, code) = store_error_code(&e);
         Answer::error(status, code, e.to_string())
+    }
+}
+
+/// The HTTP status and stable code a device sees for a store failure (one table for the
+/// floor and the HTTP layer).
+pub fn store_error_code(e: &StoreError) -> (u16, &'static str) {
+    match e {
+        StoreError::Full => (507, "store_full"),
+        StoreError::ReadOnly => (503, "store_read_only"),
+        StoreError::Closed => (503, "shutting_down"),
+        StoreError::Busy => (503, "store_busy"),
+        StoreError::NotFound(_) => (404, "not_found"),
+        StoreError::Invalid(_) => (422, "invalid_operation"),
+        StoreError::Conflict(_) => (409, "conflict"),
+        StoreError::PickingBusy(_) => (409, "picking_busy"),
+        _ => (500, "store_error"),
     }
 }
 

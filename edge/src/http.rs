@@ -45,19 +45,9 @@ pub struct ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        let (status, code) = match e {
-            StoreError::Full => (StatusCode::INSUFFICIENT_STORAGE, "store_full"),
-            StoreError::ReadOnly => (StatusCode::SERVICE_UNAVAILABLE, "store_read_only"),
-            StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-            StoreError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "store_busy"),
-            StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            StoreError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_operation"),
-            StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            StoreError::PickingBusy(_) => (StatusCode::CONFLICT, "picking_busy"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
-        };
+        let (status, code) = crate::floor::store_error_code(&e);
         ApiError {
-            status,
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             message: e.to_string(),
         }

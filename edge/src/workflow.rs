@@ -1316,12 +1316,7 @@ fn record_receive(
     let dest = s.dest_location_id.unwrap_or(m.location_dest_id);
     let mut warning = None;
     if let Some(lot) = &lot {
-        if lot.trim().is_empty() || lot.len() > 128 || lot.chars().any(char::is_control) {
-            return Err(refuse(
-                "bad_lot",
-                "a lot/serial is 1 to 128 printable characters",
-            ));
-        }
+        holdfast_sync::ops::check_lot_name(lot).map_err(|e| refuse("bad_lot", e.to_string()))?;
         if m.tracking == "serial" && cx.reader.lot_on_hand(m.product_id, lot)? > EPSILON {
             return Err(refuse(
                 "serial_exists",

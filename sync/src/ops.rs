@@ -191,6 +191,8 @@ pub enum InvalidOp {
     SameLocation(i64),
     #[error("lot name must not be empty")]
     EmptyLot,
+    #[error("lot name must be at most {MAX_LOT_LEN} characters without control characters")]
+    BadLot,
     #[error("unsupported payload version {0} (this build reads version {PAYLOAD_VERSION})")]
     Version(u32),
     #[error("payload does not match kind {kind}: {reason}")]
@@ -250,9 +252,20 @@ fn non_negative(field: &'static str, value: f64) -> Result<(), InvalidOp> {
     }
 }
 
+/// Longest lot or serial name an operation carries.
+pub const MAX_LOT_LEN: usize = 128;
+
+/// Checks a lot or serial name as every operation does.
+pub fn check_lot_name(name: &str) -> Result<(), InvalidOp> {
+    lot(&Some(name.to_owned())).map(|_| ())
+}
+
 fn lot(lot_name: &Option<String>) -> Result<String, InvalidOp> {
     match lot_name {
         Some(name) if name.trim().is_empty() => Err(InvalidOp::EmptyLot),
+        Some(name) if name.chars().count() > MAX_LOT_LEN || name.chars().any(char::is_control) => {
+            Err(InvalidOp::BadLot)
+        }
         Some(name) => Ok(name.clone()),
         None => Ok(String::new()),
     }

@@ -399,7 +399,12 @@ impl Store {
 
     /// Floor administration and sign-in (devices, operators, logins).
     pub async fn floor(&self, cmd: FloorCmd) -> Result<(), StoreError> {
-        self.request(Lane::Device, |reply| WriteCmd::Floor(Box::new(cmd), reply))
+        // Housekeeping waits behind the devices; everything else is a person waiting.
+        let lane = match cmd {
+            FloorCmd::PruneRequests { .. } => Lane::Background,
+            _ => Lane::Device,
+        };
+        self.request(lane, |reply| WriteCmd::Floor(Box::new(cmd), reply))
             .await
     }
 
