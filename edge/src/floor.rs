@@ -683,26 +683,15 @@ impl Floor {
     }
 
     async fn resume(&self, caller: &Caller, id: &str) -> Result<Answer, StoreError> {
-        let Some(operator) = self.signed_in(&caller.device)? else {
-            return Ok(not_signed_in());
+        let mut row = match self.inner.store.read(|r| {
+            let Some(login) = r.device_login(&caller.device)? else {
+                return Ok(Err(not_signed_in()));
+            };
+            own_open_session(r, &login.operator, id)
+        })? {
+            Ok(row) => row,
+            Err(answer) => return Ok(answer),
         };
-        let Some(mut row) = self.inner.store.read(|r| r.session(id))? else {
-            return Ok(Answer::error(404, "not_found", "no such session"));
-        };
-        if row.operator != operator {
-            return Ok(Answer::error(
-                403,
-                "not_your_session",
-                format!("that session belongs to operator {}", row.operator),
-            ));
-        }
-        if row.state != "active" {
-            return Ok(Answer::error(
-                409,
-                "session_closed",
-                format!("that session is {}", row.state),
-            ));
-        }
         let expected = row.version;
         row.version += 1;
         row.device = caller.device.clone();
@@ -719,26 +708,15 @@ impl Floor {
     }
 
     async fn cancel(&self, caller: &Caller, id: &str) -> Result<Answer, StoreError> {
-        let Some(operator) = self.signed_in(&caller.device)? else {
-            return Ok(not_signed_in());
+        let mut row = match self.inner.store.read(|r| {
+            let Some(login) = r.device_login(&caller.device)? else {
+                return Ok(Err(not_signed_in()));
+            };
+            own_open_session(r, &login.operator, id)
+        })? {
+            Ok(row) => row,
+            Err(answer) => return Ok(answer),
         };
-        let Some(mut row) = self.inner.store.read(|r| r.session(id))? else {
-            return Ok(Answer::error(404, "not_found", "no such session"));
-        };
-        if row.operator != operator {
-            return Ok(Answer::error(
-                403,
-                "not_your_session",
-                format!("that session belongs to operator {}", row.operator),
-            ));
-        }
-        if row.state != "active" {
-            return Ok(Answer::error(
-                409,
-                "session_closed",
-                format!("that session is {}", row.state),
-            ));
-        }
         let expected = row.version;
         row.version += 1;
         row.state = "cancelled".into();
@@ -872,27 +850,10 @@ impl Floor {
         let Some(session_id) = session.or(login.session_id.as_deref()) else {
             return Ok(Pre::NoSession);
         };
-        let Some(row) = r.session(session_id)? else {
-            return Ok(Pre::Answered(Answer::error(
-                404,
-                "not_found",
-                "no such session",
-            )));
+        let row = match own_open_session(r, &login.operator, session_id)? {
+            Ok(row) => row,
+            Err(answer) => return Ok(Pre::Answered(answer)),
         };
-        if row.operator != login.operator {
-            return Ok(Pre::Answered(Answer::error(
-                403,
-                "not_your_session",
-                format!("that session belongs to operator {}", row.operator),
-            )));
-        }
-        if row.state != "active" {
-            return Ok(Pre::Answered(Answer::error(
-                409,
-                "session_closed",
-                format!("that session is {}", row.state),
-            )));
-        }
         if row.device != caller.device {
             return Ok(Pre::Answered(Answer::error(
                 409,
@@ -1069,6 +1030,32 @@ struct Decision {
     login: crate::store::DeviceLogin,
     row: SessionRow,
     accepted: workflow::Accepted,
+}
+
+/// An open session of this operator, or the answer saying why not.
+fn own_open_session(
+    r: &Reader<'_>,
+    operator: &str,
+    id: &str,
+) -> Result<Result<SessionRow, Answer>, StoreError> {
+    let Some(row) = r.session(id)? else {
+        return Ok(Err(Answer::error(404, "not_found", "no such session")));
+    };
+    if row.operator != operator {
+        return Ok(Err(Answer::error(
+            403,
+            "not_your_session",
+            format!("that session belongs to operator {}", row.operator),
+        )));
+    }
+    if row.state != "active" {
+        return Ok(Err(Answer::error(
+            409,
+            "session_closed",
+            format!("that session is {}", row.state),
+        )));
+    }
+    Ok(Ok(row))
 }
 
 fn not_signed_in() -> Answer {
