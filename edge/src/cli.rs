@@ -234,6 +234,21 @@ async fn bind(config: &Config, hint: &str) -> anyhow::Result<tokio::net::TcpList
         .with_context(|| format!("cannot listen on {}{hint}", config.http.listen))
 }
 
+/// Runs a short command on the store (while the appliance may be running: SQLite arbitrates
+/// between the two writers), then commits and closes it.
+fn with_store(
+    config: &Path,
+    f: impl AsyncFnOnce(&Store) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    runtime()?.block_on(async {
+        let store = open_store(&config)?;
+        let result = f(&store).await;
+        store.shutdown().await?;
+        result
+    })
+}
+
 fn valid_id(id: &str) -> anyhow::Result<()> {
     if id.is_empty()
         || id.len() > 64
@@ -493,31 +508,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Device(cmd) => {
-            let config = load_config(&cli.config)?;
-            runtime()?.block_on(async {
-                let store = open_store(&config)?;
-                let result = device_command(&store, cmd).await;
-                store.shutdown().await?;
-                result
-            })?;
+            with_store(&cli.config, async |store| device_command(store, cmd).await)?
         }
-        Command::Operator(cmd) => {
-            let config = load_config(&cli.config)?;
-            runtime()?.block_on(async {
-                let store = open_store(&config)?;
-                let result = operator_command(&store, cmd).await;
-                store.shutdown().await?;
-                result
-            })?;
-        }
+        Command::Operator(cmd) => with_store(&cli.config, async |store| {
+            operator_command(store, cmd).await
+        })?,
         Command::Session(cmd) => {
-            let config = load_config(&cli.config)?;
-            runtime()?.block_on(async {
-                let store = open_store(&config)?;
-                let result = session_command(&store, cmd).await;
-                store.shutdown().await?;
-                result
-            })?;
+            with_store(&cli.config, async |store| session_command(store, cmd).await)?
         }
         Command::Status { json } => {
             let config = load_config(&cli.config)?;

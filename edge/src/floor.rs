@@ -32,7 +32,9 @@ use crate::store::{
     Current, FloorCmd, NewEntry, OperatorRow, Reader, RequestRecord, SessionRow, StepWrite, Store,
     StoreError,
 };
-use crate::workflow::{self, Cx, FloorPolicy, Input, Machine, Scan, StepError, Workflow};
+use crate::workflow::{
+    self, Cx, FloorPolicy, Input, Machine, PickState, ReceiveState, Scan, StepError, Workflow,
+};
 
 /// Failed sign-ins a device may make before it has to wait.
 const MAX_LOGIN_FAILURES: u32 = 5;
@@ -347,47 +349,49 @@ impl Floor {
         let product = |id: i64| -> Result<String, StoreError> {
             Ok(r.product(id)?.map(|p| p.name).unwrap_or_default())
         };
-        let (location, current) = match &machine {
-            Machine::Pick(s) => (
-                name(s.location_id)?,
-                match &s.line {
-                    Some(l) => Some(json!({
-                        "product_id": l.product_id, "product": product(l.product_id)?,
-                        "lot_name": l.lot_name, "quantity": l.quantity, "move_id": l.move_id,
-                    })),
-                    None => None,
-                },
-            ),
-            Machine::Receive(s) => (
-                name(s.dest_location_id)?,
-                match &s.line {
-                    Some(l) => Some(json!({
-                        "product_id": l.product_id, "product": product(l.product_id)?,
-                        "lot_name": l.lot_name, "quantity": l.quantity, "move_id": l.move_id,
-                    })),
-                    None => None,
-                },
+        // The bin in use, and the line or item in hand: (product, lot, quantity, move).
+        type InHand<'a> = (i64, &'a Option<String>, Option<f64>, Option<i64>);
+        let (location_id, in_hand): (Option<i64>, Option<InHand<'_>>) = match &machine {
+            Machine::Pick(PickState {
+                location_id, line, ..
+            })
+            | Machine::Receive(ReceiveState {
+                dest_location_id: location_id,
+                line,
+                ..
+            }) => (
+                *location_id,
+                line.as_ref()
+                    .map(|l| (l.product_id, &l.lot_name, Some(l.quantity), Some(l.move_id))),
             ),
             Machine::Count(s) => (
-                name(s.location_id)?,
-                match &s.counting {
-                    Some(i) => Some(json!({
-                        "product_id": i.product_id, "product": product(i.product_id)?,
-                        "lot_name": i.lot_name,
-                    })),
-                    None => None,
-                },
+                s.location_id,
+                s.counting
+                    .as_ref()
+                    .map(|i| (i.product_id, &i.lot_name, None, None)),
             ),
             Machine::Transfer(s) => (
-                name(s.from_location_id)?,
-                match &s.item {
-                    Some(i) => Some(json!({
-                        "product_id": i.product_id, "product": product(i.product_id)?,
-                        "lot_name": i.lot_name, "quantity": i.quantity,
-                    })),
-                    None => None,
-                },
+                s.from_location_id,
+                s.item
+                    .as_ref()
+                    .map(|i| (i.product_id, &i.lot_name, Some(i.quantity), None)),
             ),
+        };
+        let location = name(location_id)?;
+        let current = match in_hand {
+            Some((product_id, lot_name, quantity, move_id)) => {
+                let mut item = json!({
+                    "product_id": product_id, "product": product(product_id)?, "lot_name": lot_name,
+                });
+                if let Some(q) = quantity {
+                    item["quantity"] = json!(q);
+                }
+                if let Some(m) = move_id {
+                    item["move_id"] = json!(m);
+                }
+                Some(item)
+            }
+            None => None,
         };
         let active = row.state == "active";
         Ok(SessionView {

@@ -505,31 +505,17 @@ fn write_routes() -> Router<Arc<AppState>> {
     type H = axum::http::HeaderMap;
     type U = axum::http::Uri;
     type D = Extension<DeviceId>;
+    // An endpoint whose body alone says what to do.
+    let fixed = |endpoint: WriteEndpoint| {
+        post(move |State(s): S, Extension(d): D, h: H, u: U, b: Body| {
+            write_endpoint(s, d, h, u, b, endpoint.clone())
+        })
+    };
     Router::new()
-        .route(
-            "/api/v1/login",
-            post(|State(s): S, Extension(d): D, h: H, u: U, b: Body| {
-                write_endpoint(s, d, h, u, b, WriteEndpoint::Login)
-            }),
-        )
-        .route(
-            "/api/v1/logout",
-            post(|State(s): S, Extension(d): D, h: H, u: U, b: Body| {
-                write_endpoint(s, d, h, u, b, WriteEndpoint::Logout)
-            }),
-        )
-        .route(
-            "/api/v1/sessions",
-            post(|State(s): S, Extension(d): D, h: H, u: U, b: Body| {
-                write_endpoint(s, d, h, u, b, WriteEndpoint::Start)
-            }),
-        )
-        .route(
-            "/api/v1/scan",
-            post(|State(s): S, Extension(d): D, h: H, u: U, b: Body| {
-                write_endpoint(s, d, h, u, b, WriteEndpoint::Scan)
-            }),
-        )
+        .route("/api/v1/login", fixed(WriteEndpoint::Login))
+        .route("/api/v1/logout", fixed(WriteEndpoint::Logout))
+        .route("/api/v1/sessions", fixed(WriteEndpoint::Start))
+        .route("/api/v1/scan", fixed(WriteEndpoint::Scan))
         .route(
             "/api/v1/sessions/{id}/{action}",
             post(

@@ -220,6 +220,22 @@ pub struct Gs1Lot {
 }
 
 impl Scan {
+    /// The scan as the lot/serial of `product_id` a step is waiting for: a label of that
+    /// product with AI 10/21, or, where nothing else matched, the label itself (a receipt
+    /// brings new lots, which no lookup can know). Returns the lot and any expiry.
+    fn lot_of(&self, product_id: i64) -> Result<(String, Option<String>), StepError> {
+        let products = self.products();
+        match products.iter().find(|p| p.0 == product_id) {
+            Some((_, _, Some(lot), expiry)) => Ok((lot.clone(), expiry.clone())),
+            Some((_, _, None, _)) => Err(refuse(
+                "lot_required",
+                "scan the lot/serial label, not the product",
+            )),
+            None if products.is_empty() && self.resolved.is_empty() => self.lot_label(),
+            None => Err(unusable(self, "the lot/serial")),
+        }
+    }
+
     /// The scan read as a lot/serial label where nothing else matched: a plain code is the
     /// lot's name; a GS1 label must carry AI 10 or 21.
     fn lot_label(&self) -> Result<(String, Option<String>), StepError> {
@@ -843,21 +859,7 @@ fn pick_scan(
         return Ok(());
     }
     if let Some(awaiting) = s.awaiting.clone() {
-        let products = scan.products();
-        let lot = match products.iter().find(|p| p.0 == awaiting.product_id) {
-            Some((_, _, Some(lot), _)) => lot.clone(),
-            Some((_, _, None, _)) => {
-                return Err(refuse(
-                    "lot_required",
-                    format!(
-                        "{} needs its lot/serial: scan the lot label",
-                        cx.product_name(awaiting.product_id)?
-                    ),
-                ));
-            }
-            None if products.is_empty() && scan.package().is_none() => scan.lot_label()?.0,
-            None => return Err(unusable(scan, "the lot/serial")),
-        };
+        let (lot, _) = scan.lot_of(awaiting.product_id)?;
         let m = move_for(&moves, awaiting.product_id)
             .ok_or_else(|| refuse("wrong_product", "that product is not on this picking"))?
             .clone();
@@ -1234,19 +1236,7 @@ fn receive_scan(
     }
     let products = scan.products();
     if let Some(awaiting) = s.awaiting.clone() {
-        // The lot label: a GS1 label of the same product with AI 10/21, or any plain text
-        // (a receipt brings new lots, which no lookup can know).
-        let (lot, expiry) = match products.iter().find(|p| p.0 == awaiting.product_id) {
-            Some((_, _, Some(lot), exp)) => (lot.clone(), exp.clone()),
-            Some((_, _, None, _)) => {
-                return Err(refuse(
-                    "lot_required",
-                    "scan the lot/serial label, not the product",
-                ));
-            }
-            None if products.is_empty() && scan.resolved.is_empty() => scan.lot_label()?,
-            None => return Err(unusable(scan, "the lot/serial")),
-        };
+        let (lot, expiry) = scan.lot_of(awaiting.product_id)?;
         let m = move_for(&moves, awaiting.product_id)
             .ok_or_else(|| refuse("wrong_product", "that product is not on this receipt"))?
             .clone();
@@ -1388,14 +1378,7 @@ fn count_scan(
     }
     let products = scan.products();
     if let Some(awaiting) = s.awaiting.clone() {
-        let lot = match products.iter().find(|p| p.0 == awaiting.product_id) {
-            Some((_, _, Some(lot), _)) => lot.clone(),
-            Some((_, _, None, _)) => {
-                return Err(refuse("lot_required", "scan the lot/serial label"));
-            }
-            None if products.is_empty() && scan.resolved.is_empty() => scan.lot_label()?.0,
-            None => return Err(unusable(scan, "the lot/serial")),
-        };
+        let (lot, _) = scan.lot_of(awaiting.product_id)?;
         s.awaiting = None;
         s.counting = Some(Item {
             product_id: awaiting.product_id,
@@ -1537,14 +1520,7 @@ fn transfer_scan(
     }
     let products = scan.products();
     if let Some(awaiting) = s.awaiting.clone() {
-        let lot = match products.iter().find(|p| p.0 == awaiting.product_id) {
-            Some((_, _, Some(lot), _)) => lot.clone(),
-            Some((_, _, None, _)) => {
-                return Err(refuse("lot_required", "scan the lot/serial label"));
-            }
-            None if products.is_empty() && scan.resolved.is_empty() => scan.lot_label()?.0,
-            None => return Err(unusable(scan, "the lot/serial")),
-        };
+        let (lot, _) = scan.lot_of(awaiting.product_id)?;
         s.awaiting = None;
         return take_item(
             s,
