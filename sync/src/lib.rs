@@ -19,5 +19,6 @@ pub mod dataset;
 pub mod odoo;
 pub mod ops;
 pub mod pull;
+pub mod push;
 pub mod records;
 pub mod sim;

@@ -12,6 +12,7 @@
 //! company scoping; Odoo's stock semantics (see `stock`); and faults on command ([`Fault`]).
 
 mod orm;
+pub mod proxy;
 mod stock;
 pub mod store;
 
@@ -68,6 +69,10 @@ struct Shared {
     latency: Mutex<Duration>,
     /// The SMS wizard has not been answered yet.
     sms_pending: Mutex<bool>,
+    /// Capacity cap (see [`Cloud::set_capacity`]).
+    pace: Mutex<Pace>,
+    /// Model calls answered.
+    calls: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -75,17 +80,22 @@ struct FaultQueue {
     queue: std::collections::VecDeque<Fault>,
 }
 
-/// A running simulator; stops when dropped or on [`Simulator::stop`].
+/// A running simulator; stops when dropped or on [`Simulator::stop`]. It derefs to its
+/// [`Cloud`], the records and the knobs tests turn.
 #[derive(Debug)]
 pub struct Simulator {
     addr: SocketAddr,
-    shared: Arc<SharedHandle>,
+    cloud: Cloud,
     stop: CancellationToken,
 }
 
-/// Lets tests edit records "from the cloud side".
-#[derive(Debug)]
-struct SharedHandle(Arc<Shared>);
+/// The simulated Odoo's state, shared by its HTTP server and in-process callers; cheap to
+/// clone. It also answers calls in-process ([`crate::push::Odoo`]), without HTTP, which is
+/// what the seeded reconciliation simulation drives.
+#[derive(Clone, Debug)]
+pub struct Cloud {
+    shared: Arc<Shared>,
+}
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,6 +112,13 @@ pub fn odoo_now() -> String {
         .to_string()
 }
 
+impl std::ops::Deref for Simulator {
+    type Target = Cloud;
+    fn deref(&self) -> &Cloud {
+        &self.cloud
+    }
+}
+
 impl Simulator {
     /// Starts a simulator holding `data` on `127.0.0.1:<free port>`.
     pub async fn start(config: SimConfig, data: &Dataset) -> std::io::Result<Simulator> {
@@ -114,9 +131,7 @@ impl Simulator {
         config: SimConfig,
         data: &Dataset,
     ) -> std::io::Result<Simulator> {
-        let mut tables = Tables::default();
-        tables.load(data, &odoo_now());
-        Self::start_with(addr, config, tables).await
+        Self::serve(addr, Cloud::new(config, data)).await
     }
 
     /// Starts a simulator holding `tables` (e.g. read back from a state file) on `addr`.
@@ -125,22 +140,16 @@ impl Simulator {
         config: SimConfig,
         tables: Tables,
     ) -> std::io::Result<Simulator> {
-        let shared = Arc::new(Shared {
-            sms_pending: Mutex::new(config.sms_wizard),
-            config,
-            tables: Mutex::new(tables),
-            faults: Mutex::default(),
-            latency: Mutex::default(),
-        });
+        Self::serve(addr, Cloud::with_tables_of(config, tables)).await
+    }
+
+    /// Serves `cloud` over HTTP on `addr`.
+    pub async fn serve(addr: SocketAddr, cloud: Cloud) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        tokio::spawn(run_accept(listener, shared.clone(), stop.clone()));
-        Ok(Simulator {
-            addr,
-            shared: Arc::new(SharedHandle(shared)),
-            stop,
-        })
+        tokio::spawn(run_accept(listener, cloud.shared.clone(), stop.clone()));
+        Ok(Simulator { addr, cloud, stop })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -148,25 +157,74 @@ impl Simulator {
         format!("http://{}", self.addr)
     }
 
+    /// The shared state (also reachable through `Deref`).
+    pub fn cloud(&self) -> &Cloud {
+        &self.cloud
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Cloud {
+    /// A simulated Odoo holding `data`, not yet served.
+    pub fn new(config: SimConfig, data: &Dataset) -> Cloud {
+        let mut tables = Tables::default();
+        tables.load(data, &odoo_now());
+        Cloud::with_tables_of(config, tables)
+    }
+
+    /// A simulated Odoo holding `tables`.
+    pub fn with_tables_of(config: SimConfig, tables: Tables) -> Cloud {
+        Cloud {
+            shared: Arc::new(Shared {
+                sms_pending: Mutex::new(config.sms_wizard),
+                config,
+                tables: Mutex::new(tables),
+                faults: Mutex::default(),
+                latency: Mutex::default(),
+                pace: Mutex::default(),
+                calls: std::sync::atomic::AtomicU64::new(0),
+            }),
+        }
+    }
+
     pub fn config(&self) -> &SimConfig {
-        &self.shared.0.config
+        &self.shared.config
     }
 
     /// Runs `f` on the records, as another Odoo user would (edits stamp `write_date`
     /// themselves through [`odoo_now`]).
     pub fn with_tables<T>(&self, f: impl FnOnce(&mut Tables) -> T) -> T {
-        let mut tables = self
-            .shared
-            .0
-            .tables
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut tables = self.shared.tables.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut tables)
     }
 
     /// Cancels a picking from the cloud side (reservations released, moves cancelled).
     pub fn cancel_picking(&self, picking: i64) {
         self.with_tables(|t| stock::cancel(t, picking, &odoo_now()));
+    }
+
+    /// Validates a picking from the cloud side as it stands (lines as they are, no backorder
+    /// question), as a user in Odoo's web client would.
+    pub fn validate_picking(&self, picking: i64) -> Result<(), String> {
+        let ctx = serde_json::Map::from_iter([
+            ("skip_backorder".to_owned(), Value::Bool(true)),
+            ("skip_sms".to_owned(), Value::Bool(true)),
+        ]);
+        self.with_tables(|t| {
+            let mut sms = false;
+            stock::button_validate(t, &[picking], &ctx, 18, &odoo_now(), &mut sms)
+                .map(|_| ())
+                .map_err(|e| e.message)
+        })
     }
 
     /// Drops and redoes a picking's reservations, as Odoo's scheduler does: move lines are
@@ -214,43 +272,86 @@ impl Simulator {
         std::fs::rename(tmp, path)
     }
 
-    /// Queues faults: each of the next requests takes one, in order.
+    /// Queues faults: each of the next HTTP requests takes one, in order.
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
-        let mut queue = self
-            .shared
-            .0
-            .faults
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut queue = self.shared.faults.lock().unwrap_or_else(|p| p.into_inner());
         queue.queue.extend(faults);
     }
 
     /// Faults still queued.
     pub fn pending_faults(&self) -> usize {
         self.shared
-            .0
             .faults
             .lock()
             .map(|q| q.queue.len())
             .unwrap_or(0)
     }
 
-    /// Adds `latency` to every answer from now on.
+    /// Adds `latency` to every HTTP answer from now on.
     pub fn set_latency(&self, latency: Duration) {
-        if let Ok(mut l) = self.shared.0.latency.lock() {
+        if let Ok(mut l) = self.shared.latency.lock() {
             *l = latency;
         }
     }
 
-    pub fn stop(&self) {
-        self.stop.cancel();
+    /// Caps the HTTP calls served per second, as a saturated Odoo does: calls beyond the
+    /// cap queue (their latency grows); `None` lifts the cap.
+    pub fn set_capacity(&self, calls_per_second: Option<f64>) {
+        if let Ok(mut p) = self.shared.pace.lock() {
+            p.interval = calls_per_second
+                .filter(|c| *c > 0.0)
+                .map(|c| Duration::from_secs_f64(1.0 / c));
+        }
+    }
+
+    /// Model calls answered so far (HTTP and in-process).
+    pub fn calls(&self) -> u64 {
+        self.shared.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs one call in-process (no HTTP, no faults, no latency), as JSON-2 would run it.
+    pub fn execute(&self, call: crate::odoo::Call) -> Result<Value, crate::odoo::OdooError> {
+        let crate::odoo::Call {
+            model,
+            method,
+            ids,
+            kwargs,
+            context,
+        } = call;
+        self::call(
+            &self.shared,
+            &model,
+            &method,
+            ids.unwrap_or_default(),
+            kwargs,
+            context,
+        )
+        .map_err(|e| crate::odoo::OdooError::Server {
+            name: e.name.to_owned(),
+            message: e.message,
+            status: None,
+        })
     }
 }
 
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        self.stop.cancel();
+impl crate::push::Odoo for Cloud {
+    fn call(
+        &self,
+        call: crate::odoo::Call,
+    ) -> impl std::future::Future<Output = Result<Value, crate::odoo::OdooError>> + Send {
+        std::future::ready(self.execute(call))
     }
+
+    fn major(&self) -> u32 {
+        self.shared.config.version
+    }
+}
+
+/// When the next call may start under a capacity cap.
+#[derive(Debug, Default)]
+struct Pace {
+    interval: Option<Duration>,
+    next: Option<tokio::time::Instant>,
 }
 
 async fn run_accept(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
@@ -351,6 +452,18 @@ async fn with_faults(
     let latency = shared.latency.lock().map(|l| *l).unwrap_or_default();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    let slot = {
+        let mut pace = shared.pace.lock().unwrap_or_else(|p| p.into_inner());
+        pace.interval.map(|interval| {
+            let now = tokio::time::Instant::now();
+            let slot = pace.next.filter(|n| *n > now).unwrap_or(now);
+            pace.next = Some(slot + interval);
+            slot
+        })
+    };
+    if let Some(slot) = slot {
+        tokio::time::sleep_until(slot).await;
     }
     match fault {
         None | Some(Fault::Pass) => Ok(full(handle(shared, req).await)),
@@ -643,6 +756,9 @@ fn call(
             message: format!("'{model}'"),
         });
     }
+    shared
+        .calls
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let orm_call = orm::OrmCall {
         model,
         method,

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::store::{Rel, SimError, Tables, matches, relation};
+use super::store::{Rel, SimError, Tables, is_computed, matches, relation};
 
 /// Methods bound to the model rather than to records (`@api.model`): no ids come first.
 const MODEL_METHODS: &[&str] = &[
@@ -57,6 +57,58 @@ pub fn name_positional(
     Ok(())
 }
 
+/// Creates one record, and the children its one2many fields create (`[0, 0, vals]`
+/// commands), in the same call as Odoo does.
+fn create_one(tables: &mut Tables, model: &str, vals: Value, now: &str) -> Result<i64, SimError> {
+    let mut vals = vals
+        .as_object()
+        .cloned()
+        .ok_or_else(|| SimError::value("create() takes dicts"))?;
+    let mut children = Vec::new();
+    for key in vals.keys().cloned().collect::<Vec<_>>() {
+        if let Rel::One2many(target, inverse) = relation(model, &key) {
+            let commands = vals.remove(&key).unwrap_or_default();
+            for command in commands.as_array().into_iter().flatten() {
+                match command.as_array().map(Vec::as_slice) {
+                    Some([code, _, child]) if code.as_i64() == Some(0) => {
+                        children.push((target, inverse, child.clone()));
+                    }
+                    _ => {
+                        return Err(SimError::value(format!(
+                            "{model}.{key}: only [0, 0, vals] commands are accepted on create, got {command}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    let fields: Vec<String> = vals.keys().cloned().collect();
+    check_fields(tables, model, &fields)?;
+    let id = tables.next_id(model);
+    // Defaults Odoo fills in on create.
+    match model {
+        "stock.picking" => {
+            vals.entry("state").or_insert_with(|| json!("draft"));
+            vals.entry("name")
+                .or_insert_with(|| json!(format!("WH/SIM/{id:05}")));
+        }
+        "stock.move" => {
+            vals.entry("state").or_insert_with(|| json!("draft"));
+            vals.entry("quantity").or_insert_with(|| json!(0.0));
+            vals.entry("picked").or_insert_with(|| json!(false));
+        }
+        _ => {}
+    }
+    tables.insert(model, id, vals, now);
+    for (target, inverse, mut child) in children {
+        if let Some(c) = child.as_object_mut() {
+            c.insert(inverse.into(), json!(id));
+        }
+        create_one(tables, target, child, now)?;
+    }
+    Ok(id)
+}
+
 /// A call as the ORM sees it.
 pub struct OrmCall<'a> {
     pub model: &'a str,
@@ -90,7 +142,12 @@ fn check_fields(tables: &Tables, model: &str, fields: &[String]) -> Result<(), S
             .is_none_or(|r| r.contains_key(f))
     };
     for f in fields {
-        if f != "id" && f != "display_name" && relation(model, f) == Rel::Plain && !sample_has(f) {
+        if f != "id"
+            && f != "display_name"
+            && relation(model, f) == Rel::Plain
+            && !is_computed(model, f)
+            && !sample_has(f)
+        {
             return Err(SimError::value(format!(
                 "Invalid field '{f}' on model '{model}'"
             )));
@@ -348,15 +405,7 @@ pub fn execute(tables: &mut Tables, call: &OrmCall<'_>) -> Option<Result<Value, 
             };
             let mut ids = Vec::new();
             for vals in list {
-                let vals = vals
-                    .as_object()
-                    .cloned()
-                    .ok_or_else(|| SimError::value("create() takes dicts"))?;
-                let fields: Vec<String> = vals.keys().cloned().collect();
-                check_fields(tables, call.model, &fields)?;
-                let id = tables.next_id(call.model);
-                tables.insert(call.model, id, vals, call.now);
-                ids.push(id);
+                ids.push(create_one(tables, call.model, vals, call.now)?);
             }
             Ok(json!(ids))
         })(),

@@ -410,6 +410,28 @@ pub fn button_validate(
                     product_name(t, product)
                 )));
             }
+            // A serial number received while it is in stock elsewhere.
+            let src = id_of(&l, "location_id").unwrap_or(0);
+            if tracking == "serial" && usage(t, src) != "internal" {
+                let serial = id_of(&l, "lot_id")
+                    .and_then(|lot| t.get("stock.lot", lot))
+                    .map(|lot| s(lot, "name").to_owned())
+                    .unwrap_or_else(|| s(&l, "lot_name").to_owned());
+                let in_stock = ids_where(t, "stock.quant", |q| {
+                    id_of(q, "product_id") == Some(product)
+                        && f(q, "quantity") > 0.0
+                        && id_of(q, "lot_id")
+                            .and_then(|lot| t.get("stock.lot", lot))
+                            .is_some_and(|lot| s(lot, "name") == serial)
+                        && usage(t, id_of(q, "location_id").unwrap_or(0)) == "internal"
+                });
+                if !in_stock.is_empty() {
+                    return Err(SimError::validation(format!(
+                        "The serial number has already been assigned: \n Product: {}, Serial Number: {serial}",
+                        product_name(t, product)
+                    )));
+                }
+            }
         }
     }
     // The SMS confirmation wizard on the first delivery, unless skipped.

@@ -90,6 +90,15 @@ pub fn relation(model: &str, field: &str) -> Rel {
     }
 }
 
+/// Fields Odoo computes and stores from other records (related or computed, stored), which
+/// the simulator derives on read instead of keeping in step.
+pub fn is_computed(model: &str, field: &str) -> bool {
+    matches!(
+        (model, field),
+        ("stock.move.line", "state") | ("stock.move", "reference" | "is_inventory")
+    )
+}
+
 /// All records, by model.
 #[derive(Debug, Default)]
 pub struct Tables {
@@ -288,8 +297,38 @@ impl Tables {
         }
     }
 
+    /// The value of a computed stored field (see [`is_computed`]).
+    pub fn computed(&self, model: &str, rec: &Map<String, Value>, field: &str) -> Option<Value> {
+        if !is_computed(model, field) {
+            return None;
+        }
+        let own = rec.get(field).filter(|v| !v.is_null()).cloned();
+        Some(match (model, field) {
+            // `state` is related to the move's state.
+            ("stock.move.line", "state") => rec
+                .get("move_id")
+                .and_then(Value::as_i64)
+                .and_then(|m| self.get("stock.move", m))
+                .and_then(|m| m.get("state").cloned())
+                .unwrap_or(b(false)),
+            // `reference`: the picking's name, else the move's own (inventory) name.
+            ("stock.move", "reference") => own.unwrap_or_else(|| {
+                rec.get("picking_id")
+                    .and_then(Value::as_i64)
+                    .and_then(|p| self.get("stock.picking", p))
+                    .and_then(|p| p.get("name").cloned())
+                    .or_else(|| rec.get("name").cloned())
+                    .unwrap_or(b(false))
+            }),
+            _ => own.unwrap_or(b(false)),
+        })
+    }
+
     /// A field in Odoo's read format.
     pub fn read_field(&self, model: &str, rec: &Map<String, Value>, field: &str) -> Value {
+        if let Some(v) = self.computed(model, rec, field) {
+            return v;
+        }
         match relation(model, field) {
             Rel::Many2one(target) => match rec.get(field).and_then(Value::as_i64) {
                 Some(id) => json!([id, self.display_name(target, id)]),
@@ -565,7 +604,11 @@ fn leaf_matches(
         Some((f, r)) => (f, Some(r)),
         None => (path, None),
     };
-    if field != "id" && !rec.contains_key(field) && relation(model, field) == Rel::Plain {
+    if field != "id"
+        && !rec.contains_key(field)
+        && relation(model, field) == Rel::Plain
+        && !is_computed(model, field)
+    {
         return Err(SimError::value(format!(
             "Invalid field {model}.{field} in leaf {path:?}"
         )));
@@ -600,6 +643,7 @@ fn leaf_matches(
         return Ok(false);
     }
     let actual = match relation(model, field) {
+        _ if is_computed(model, field) => tables.read_field(model, rec, field),
         Rel::One2many(..) => tables.read_field(model, rec, field),
         _ => rec.get(field).cloned().unwrap_or(Value::Bool(false)),
     };

@@ -1,0 +1,1361 @@
+//! Push translation: journal entries → Odoo calls, exactly once.
+//!
+//! The floor records intents ([`crate::ops`]); this module turns a *batch* of them (the
+//! pending entries of one causal key, in journal order) into calls on Odoo's standard
+//! external API and classifies what came back. It knows nothing of the store or of
+//! scheduling: the appliance's push scheduler decides what to send when, and moves the
+//! entries through their states from the [`Outcome`] returned here.
+//!
+//! Every call made here is either an idempotent state assignment or carries the entry's
+//! [`mark`] into the record it creates in the same call:
+//!
+//! - **picks and receipts** re-read the picking's move lines first (Odoo re-creates them on
+//!   re-reservation), then set *absolute* quantities and `picked`, keyed by (move, product,
+//!   lot, location, package), in one `write` on the picking with `move_line_ids` commands.
+//!   The targets are the sums of every entry of the picking that reached Odoo before plus
+//!   this batch, so sending the same batch twice assigns the same values twice;
+//! - **validation** checks the picking's state first (already done → compare and call it
+//!   superseded or a conflict), sets quantity 0 on lines nobody picked, and validates with
+//!   the wizard-free context; any wizard that still comes back is answered with its context;
+//! - **counts** are delta merges: the count's difference (counted − what the view showed) is
+//!   added to the cloud's current quantity through `inventory_quantity` +
+//!   `action_apply_inventory`, with the mark in `inventory_name` (the inventory move's
+//!   reference); a retry after an unknown outcome looks for that move first;
+//! - **transfers** create an internal picking whose `origin` is the mark, in the same call as
+//!   its move; a retry finds it by origin and carries on from its state.
+//!
+//! The pure parts ([`plan_lines`], [`compare_done`]) are separate from the calls so they can
+//! be tested on their own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::odoo::{Call, ErrorClass, OdooClient, OdooError};
+use crate::ops::{BackorderChoice, CountOp, Operation, TransferOp};
+
+/// Anything that runs Odoo calls: the wire client, or the simulator in-process.
+pub trait Odoo: Send + Sync {
+    /// Runs one call.
+    fn call(&self, call: Call) -> impl Future<Output = Result<Value, OdooError>> + Send;
+    /// Odoo's major version (18 over JSON-RPC, 19+ over JSON-2: a few fields differ).
+    fn major(&self) -> u32;
+}
+
+impl Odoo for OdooClient {
+    fn call(&self, call: Call) -> impl Future<Output = Result<Value, OdooError>> + Send {
+        OdooClient::call(self, call)
+    }
+
+    fn major(&self) -> u32 {
+        self.version().major
+    }
+}
+
+/// The text an entry leaves in the records it creates (`origin`, `inventory_name`).
+pub fn mark(entry_id: &str) -> String {
+    format!("holdfast:{entry_id}")
+}
+
+/// One journal entry handed to the push.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PushEntry {
+    pub seq: i64,
+    /// The entry's UUID (its mark in Odoo).
+    pub id: String,
+    pub op: Operation,
+    /// An earlier attempt's outcome is unknown: look for its mark before sending anything.
+    pub ambiguous: bool,
+}
+
+/// What kind of disagreement a conflict is (the policy is chosen per kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// The picking was validated in the cloud with other quantities.
+    PickingDoneDifferently,
+    /// The picking was cancelled (or deleted) in the cloud.
+    PickingCancelled,
+    /// More was picked from a bin than the cloud says is there.
+    OverPick,
+    /// A received serial number is already in stock elsewhere.
+    SerialInUse,
+    /// A received lot already exists in Odoo with another expiry date.
+    LotExpiry,
+    /// The product is archived in Odoo.
+    ProductArchived,
+    /// Odoo refused the call as invalid (`UserError`, `ValidationError`).
+    Validation,
+}
+
+impl ConflictKind {
+    pub const ALL: &'static [ConflictKind] = &[
+        ConflictKind::PickingDoneDifferently,
+        ConflictKind::PickingCancelled,
+        ConflictKind::OverPick,
+        ConflictKind::SerialInUse,
+        ConflictKind::LotExpiry,
+        ConflictKind::ProductArchived,
+        ConflictKind::Validation,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictKind::PickingDoneDifferently => "picking_done_differently",
+            ConflictKind::PickingCancelled => "picking_cancelled",
+            ConflictKind::OverPick => "over_pick",
+            ConflictKind::SerialInUse => "serial_in_use",
+            ConflictKind::LotExpiry => "lot_expiry",
+            ConflictKind::ProductArchived => "product_archived",
+            ConflictKind::Validation => "validation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConflictKind> {
+        ConflictKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A disagreement between the floor and the cloud, with both sides' values.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: ConflictKind,
+    pub message: String,
+    /// What the floor recorded.
+    pub edge: Value,
+    /// What the cloud holds.
+    pub cloud: Value,
+}
+
+/// What pushing a batch came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Odoo holds the batch's effect.
+    Applied {
+        /// The Odoo record that carries it (picking name, inventory move, created picking).
+        remote_ref: Option<String>,
+        /// Odoo already held it without our call (done in the cloud with the same quantities,
+        /// or an earlier attempt whose answer was lost).
+        superseded: bool,
+        /// Disagreements applied anyway and flagged (over-picks, lot expiry).
+        flagged: Vec<Finding>,
+    },
+    /// Not applied: needs a decision (or a policy) before it can go further.
+    Conflict(Finding),
+    /// The call failed without a verdict on the batch; the error's class says what next.
+    Failed(OdooError),
+}
+
+const EPS: f64 = 1e-6;
+
+fn err_class(e: &OdooError) -> ErrorClass {
+    e.class()
+}
+
+/// Turns a permanent Odoo refusal into a conflict with its message kept.
+fn refusal(e: &OdooError, edge: Value) -> Outcome {
+    let message = match e {
+        OdooError::Server { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    let lower = message.to_lowercase();
+    let kind = if lower.contains("serial number") && lower.contains("already") {
+        ConflictKind::SerialInUse
+    } else if lower.contains("archived") {
+        ConflictKind::ProductArchived
+    } else {
+        ConflictKind::Validation
+    };
+    Outcome::Conflict(Finding {
+        kind,
+        message,
+        edge,
+        cloud: json!({"error": e.to_string()}),
+    })
+}
+
+/// Runs a call; a permanent refusal becomes `Err(Outcome::Conflict)`, any other failure
+/// `Err(Outcome::Failed)`.
+async fn run<O: Odoo>(odoo: &O, call: Call, edge: &Value) -> Result<Value, Outcome> {
+    odoo.call(call).await.map_err(|e| match err_class(&e) {
+        ErrorClass::Permanent => refusal(&e, edge.clone()),
+        _ => Outcome::Failed(e),
+    })
+}
+
+fn m2o_id(v: &Value) -> Option<i64> {
+    match v {
+        Value::Array(a) => a.first().and_then(Value::as_i64),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+fn m2o_name(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(a) => a.get(1).and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn ids_of(v: &Value) -> Vec<i64> {
+    match v {
+        Value::Array(a) => a.iter().filter_map(Value::as_i64).collect(),
+        Value::Number(n) => n.as_i64().into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn records(v: Value) -> Vec<Map<String, Value>> {
+    match v {
+        Value::Array(a) => a
+            .into_iter()
+            .filter_map(|r| match r {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn num(r: &Map<String, Value>, field: &str) -> f64 {
+    r.get(field).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+fn text(r: &Map<String, Value>, field: &str) -> String {
+    r.get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// Picks, receipts, validation
+// ---------------------------------------------------------------------------------------
+
+/// Which side of a move line the floor's location names: the source bin of a pick, the
+/// destination bin of a receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// What a move line is keyed by: Odoo re-creates lines with new ids, so never the line id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct LineKey {
+    pub move_id: i64,
+    pub product_id: i64,
+    /// Empty when untracked.
+    pub lot: String,
+    /// The bin on the floor's side of the line (see [`Side`]).
+    pub location_id: i64,
+    /// 0 when none.
+    pub package_id: i64,
+    pub side: Side,
+}
+
+/// The quantity every key should hold, from the picking's entries (earlier ones that reached
+/// Odoo, then this batch), and whether the batch validates.
+pub fn targets(prior: &[Operation], batch: &[Operation]) -> BTreeMap<LineKey, f64> {
+    let mut out: BTreeMap<LineKey, f64> = BTreeMap::new();
+    for op in prior.iter().chain(batch) {
+        let (key, q) = match op {
+            Operation::Pick(p) => (
+                LineKey {
+                    move_id: p.move_id,
+                    product_id: p.product_id,
+                    lot: p.lot_name.clone().unwrap_or_default(),
+                    location_id: p.location_id,
+                    package_id: p.package_id.unwrap_or(0),
+                    side: Side::Source,
+                },
+                p.quantity,
+            ),
+            Operation::Receive(r) => (
+                LineKey {
+                    move_id: r.move_id,
+                    product_id: r.product_id,
+                    lot: r.lot_name.clone().unwrap_or_default(),
+                    location_id: r.location_dest_id,
+                    package_id: 0,
+                    side: Side::Destination,
+                },
+                r.quantity,
+            ),
+            _ => continue,
+        };
+        *out.entry(key).or_insert(0.0) += q;
+    }
+    // Corrections can take a key below zero in floating point noise.
+    for q in out.values_mut() {
+        if q.abs() < EPS {
+            *q = 0.0;
+        }
+    }
+    out
+}
+
+/// A move line as the push reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudLine {
+    pub id: i64,
+    pub move_id: i64,
+    pub product_id: i64,
+    pub lot_id: Option<i64>,
+    pub lot: String,
+    pub location_id: i64,
+    pub location_dest_id: i64,
+    pub package_id: i64,
+    pub quantity: f64,
+    pub picked: bool,
+    pub state: String,
+}
+
+const LINE_FIELDS: &[&str] = &[
+    "move_id",
+    "product_id",
+    "lot_id",
+    "lot_name",
+    "location_id",
+    "location_dest_id",
+    "package_id",
+    "quantity",
+    "picked",
+    "state",
+];
+
+impl CloudLine {
+    fn from_record(r: &Map<String, Value>) -> Option<CloudLine> {
+        let lot = r
+            .get("lot_id")
+            .and_then(m2o_name)
+            .or_else(|| r.get("lot_name").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
+        Some(CloudLine {
+            id: r.get("id")?.as_i64()?,
+            move_id: r.get("move_id").and_then(m2o_id).unwrap_or(0),
+            product_id: r.get("product_id").and_then(m2o_id)?,
+            lot_id: r.get("lot_id").and_then(m2o_id),
+            lot,
+            location_id: r.get("location_id").and_then(m2o_id)?,
+            location_dest_id: r.get("location_dest_id").and_then(m2o_id)?,
+            package_id: r.get("package_id").and_then(m2o_id).unwrap_or(0),
+            quantity: num(r, "quantity"),
+            picked: r.get("picked").and_then(Value::as_bool).unwrap_or(false),
+            state: text(r, "state"),
+        })
+    }
+
+    fn key(&self, side: Side) -> LineKey {
+        LineKey {
+            move_id: self.move_id,
+            product_id: self.product_id,
+            lot: self.lot.clone(),
+            location_id: match side {
+                Side::Source => self.location_id,
+                Side::Destination => self.location_dest_id,
+            },
+            package_id: self.package_id,
+            side,
+        }
+    }
+}
+
+/// A line to create: Odoo needs the other side's location and the lot's id when it exists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewLine {
+    pub key: LineKey,
+    pub quantity: f64,
+}
+
+/// The `move_line_ids` commands that bring the cloud's lines to the targets.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct LinePlan {
+    /// `[1, id, vals]` updates of existing lines.
+    pub updates: Vec<(i64, Map<String, Value>)>,
+    /// Lines to create (`[0, 0, vals]`) once their other side and lot are known.
+    pub creates: Vec<NewLine>,
+}
+
+impl LinePlan {
+    pub fn is_empty(&self) -> bool {
+        self.updates.is_empty() && self.creates.is_empty()
+    }
+}
+
+/// Plans the line commands (pure): each key's first matching line gets the target with
+/// `picked`, its other matching lines 0; keys with no line get a new one; when validating,
+/// every line no key claims gets quantity 0 (Odoo would otherwise ship reserved lines nobody
+/// touched).
+pub fn plan_lines(
+    targets: &BTreeMap<LineKey, f64>,
+    lines: &[CloudLine],
+    validating: bool,
+) -> LinePlan {
+    let mut plan = LinePlan::default();
+    let sides: BTreeSet<Side> = targets.keys().map(|k| k.side).collect();
+    let mut claimed: BTreeSet<i64> = BTreeSet::new();
+    for (key, &target) in targets {
+        let mut matching: Vec<&CloudLine> =
+            lines.iter().filter(|l| l.key(key.side) == *key).collect();
+        matching.sort_by_key(|l| l.id);
+        let mut first = true;
+        for line in &matching {
+            claimed.insert(line.id);
+            let (q, picked) = if first {
+                (target, target > 0.0)
+            } else {
+                (0.0, false)
+            };
+            first = false;
+            if (line.quantity - q).abs() > EPS || line.picked != picked {
+                let mut vals = Map::new();
+                vals.insert("quantity".into(), json!(q));
+                vals.insert("picked".into(), json!(picked));
+                plan.updates.push((line.id, vals));
+            }
+        }
+        if matching.is_empty() && target > 0.0 {
+            plan.creates.push(NewLine {
+                key: key.clone(),
+                quantity: target,
+            });
+        }
+    }
+    if validating {
+        for line in lines {
+            let claimed_by_other_side = sides.iter().any(|s| targets.contains_key(&line.key(*s)));
+            if !claimed.contains(&line.id) && !claimed_by_other_side && line.quantity.abs() > EPS {
+                let mut vals = Map::new();
+                vals.insert("quantity".into(), json!(0.0));
+                vals.insert("picked".into(), json!(false));
+                plan.updates.push((line.id, vals));
+            }
+        }
+    }
+    plan
+}
+
+/// Compares a done picking's lines with the floor's targets: `Ok` when they agree.
+pub fn compare_done(
+    targets: &BTreeMap<LineKey, f64>,
+    lines: &[CloudLine],
+) -> Result<(), (Value, Value)> {
+    let side = targets
+        .keys()
+        .next()
+        .map(|k| k.side)
+        .unwrap_or(Side::Source);
+    let mut cloud: BTreeMap<LineKey, f64> = BTreeMap::new();
+    for l in lines.iter().filter(|l| l.quantity.abs() > EPS) {
+        *cloud.entry(l.key(side)).or_insert(0.0) += l.quantity;
+    }
+    let edge: BTreeMap<&LineKey, f64> = targets
+        .iter()
+        .filter(|(_, q)| q.abs() > EPS)
+        .map(|(k, q)| (k, *q))
+        .collect();
+    let same = edge.len() == cloud.len()
+        && edge
+            .iter()
+            .all(|(k, q)| cloud.get(*k).is_some_and(|c| (c - q).abs() <= EPS));
+    if same {
+        Ok(())
+    } else {
+        let show = |m: Vec<(&LineKey, f64)>| -> Value {
+            Value::Array(
+                m.into_iter()
+                    .map(|(k, q)| json!({"move_id": k.move_id, "product_id": k.product_id, "lot": k.lot, "location_id": k.location_id, "quantity": q}))
+                    .collect(),
+            )
+        };
+        Err((
+            show(edge.into_iter().collect()),
+            show(cloud.iter().map(|(k, q)| (k, *q)).collect()),
+        ))
+    }
+}
+
+async fn read_lines<O: Odoo>(
+    odoo: &O,
+    picking: i64,
+    edge: &Value,
+) -> Result<Vec<CloudLine>, Outcome> {
+    let v = run(
+        odoo,
+        Call::new("stock.move.line", "search_read")
+            .arg("domain", json!([["picking_id", "=", picking]]))
+            .arg("fields", json!(LINE_FIELDS))
+            .arg("order", "id"),
+        edge,
+    )
+    .await?;
+    Ok(records(v)
+        .iter()
+        .filter_map(CloudLine::from_record)
+        .collect())
+}
+
+/// The picking's header, read when its lines do not tell enough.
+#[derive(Clone, Debug)]
+struct PickingHead {
+    name: String,
+    state: String,
+    location_id: i64,
+    location_dest_id: i64,
+}
+
+async fn read_picking<O: Odoo>(
+    odoo: &O,
+    picking: i64,
+    edge: &Value,
+) -> Result<Option<PickingHead>, Outcome> {
+    let v = run(
+        odoo,
+        Call::new("stock.picking", "read").ids(&[picking]).arg(
+            "fields",
+            json!(["name", "state", "location_id", "location_dest_id"]),
+        ),
+        edge,
+    )
+    .await;
+    let v = match v {
+        Ok(v) => v,
+        // A deleted picking: MissingError on some versions, an empty list on others.
+        Err(Outcome::Conflict(f)) if f.message.contains("does not exist") => return Ok(None),
+        Err(o) => return Err(o),
+    };
+    Ok(records(v).first().map(|r| PickingHead {
+        name: text(r, "name"),
+        state: text(r, "state"),
+        location_id: r.get("location_id").and_then(m2o_id).unwrap_or(0),
+        location_dest_id: r.get("location_dest_id").and_then(m2o_id).unwrap_or(0),
+    }))
+}
+
+/// Pushes one batch of a picking: its pick/receive entries in order, optionally ending with
+/// its validation. `prior` holds the picking's entries that reached Odoo before.
+pub async fn push_picking<O: Odoo>(
+    odoo: &O,
+    picking: i64,
+    prior: &[Operation],
+    batch: &[PushEntry],
+) -> Outcome {
+    match push_picking_inner(odoo, picking, prior, batch).await {
+        Ok(o) | Err(o) => o,
+    }
+}
+
+async fn push_picking_inner<O: Odoo>(
+    odoo: &O,
+    picking: i64,
+    prior: &[Operation],
+    batch: &[PushEntry],
+) -> Result<Outcome, Outcome> {
+    let ops: Vec<Operation> = batch.iter().map(|e| e.op.clone()).collect();
+    let validate = ops.iter().find_map(|op| match op {
+        Operation::Validate(v) => Some(v.backorder),
+        _ => None,
+    });
+    let targets = targets(prior, &ops);
+    let edge = json!({
+        "picking_id": picking,
+        "lines": targets.iter().filter(|(_, q)| q.abs() > EPS).map(|(k, q)| json!({"move_id": k.move_id, "product_id": k.product_id, "lot": k.lot, "location_id": k.location_id, "quantity": q})).collect::<Vec<_>>(),
+        "validate": validate.map(|b| match b { BackorderChoice::Backorder => "backorder", BackorderChoice::NoBackorder => "no_backorder" }),
+    });
+    let lines = read_lines(odoo, picking, &edge).await?;
+    // Lines tell the state of a picking that has any; otherwise read its header.
+    let mut head: Option<PickingHead> = None;
+    let state = match lines.first() {
+        Some(l) if !l.state.is_empty() => l.state.clone(),
+        _ => {
+            head = read_picking(odoo, picking, &edge).await?;
+            match &head {
+                Some(h) => h.state.clone(),
+                None => {
+                    return Ok(Outcome::Conflict(Finding {
+                        kind: ConflictKind::PickingCancelled,
+                        message: format!("picking {picking} no longer exists in Odoo"),
+                        edge,
+                        cloud: json!({"state": "deleted"}),
+                    }));
+                }
+            }
+        }
+    };
+    match state.as_str() {
+        "done" => {
+            return Ok(match compare_done(&targets, &lines) {
+                Ok(()) => Outcome::Applied {
+                    remote_ref: head.map(|h| h.name),
+                    superseded: true,
+                    flagged: Vec::new(),
+                },
+                Err((e, c)) => Outcome::Conflict(Finding {
+                    kind: ConflictKind::PickingDoneDifferently,
+                    message: "the picking was validated in Odoo with other quantities".into(),
+                    edge: json!({"lines": e, "validate": edge["validate"]}),
+                    cloud: json!({"state": "done", "lines": c}),
+                }),
+            });
+        }
+        "cancel" => {
+            return Ok(Outcome::Conflict(Finding {
+                kind: ConflictKind::PickingCancelled,
+                message: "the picking was cancelled in Odoo".into(),
+                edge,
+                cloud: json!({"state": "cancel"}),
+            }));
+        }
+        _ => {}
+    }
+    let mut flagged = Vec::new();
+    let plan = plan_lines(&targets, &lines, validate.is_some());
+    if !plan.is_empty() {
+        let mut commands: Vec<Value> = plan
+            .updates
+            .iter()
+            .map(|(id, vals)| json!([1, id, vals]))
+            .collect();
+        if !plan.creates.is_empty() {
+            let lots = lot_ids(odoo, &plan.creates, &edge).await?;
+            flagged.extend(over_picks(odoo, &plan.creates, &edge).await?);
+            for new in &plan.creates {
+                let other = match lines.iter().find(|l| l.move_id == new.key.move_id) {
+                    Some(l) => match new.key.side {
+                        Side::Source => l.location_dest_id,
+                        Side::Destination => l.location_id,
+                    },
+                    None => {
+                        if head.is_none() {
+                            head = read_picking(odoo, picking, &edge).await?;
+                        }
+                        match (&head, new.key.side) {
+                            (Some(h), Side::Source) => h.location_dest_id,
+                            (Some(h), Side::Destination) => h.location_id,
+                            (None, _) => 0,
+                        }
+                    }
+                };
+                let (src, dest) = match new.key.side {
+                    Side::Source => (new.key.location_id, other),
+                    Side::Destination => (other, new.key.location_id),
+                };
+                let mut vals = json!({
+                    "move_id": new.key.move_id,
+                    "picking_id": picking,
+                    "product_id": new.key.product_id,
+                    "location_id": src,
+                    "location_dest_id": dest,
+                    "quantity": new.quantity,
+                    "picked": true,
+                });
+                if new.key.package_id != 0 {
+                    vals["package_id"] = json!(new.key.package_id);
+                }
+                if !new.key.lot.is_empty() {
+                    match lots.get(&(new.key.product_id, new.key.lot.clone())) {
+                        Some(id) => vals["lot_id"] = json!(id),
+                        // Receipts name new lots; Odoo creates them on validation.
+                        None => vals["lot_name"] = json!(new.key.lot),
+                    }
+                }
+                commands.push(json!([0, 0, vals]));
+            }
+        }
+        run(
+            odoo,
+            Call::new("stock.picking", "write")
+                .ids(&[picking])
+                .arg("vals", json!({"move_line_ids": commands})),
+            &edge,
+        )
+        .await?;
+    }
+    let Some(choice) = validate else {
+        return Ok(Outcome::Applied {
+            remote_ref: head.map(|h| h.name),
+            superseded: false,
+            flagged,
+        });
+    };
+    validate_picking(odoo, picking, choice, &edge).await?;
+    Ok(Outcome::Applied {
+        remote_ref: head
+            .map(|h| h.name)
+            .or_else(|| Some(format!("stock.picking,{picking}"))),
+        superseded: false,
+        flagged,
+    })
+}
+
+/// Ids of the existing lots the new lines name, by (product, lot name).
+async fn lot_ids<O: Odoo>(
+    odoo: &O,
+    creates: &[NewLine],
+    edge: &Value,
+) -> Result<BTreeMap<(i64, String), i64>, Outcome> {
+    let names: BTreeSet<&str> = creates
+        .iter()
+        .map(|n| n.key.lot.as_str())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let products: BTreeSet<i64> = creates.iter().map(|n| n.key.product_id).collect();
+    let v = run(
+        odoo,
+        Call::new("stock.lot", "search_read")
+            .arg(
+                "domain",
+                json!([["name", "in", names], ["product_id", "in", products]]),
+            )
+            .arg("fields", json!(["name", "product_id"]))
+            .arg("order", "id"),
+        edge,
+    )
+    .await?;
+    Ok(records(v)
+        .iter()
+        .filter_map(|r| {
+            Some((
+                (r.get("product_id").and_then(m2o_id)?, text(r, "name")),
+                r.get("id")?.as_i64()?,
+            ))
+        })
+        .collect())
+}
+
+/// New pick lines take stock nobody reserved for this picking: flag those taking more than
+/// the cloud says is available (the physical pick is the warehouse's truth: it is applied).
+async fn over_picks<O: Odoo>(
+    odoo: &O,
+    creates: &[NewLine],
+    edge: &Value,
+) -> Result<Vec<Finding>, Outcome> {
+    let picks: Vec<&NewLine> = creates
+        .iter()
+        .filter(|n| n.key.side == Side::Source)
+        .collect();
+    if picks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let products: BTreeSet<i64> = picks.iter().map(|n| n.key.product_id).collect();
+    let locations: BTreeSet<i64> = picks.iter().map(|n| n.key.location_id).collect();
+    let v = run(
+        odoo,
+        Call::new("stock.quant", "search_read")
+            .arg(
+                "domain",
+                json!([
+                    ["product_id", "in", products],
+                    ["location_id", "in", locations]
+                ]),
+            )
+            .arg(
+                "fields",
+                json!([
+                    "product_id",
+                    "location_id",
+                    "lot_id",
+                    "quantity",
+                    "reserved_quantity"
+                ]),
+            )
+            .arg("order", "id"),
+        edge,
+    )
+    .await?;
+    let quants = records(v);
+    let mut out = Vec::new();
+    for n in picks {
+        let available: f64 = quants
+            .iter()
+            .filter(|q| {
+                q.get("product_id").and_then(m2o_id) == Some(n.key.product_id)
+                    && q.get("location_id").and_then(m2o_id) == Some(n.key.location_id)
+                    && q.get("lot_id").and_then(m2o_name).unwrap_or_default() == n.key.lot
+            })
+            .map(|q| num(q, "quantity") - num(q, "reserved_quantity"))
+            .sum();
+        if n.quantity > available + EPS {
+            out.push(Finding {
+                kind: ConflictKind::OverPick,
+                message: format!(
+                    "picked {} of product {} at location {}; Odoo has {} available there",
+                    n.quantity, n.key.product_id, n.key.location_id, available
+                ),
+                edge: json!({"product_id": n.key.product_id, "location_id": n.key.location_id, "lot": n.key.lot, "picked": n.quantity}),
+                cloud: json!({"available": available}),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Validates without wizards (context shortcuts), answering any wizard that still comes back
+/// with the context it carries.
+async fn validate_picking<O: Odoo>(
+    odoo: &O,
+    picking: i64,
+    choice: BackorderChoice,
+    edge: &Value,
+) -> Result<(), Outcome> {
+    let mut call = Call::new("stock.picking", "button_validate")
+        .ids(&[picking])
+        .context("skip_backorder", true)
+        .context("skip_sms", true);
+    if choice == BackorderChoice::NoBackorder {
+        call = call.context("picking_ids_not_to_backorder", json!([picking]));
+    }
+    let mut answer = run(odoo, call, edge).await?;
+    // A wizard may answer with another wizard (SMS, then backorder); a handful is plenty.
+    for _ in 0..3 {
+        let Some(action) = answer.as_object() else {
+            return Ok(());
+        };
+        let model = action
+            .get("res_model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let context = action
+            .get("context")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let method = match model.as_str() {
+            "stock.backorder.confirmation" => match choice {
+                BackorderChoice::Backorder => "process",
+                BackorderChoice::NoBackorder => "process_cancel_backorder",
+            },
+            "confirm.stock.sms" => "dont_send_sms",
+            other => {
+                return Err(Outcome::Conflict(Finding {
+                    kind: ConflictKind::Validation,
+                    message: format!(
+                        "Odoo asked for a decision the appliance does not make: {other}"
+                    ),
+                    edge: edge.clone(),
+                    cloud: Value::Object(action.clone()),
+                }));
+            }
+        };
+        let mut create = Call::new(&model, "create").arg("vals_list", json!([{}]));
+        let mut process = Call::new(&model, method);
+        for (k, v) in &context {
+            create = create.context(k, v.clone());
+            process = process.context(k, v.clone());
+        }
+        let wizard = ids_of(&run(odoo, create, edge).await?);
+        answer = run(odoo, process.ids(&wizard), edge).await?;
+    }
+    Err(Outcome::Conflict(Finding {
+        kind: ConflictKind::Validation,
+        message: "Odoo kept asking for confirmations on validation".into(),
+        edge: edge.clone(),
+        cloud: answer,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Counts
+// ---------------------------------------------------------------------------------------
+
+/// Looks for the inventory move an earlier attempt of this entry left.
+async fn find_inventory_move<O: Odoo>(
+    odoo: &O,
+    entry: &str,
+    edge: &Value,
+) -> Result<Option<i64>, Outcome> {
+    // Odoo appends " (User Name)" to the move's reference when a user set the count.
+    let v = run(
+        odoo,
+        Call::new("stock.move", "search")
+            .arg(
+                "domain",
+                json!([
+                    ["is_inventory", "=", true],
+                    ["reference", "=like", format!("{}%", mark(entry))]
+                ]),
+            )
+            .arg("order", "id"),
+        edge,
+    )
+    .await?;
+    Ok(ids_of(&v).first().copied())
+}
+
+async fn find_lot<O: Odoo>(
+    odoo: &O,
+    product: i64,
+    name: &str,
+    edge: &Value,
+) -> Result<Option<i64>, Outcome> {
+    let v = run(
+        odoo,
+        Call::new("stock.lot", "search")
+            .arg(
+                "domain",
+                json!([["name", "=", name], ["product_id", "=", product]]),
+            )
+            .arg("order", "id"),
+        edge,
+    )
+    .await?;
+    Ok(ids_of(&v).first().copied())
+}
+
+/// Pushes a count as a delta merge onto the cloud's current quantity.
+pub async fn push_count<O: Odoo>(odoo: &O, entry: &PushEntry, op: &CountOp) -> Outcome {
+    match push_count_inner(odoo, entry, op).await {
+        Ok(o) | Err(o) => o,
+    }
+}
+
+async fn push_count_inner<O: Odoo>(
+    odoo: &O,
+    entry: &PushEntry,
+    op: &CountOp,
+) -> Result<Outcome, Outcome> {
+    let delta = op.counted - op.expected;
+    let edge = json!({"product_id": op.product_id, "location_id": op.location_id, "lot": op.lot_name, "counted": op.counted, "expected": op.expected, "delta": delta});
+    if entry.ambiguous
+        && let Some(id) = find_inventory_move(odoo, &entry.id, &edge).await?
+    {
+        return Ok(Outcome::Applied {
+            remote_ref: Some(format!("stock.move,{id}")),
+            superseded: true,
+            flagged: Vec::new(),
+        });
+    }
+    if delta.abs() <= EPS {
+        // The count confirmed what the view showed: nothing to move in Odoo.
+        return Ok(Outcome::Applied {
+            remote_ref: None,
+            superseded: false,
+            flagged: Vec::new(),
+        });
+    }
+    let lot = match &op.lot_name {
+        Some(name) => match find_lot(odoo, op.product_id, name, &edge).await? {
+            Some(id) => Some(id),
+            None => {
+                let created = run(
+                    odoo,
+                    Call::new("stock.lot", "create").arg(
+                        "vals_list",
+                        json!([{"name": name, "product_id": op.product_id}]),
+                    ),
+                    &edge,
+                )
+                .await?;
+                ids_of(&created).first().copied()
+            }
+        },
+        None => None,
+    };
+    let mut domain = vec![
+        json!(["product_id", "=", op.product_id]),
+        json!(["location_id", "=", op.location_id]),
+    ];
+    domain.push(json!([
+        "lot_id",
+        "=",
+        lot.map_or(Value::Bool(false), |l| json!(l))
+    ]));
+    let quants = records(
+        run(
+            odoo,
+            Call::new("stock.quant", "search_read")
+                .arg("domain", Value::Array(domain))
+                .arg("fields", json!(["quantity"]))
+                .arg("order", "id"),
+            &edge,
+        )
+        .await?,
+    );
+    let current: f64 = quants.iter().map(|q| num(q, "quantity")).sum();
+    let target = current + delta;
+    let quant = match quants
+        .first()
+        .and_then(|q| q.get("id"))
+        .and_then(Value::as_i64)
+    {
+        Some(id) => {
+            run(
+                odoo,
+                Call::new("stock.quant", "write")
+                    .ids(&[id])
+                    .arg("vals", json!({"inventory_quantity": target - (current - num(&quants[0], "quantity"))}))
+                    .context("inventory_mode", true),
+                &edge,
+            )
+            .await?;
+            id
+        }
+        None => {
+            let mut vals = json!({"product_id": op.product_id, "location_id": op.location_id, "inventory_quantity": target});
+            if let Some(l) = lot {
+                vals["lot_id"] = json!(l);
+            }
+            let created = run(
+                odoo,
+                Call::new("stock.quant", "create")
+                    .arg("vals_list", json!([vals]))
+                    .context("inventory_mode", true),
+                &edge,
+            )
+            .await?;
+            match ids_of(&created).first() {
+                Some(id) => *id,
+                None => {
+                    return Err(Outcome::Failed(OdooError::Protocol {
+                        status: 200,
+                        reason: format!("stock.quant create answered {created}"),
+                    }));
+                }
+            }
+        }
+    };
+    let answer = run(
+        odoo,
+        Call::new("stock.quant", "action_apply_inventory")
+            .ids(&[quant])
+            .context("inventory_name", mark(&entry.id)),
+        &edge,
+    )
+    .await?;
+    if answer.get("res_model").and_then(Value::as_str) == Some("stock.inventory.conflict") {
+        // The quant moved between our read and the apply: read again on the next attempt,
+        // so the delta lands on the newest quantity.
+        return Err(Outcome::Failed(OdooError::Server {
+            name: "odoo.exceptions.ConcurrencyError".into(),
+            message: "the quant changed while the count was applied; retrying on its new quantity"
+                .into(),
+            status: None,
+        }));
+    }
+    Ok(Outcome::Applied {
+        remote_ref: Some(format!("stock.quant,{quant}")),
+        superseded: false,
+        flagged: Vec::new(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Transfers
+// ---------------------------------------------------------------------------------------
+
+/// The site's internal picking type (it may be archived without multi-step locations).
+pub async fn internal_picking_type<O: Odoo>(
+    odoo: &O,
+    warehouse: i64,
+) -> Result<Option<i64>, OdooError> {
+    let v = odoo
+        .call(
+            Call::new("stock.picking.type", "search")
+                .arg(
+                    "domain",
+                    json!([
+                        ["code", "=", "internal"],
+                        ["warehouse_id", "=", warehouse],
+                        ["active", "in", [true, false]]
+                    ]),
+                )
+                .arg("order", "active desc, id"),
+        )
+        .await?;
+    Ok(ids_of(&v).first().copied())
+}
+
+/// Pushes a transfer: an internal picking carrying the mark in `origin`, confirmed,
+/// reserved, its quantity set and validated.
+pub async fn push_transfer<O: Odoo>(
+    odoo: &O,
+    entry: &PushEntry,
+    op: &TransferOp,
+    picking_type: i64,
+) -> Outcome {
+    match push_transfer_inner(odoo, entry, op, picking_type).await {
+        Ok(o) | Err(o) => o,
+    }
+}
+
+async fn push_transfer_inner<O: Odoo>(
+    odoo: &O,
+    entry: &PushEntry,
+    op: &TransferOp,
+    picking_type: i64,
+) -> Result<Outcome, Outcome> {
+    let origin = mark(&entry.id);
+    let edge = json!({"product_id": op.product_id, "lot": op.lot_name, "from_location_id": op.from_location_id, "to_location_id": op.to_location_id, "quantity": op.quantity});
+    let mut found = None;
+    if entry.ambiguous {
+        let v = run(
+            odoo,
+            Call::new("stock.picking", "search_read")
+                .arg("domain", json!([["origin", "=", origin]]))
+                .arg("fields", json!(["state", "name"]))
+                .arg("order", "id"),
+            &edge,
+        )
+        .await?;
+        found = records(v).into_iter().next();
+    }
+    let (picking, state, name) = match found {
+        Some(r) => (
+            r.get("id").and_then(Value::as_i64).unwrap_or(0),
+            text(&r, "state"),
+            text(&r, "name"),
+        ),
+        None => {
+            let mut mv = json!({"product_id": op.product_id, "product_uom_qty": op.quantity,
+                                "location_id": op.from_location_id, "location_dest_id": op.to_location_id});
+            if odoo.major() < 19 {
+                // `stock.move.name` is required on 18 and gone on 19.
+                mv["name"] = json!(origin);
+            }
+            let created = run(
+                odoo,
+                Call::new("stock.picking", "create").arg(
+                    "vals_list",
+                    json!([{"picking_type_id": picking_type, "location_id": op.from_location_id,
+                            "location_dest_id": op.to_location_id, "origin": origin,
+                            "move_ids": [[0, 0, mv]]}]),
+                ),
+                &edge,
+            )
+            .await?;
+            let Some(id) = ids_of(&created).first().copied() else {
+                return Err(Outcome::Failed(OdooError::Protocol {
+                    status: 200,
+                    reason: format!("stock.picking create answered {created}"),
+                }));
+            };
+            (id, "draft".to_owned(), String::new())
+        }
+    };
+    let remote_ref = Some(if name.is_empty() {
+        format!("stock.picking,{picking}")
+    } else {
+        name
+    });
+    match state.as_str() {
+        "done" => {
+            return Ok(Outcome::Applied {
+                remote_ref,
+                superseded: true,
+                flagged: Vec::new(),
+            });
+        }
+        "cancel" => {
+            return Ok(Outcome::Conflict(Finding {
+                kind: ConflictKind::PickingCancelled,
+                message: "the transfer's picking was cancelled in Odoo".into(),
+                edge,
+                cloud: json!({"state": "cancel", "picking_id": picking}),
+            }));
+        }
+        "draft" => {
+            run(
+                odoo,
+                Call::new("stock.picking", "action_confirm").ids(&[picking]),
+                &edge,
+            )
+            .await?;
+        }
+        _ => {}
+    }
+    run(
+        odoo,
+        Call::new("stock.picking", "action_assign").ids(&[picking]),
+        &edge,
+    )
+    .await?;
+    let lines = read_lines(odoo, picking, &edge).await?;
+    let Some(move_id) = lines.first().map(|l| l.move_id).filter(|m| *m != 0) else {
+        // Nothing reserved (the cloud has no stock there): read the move to create the line.
+        let v = run(
+            odoo,
+            Call::new("stock.move", "search")
+                .arg("domain", json!([["picking_id", "=", picking]]))
+                .arg("order", "id"),
+            &edge,
+        )
+        .await?;
+        let Some(move_id) = ids_of(&v).first().copied() else {
+            return Ok(Outcome::Conflict(Finding {
+                kind: ConflictKind::Validation,
+                message: "the transfer's picking has no move in Odoo".into(),
+                edge,
+                cloud: json!({"picking_id": picking}),
+            }));
+        };
+        return finish_transfer(odoo, picking, move_id, op, &lines, remote_ref, &edge).await;
+    };
+    finish_transfer(odoo, picking, move_id, op, &lines, remote_ref, &edge).await
+}
+
+async fn finish_transfer<O: Odoo>(
+    odoo: &O,
+    picking: i64,
+    move_id: i64,
+    op: &TransferOp,
+    lines: &[CloudLine],
+    remote_ref: Option<String>,
+    edge: &Value,
+) -> Result<Outcome, Outcome> {
+    let key = LineKey {
+        move_id,
+        product_id: op.product_id,
+        lot: op.lot_name.clone().unwrap_or_default(),
+        location_id: op.from_location_id,
+        package_id: 0,
+        side: Side::Source,
+    };
+    let targets = BTreeMap::from([(key, op.quantity)]);
+    let plan = plan_lines(&targets, lines, true);
+    let mut commands: Vec<Value> = plan
+        .updates
+        .iter()
+        .map(|(id, vals)| json!([1, id, vals]))
+        .collect();
+    let lots = lot_ids(odoo, &plan.creates, edge).await?;
+    let flagged = over_picks(odoo, &plan.creates, edge).await?;
+    for new in &plan.creates {
+        let mut vals = json!({"move_id": move_id, "picking_id": picking, "product_id": op.product_id,
+                              "location_id": op.from_location_id, "location_dest_id": op.to_location_id,
+                              "quantity": new.quantity, "picked": true});
+        if !new.key.lot.is_empty() {
+            match lots.get(&(op.product_id, new.key.lot.clone())) {
+                Some(id) => vals["lot_id"] = json!(id),
+                None => vals["lot_name"] = json!(new.key.lot),
+            }
+        }
+        commands.push(json!([0, 0, vals]));
+    }
+    if !commands.is_empty() {
+        run(
+            odoo,
+            Call::new("stock.picking", "write")
+                .ids(&[picking])
+                .arg("vals", json!({"move_line_ids": commands})),
+            edge,
+        )
+        .await?;
+    }
+    validate_picking(odoo, picking, BackorderChoice::NoBackorder, edge).await?;
+    Ok(Outcome::Applied {
+        remote_ref,
+        superseded: false,
+        flagged,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::PickOp;
+
+    fn pick(move_id: i64, location: i64, lot: Option<&str>, q: f64) -> Operation {
+        Operation::Pick(PickOp {
+            picking_id: 1,
+            move_id,
+            product_id: 10,
+            location_id: location,
+            lot_name: lot.map(str::to_owned),
+            package_id: None,
+            quantity: q,
+            view_quantity: 100.0,
+        })
+    }
+
+    fn line(id: i64, move_id: i64, location: i64, lot: &str, q: f64, picked: bool) -> CloudLine {
+        CloudLine {
+            id,
+            move_id,
+            product_id: 10,
+            lot_id: None,
+            lot: lot.into(),
+            location_id: location,
+            location_dest_id: 99,
+            package_id: 0,
+            quantity: q,
+            picked,
+            state: "assigned".into(),
+        }
+    }
+
+    #[test]
+    fn targets_are_absolute_sums_and_corrections_subtract() {
+        let t = targets(
+            &[pick(1, 5, None, 3.0)],
+            &[
+                pick(1, 5, None, 2.0),
+                pick(1, 5, None, -1.0),
+                pick(2, 6, Some("L1"), 1.0),
+            ],
+        );
+        let q: Vec<f64> = t.values().copied().collect();
+        assert_eq!(q, vec![4.0, 1.0]);
+    }
+
+    #[test]
+    fn plan_sets_keyed_lines_creates_missing_and_zeroes_the_rest_on_validation() {
+        let t = targets(&[], &[pick(1, 5, None, 4.0), pick(2, 6, Some("L1"), 1.0)]);
+        // Move 1 was re-reserved into two lines at bin 5 plus one at bin 7 nobody picked.
+        let lines = vec![
+            line(30, 1, 5, "", 3.0, false),
+            line(31, 1, 5, "", 2.0, false),
+            line(32, 1, 7, "", 1.0, false),
+        ];
+        let plan = plan_lines(&t, &lines, false);
+        assert_eq!(plan.updates.len(), 2);
+        assert_eq!(plan.updates[0].0, 30);
+        assert_eq!(plan.updates[0].1["quantity"], json!(4.0));
+        assert_eq!(plan.updates[0].1["picked"], json!(true));
+        assert_eq!(plan.updates[1].1["quantity"], json!(0.0));
+        assert_eq!(plan.creates.len(), 1);
+        assert_eq!(plan.creates[0].key.lot, "L1");
+        let plan = plan_lines(&t, &lines, true);
+        assert!(
+            plan.updates
+                .iter()
+                .any(|(id, v)| *id == 32 && v["quantity"] == json!(0.0))
+        );
+    }
+
+    #[test]
+    fn planning_twice_after_the_write_is_a_no_op() {
+        let t = targets(&[], &[pick(1, 5, None, 4.0)]);
+        let lines = vec![line(30, 1, 5, "", 4.0, true)];
+        assert!(plan_lines(&t, &lines, false).is_empty());
+    }
+
+    #[test]
+    fn done_pickings_compare_by_key_not_by_line() {
+        let t = targets(&[], &[pick(1, 5, None, 4.0)]);
+        let same = vec![
+            line(40, 1, 5, "", 1.0, true),
+            line(41, 1, 5, "", 3.0, true),
+            line(42, 1, 6, "", 0.0, false),
+        ];
+        assert!(compare_done(&t, &same).is_ok());
+        let other = vec![line(40, 1, 5, "", 3.0, true)];
+        assert!(compare_done(&t, &other).is_err());
+    }
+}
