@@ -870,6 +870,10 @@ fn main() {
         cloud: CloudStatus { target: None },
         started: Instant::now(),
         pull: None,
+        push: None,
+        connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
+        manager_token: None,
+        demo: None,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listener = srv

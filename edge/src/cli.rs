@@ -58,6 +58,17 @@ enum Command {
     /// Open workflow sessions (a picking open on a handheld, a count, a transfer).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Conflicts between the floor and the cloud: list, show, decide.
+    #[command(subcommand)]
+    Conflicts(ConflictsCommand),
+    /// Switch the link to the demo's simulated cloud (a running `holdfast demo`): up, down
+    /// (connections refused), blackhole (no answers), reset.
+    DemoCloud {
+        link: String,
+        /// The demo's data directory (default: the one `holdfast demo` uses).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Run an Odoo simulator (for trials and tests): Odoo's wire formats and stock rules.
     Sim(SimArgs),
     /// Write a commented example config file.
@@ -166,6 +177,31 @@ enum OperatorCommand {
     Remove { id: String },
     /// List operators.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConflictsCommand {
+    /// Open and flagged conflicts (or every one with --all), newest first.
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One conflict with both sides' values and the entries it holds back.
+    Show { id: i64 },
+    /// Decide a conflict: discard (with a note), retry (after a fix in Odoo), recreate (as a
+    /// new picking in Odoo), or acknowledge (a flagged one).
+    Resolve {
+        id: i64,
+        #[arg(long)]
+        action: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Who decides (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -360,6 +396,114 @@ async fn operator_command(store: &Store, cmd: OperatorCommand) -> anyhow::Result
     Ok(())
 }
 
+async fn conflicts_command(store: &Store, cmd: ConflictsCommand) -> anyhow::Result<()> {
+    match cmd {
+        ConflictsCommand::List { all, json } => {
+            let rows = store.read(|r| {
+                if all {
+                    r.conflicts(None, 1000)
+                } else {
+                    let mut rows = r.conflicts(Some("open"), 1000)?;
+                    rows.extend(r.conflicts(Some("flagged"), 1000)?);
+                    Ok(rows)
+                }
+            })?;
+            if json {
+                for row in &rows {
+                    println!("{}", serde_json::to_string(row)?);
+                }
+                return Ok(());
+            }
+            println!(
+                "{:>5}  {:<8}  {:<24}  {:<14}  {:<20}  MESSAGE",
+                "ID", "STATUS", "KIND", "KEY", "SINCE"
+            );
+            for c in &rows {
+                println!(
+                    "{:>5}  {:<8}  {:<24}  {:<14}  {:<20}  {}",
+                    c.id,
+                    c.status,
+                    c.kind,
+                    c.causal_key,
+                    crate::status::rfc3339(c.created_at),
+                    c.message
+                );
+            }
+            if rows.is_empty() {
+                println!("(none)");
+            }
+        }
+        ConflictsCommand::Show { id } => {
+            let (row, entries) = store.read(|r| {
+                let row = r
+                    .conflict(id)?
+                    .ok_or_else(|| store::StoreError::NotFound(format!("conflict {id}")))?;
+                let entries = r.entries(&row.seqs)?;
+                Ok((row, entries))
+            })?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"conflict": row, "entries": entries})
+                )?
+            );
+        }
+        ConflictsCommand::Resolve {
+            id,
+            action,
+            note,
+            by,
+        } => {
+            let action = holdfast_sync::ops::ResolveAction::parse(&action).with_context(|| {
+                format!("--action {action:?} is not one of: discard, retry, recreate, acknowledge")
+            })?;
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "manager".into());
+            let seq = crate::push::resolve(store, id, action, &note, &by).await?;
+            println!(
+                "conflict {id}: {} by {by}, recorded as journal entry {seq}",
+                action.as_str()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Switches a running demo's cloud link through its API.
+async fn demo_cloud(data_dir: Option<PathBuf>, link: &str) -> anyhow::Result<()> {
+    let dir = data_dir.unwrap_or_else(demo::default_dir);
+    let config = load_config(&dir.join("holdfast.toml"))?;
+    let token = config
+        .http
+        .manager_token
+        .as_ref()
+        .context("the demo config has no manager token")?;
+    let url = format!("http://{}/api/v1/demo/cloud", config.http.listen);
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token.expose())
+        .json(&serde_json::json!({ "link": link }))
+        .send()
+        .await
+        .with_context(|| format!("is `holdfast demo` running? cannot reach {url}"))?;
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{}",
+            body["message"]
+                .as_str()
+                .unwrap_or("the demo refused the switch")
+        );
+    }
+    println!(
+        "simulated cloud link: {}",
+        body["link"].as_str().unwrap_or(link)
+    );
+    Ok(())
+}
+
 async fn session_command(store: &Store, cmd: SessionCommand) -> anyhow::Result<()> {
     match cmd {
         SessionCommand::List => {
@@ -417,14 +561,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "no [odoo] section: serving the local copy only, nothing is reconciled"
                     );
                 }
-                runtime::run(&config, store, listener).await
+                runtime::run(&config, store, listener, None).await
             })?;
         }
         Command::Demo(args) => {
             let dir = args.data_dir.unwrap_or_else(demo::default_dir);
             runtime()?.block_on(async {
                 let cloud = demo::start_cloud().await?;
-                let config_path = demo::write_config(&dir, &args.listen, &cloud)?;
+                let link = demo::DemoCloud::start(&cloud).await?;
+                let config_path = demo::write_config(&dir, &args.listen, &cloud, &link.url())?;
                 let config = load_config(&config_path)?;
                 logging::init(
                     cli.log_format.unwrap_or(config.log.format),
@@ -461,13 +606,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "  devices:  http://{addr}/api/v1/pickings with \"Authorization: Bearer {}\"",
                     demo::DEMO_TOKEN
                 );
+                println!(
+                    "  outage:   holdfast demo-cloud down  (and up again; conflicts: holdfast --config {} conflicts list)",
+                    config_path.display()
+                );
+                println!(
+                    "  manager:  http://{addr}/api/v1/conflicts with \"Authorization: Bearer {}\"",
+                    demo::DEMO_MANAGER_TOKEN
+                );
                 println!("  data:     {}", dir.display());
                 println!(
                     "  inspect:  holdfast --config {} journal list",
                     config_path.display()
                 );
                 println!("Stop with Ctrl-C.");
-                runtime::run(&config, store, listener).await
+                runtime::run(&config, store, listener, Some(link)).await
             })?;
         }
         Command::Sync(SyncCommand::Pull { full }) => {
@@ -515,6 +668,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })?,
         Command::Session(cmd) => {
             with_store(&cli.config, async |store| session_command(store, cmd).await)?
+        }
+        Command::Conflicts(cmd) => with_store(&cli.config, async |store| {
+            conflicts_command(store, cmd).await
+        })?,
+        Command::DemoCloud { link, data_dir } => {
+            runtime()?.block_on(demo_cloud(data_dir, &link))?;
         }
         Command::Status { json } => {
             let config = load_config(&cli.config)?;

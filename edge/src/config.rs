@@ -36,6 +36,22 @@ pub struct RawConfig {
     pub floor: RawFloor,
     #[serde(default)]
     pub devices: Vec<RawDevice>,
+    #[serde(default)]
+    pub push: RawPush,
+    /// Conflict policy per kind (`picking_cancelled = "manual"`, ...).
+    #[serde(default)]
+    pub conflicts: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPush {
+    pub concurrency: Option<usize>,
+    pub max_calls_per_sec: Option<f64>,
+    pub max_batch: Option<usize>,
+    pub retry_min_secs: Option<f64>,
+    pub retry_max_secs: Option<f64>,
+    pub probe_secs: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -64,6 +80,9 @@ pub struct RawStore {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    /// Bearer token of the site manager (conflicts inbox); none: the inbox is CLI-only.
+    pub manager_token: Option<String>,
+    pub manager_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -155,6 +174,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub floor: FloorConfig,
     pub devices: Vec<DeviceConfig>,
+    pub push: PushConfig,
 }
 
 /// How the floor works at this site.
@@ -180,6 +200,24 @@ pub struct StoreConfig {
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    pub manager_token: Option<Secret>,
+}
+
+/// How the push drains the journal to Odoo.
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    /// Causal keys pushed at once.
+    pub concurrency: usize,
+    /// Cap on calls per second towards Odoo.
+    pub max_calls_per_sec: f64,
+    /// Entries of one picking coalesced into one write at most.
+    pub max_batch: usize,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Health probe period (shorter while offline).
+    pub probe: Duration,
+    /// Policy per conflict kind.
+    pub policies: crate::push::Policies,
 }
 
 #[derive(Clone, Debug)]
@@ -450,6 +488,70 @@ impl RawConfig {
             }
         };
 
+        let manager_token = secret(
+            "http.manager_token",
+            self.http.manager_token.as_deref(),
+            self.http.manager_token_file.as_deref(),
+            &mut problem,
+        );
+        if manager_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            problem(
+                "http.manager_token",
+                "too short; use at least 16 characters".into(),
+            );
+        }
+        let p = &self.push;
+        let concurrency = p.concurrency.unwrap_or(4);
+        if !(1..=64).contains(&concurrency) {
+            problem(
+                "push.concurrency",
+                format!("{concurrency} is out of range 1..=64"),
+            );
+        }
+        let max_calls_per_sec = p.max_calls_per_sec.unwrap_or(20.0);
+        if !(max_calls_per_sec.is_finite() && (0.1..=10_000.0).contains(&max_calls_per_sec)) {
+            problem(
+                "push.max_calls_per_sec",
+                format!("{max_calls_per_sec} is out of range 0.1..=10000"),
+            );
+        }
+        let max_batch = p.max_batch.unwrap_or(500);
+        if !(1..=5_000).contains(&max_batch) {
+            problem(
+                "push.max_batch",
+                format!("{max_batch} is out of range 1..=5000"),
+            );
+        }
+        let mut secs =
+            |key: &str, v: Option<f64>, default: f64, range: std::ops::RangeInclusive<f64>| {
+                let v = v.unwrap_or(default);
+                if !(v.is_finite() && range.contains(&v)) {
+                    problem(
+                        key,
+                        format!("{v} is out of range {}..={}", range.start(), range.end()),
+                    );
+                    return Duration::from_secs_f64(default);
+                }
+                Duration::from_secs_f64(v)
+            };
+        let retry_min = secs("push.retry_min_secs", p.retry_min_secs, 1.0, 0.01..=600.0);
+        let retry_max = secs(
+            "push.retry_max_secs",
+            p.retry_max_secs,
+            300.0,
+            0.01..=86_400.0,
+        );
+        let probe = secs("push.probe_secs", p.probe_secs, 15.0, 0.05..=3_600.0);
+        let mut policies = crate::push::Policies::default();
+        for (kind, policy) in &self.conflicts {
+            if let Err(e) = policies.set(kind, policy) {
+                problem(&format!("conflicts.{kind}"), e);
+            }
+        }
+
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -462,7 +564,10 @@ impl RawConfig {
                 path: store_path,
                 max_size_bytes,
             },
-            http: HttpConfig { listen },
+            http: HttpConfig {
+                listen,
+                manager_token,
+            },
             log: LogConfig { format, level },
             odoo,
             sync: SyncConfig {
@@ -474,6 +579,15 @@ impl RawConfig {
                 gs1_separator,
             },
             devices,
+            push: PushConfig {
+                concurrency,
+                max_calls_per_sec,
+                max_batch,
+                retry_min,
+                retry_max: retry_max.max(retry_min),
+                probe,
+                policies,
+            },
         })
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
+use holdfast_sync::sim::proxy::{FaultProxy, Link};
 use holdfast_sync::sim::{SimConfig, Simulator};
 
 use crate::store::{MirrorBatch, Store};
@@ -30,22 +31,68 @@ pub async fn start_cloud() -> anyhow::Result<Simulator> {
         .context("starting the simulated Odoo")
 }
 
+/// The demo's simulated cloud, behind a fault proxy a person can switch (`holdfast demo
+/// cloud down|up`, or `POST /api/v1/demo/cloud`) to play an outage.
+#[derive(Clone, Debug)]
+pub struct DemoCloud {
+    proxy: std::sync::Arc<FaultProxy>,
+}
+
+impl DemoCloud {
+    /// Starts the proxy in front of the simulator.
+    pub async fn start(cloud: &Simulator) -> anyhow::Result<DemoCloud> {
+        let upstream: std::net::SocketAddr = cloud
+            .url()
+            .trim_start_matches("http://")
+            .parse()
+            .context("simulator address")?;
+        let proxy = FaultProxy::start(upstream)
+            .await
+            .context("starting the demo's link to the simulated cloud")?;
+        Ok(DemoCloud {
+            proxy: std::sync::Arc::new(proxy),
+        })
+    }
+
+    /// Where the appliance reaches the simulated cloud.
+    pub fn url(&self) -> String {
+        self.proxy.url()
+    }
+
+    pub fn link(&self) -> Link {
+        self.proxy.link()
+    }
+
+    pub fn set(&self, link: Link) {
+        self.proxy.set(link);
+    }
+}
+
+/// The demo's manager token (conflicts inbox and the cloud switch).
+pub const DEMO_MANAGER_TOKEN: &str = "demo-manager-token";
+
 /// The demo's device token (the demo is for trying things out; a site configures its own).
 pub const DEMO_TOKEN: &str = "demo-handheld-token";
 
 /// Writes the demo's config into `dir` (pointing at the simulated cloud) and returns its path.
-pub fn write_config(dir: &Path, listen: &str, cloud: &Simulator) -> anyhow::Result<PathBuf> {
+pub fn write_config(
+    dir: &Path,
+    listen: &str,
+    cloud: &Simulator,
+    url: &str,
+) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("holdfast.toml");
     let sim = cloud.config();
     let text = format!(
         "# Written by holdfast demo: the [odoo] section points at the simulated cloud it runs.\n\
          [site]\nid = \"demo\"\nname = \"Demo warehouse\"\n\n\
-         [store]\npath = \"{}\"\n\n[http]\nlisten = \"{listen}\"\n\n\
+         [store]\npath = \"{}\"\n\n[http]\nlisten = \"{listen}\"\nmanager_token = \"{DEMO_MANAGER_TOKEN}\"\n\n\
+         [push]\nretry_min_secs = 0.5\nretry_max_secs = 10\nprobe_secs = 2\n\n\
          [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\n\n\
          [[devices]]\nid = \"demo-handheld\"\ntoken = \"{DEMO_TOKEN}\"\n",
         dir.join("holdfast.db").display(),
-        cloud.url(),
+        url,
         sim.database,
         sim.login,
         sim.api_key,

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +34,13 @@ pub struct AppState {
     pub started: Instant,
     /// Progress of the pull, when an Odoo is configured.
     pub pull: Option<crate::pull::ProgressHandle>,
+    /// The push's figures, when an Odoo is configured.
+    pub push: Option<Arc<crate::push::PushStats>>,
+    pub connectivity: crate::connectivity::Connectivity,
+    /// The site manager's token (conflicts inbox); `None`: CLI only.
+    pub manager_token: Option<crate::config::Secret>,
+    /// The demo's simulated cloud link, switchable over the API (`holdfast demo` only).
+    pub demo: Option<crate::demo::DemoCloud>,
 }
 
 /// A JSON error with a stable code.
@@ -103,12 +111,22 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             require_device,
         ));
+    let managers = Router::new()
+        .route("/api/v1/conflicts", get(conflicts))
+        .route("/api/v1/conflicts/{id}", get(conflict))
+        .route("/api/v1/conflicts/{id}/resolve", post(resolve_conflict))
+        .route("/api/v1/demo/cloud", get(demo_cloud).post(set_demo_cloud))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_manager,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
         .merge(crate::ui::routes())
         .merge(devices)
+        .merge(managers)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .fallback(not_found)
         .with_state(state)
@@ -603,5 +621,181 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiE
         .pull
         .as_ref()
         .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    status.push = state.push.as_ref().map(|p| {
+        let rate = p.drain_rate();
+        let open = ["pending", "in_flight"]
+            .iter()
+            .map(|s| status.queue.get(*s).copied().unwrap_or(0))
+            .sum::<i64>();
+        crate::status::PushStatus {
+            paused: state.connectivity.paused(),
+            calls: p.calls.load(std::sync::atomic::Ordering::Relaxed),
+            applied: p.applied.load(std::sync::atomic::Ordering::Relaxed),
+            drain_rate_per_sec: rate,
+            eta_drain_secs: (rate > 0.0 && open > 0).then(|| open as f64 / rate),
+        }
+    });
     Ok(Json(status))
+}
+
+/// Accepts a request only with the site manager's bearer token.
+async fn require_manager(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(expected) = &state.manager_token else {
+        return ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "no_manager_token",
+            message: "no manager token is configured ([http] manager_token); on the appliance, `holdfast conflicts` works without one".into(),
+        }
+        .into_response();
+    };
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().as_bytes().to_vec());
+    let ok = presented.is_some_and(|p| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            p.as_slice(),
+            expected.expose().as_bytes(),
+        ))
+    });
+    if !ok {
+        let mut r = ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "a manager token is required".into(),
+        }
+        .into_response();
+        r.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    next.run(request).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ConflictQuery {
+    /// `open`, `flagged`, `resolved` or `all`; default: open and flagged.
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn conflicts(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ConflictQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state.store.read(|r| match q.status.as_deref() {
+        None => {
+            let mut rows = r.conflicts(Some("open"), limit)?;
+            rows.extend(r.conflicts(Some("flagged"), limit)?);
+            Ok(rows)
+        }
+        Some("all") => r.conflicts(None, limit),
+        Some(s @ ("open" | "flagged" | "resolved")) => r.conflicts(Some(s), limit),
+        Some(other) => Err(StoreError::Conflict(format!(
+            "status {other:?} is not one of: open, flagged, resolved, all"
+        ))),
+    });
+    let rows = rows.map_err(|e| match e {
+        StoreError::Conflict(m) => ApiError::bad_request(m),
+        other => other.into(),
+    })?;
+    Ok(Json(json!({"conflicts": rows})))
+}
+
+async fn conflict(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let (row, entries) = state.store.read(|r| {
+        let Some(row) = r.conflict(id)? else {
+            return Err(StoreError::NotFound(format!("conflict {id}")));
+        };
+        let entries = r.entries(&row.seqs)?;
+        Ok((row, entries))
+    })?;
+    Ok(Json(json!({"conflict": row, "entries": entries})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    action: String,
+    #[serde(default)]
+    note: String,
+    by: String,
+}
+
+async fn resolve_conflict(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: ResolveBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid resolve body: {e}")))?;
+    let action = holdfast_sync::ops::ResolveAction::parse(&body.action).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "action {:?} is not one of: discard, retry, recreate, acknowledge",
+            body.action
+        ))
+    })?;
+    if body.by.trim().is_empty() || body.by.len() > 100 {
+        return Err(ApiError::bad_request(
+            "by: who decides (1 to 100 characters)".into(),
+        ));
+    }
+    if body.note.len() > 2000 {
+        return Err(ApiError::bad_request(
+            "note: at most 2000 characters".into(),
+        ));
+    }
+    let seq = crate::push::resolve(&state.store, id, action, &body.note, body.by.trim()).await?;
+    let row = state.store.read(|r| r.conflict(id))?;
+    Ok(Json(json!({"resolution_seq": seq, "conflict": row})))
+}
+
+async fn demo_cloud(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let demo = state.demo.as_ref().ok_or_else(not_demo)?;
+    Ok(Json(json!({"link": demo.link().as_str()})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkBody {
+    link: String,
+}
+
+async fn set_demo_cloud(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let demo = state.demo.as_ref().ok_or_else(not_demo)?;
+    let body: LinkBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let link = holdfast_sync::sim::proxy::Link::parse(&body.link).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "link {:?} is not one of: up, down, blackhole, reset",
+            body.link
+        ))
+    })?;
+    demo.set(link);
+    tracing::info!(link = link.as_str(), "demo: simulated cloud link switched");
+    Ok(Json(json!({"link": link.as_str()})))
+}
+
+fn not_demo() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: "the simulated cloud exists only in `holdfast demo`".into(),
+    }
 }

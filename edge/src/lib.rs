@@ -14,11 +14,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod connectivity;
 pub mod demo;
 pub mod floor;
 pub mod http;
 pub mod logging;
 pub mod pull;
+pub mod push;
 pub mod resolve;
 pub mod runtime;
 pub mod status;

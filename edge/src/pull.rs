@@ -32,6 +32,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{OdooApi, OdooConfig, SyncConfig};
+use crate::connectivity::{Connectivity, Event};
 use crate::store::{Epoch, MirrorBatch, Store, now_ms};
 
 /// Records per page.
@@ -505,6 +506,7 @@ pub async fn run_pull(
     odoo: OdooConfig,
     sync: SyncConfig,
     progress: ProgressHandle,
+    connectivity: Connectivity,
     stop: CancellationToken,
 ) {
     let mut puller: Option<Puller> = None;
@@ -515,13 +517,16 @@ pub async fn run_pull(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let started = std::time::Instant::now();
         if puller.is_none() {
             match connect(&store, &odoo, progress.clone()).await {
                 Ok(p) => puller = Some(p),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "cannot connect to Odoo; retrying at the next pull");
                     set_progress(&progress, |p| p.last_error = Some(format!("{e:#}")));
-                    record_mode(&store, Err(&e)).await;
+                    connectivity
+                        .observe(event_of(Err(&e), started.elapsed()))
+                        .await;
                     continue;
                 }
             }
@@ -536,10 +541,16 @@ pub async fn run_pull(
             }
         };
         match p.pull(kind, &stop).await {
-            Ok(_) => record_mode(&store, Ok(())).await,
+            Ok(_) => {
+                connectivity
+                    .observe(event_of(Ok(()), started.elapsed()))
+                    .await
+            }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), ?kind, "pull failed; retrying at the next pull");
-                record_mode(&store, Err(&e)).await;
+                connectivity
+                    .observe(event_of(Err(&e), started.elapsed()))
+                    .await;
                 // Reconnect next time: credentials or the server may have changed.
                 puller = None;
             }
@@ -547,31 +558,23 @@ pub async fn run_pull(
     }
 }
 
-/// The connectivity mode a pull's outcome shows: online after a successful pull; offline
-/// when Odoo cannot be reached or does not answer; degraded when it answers but refuses
-/// (busy, credentials, errors). Recorded only when it changes, so `mode_since` means it.
-fn mode_of(outcome: Result<(), &anyhow::Error>) -> &'static str {
-    let Err(e) = outcome else { return "online" };
+/// What a pull's outcome says about the link: answered, not reached (offline material), or
+/// answered with an error.
+fn event_of(outcome: Result<(), &anyhow::Error>, took: Duration) -> Event {
+    let Err(e) = outcome else {
+        return Event::Ok {
+            // A pull's length is not a round trip: count it as a quick answer.
+            latency: took.min(Duration::from_millis(100)),
+        };
+    };
     match e
         .chain()
         .find_map(|c| c.downcast_ref::<holdfast_sync::odoo::OdooError>())
     {
         Some(holdfast_sync::odoo::OdooError::Unreachable { .. })
         | Some(holdfast_sync::odoo::OdooError::Timeout(_))
-        | Some(holdfast_sync::odoo::OdooError::Lost(_)) => "offline",
-        _ => "degraded",
-    }
-}
-
-async fn record_mode(store: &Store, outcome: Result<(), &anyhow::Error>) {
-    let mode = mode_of(outcome);
-    let current = store.read(|r| r.appliance_state()).map(|s| s.mode);
-    if current.as_deref().ok() != Some(mode) {
-        if let Err(e) = store.set_mode(mode, now_ms()).await {
-            tracing::warn!(error = %e, "cannot record the connectivity mode");
-        } else {
-            tracing::info!(mode, "connectivity mode changed");
-        }
+        | Some(holdfast_sync::odoo::OdooError::Lost(_)) => Event::Network,
+        _ => Event::Error,
     }
 }
 
@@ -582,29 +585,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pull_outcomes_map_to_modes() {
+    fn pull_outcomes_feed_the_connectivity_mode() {
         let e = |inner: OdooError| anyhow::Error::new(inner).context("pulling");
-        assert_eq!(mode_of(Ok(())), "online");
+        let took = Duration::from_millis(5);
+        assert!(matches!(event_of(Ok(()), took), Event::Ok { .. }));
         let unreachable = e(OdooError::Unreachable {
             url: "u".into(),
             reason: "refused".into(),
         });
-        assert_eq!(mode_of(Err(&unreachable)), "offline");
+        assert_eq!(event_of(Err(&unreachable), took), Event::Network);
         assert_eq!(
-            mode_of(Err(&e(OdooError::Timeout(Duration::from_secs(1))))),
-            "offline"
+            event_of(Err(&e(OdooError::Timeout(Duration::from_secs(1)))), took),
+            Event::Network
         );
         assert_eq!(
-            mode_of(Err(&e(OdooError::Busy {
-                status: 429,
-                retry_after: None
-            }))),
-            "degraded"
+            event_of(
+                Err(&e(OdooError::Busy {
+                    status: 429,
+                    retry_after: None
+                })),
+                took
+            ),
+            Event::Error
         );
         assert_eq!(
-            mode_of(Err(&e(OdooError::Auth("expired".into())))),
-            "degraded"
+            event_of(Err(&anyhow::anyhow!("disk full")), took),
+            Event::Error
         );
-        assert_eq!(mode_of(Err(&anyhow::anyhow!("disk full"))), "degraded");
     }
 }

@@ -1,13 +1,14 @@
 //! The running appliance: one task per concern under one cancellation token.
 //!
 //! Today the concerns are the store writer (its own OS thread, see `store`), the HTTP
-//! server (device API and handheld UI over [`crate::floor`]), the pull (when an Odoo is
-//! configured), housekeeping and the systemd watchdog; the push, scanner and telemetry tasks
-//! join them here. SIGTERM or SIGINT
+//! server (device API and handheld UI over [`crate::floor`]), the pull and the push (when an
+//! Odoo is configured, sharing one connectivity tracker), housekeeping and the systemd
+//! watchdog; the scanner and telemetry tasks join them here. SIGTERM or SIGINT
 //! cancels the token: the HTTP server stops accepting, finishes the requests in hand, the
 //! store commits what is queued, and the process exits 0. A task that fails on its own
 //! cancels the rest and the process exits non-zero, so systemd restarts it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -25,7 +26,12 @@ use crate::store::Store;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Runs the appliance until a signal or a task failure.
-pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    store: Store,
+    listener: TcpListener,
+    demo: Option<crate::demo::DemoCloud>,
+) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     let pull_progress = config
         .odoo
@@ -37,6 +43,11 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
         config.floor.gs1_separator,
         config.devices.clone(),
     );
+    let connectivity = crate::connectivity::Connectivity::new(store.clone());
+    let push_stats = config
+        .odoo
+        .as_ref()
+        .map(|_| Arc::new(crate::push::PushStats::default()));
     let state = AppState {
         store: store.clone(),
         site: SiteStatus {
@@ -49,6 +60,10 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
         floor: floor.clone(),
         started: Instant::now(),
         pull: pull_progress.clone(),
+        push: push_stats.clone(),
+        connectivity: connectivity.clone(),
+        manager_token: config.http.manager_token.clone(),
+        demo: demo.clone(),
     };
     // Listen for signals before serving: a SIGTERM that arrives once we answer must not
     // meet the default action (an abrupt exit).
@@ -67,9 +82,24 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
                 odoo.clone(),
                 config.sync.clone(),
                 progress,
+                connectivity.clone(),
                 token.clone(),
             )
             .instrument(tracing::info_span!("pull")),
+        )),
+        _ => None,
+    };
+    let push_task = match (&config.odoo, push_stats) {
+        (Some(odoo), Some(stats)) => Some(tokio::spawn(
+            crate::push::run_push(
+                store.clone(),
+                odoo.clone(),
+                config.push.clone(),
+                connectivity.clone(),
+                stats,
+                token.clone(),
+            )
+            .instrument(tracing::info_span!("push")),
         )),
         _ => None,
     };
@@ -111,6 +141,12 @@ pub async fn run(config: &Config, store: Store, listener: TcpListener) -> anyhow
         // The pull stops between pages; wait for the page in hand to commit.
         if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
             tracing::warn!("pull did not stop in time");
+        }
+    }
+    if let Some(task) = push_task {
+        // Batches in hand settle (or are recovered as ambiguous at the next start).
+        if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+            tracing::warn!("push did not stop in time");
         }
     }
     notify(&[sd_notify::NotifyState::Stopping]);

@@ -32,6 +32,31 @@ pub struct Status {
     pub pull: Option<crate::pull::PullProgress>,
     /// Cloud-side changes to pickings the floor owns, waiting for reconciliation.
     pub cloud_changes_open: usize,
+    /// Conflicts waiting for a person (`open`) or applied and flagged (`flagged`).
+    pub conflicts: ConflictSummary,
+    /// The push's figures, when it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ConflictSummary {
+    pub open: i64,
+    pub flagged: i64,
+    /// `status/kind` → count.
+    pub by_kind: BTreeMap<String, i64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PushStatus {
+    /// Why the push is paused (refused credentials), if it is.
+    pub paused: Option<String>,
+    pub calls: u64,
+    pub applied: u64,
+    /// Entries applied per second over the last minute.
+    pub drain_rate_per_sec: f64,
+    /// Pending entries / drain rate; absent when nothing drains.
+    pub eta_drain_secs: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -101,6 +126,18 @@ impl Status {
             runtime: None,
             pull: None,
             cloud_changes_open: reader.cloud_changes_open()?,
+            conflicts: {
+                let mut c = ConflictSummary::default();
+                for (status, kind, n) in reader.conflict_counts()? {
+                    match status.as_str() {
+                        "open" => c.open += n,
+                        _ => c.flagged += n,
+                    }
+                    c.by_kind.insert(format!("{status}/{kind}"), n);
+                }
+                c
+            },
+            push: None,
         })
     }
 
@@ -129,6 +166,28 @@ impl Status {
         ));
         if let Some(age) = self.oldest_pending_age_secs {
             out.push_str(&format!("oldest    {age:.0} s waiting\n"));
+        }
+        out.push_str(&format!(
+            "conflicts {} open, {} flagged{}\n",
+            self.conflicts.open,
+            self.conflicts.flagged,
+            if self.conflicts.open > 0 {
+                " (holdfast conflicts list)"
+            } else {
+                ""
+            }
+        ));
+        if let Some(push) = &self.push {
+            if let Some(why) = &push.paused {
+                out.push_str(&format!("PAUSED    {why}\n"));
+            }
+            out.push_str(&format!(
+                "draining  {:.1} entries/s{}\n",
+                push.drain_rate_per_sec,
+                push.eta_drain_secs
+                    .map(|s| format!(", about {s:.0} s to go"))
+                    .unwrap_or_default()
+            ));
         }
         out.push_str(&format!(
             "pull      {}\npush      {}\n",

@@ -26,6 +26,7 @@ pub enum OpKind {
     Count,
     Transfer,
     Print,
+    Resolve,
 }
 
 impl OpKind {
@@ -36,6 +37,7 @@ impl OpKind {
         OpKind::Count,
         OpKind::Transfer,
         OpKind::Print,
+        OpKind::Resolve,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,10 +48,12 @@ impl OpKind {
             OpKind::Count => "count",
             OpKind::Transfer => "transfer",
             OpKind::Print => "print",
+            OpKind::Resolve => "resolve",
         }
     }
 
-    /// Whether entries of this kind are ever sent to Odoo (labels are local only).
+    /// Whether entries of this kind may be sent to Odoo (labels are local only; a resolution
+    /// only when it re-creates a picking, see [`Operation::goes_to_cloud`]).
     pub fn goes_to_cloud(self) -> bool {
         !matches!(self, OpKind::Print)
     }
@@ -164,6 +168,56 @@ pub struct PrintOp {
     pub copies: u32,
 }
 
+/// What a person decided about a conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolveAction {
+    /// Drop the held-back entries (their effect leaves the view), with a note.
+    Discard,
+    /// Send the held-back entries again (after a fix in Odoo, or to apply anyway).
+    Retry,
+    /// Put what the floor did into a new picking in Odoo.
+    Recreate,
+    /// Seen: for conflicts already applied and flagged.
+    Acknowledge,
+}
+
+impl ResolveAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolveAction::Discard => "discard",
+            ResolveAction::Retry => "retry",
+            ResolveAction::Recreate => "recreate",
+            ResolveAction::Acknowledge => "acknowledge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ResolveAction> {
+        [
+            ResolveAction::Discard,
+            ResolveAction::Retry,
+            ResolveAction::Recreate,
+            ResolveAction::Acknowledge,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+/// A conflict's resolution, recorded like any other floor action.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveOp {
+    pub conflict_id: i64,
+    pub action: ResolveAction,
+    pub note: String,
+    /// The journal entries (seq) the conflict held back.
+    pub entries: Vec<i64>,
+    /// For `recreate`: the picking to create in Odoo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recreate: Option<crate::push::NewPicking>,
+}
+
 /// One warehouse operation, as recorded in the journal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -174,6 +228,7 @@ pub enum Operation {
     Count(CountOp),
     Transfer(TransferOp),
     Print(PrintOp),
+    Resolve(ResolveOp),
 }
 
 /// An operation that cannot be recorded as it stands.
@@ -280,6 +335,17 @@ impl Operation {
             Operation::Count(_) => OpKind::Count,
             Operation::Transfer(_) => OpKind::Transfer,
             Operation::Print(_) => OpKind::Print,
+            Operation::Resolve(_) => OpKind::Resolve,
+        }
+    }
+
+    /// Whether this entry is sent to Odoo: labels never are, a resolution only when it
+    /// re-creates a picking.
+    pub fn goes_to_cloud(&self) -> bool {
+        match self {
+            Operation::Print(_) => false,
+            Operation::Resolve(r) => r.recreate.is_some(),
+            _ => true,
         }
     }
 
@@ -294,6 +360,7 @@ impl Operation {
             Operation::Count(op) => format!("stock:{}:{}", op.product_id, op.location_id),
             Operation::Transfer(op) => format!("stock:{}:{}", op.product_id, op.from_location_id),
             Operation::Print(op) => format!("print:{}", op.printer),
+            Operation::Resolve(op) => format!("conflict:{}", op.conflict_id),
         }
     }
 
@@ -323,6 +390,20 @@ impl Operation {
                 }
             }
             Operation::Print(_) => {}
+            Operation::Resolve(op) => {
+                if op.note.chars().count() > 2000 || op.note.contains('\0') {
+                    return Err(InvalidOp::Payload {
+                        kind: "resolve".into(),
+                        reason: "note must be at most 2000 characters".into(),
+                    });
+                }
+                if let Some(spec) = &op.recreate {
+                    for line in &spec.lines {
+                        positive("quantity", line.quantity)?;
+                        lot(&line.lot_name)?;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -385,6 +466,22 @@ impl Operation {
                     delta: op.quantity,
                 },
             ],
+            // A re-created picking carries the stock effect of the entries it replaces.
+            Operation::Resolve(op) => op
+                .recreate
+                .iter()
+                .flat_map(|spec| {
+                    spec.lines.iter().map(move |l| Effect::Stock {
+                        product_id: ProductId(l.product_id),
+                        location_id: LocationId(l.location_id),
+                        lot_name: lot_name(&l.lot_name),
+                        delta: match spec.side {
+                            crate::push::Side::Source => -l.quantity,
+                            crate::push::Side::Destination => l.quantity,
+                        },
+                    })
+                })
+                .collect(),
             // Validation changes no quantity the floor has not already seen through its
             // picks; labels are local.
             Operation::Validate(_) | Operation::Print(_) => Vec::new(),

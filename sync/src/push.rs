@@ -43,6 +43,8 @@ pub trait Odoo: Send + Sync {
     fn call(&self, call: Call) -> impl Future<Output = Result<Value, OdooError>> + Send;
     /// Odoo's major version (18 over JSON-RPC, 19+ over JSON-2: a few fields differ).
     fn major(&self) -> u32;
+    /// A cheap check that the server answers (no credentials involved).
+    fn probe(&self) -> impl Future<Output = Result<(), OdooError>> + Send;
 }
 
 impl Odoo for OdooClient {
@@ -52,6 +54,10 @@ impl Odoo for OdooClient {
 
     fn major(&self) -> u32 {
         self.version().major
+    }
+
+    fn probe(&self) -> impl Future<Output = Result<(), OdooError>> + Send {
+        self.health()
     }
 }
 
@@ -245,7 +251,9 @@ fn text(r: &Map<String, Value>, field: &str) -> String {
 
 /// Which side of a move line the floor's location names: the source bin of a pick, the
 /// destination bin of a receipt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Source,
@@ -1057,7 +1065,7 @@ async fn push_count_inner<O: Odoo>(
 }
 
 // ---------------------------------------------------------------------------------------
-// Transfers
+// New pickings: transfers, and pickings re-created by a conflict's resolution
 // ---------------------------------------------------------------------------------------
 
 /// The site's internal picking type (it may be archived without multi-step locations).
@@ -1082,27 +1090,72 @@ pub async fn internal_picking_type<O: Odoo>(
     Ok(ids_of(&v).first().copied())
 }
 
-/// Pushes a transfer: an internal picking carrying the mark in `origin`, confirmed,
-/// reserved, its quantity set and validated.
+/// A picking the appliance creates in Odoo, done in one go.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct NewPicking {
+    pub picking_type_id: i64,
+    pub location_id: i64,
+    pub location_dest_id: i64,
+    /// Which side of each line the floor's bin names.
+    pub side: Side,
+    pub lines: Vec<NewPickingLine>,
+}
+
+/// One line of a [`NewPicking`].
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct NewPickingLine {
+    pub product_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot_name: Option<String>,
+    /// The bin on the floor's side of the line.
+    pub location_id: i64,
+    pub quantity: f64,
+}
+
+impl NewPicking {
+    /// A transfer as a one-line internal picking.
+    pub fn transfer(op: &TransferOp, picking_type_id: i64) -> NewPicking {
+        NewPicking {
+            picking_type_id,
+            location_id: op.from_location_id,
+            location_dest_id: op.to_location_id,
+            side: Side::Source,
+            lines: vec![NewPickingLine {
+                product_id: op.product_id,
+                lot_name: op.lot_name.clone(),
+                location_id: op.from_location_id,
+                quantity: op.quantity,
+            }],
+        }
+    }
+}
+
+/// Pushes a transfer: an internal picking carrying the mark in `origin`.
 pub async fn push_transfer<O: Odoo>(
     odoo: &O,
     entry: &PushEntry,
     op: &TransferOp,
     picking_type: i64,
 ) -> Outcome {
-    match push_transfer_inner(odoo, entry, op, picking_type).await {
+    push_new_picking(odoo, entry, &NewPicking::transfer(op, picking_type)).await
+}
+
+/// Creates a picking whose `origin` is the entry's mark, in the same call as its moves, then
+/// confirms, reserves, sets the lines and validates it (no backorder). A retry after an
+/// unknown outcome finds it by origin and carries on from its state.
+pub async fn push_new_picking<O: Odoo>(odoo: &O, entry: &PushEntry, spec: &NewPicking) -> Outcome {
+    match push_new_picking_inner(odoo, entry, spec).await {
         Ok(o) | Err(o) => o,
     }
 }
 
-async fn push_transfer_inner<O: Odoo>(
+async fn push_new_picking_inner<O: Odoo>(
     odoo: &O,
     entry: &PushEntry,
-    op: &TransferOp,
-    picking_type: i64,
+    spec: &NewPicking,
 ) -> Result<Outcome, Outcome> {
     let origin = mark(&entry.id);
-    let edge = json!({"product_id": op.product_id, "lot": op.lot_name, "from_location_id": op.from_location_id, "to_location_id": op.to_location_id, "quantity": op.quantity});
+    let edge = serde_json::to_value(spec).unwrap_or(Value::Null);
     let mut found = None;
     if entry.ambiguous {
         let v = run(
@@ -1123,19 +1176,29 @@ async fn push_transfer_inner<O: Odoo>(
             text(&r, "name"),
         ),
         None => {
-            let mut mv = json!({"product_id": op.product_id, "product_uom_qty": op.quantity,
-                                "location_id": op.from_location_id, "location_dest_id": op.to_location_id});
-            if odoo.major() < 19 {
-                // `stock.move.name` is required on 18 and gone on 19.
-                mv["name"] = json!(origin);
+            let mut per_product: BTreeMap<i64, f64> = BTreeMap::new();
+            for l in &spec.lines {
+                *per_product.entry(l.product_id).or_insert(0.0) += l.quantity;
             }
+            let moves: Vec<Value> = per_product
+                .iter()
+                .map(|(product, qty)| {
+                    let mut mv = json!({"product_id": product, "product_uom_qty": qty,
+                                        "location_id": spec.location_id, "location_dest_id": spec.location_dest_id});
+                    if odoo.major() < 19 {
+                        // `stock.move.name` is required on 18 and gone on 19.
+                        mv["name"] = json!(origin);
+                    }
+                    json!([0, 0, mv])
+                })
+                .collect();
             let created = run(
                 odoo,
                 Call::new("stock.picking", "create").arg(
                     "vals_list",
-                    json!([{"picking_type_id": picking_type, "location_id": op.from_location_id,
-                            "location_dest_id": op.to_location_id, "origin": origin,
-                            "move_ids": [[0, 0, mv]]}]),
+                    json!([{"picking_type_id": spec.picking_type_id, "location_id": spec.location_id,
+                            "location_dest_id": spec.location_dest_id, "origin": origin,
+                            "move_ids": moves}]),
                 ),
                 &edge,
             )
@@ -1165,7 +1228,7 @@ async fn push_transfer_inner<O: Odoo>(
         "cancel" => {
             return Ok(Outcome::Conflict(Finding {
                 kind: ConflictKind::PickingCancelled,
-                message: "the transfer's picking was cancelled in Odoo".into(),
+                message: "the picking the appliance created was cancelled in Odoo".into(),
                 edge,
                 cloud: json!({"state": "cancel", "picking_id": picking}),
             }));
@@ -1187,61 +1250,77 @@ async fn push_transfer_inner<O: Odoo>(
     )
     .await?;
     let lines = read_lines(odoo, picking, &edge).await?;
-    let Some(move_id) = lines.first().map(|l| l.move_id).filter(|m| *m != 0) else {
-        // Nothing reserved (the cloud has no stock there): read the move to create the line.
+    // Moves by product: from the lines when reserved, else read them.
+    let mut move_of: BTreeMap<i64, i64> = lines
+        .iter()
+        .filter(|l| l.move_id != 0)
+        .map(|l| (l.product_id, l.move_id))
+        .collect();
+    if spec
+        .lines
+        .iter()
+        .any(|l| !move_of.contains_key(&l.product_id))
+    {
         let v = run(
             odoo,
-            Call::new("stock.move", "search")
+            Call::new("stock.move", "search_read")
                 .arg("domain", json!([["picking_id", "=", picking]]))
+                .arg("fields", json!(["product_id"]))
                 .arg("order", "id"),
             &edge,
         )
         .await?;
-        let Some(move_id) = ids_of(&v).first().copied() else {
+        for r in records(v) {
+            if let (Some(id), Some(product)) = (
+                r.get("id").and_then(Value::as_i64),
+                r.get("product_id").and_then(m2o_id),
+            ) {
+                move_of.entry(product).or_insert(id);
+            }
+        }
+    }
+    let mut targets: BTreeMap<LineKey, f64> = BTreeMap::new();
+    for l in &spec.lines {
+        let Some(move_id) = move_of.get(&l.product_id).copied() else {
             return Ok(Outcome::Conflict(Finding {
                 kind: ConflictKind::Validation,
-                message: "the transfer's picking has no move in Odoo".into(),
+                message: format!(
+                    "the created picking has no move for product {}",
+                    l.product_id
+                ),
                 edge,
                 cloud: json!({"picking_id": picking}),
             }));
         };
-        return finish_transfer(odoo, picking, move_id, op, &lines, remote_ref, &edge).await;
-    };
-    finish_transfer(odoo, picking, move_id, op, &lines, remote_ref, &edge).await
-}
-
-async fn finish_transfer<O: Odoo>(
-    odoo: &O,
-    picking: i64,
-    move_id: i64,
-    op: &TransferOp,
-    lines: &[CloudLine],
-    remote_ref: Option<String>,
-    edge: &Value,
-) -> Result<Outcome, Outcome> {
-    let key = LineKey {
-        move_id,
-        product_id: op.product_id,
-        lot: op.lot_name.clone().unwrap_or_default(),
-        location_id: op.from_location_id,
-        package_id: 0,
-        side: Side::Source,
-    };
-    let targets = BTreeMap::from([(key, op.quantity)]);
-    let plan = plan_lines(&targets, lines, true);
+        *targets
+            .entry(LineKey {
+                move_id,
+                product_id: l.product_id,
+                lot: l.lot_name.clone().unwrap_or_default(),
+                location_id: l.location_id,
+                package_id: 0,
+                side: spec.side,
+            })
+            .or_insert(0.0) += l.quantity;
+    }
+    let plan = plan_lines(&targets, &lines, true);
     let mut commands: Vec<Value> = plan
         .updates
         .iter()
         .map(|(id, vals)| json!([1, id, vals]))
         .collect();
-    let lots = lot_ids(odoo, &plan.creates, edge).await?;
-    let flagged = over_picks(odoo, &plan.creates, edge).await?;
+    let lots = lot_ids(odoo, &plan.creates, &edge).await?;
+    let flagged = over_picks(odoo, &plan.creates, &edge).await?;
     for new in &plan.creates {
-        let mut vals = json!({"move_id": move_id, "picking_id": picking, "product_id": op.product_id,
-                              "location_id": op.from_location_id, "location_dest_id": op.to_location_id,
+        let (src, dest) = match spec.side {
+            Side::Source => (new.key.location_id, spec.location_dest_id),
+            Side::Destination => (spec.location_id, new.key.location_id),
+        };
+        let mut vals = json!({"move_id": new.key.move_id, "picking_id": picking, "product_id": new.key.product_id,
+                              "location_id": src, "location_dest_id": dest,
                               "quantity": new.quantity, "picked": true});
         if !new.key.lot.is_empty() {
-            match lots.get(&(op.product_id, new.key.lot.clone())) {
+            match lots.get(&(new.key.product_id, new.key.lot.clone())) {
                 Some(id) => vals["lot_id"] = json!(id),
                 None => vals["lot_name"] = json!(new.key.lot),
             }
@@ -1254,11 +1333,11 @@ async fn finish_transfer<O: Odoo>(
             Call::new("stock.picking", "write")
                 .ids(&[picking])
                 .arg("vals", json!({"move_line_ids": commands})),
-            edge,
+            &edge,
         )
         .await?;
     }
-    validate_picking(odoo, picking, BackorderChoice::NoBackorder, edge).await?;
+    validate_picking(odoo, picking, BackorderChoice::NoBackorder, &edge).await?;
     Ok(Outcome::Applied {
         remote_ref,
         superseded: false,

@@ -1,4 +1,5 @@
 //! The push translation against the simulator, in-process: what lands in Odoo.
+#![allow(clippy::unwrap_used)]
 
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
 use holdfast_sync::odoo::Call;

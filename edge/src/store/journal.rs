@@ -165,10 +165,12 @@ pub struct JournalEntry {
     pub created_at: i64,
     pub acked_at: Option<i64>,
     pub note: Option<String>,
+    /// An attempt's outcome is unknown: the next one looks for its mark first.
+    pub ambiguous: bool,
 }
 
 impl JournalEntry {
-    pub(super) const COLUMNS: &'static str = "seq, id, site, device, operator, kind, payload_version, payload, causal_key, state, attempts, last_error, next_attempt_at, remote_ref, created_at, acked_at, note";
+    pub(super) const COLUMNS: &'static str = "seq, id, site, device, operator, kind, payload_version, payload, causal_key, state, attempts, last_error, next_attempt_at, remote_ref, created_at, acked_at, note, ambiguous";
 
     pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
         let payload: String = row.get(7)?;
@@ -195,6 +197,7 @@ impl JournalEntry {
             created_at: row.get(14)?,
             acked_at: row.get(15)?,
             note: row.get(16)?,
+            ambiguous: row.get(17)?,
         })
     }
 
@@ -325,7 +328,7 @@ pub(super) fn transition(conn: &Connection, t: &Transition) -> Result<(), StoreE
             .execute([seq])?,
         Transition::Applied { remote_ref, .. } => conn
             .prepare_cached(
-                "UPDATE journal SET state = 'applied', remote_ref = ?2, acked_at = ?3, last_error = NULL,
+                "UPDATE journal SET state = 'applied', remote_ref = ?2, acked_at = ?3, last_error = NULL, ambiguous = 0,
                  acked_epoch = (SELECT epoch FROM appliance_state WHERE id = 1)
                  WHERE seq = ?1",
             )?

@@ -78,7 +78,7 @@ impl EffectKey {
         let n = self.params().len();
         let sql = format!(
             "SELECT EXISTS (SELECT 1 FROM journal_effect e JOIN journal j ON j.seq = e.seq
-             WHERE e.live = 1 AND {} AND (j.state = 'in_flight' OR (j.state = 'applied' AND j.acked_epoch >= ?{})))",
+             WHERE e.live = 1 AND {} AND (j.state = 'in_flight' OR j.ambiguous = 1 OR (j.state = 'applied' AND j.acked_epoch >= ?{})))",
             self.condition(),
             n + 1
         );
@@ -402,7 +402,7 @@ pub(super) fn complete_snapshot(
                    WHERE f.live = 1 AND f.target = e.target
                      AND f.product_id IS e.product_id AND f.location_id IS e.location_id
                      AND f.lot_name IS e.lot_name AND f.move_id IS e.move_id
-                     AND (k.state = 'in_flight' OR (k.state = 'applied' AND k.acked_epoch >= ?2)))",
+                     AND (k.state = 'in_flight' OR k.ambiguous = 1 OR (k.state = 'applied' AND k.acked_epoch >= ?2)))",
         )?
         .execute(params![target, epoch.0])? as u64;
     Ok(folded)

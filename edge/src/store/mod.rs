@@ -41,6 +41,7 @@ mod checkpoint;
 mod floor;
 mod journal;
 mod mirror;
+mod push;
 mod read;
 pub mod schema;
 mod writer;
@@ -59,6 +60,7 @@ pub use floor::{
 };
 pub use journal::{Appended, JournalEntry, NewEntry, OpState, Transition};
 pub use mirror::{MirrorBatch, MirrorOutcome};
+pub use push::{ConflictRow, NewConflict, PushCmd, PushQueue, ReadyKey, Settle};
 pub use read::{
     ApplianceState, BarcodeHit, CloudChange, Cursor, JournalFilter, LocationInfo, LotInfo,
     MoveDetail, MoveProgress, PickingSummary, ProductInfo, QueueStats, Reader,
@@ -405,6 +407,17 @@ impl Store {
             _ => Lane::Device,
         };
         self.request(lane, |reply| WriteCmd::Floor(Box::new(cmd), reply))
+            .await
+    }
+
+    /// Push bookkeeping (see [`PushCmd`]); answers a count, or the seq of a resolution.
+    pub async fn push(&self, cmd: PushCmd) -> Result<i64, StoreError> {
+        // A manager waiting on a decision goes ahead of the drain.
+        let lane = match cmd {
+            PushCmd::Resolve { .. } => Lane::Device,
+            _ => Lane::Background,
+        };
+        self.request(lane, |reply| WriteCmd::Push(Box::new(cmd), reply))
             .await
     }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::floor::{self, DeviceLogin, OperatorRow, SessionRow, StoredAnswer};
 use super::journal::{JournalEntry, OpState};
+use super::push::{self, ConflictRow, PushQueue};
 use super::{StoreError, schema};
 
 /// Read access to the store on one connection.
@@ -181,6 +182,44 @@ pub struct JournalFilter {
 }
 
 impl<'c> Reader<'c> {
+    /// Keys ready to push now (see the push scheduler).
+    pub fn push_queue(&self, now: i64, limit: usize) -> Result<PushQueue, StoreError> {
+        push::read::queue(self.conn, now, limit)
+    }
+
+    /// The open entries of a causal key, in order.
+    pub fn push_batch(&self, key: &str, max: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        push::read::batch(self.conn, key, max)
+    }
+
+    /// The entries of a causal key Odoo already holds, in order.
+    pub fn push_applied(&self, key: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        push::read::applied(self.conn, key)
+    }
+
+    /// Journal entries by seq (missing ones are skipped).
+    pub fn entries(&self, seqs: &[i64]) -> Result<Vec<JournalEntry>, StoreError> {
+        push::read::entries(self.conn, seqs)
+    }
+
+    pub fn conflict(&self, id: i64) -> Result<Option<ConflictRow>, StoreError> {
+        push::read::conflict(self.conn, id)
+    }
+
+    /// Conflicts with this status (every one when `None`), newest first.
+    pub fn conflicts(
+        &self,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConflictRow>, StoreError> {
+        push::read::conflicts(self.conn, status, limit)
+    }
+
+    /// (status, kind, count) of open and flagged conflicts.
+    pub fn conflict_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        push::read::conflict_counts(self.conn)
+    }
+
     pub fn new(conn: &'c Connection) -> Reader<'c> {
         Reader { conn }
     }
@@ -771,6 +810,17 @@ impl<'c> Reader<'c> {
 
     /// A picking's name, state and kind (`incoming`, `outgoing`, `internal`): what a session
     /// header shows, without the sums of [`Reader::picking_summary`].
+    /// (picking type, source, destination) of a mirrored picking.
+    pub fn picking_route(&self, id: i64) -> Result<Option<(i64, i64, i64)>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT picking_type_id, location_id, location_dest_id FROM picking WHERE id = ?1",
+            )?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?)
+    }
+
     pub fn picking_header(&self, id: i64) -> Result<Option<(String, String, String)>, StoreError> {
         Ok(self
             .conn

@@ -4,12 +4,12 @@
 //! edited: a change is a new migration appended to [`MIGRATIONS`]. A database whose version is
 //! newer than this list is refused (an older binary must not write a schema it does not know).
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
 
 /// Every migration, in order. The index + 1 is the version it produces.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -332,6 +332,92 @@ DROP INDEX effect_move;
 CREATE INDEX effect_move ON journal_effect (move_id, delta) WHERE live = 1 AND target = 'move';
 "#;
 
+/// Version 3: reconciliation. Journal entries learn the `resolve` kind (a person's decision on
+/// a conflict is a journal entry too) and an `ambiguous` flag (an attempt whose outcome is
+/// unknown: the next one looks for its mark before sending anything). SQLite cannot change a
+/// CHECK constraint in place, so the journal is rebuilt (the documented 12-step procedure;
+/// the migration runner turns foreign keys off around it and checks them before commit).
+/// Conflicts get their own table, with both sides' values and who decided.
+const V3: &str = r#"
+CREATE TABLE journal_v3 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    site TEXT NOT NULL,
+    device TEXT NOT NULL,
+    operator TEXT,
+    kind TEXT NOT NULL
+        CHECK (kind IN ('pick', 'receive', 'validate', 'count', 'transfer', 'print', 'resolve')),
+    payload_version INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    causal_key TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'in_flight', 'applied', 'conflict', 'rejected', 'resolved')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_at INTEGER,
+    remote_ref TEXT,
+    created_at INTEGER NOT NULL,
+    acked_at INTEGER,
+    acked_epoch INTEGER,
+    note TEXT,
+    ambiguous INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO journal_v3 (seq, id, site, device, operator, kind, payload_version, payload,
+    causal_key, state, attempts, last_error, next_attempt_at, remote_ref, created_at, acked_at,
+    acked_epoch, note)
+SELECT seq, id, site, device, operator, kind, payload_version, payload, causal_key, state,
+    attempts, last_error, next_attempt_at, remote_ref, created_at, acked_at, acked_epoch, note
+FROM journal;
+DROP TABLE journal;
+ALTER TABLE journal_v3 RENAME TO journal;
+CREATE INDEX journal_open_by_key ON journal (causal_key, seq)
+    WHERE state IN ('pending', 'in_flight');
+CREATE INDEX journal_by_state ON journal (state, seq);
+CREATE INDEX journal_validate ON journal (causal_key) WHERE kind = 'validate';
+-- Keys blocked by an entry waiting for a decision, found without walking settled history.
+CREATE INDEX journal_blocking ON journal (causal_key, seq) WHERE state IN ('conflict', 'rejected');
+-- The prior entries of a key that reached Odoo (picks are pushed as absolute sums).
+CREATE INDEX journal_applied_by_key ON journal (causal_key, seq) WHERE state = 'applied';
+CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+BEGIN
+    SELECT RAISE(ABORT, 'journal is append-only');
+END;
+CREATE TRIGGER journal_immutable
+BEFORE UPDATE OF seq, id, site, device, operator, kind, payload_version, payload, causal_key, created_at
+ON journal
+BEGIN
+    SELECT RAISE(ABORT, 'journal entries are immutable');
+END;
+
+-- A disagreement between the floor and the cloud. `open` waits for a person, `flagged` was
+-- applied anyway and is shown until acknowledged, `resolved` is history. `seqs` lists the
+-- journal entries it holds back (a JSON array); `resolution_seq` is the `resolve` entry that
+-- recorded the decision.
+CREATE TABLE conflict (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL REFERENCES journal (seq),
+    seqs TEXT NOT NULL,
+    causal_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'flagged', 'resolved')),
+    message TEXT NOT NULL,
+    edge TEXT NOT NULL,
+    cloud TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    resolution TEXT,
+    note TEXT,
+    resolved_by TEXT,
+    resolved_at INTEGER,
+    resolution_seq INTEGER REFERENCES journal (seq)
+);
+CREATE INDEX conflict_by_status ON conflict (status, id);
+CREATE TRIGGER conflict_no_delete BEFORE DELETE ON conflict
+BEGIN
+    SELECT RAISE(ABORT, 'conflicts are kept as an audit trail');
+END;
+"#;
+
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.
 pub fn migrate(conn: &mut Connection, path: &str) -> Result<i64, StoreError> {
     migrate_with(conn, path, MIGRATIONS)
@@ -349,12 +435,28 @@ pub(super) fn migrate_with(
     if found == target {
         return Ok(found);
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
-    for (index, sql) in migrations.iter().enumerate().skip(found as usize) {
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
-    }
-    tx.commit()?;
+    // Table rebuilds (V3) need foreign keys off; the check before commit keeps them honest.
+    // The pragma is a no-op inside a transaction, so it is set around it.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = (|| -> Result<(), StoreError> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        for (index, sql) in migrations.iter().enumerate().skip(found as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        }
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Data(format!(
+                "migration left a dangling reference in {table}"
+            )));
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    result?;
     Ok(target)
 }
 

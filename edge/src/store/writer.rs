@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::floor::{self, FloorCmd, StepWrite};
 use super::journal::{self, Appended, NewEntry, Transition};
 use super::mirror::{self, MirrorBatch, MirrorOutcome};
+use super::push::{self, PushCmd};
 use super::{Epoch, StoreError, WriterStats};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -27,6 +28,7 @@ pub(super) enum WriteCmd {
     Transition(Transition, Reply<()>),
     Step(Box<StepWrite>, Reply<Vec<Appended>>),
     Floor(Box<FloorCmd>, Reply<()>),
+    Push(Box<PushCmd>, Reply<i64>),
     BeginPull(Reply<Epoch>),
     Mirror(Box<MirrorBatch>, Reply<MirrorOutcome>),
     CompleteSnapshot(Epoch, Model, Reply<u64>),
@@ -206,6 +208,7 @@ fn reject(cmd: WriteCmd) -> Finish {
         WriteCmd::Transition(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Step(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Floor(_, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::Push(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::BeginPull(r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Mirror(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
@@ -246,6 +249,10 @@ fn execute(
             finish(r, in_savepoint(tx, |c| floor::step(c, &config.site, &step)))
         }
         WriteCmd::Floor(cmd, r) => finish(r, in_savepoint(tx, |c| floor::command(c, &cmd))),
+        WriteCmd::Push(cmd, r) => finish(
+            r,
+            in_savepoint(tx, |c| push::command(c, &config.site, &cmd)),
+        ),
         WriteCmd::BeginPull(r) => finish(r, in_savepoint(tx, mirror::begin_pull)),
         WriteCmd::Mirror(b, r) => finish(r, in_savepoint(tx, |c| mirror::apply(c, &b))),
         WriteCmd::CompleteSnapshot(epoch, model, r) => finish(

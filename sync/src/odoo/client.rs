@@ -495,6 +495,21 @@ impl OdooClient {
         }
     }
 
+    /// `GET /web/health`: whether the server answers at all (no credentials involved).
+    pub async fn health(&self) -> Result<(), OdooError> {
+        let config = &self.inner.config;
+        let url = format!("{}/web/health", config.url);
+        let answer = exchange(self.inner.http.get(&url), &url, config).await?;
+        if answer.status == 200 {
+            Ok(())
+        } else {
+            Err(OdooError::Protocol {
+                status: answer.status,
+                reason: snippet(&answer.body),
+            })
+        }
+    }
+
     /// `search_read` with explicit fields and order (Odoo is ~30x slower without `fields`).
     pub async fn search_read(
         &self,

@@ -345,6 +345,12 @@ impl crate::push::Odoo for Cloud {
     fn major(&self) -> u32 {
         self.shared.config.version
     }
+
+    fn probe(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), crate::odoo::OdooError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// When the next call may start under a capacity cap.
