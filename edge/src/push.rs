@@ -369,7 +369,8 @@ impl<O: Odoo + 'static> Pusher<O> {
         .await;
     }
 
-    /// Probes Odoo: its health while offline, the credentials while paused.
+    /// Probes Odoo: its health (an idle link going down shows as offline before anything
+    /// waits on it), or the credentials while paused.
     async fn probe(&self) {
         if let Some(why) = self.connectivity.paused() {
             let started = Instant::now();
@@ -391,9 +392,6 @@ impl<O: Odoo + 'static> Pusher<O> {
             self.connectivity
                 .observe(Event::of(&r, started.elapsed()))
                 .await;
-            return;
-        }
-        if self.connectivity.mode() == Mode::Online {
             return;
         }
         let started = Instant::now();
@@ -482,7 +480,9 @@ impl<O: Odoo + 'static> Pusher<O> {
                 seq: e.seq,
                 id: e.id.clone(),
                 op: op.clone(),
-                ambiguous: e.ambiguous,
+                // Any earlier attempt may have created the entry's record before failing on a
+                // later call: look for the mark whenever this is not the first attempt.
+                ambiguous: e.ambiguous || e.attempts > 0,
             })
             .collect();
         let attempts = batch.iter().map(|(e, _)| e.attempts).max().unwrap_or(0) + 1;
@@ -639,7 +639,7 @@ impl<O: Odoo + 'static> Pusher<O> {
                         error: e.to_string(),
                         next_attempt_at: now_ms() + self.config.probe.as_millis() as i64,
                         ambiguous: false,
-                        count_attempt: false,
+                        count_attempt: true,
                     }
                 }
                 class @ (ErrorClass::Transient | ErrorClass::Ambiguous) => Settle::Retry {

@@ -306,9 +306,10 @@ pub fn targets(prior: &[Operation], batch: &[Operation]) -> BTreeMap<LineKey, f6
         };
         *out.entry(key).or_insert(0.0) += q;
     }
-    // Corrections can take a key below zero in floating point noise.
+    // Corrections can take a key below zero in floating point noise; more put back than
+    // was taken leaves nothing to ship.
     for q in out.values_mut() {
-        if q.abs() < EPS {
+        if *q < EPS {
             *q = 0.0;
         }
     }
@@ -690,7 +691,8 @@ async fn push_picking_inner<O: Odoo>(
                 .arg("vals", json!({"move_line_ids": commands})),
             &edge,
         )
-        .await?;
+        .await
+        .map_err(reread_on_missing)?;
     }
     let Some(choice) = validate else {
         return Ok(Outcome::Applied {
@@ -699,7 +701,9 @@ async fn push_picking_inner<O: Odoo>(
             flagged,
         });
     };
-    validate_picking(odoo, picking, choice, &edge).await?;
+    validate_picking(odoo, picking, choice, &edge)
+        .await
+        .map_err(reread_on_missing)?;
     Ok(Outcome::Applied {
         remote_ref: head
             .map(|h| h.name)
@@ -707,6 +711,28 @@ async fn push_picking_inner<O: Odoo>(
         superseded: false,
         flagged,
     })
+}
+
+/// A line we read was re-created by Odoo (re-reservation) before our write reached it:
+/// nothing was applied; read again and retry.
+fn reread_on_missing(o: Outcome) -> Outcome {
+    match o {
+        // ...or the picking was validated meanwhile (its lines are locked): read again, and
+        // the next attempt compares with what Odoo did.
+        Outcome::Conflict(f)
+            if f.message.contains("does not exist") || f.message.contains("locked") =>
+        {
+            Outcome::Failed(OdooError::Server {
+                name: "odoo.exceptions.ConcurrencyError".into(),
+                message: format!(
+                    "a move line changed under the write ({}); reading again",
+                    f.message
+                ),
+                status: None,
+            })
+        }
+        other => other,
+    }
 }
 
 /// Ids of the existing lots the new lines name, by (product, lot name).
@@ -1039,6 +1065,33 @@ async fn push_count_inner<O: Odoo>(
             }
         }
     };
+    // Odoo fixes the count's difference when `inventory_quantity` is written, and its own
+    // conflict check catches moves after that; a move between our read and that write would
+    // slip through. Read again: if the quantity moved, start over on the new one.
+    let again = records(
+        run(
+            odoo,
+            Call::new("stock.quant", "read")
+                .ids(&[quant])
+                .arg("fields", json!(["quantity"])),
+            &edge,
+        )
+        .await?,
+    );
+    let quantity_now = again.first().map(|q| num(q, "quantity"));
+    let read_before = quants
+        .iter()
+        .find(|q| q.get("id").and_then(Value::as_i64) == Some(quant))
+        .map(|q| num(q, "quantity"))
+        .unwrap_or(0.0);
+    if quantity_now.is_none_or(|q| (q - read_before).abs() > EPS) {
+        return Err(Outcome::Failed(OdooError::Server {
+            name: "odoo.exceptions.ConcurrencyError".into(),
+            message: "the quant changed while the count was set; retrying on its new quantity"
+                .into(),
+            status: None,
+        }));
+    }
     let answer = run(
         odoo,
         Call::new("stock.quant", "action_apply_inventory")

@@ -131,11 +131,11 @@ fn recompute_move(t: &mut Tables, mv: i64, now: &str) {
         .filter_map(|l| t.get("stock.move.line", *l))
         .map(|l| f(l, "quantity"))
         .sum();
-    let picked = !lines.is_empty()
-        && lines
-            .iter()
-            .filter_map(|l| t.get("stock.move.line", *l))
-            .all(|l| b(l, "picked"));
+    // Odoo 18: a move is picked as soon as any of its lines is.
+    let picked = lines
+        .iter()
+        .filter_map(|l| t.get("stock.move.line", *l))
+        .any(|l| b(l, "picked"));
     set(
         t,
         "stock.move",
@@ -173,6 +173,11 @@ fn unreserve_line(t: &mut Tables, line: i64, now: &str) {
 
 /// Reserves what is available for the picking's open moves (`action_assign`).
 pub fn action_assign(t: &mut Tables, picking: i64, now: &str) {
+    if t.get("stock.picking", picking)
+        .is_none_or(|p| matches!(s(p, "state"), "done" | "cancel"))
+    {
+        return;
+    }
     for mv in moves_of(t, picking) {
         let Some(m) = t.get("stock.move", mv).cloned() else {
             continue;
@@ -317,6 +322,13 @@ fn new_line(
 
 /// Cancels a picking (`action_cancel`): reservations released, open moves cancelled.
 pub fn cancel(t: &mut Tables, picking: i64, now: &str) {
+    // A done picking cannot be cancelled (Odoo: "You cannot cancel a stock move that has
+    // been set to 'Done'").
+    if t.get("stock.picking", picking)
+        .is_none_or(|p| matches!(s(p, "state"), "done" | "cancel"))
+    {
+        return;
+    }
     do_unreserve(t, picking, now);
     for mv in moves_of(t, picking) {
         if t.get("stock.move", mv)
@@ -330,7 +342,17 @@ pub fn cancel(t: &mut Tables, picking: i64, now: &str) {
 
 /// Drops every reservation of a picking (`do_unreserve`); lines go away.
 pub fn do_unreserve(t: &mut Tables, picking: i64, now: &str) {
+    if t.get("stock.picking", picking)
+        .is_none_or(|p| matches!(s(p, "state"), "done" | "cancel"))
+    {
+        return;
+    }
     for mv in moves_of(t, picking) {
+        if t.get("stock.move", mv)
+            .is_some_and(|m| matches!(s(m, "state"), "done" | "cancel"))
+        {
+            continue;
+        }
         for line in lines_of_move(t, mv) {
             unreserve_line(t, line, now);
             t.unlink("stock.move.line", line);
@@ -641,6 +663,20 @@ fn action_done(t: &mut Tables, picking: i64, backorder: bool, _version: u32, now
     }
 }
 
+/// Odoo keeps done transfers locked: their lines are history.
+const LOCKED: &str = "You cannot modify a done move line of a locked transfer; unlock it first.";
+
+fn locked(t: &Tables, line: &Rec) -> Result<(), SimError> {
+    let done = id_of(line, "move_id")
+        .and_then(|m| t.get("stock.move", m))
+        .is_some_and(|m| s(m, "state") == "done");
+    if done {
+        Err(SimError::user(LOCKED))
+    } else {
+        Ok(())
+    }
+}
+
 /// Applies `move_line_ids` commands of a picking write: `[0, 0, vals]`, `[1, id, vals]`,
 /// `[2, id]` (delete) and `[4, id]` (link).
 fn line_commands(
@@ -660,6 +696,11 @@ fn line_commands(
             c.get(2),
         ) {
             (Some(0), _, Some(Value::Object(vals))) => {
+                if t.get("stock.picking", picking)
+                    .is_some_and(|p| s(p, "state") == "done")
+                {
+                    return Err(SimError::user(LOCKED));
+                }
                 let product = vals
                     .get("product_id")
                     .and_then(Value::as_i64)
@@ -695,6 +736,7 @@ fn line_commands(
             }
             (Some(1), Some(id), Some(Value::Object(vals))) => {
                 let line = t.get("stock.move.line", id).cloned().ok_or_else(|| SimError::missing(format!("Record does not exist or has been deleted.\n(Record: stock.move.line({id},), User: 2)")))?;
+                locked(t, &line)?;
                 set(t, "stock.move.line", id, Value::Object(vals.clone()), now);
                 touched.extend(id_of(&line, "move_id"));
             }
@@ -805,6 +847,11 @@ pub fn execute(
         }
         ("stock.move.line", "write") => (|| {
             missing("stock.move.line", &call.ids, t)?;
+            for id in &call.ids {
+                if let Some(line) = t.get("stock.move.line", *id) {
+                    locked(t, line)?;
+                }
+            }
             let vals = call.kwargs.get("vals").cloned().unwrap_or_default();
             let mut moves = Vec::new();
             for &id in &call.ids {
