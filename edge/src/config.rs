@@ -488,12 +488,15 @@ impl RawConfig {
             }
         };
 
-        let manager_token = secret(
-            "http.manager_token",
-            self.http.manager_token.as_deref(),
-            self.http.manager_token_file.as_deref(),
-            &mut problem,
-        );
+        let manager_token = match (&self.http.manager_token, &self.http.manager_token_file) {
+            (None, None) => None,
+            (inline, file) => secret(
+                "http.manager_token",
+                inline.as_deref(),
+                file.as_deref(),
+                &mut problem,
+            ),
+        };
         if manager_token
             .as_ref()
             .is_some_and(|t| t.expose().len() < 16)
@@ -768,6 +771,9 @@ max_size_mb = 0
 [http]
 # Device API, handheld pages and status. Scanners and handhelds on the LAN connect here.
 listen = "0.0.0.0:8080"
+# The site manager's bearer token for the conflicts inbox over HTTP (16+ characters). Without
+# it, conflicts are decided with `holdfast conflicts` on the appliance.
+# manager_token_file = "/etc/holdfast/manager.token"
 
 [log]
 # plain (for people) or json (for log shippers). Logs go to standard error.
@@ -798,6 +804,26 @@ full_pull_hours = 24
 # # Extra CA certificates to trust (PEM), and a client certificate + key (PEM) for mutual TLS.
 # ca_file = "/etc/holdfast/odoo-ca.pem"
 # client_cert_file = "/etc/holdfast/credentials/odoo-client.pem"
+
+[push]
+# How the journal drains to Odoo: causal keys (pickings, bins) at once, and a cap on calls
+# per second (a real Odoo 18 on 2 cores takes about 45; leave room for its other users).
+concurrency = 4
+max_calls_per_sec = 20
+# Backoff between attempts of a failed batch (jittered, exponential), and the health probe.
+retry_min_secs = 1
+retry_max_secs = 300
+probe_secs = 15
+
+[conflicts]
+# manual (the inbox) or cloud_wins (discard the floor's entries with a note).
+picking_done_differently = "manual"
+picking_cancelled = "manual"
+serial_in_use = "manual"
+product_archived = "manual"
+validation = "manual"
+# Applied and flagged: the physical pick is the warehouse's truth.
+over_pick = "edge_wins"
 
 [floor]
 # Pickers scan the source bin before the product (false: the reserved bin is assumed).
