@@ -639,7 +639,24 @@ async fn push_picking_inner<O: Odoo>(
             .map(|(id, vals)| json!([1, id, vals]))
             .collect();
         if !plan.creates.is_empty() {
-            let lots = lot_ids(odoo, &plan.creates, &edge).await?;
+            archived(
+                odoo,
+                plan.creates.iter().map(|n| n.key.product_id).collect(),
+                &edge,
+            )
+            .await?;
+            let expiries: BTreeMap<(i64, String), String> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    Operation::Receive(r) => Some((
+                        (r.product_id, r.lot_name.clone()?),
+                        r.expiration_date.clone()?,
+                    )),
+                    _ => None,
+                })
+                .collect();
+            let (lots, expiry_findings) = lot_ids(odoo, &plan.creates, &expiries, &edge).await?;
+            flagged.extend(expiry_findings);
             flagged.extend(over_picks(odoo, &plan.creates, &edge).await?);
             for new in &plan.creates {
                 let other = match lines.iter().find(|l| l.move_id == new.key.move_id) {
@@ -739,38 +756,106 @@ fn reread_on_missing(o: Outcome) -> Outcome {
 async fn lot_ids<O: Odoo>(
     odoo: &O,
     creates: &[NewLine],
+    expiries: &BTreeMap<(i64, String), String>,
     edge: &Value,
-) -> Result<BTreeMap<(i64, String), i64>, Outcome> {
+) -> Result<(BTreeMap<(i64, String), i64>, Vec<Finding>), Outcome> {
     let names: BTreeSet<&str> = creates
         .iter()
         .map(|n| n.key.lot.as_str())
         .filter(|l| !l.is_empty())
         .collect();
     if names.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok((BTreeMap::new(), Vec::new()));
     }
     let products: BTreeSet<i64> = creates.iter().map(|n| n.key.product_id).collect();
-    let v = run(
-        odoo,
+    let search = |fields: Value| {
         Call::new("stock.lot", "search_read")
             .arg(
                 "domain",
                 json!([["name", "in", names], ["product_id", "in", products]]),
             )
-            .arg("fields", json!(["name", "product_id"]))
+            .arg("fields", fields)
+            .arg("order", "id")
+    };
+    // `expiration_date` exists only with product_expiry: without it, no expiry to compare.
+    let v = if expiries.is_empty() {
+        run(odoo, search(json!(["name", "product_id"])), edge).await?
+    } else {
+        match run(
+            odoo,
+            search(json!(["name", "product_id", "expiration_date"])),
+            edge,
+        )
+        .await
+        {
+            Err(Outcome::Conflict(f)) if f.message.contains("Invalid field") => {
+                run(odoo, search(json!(["name", "product_id"])), edge).await?
+            }
+            other => other?,
+        }
+    };
+    let mut ids = BTreeMap::new();
+    let mut flagged = Vec::new();
+    for r in records(v) {
+        let (Some(product), Some(id)) = (
+            r.get("product_id").and_then(m2o_id),
+            r.get("id").and_then(Value::as_i64),
+        ) else {
+            continue;
+        };
+        let name = text(&r, "name");
+        let cloud = r.get("expiration_date").and_then(Value::as_str);
+        if let (Some(floor), Some(cloud)) = (expiries.get(&(product, name.clone())), cloud)
+            && floor.get(..10) != cloud.get(..10)
+        {
+            flagged.push(Finding {
+                kind: ConflictKind::LotExpiry,
+                message: format!(
+                    "lot {name} of product {product} exists in Odoo with expiry {cloud}; the floor received it with {floor} (received into the existing lot)"
+                ),
+                edge: json!({"product_id": product, "lot": name, "expiration_date": floor}),
+                cloud: json!({"lot_id": id, "expiration_date": cloud}),
+            });
+        }
+        ids.insert((product, name), id);
+    }
+    Ok((ids, flagged))
+}
+
+/// Archived products are a person's decision (apply by id, or not): held back.
+async fn archived<O: Odoo>(odoo: &O, products: BTreeSet<i64>, edge: &Value) -> Result<(), Outcome> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    let v = run(
+        odoo,
+        Call::new("product.product", "search_read")
+            .arg(
+                "domain",
+                json!([["id", "in", products], ["active", "=", false]]),
+            )
+            .arg("fields", json!(["display_name"]))
             .arg("order", "id"),
         edge,
     )
     .await?;
-    Ok(records(v)
-        .iter()
-        .filter_map(|r| {
-            Some((
-                (r.get("product_id").and_then(m2o_id)?, text(r, "name")),
-                r.get("id")?.as_i64()?,
-            ))
-        })
-        .collect())
+    let found = records(v);
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Outcome::Conflict(Finding {
+        kind: ConflictKind::ProductArchived,
+        message: format!(
+            "archived in Odoo: {}",
+            found
+                .iter()
+                .map(|r| text(r, "display_name"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        edge: edge.clone(),
+        cloud: json!({"archived": found.iter().filter_map(|r| r.get("id").cloned()).collect::<Vec<_>>()}),
+    }))
 }
 
 /// New pick lines take stock nobody reserved for this picking: flag those taking more than
@@ -975,6 +1060,9 @@ async fn push_count_inner<O: Odoo>(
             superseded: true,
             flagged: Vec::new(),
         });
+    }
+    if delta.abs() > EPS {
+        archived(odoo, BTreeSet::from([op.product_id]), &edge).await?;
     }
     if delta.abs() <= EPS {
         // The count confirmed what the view showed: nothing to move in Odoo.
@@ -1229,6 +1317,12 @@ async fn push_new_picking_inner<O: Odoo>(
             text(&r, "name"),
         ),
         None => {
+            archived(
+                odoo,
+                spec.lines.iter().map(|l| l.product_id).collect(),
+                &edge,
+            )
+            .await?;
             let mut per_product: BTreeMap<i64, f64> = BTreeMap::new();
             for l in &spec.lines {
                 *per_product.entry(l.product_id).or_insert(0.0) += l.quantity;
@@ -1362,7 +1456,7 @@ async fn push_new_picking_inner<O: Odoo>(
         .iter()
         .map(|(id, vals)| json!([1, id, vals]))
         .collect();
-    let lots = lot_ids(odoo, &plan.creates, &edge).await?;
+    let (lots, _) = lot_ids(odoo, &plan.creates, &BTreeMap::new(), &edge).await?;
     let flagged = over_picks(odoo, &plan.creates, &edge).await?;
     for new in &plan.creates {
         let (src, dest) = match spec.side {

@@ -332,3 +332,81 @@ async fn a_transfer_creates_one_marked_picking_even_when_retried() {
     .sum();
     assert!(at_to >= 2.0);
 }
+
+#[tokio::test]
+async fn an_archived_product_holds_a_count_back() {
+    let cloud = cloud();
+    let q = &rows(
+        &cloud,
+        "stock.quant",
+        json!([["lot_id", "=", false], ["quantity", ">", 3]]),
+        &["product_id", "location_id", "quantity"],
+    )[0];
+    let op = CountOp {
+        product_id: m2o(&q["product_id"]),
+        location_id: m2o(&q["location_id"]),
+        lot_name: None,
+        counted: 1.0,
+        expected: q["quantity"].as_f64().unwrap(),
+    };
+    cloud.archive_product(op.product_id);
+    let entry = entries(vec![Operation::Count(op.clone())]).remove(0);
+    match push::push_count(&cloud, &entry, &op).await {
+        Outcome::Conflict(f) => assert_eq!(f.kind, ConflictKind::ProductArchived, "{f:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_received_lot_with_another_expiry_is_applied_and_flagged() {
+    let cloud = cloud();
+    // A receipt line for a lot-tracked product, naming a lot Odoo already has.
+    let lot = &rows(&cloud, "stock.lot", json!([]), &["name", "product_id"])[0];
+    let (product, name) = (
+        m2o(&lot["product_id"]),
+        lot["name"].as_str().unwrap().to_owned(),
+    );
+    cloud.with_tables(|t| {
+        t.write(
+            "stock.lot",
+            lot["id"].as_i64().unwrap(),
+            json!({"expiration_date": "2027-01-31 00:00:00"}),
+            "2026-01-01 00:00:00",
+        )
+    });
+    let picking = rows(
+        &cloud,
+        "stock.picking",
+        json!([
+            ["picking_type_id.code", "=", "incoming"],
+            ["state", "=", "assigned"]
+        ]),
+        &["location_dest_id"],
+    )[0]
+    .clone();
+    let id = picking["id"].as_i64().unwrap();
+    let mv = rows(
+        &cloud,
+        "stock.move",
+        json!([["picking_id", "=", id]]),
+        &["product_id"],
+    )[0]["id"]
+        .as_i64()
+        .unwrap();
+    let op = Operation::Receive(holdfast_sync::ops::ReceiveOp {
+        picking_id: id,
+        move_id: mv,
+        product_id: product,
+        location_dest_id: m2o(&picking["location_dest_id"]),
+        lot_name: Some(name),
+        expiration_date: Some("2027-06-30 00:00:00".into()),
+        quantity: 1.0,
+    });
+    match push::push_picking(&cloud, id, &[], &entries(vec![op])).await {
+        Outcome::Applied { flagged, .. } => {
+            assert_eq!(flagged.len(), 1, "{flagged:?}");
+            assert_eq!(flagged[0].kind, ConflictKind::LotExpiry);
+        }
+        other => panic!("{other:?}"),
+    }
+}
