@@ -716,14 +716,24 @@ async fn conflict(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let (row, entries) = state.store.read(|r| {
+    let (row, entries, changes) = state.store.read(|r| {
         let Some(row) = r.conflict(id)? else {
             return Err(StoreError::NotFound(format!("conflict {id}")));
         };
         let entries = r.entries(&row.seqs)?;
-        Ok((row, entries))
+        let changes = match row
+            .causal_key
+            .strip_prefix("picking:")
+            .and_then(|p| p.parse().ok())
+        {
+            Some(picking) => r.cloud_changes_of(picking)?,
+            None => Vec::new(),
+        };
+        Ok((row, entries, changes))
     })?;
-    Ok(Json(json!({"conflict": row, "entries": entries})))
+    Ok(Json(
+        json!({"conflict": row, "entries": entries, "cloud_changes": changes}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -241,7 +241,23 @@ fn note_owned_change(conn: &Connection, record: &Record, epoch: Epoch) -> Result
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![picking_id, model, id, summary, epoch.0, now_ms()])?;
+    // Done or cancelled in the cloud: the push should look now (and raise the conflict),
+    // not when the entries' backoff runs out.
+    if let Record::Picking(p) = record
+        && !p.state.is_open()
+    {
+        wake_picking(conn, picking_id)?;
+    }
     Ok(1)
+}
+
+/// Makes a picking's pending entries due now.
+fn wake_picking(conn: &Connection, picking_id: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE journal SET next_attempt_at = NULL WHERE causal_key = ?1 AND state = 'pending'",
+    )?
+    .execute([format!("picking:{picking_id}")])?;
+    Ok(())
 }
 
 /// Records the disappearance of a picking, move or move line of an owned picking.

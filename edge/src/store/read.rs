@@ -647,6 +647,25 @@ impl<'c> Reader<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every change the pulls saw on one owned picking, oldest first (a conflict shows them).
+    pub fn cloud_changes_of(&self, picking_id: i64) -> Result<Vec<CloudChange>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, picking_id, model, record_id, summary, seen_at FROM cloud_change
+             WHERE picking_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([picking_id], |r| {
+            Ok(CloudChange {
+                id: r.get(0)?,
+                picking_id: r.get(1)?,
+                model: r.get(2)?,
+                record_id: r.get(3)?,
+                summary: r.get(4)?,
+                seen_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// How many cloud-side changes to owned pickings wait for reconciliation.
     pub fn cloud_changes_open(&self) -> Result<usize, StoreError> {
         let n: i64 = self
