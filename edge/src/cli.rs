@@ -1,7 +1,31 @@
-//! The command line: `holdfast run | demo | status | journal | db | init`.
+//! The command line: `holdfast run | demo | status | journal | db | conflicts | init | ...`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+// Output piped into `head` or a pager that quits early is not an error: stop quietly instead
+// of panicking on the broken pipe (these shadow the std macros in this module).
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+macro_rules! print {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -61,10 +85,13 @@ enum Command {
     /// Conflicts between the floor and the cloud: list, show, decide.
     #[command(subcommand)]
     Conflicts(ConflictsCommand),
-    /// Switch the link to the demo's simulated cloud (a running `holdfast demo`): up, down
-    /// (connections refused), blackhole (no answers), reset.
+    /// Play the demo's simulated cloud (a running `holdfast demo`): switch its link (up, down
+    /// = connections refused, blackhole = no answers, reset), or act as another Odoo user
+    /// (cancel-picking ID, validate-picking ID).
     DemoCloud {
-        link: String,
+        action: String,
+        /// The picking, for cancel-picking and validate-picking.
+        picking: Option<i64>,
         /// The demo's data directory (default: the one `holdfast demo` uses).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -471,7 +498,7 @@ async fn conflicts_command(store: &Store, cmd: ConflictsCommand) -> anyhow::Resu
 }
 
 /// Switches a running demo's cloud link through its API.
-async fn demo_cloud(data_dir: Option<PathBuf>, link: &str) -> anyhow::Result<()> {
+async fn demo_cloud(data_dir: Option<PathBuf>, body: serde_json::Value) -> anyhow::Result<()> {
     let dir = data_dir.unwrap_or_else(demo::default_dir);
     let config = load_config(&dir.join("holdfast.toml"))?;
     let token = config
@@ -483,7 +510,7 @@ async fn demo_cloud(data_dir: Option<PathBuf>, link: &str) -> anyhow::Result<()>
     let answer = reqwest::Client::new()
         .post(&url)
         .bearer_auth(token.expose())
-        .json(&serde_json::json!({ "link": link }))
+        .json(&body)
         .send()
         .await
         .with_context(|| format!("is `holdfast demo` running? cannot reach {url}"))?;
@@ -497,10 +524,17 @@ async fn demo_cloud(data_dir: Option<PathBuf>, link: &str) -> anyhow::Result<()>
                 .unwrap_or("the demo refused the switch")
         );
     }
-    println!(
+    let mut said = format!(
         "simulated cloud link: {}",
-        body["link"].as_str().unwrap_or(link)
+        body["link"].as_str().unwrap_or("?")
     );
+    if let Some(id) = body["cancelled"].as_i64() {
+        said.push_str(&format!("; picking {id} cancelled in the simulated Odoo"));
+    }
+    if let Some(id) = body["validated"].as_i64() {
+        said.push_str(&format!("; picking {id} validated in the simulated Odoo"));
+    }
+    println!("{said}");
     Ok(())
 }
 
@@ -607,7 +641,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     demo::DEMO_TOKEN
                 );
                 println!(
-                    "  outage:   holdfast demo-cloud down  (and up again; conflicts: holdfast --config {} conflicts list)",
+                    "  outage:   holdfast demo-cloud down  (then up; another Odoo user: holdfast demo-cloud cancel-picking 2; conflicts: holdfast --config {} conflicts list)",
                     config_path.display()
                 );
                 println!(
@@ -672,8 +706,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Conflicts(cmd) => with_store(&cli.config, async |store| {
             conflicts_command(store, cmd).await
         })?,
-        Command::DemoCloud { link, data_dir } => {
-            runtime()?.block_on(demo_cloud(data_dir, &link))?;
+        Command::DemoCloud {
+            action,
+            picking,
+            data_dir,
+        } => {
+            let body = match (action.as_str(), picking) {
+                ("cancel-picking", Some(id)) => serde_json::json!({ "cancel_picking": id }),
+                ("validate-picking", Some(id)) => serde_json::json!({ "validate_picking": id }),
+                ("cancel-picking" | "validate-picking", None) => {
+                    bail!("{action} needs the picking's id, e.g. `holdfast demo-cloud {action} 2`")
+                }
+                (link, _) => serde_json::json!({ "link": link }),
+            };
+            runtime()?.block_on(demo_cloud(data_dir, body))?;
         }
         Command::Status { json } => {
             let config = load_config(&cli.config)?;

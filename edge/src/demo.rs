@@ -36,6 +36,8 @@ pub async fn start_cloud() -> anyhow::Result<Simulator> {
 #[derive(Clone, Debug)]
 pub struct DemoCloud {
     proxy: std::sync::Arc<FaultProxy>,
+    /// The simulated Odoo itself, for edits "by another Odoo user".
+    cloud: holdfast_sync::sim::Cloud,
 }
 
 impl DemoCloud {
@@ -51,6 +53,7 @@ impl DemoCloud {
             .context("starting the demo's link to the simulated cloud")?;
         Ok(DemoCloud {
             proxy: std::sync::Arc::new(proxy),
+            cloud: cloud.cloud().clone(),
         })
     }
 
@@ -65,6 +68,16 @@ impl DemoCloud {
 
     pub fn set(&self, link: Link) {
         self.proxy.set(link);
+    }
+
+    /// Cancels a picking in the simulated Odoo, as an Odoo user would.
+    pub fn cancel_picking(&self, picking: i64) {
+        self.cloud.cancel_picking(picking);
+    }
+
+    /// Validates a picking in the simulated Odoo as its lines stand.
+    pub fn validate_picking(&self, picking: i64) -> Result<(), String> {
+        self.cloud.validate_picking(picking)
     }
 }
 

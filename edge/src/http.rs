@@ -780,8 +780,13 @@ async fn demo_cloud(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LinkBody {
-    link: String,
+struct DemoCloudBody {
+    /// `up`, `down`, `blackhole`, `reset`.
+    link: Option<String>,
+    /// Cancel this picking in the simulated Odoo.
+    cancel_picking: Option<i64>,
+    /// Validate this picking in the simulated Odoo as its lines stand.
+    validate_picking: Option<i64>,
 }
 
 async fn set_demo_cloud(
@@ -789,17 +794,54 @@ async fn set_demo_cloud(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let demo = state.demo.as_ref().ok_or_else(not_demo)?;
-    let body: LinkBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
-    let link = holdfast_sync::sim::proxy::Link::parse(&body.link).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "link {:?} is not one of: up, down, blackhole, reset",
-            body.link
-        ))
-    })?;
-    demo.set(link);
-    tracing::info!(link = link.as_str(), "demo: simulated cloud link switched");
-    Ok(Json(json!({"link": link.as_str()})))
+    let shape = r#"{"link": "up|down|blackhole|reset"}, {"cancel_picking": ID} or {"validate_picking": ID}"#;
+    let body: DemoCloudBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("body must be {shape}: {e}")))?;
+    match body {
+        DemoCloudBody {
+            link: Some(link),
+            cancel_picking: None,
+            validate_picking: None,
+        } => {
+            let link = holdfast_sync::sim::proxy::Link::parse(&link).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "link {link:?} is not one of: up, down, blackhole, reset"
+                ))
+            })?;
+            demo.set(link);
+            tracing::info!(link = link.as_str(), "demo: simulated cloud link switched");
+            Ok(Json(json!({"link": link.as_str()})))
+        }
+        DemoCloudBody {
+            link: None,
+            cancel_picking: Some(id),
+            validate_picking: None,
+        } => {
+            demo.cancel_picking(id);
+            tracing::info!(
+                picking = id,
+                "demo: picking cancelled in the simulated Odoo"
+            );
+            Ok(Json(json!({"link": demo.link().as_str(), "cancelled": id})))
+        }
+        DemoCloudBody {
+            link: None,
+            cancel_picking: None,
+            validate_picking: Some(id),
+        } => {
+            demo.validate_picking(id).map_err(|e| ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "cloud_refused",
+                message: format!("the simulated Odoo refused: {e}"),
+            })?;
+            tracing::info!(
+                picking = id,
+                "demo: picking validated in the simulated Odoo"
+            );
+            Ok(Json(json!({"link": demo.link().as_str(), "validated": id})))
+        }
+        _ => Err(ApiError::bad_request(format!("body must be {shape}"))),
+    }
 }
 
 fn not_demo() -> ApiError {
