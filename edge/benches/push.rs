@@ -229,15 +229,16 @@ struct Drain {
 }
 
 async fn drain(cloud: &Cloud, url: &str, store: Store, config: PushConfig) -> Drain {
-    let client = OdooClient::connect(ClientConfig::new(
+    // As `push::run_push` connects: one connection per batch in hand.
+    let mut client_config = ClientConfig::new(
         url,
         &cloud.config().database,
         &cloud.config().login,
         &cloud.config().api_key,
         1,
-    ))
-    .await
-    .unwrap();
+    );
+    client_config.max_concurrency = config.concurrency;
+    let client = OdooClient::connect(client_config).await.unwrap();
     let stats = Arc::new(PushStats::default());
     let pusher = Arc::new(Pusher::new(
         store.clone(),

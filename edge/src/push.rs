@@ -183,9 +183,15 @@ impl<O: Odoo> Gate<O> {
         stats: Arc<PushStats>,
     ) -> Gate<O> {
         let period = Duration::from_secs_f64(1.0 / calls_per_sec.max(0.001));
-        // One call per period, no bursts: a reconnecting site starts as gently as it runs.
+        // The average never exceeds the cap; a burst of a tenth of a second's worth lets the
+        // drain catch up after a gap (a batch waiting on its previous call) instead of
+        // losing that slot for good.
+        let burst =
+            std::num::NonZeroU32::new((calls_per_sec / 10.0).ceil().clamp(1.0, 100.0) as u32)
+                .unwrap_or(std::num::NonZeroU32::MIN);
         let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN));
+            .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN))
+            .allow_burst(burst);
         Gate {
             inner,
             limiter: RateLimiter::direct(quota),
@@ -770,7 +776,10 @@ pub async fn run_push(
     let mut attempt = 0u32;
     let client = loop {
         let started = Instant::now();
-        match holdfast_sync::odoo::OdooClient::connect(crate::pull::client_config(&odoo)).await {
+        let mut client_config = crate::pull::client_config(&odoo);
+        // The push's own connections: as many as the batches it keeps in hand.
+        client_config.max_concurrency = config.concurrency;
+        match holdfast_sync::odoo::OdooClient::connect(client_config).await {
             Ok(c) => break c,
             Err(e) => {
                 attempt += 1;
