@@ -1612,8 +1612,8 @@ mod tests {
                     l.picked = vals["picked"].as_bool().unwrap_or(l.picked);
                 }
             }
-            let mut next = lines.iter().map(|l| l.id).max().unwrap_or(0) + 1;
-            for c in &plan.creates {
+            let first = lines.iter().map(|l| l.id).max().unwrap_or(0) + 1;
+            for (next, c) in (first..).zip(&plan.creates) {
                 lines.push(CloudLine {
                     id: next,
                     move_id: c.key.move_id,
@@ -1627,7 +1627,6 @@ mod tests {
                     picked: true,
                     state: "assigned".into(),
                 });
-                next += 1;
             }
         }
 
