@@ -410,3 +410,4 @@ async fn a_received_lot_with_another_expiry_is_applied_and_flagged() {
         other => panic!("{other:?}"),
     }
 }
+
