@@ -410,4 +410,3 @@ async fn a_received_lot_with_another_expiry_is_applied_and_flagged() {
         other => panic!("{other:?}"),
     }
 }
-
