@@ -12,3 +12,4 @@
 pub mod gs1;
 pub mod hub;
 pub mod scan;
+pub mod serial;
