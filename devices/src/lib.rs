@@ -11,5 +11,6 @@
 
 pub mod gs1;
 pub mod hub;
+pub mod mqtt;
 pub mod scan;
 pub mod serial;

@@ -1,0 +1,509 @@
+//! Scanners on MQTT: the appliance subscribes to the scanners' topic on the site's broker and
+//! answers each scan on a reply topic.
+//!
+//! Topics are patterns with a `{device}` placeholder, e.g. scans on
+//! `holdfast/site-1/scanner/{device}/scan` (subscribed as `.../scanner/+/scan`) and answers
+//! on `holdfast/site-1/scanner/{device}/reply`. A scan payload is either the scan itself (raw
+//! bytes, GS1 separators included) or JSON `{"id": "...", "scan": "..."}`.
+//!
+//! Delivery is QoS 1 (at least once), so a scan may arrive twice. Duplicates are suppressed
+//! twice over: a JSON `id` becomes the idempotency key of the step (the floor answers a key
+//! once, durably, across restarts); a raw payload redelivered with the DUP flag and a packet
+//! id seen moments ago gets the same answer again without a second step. A scan is
+//! acknowledged (PUBACK) only after the appliance has answered it, so one lost while the
+//! appliance restarts is delivered again by the broker (persistent session, clean session
+//! off), never dropped.
+//!
+//! TLS is rustls with the ring provider (the stack the Odoo client uses), with the site's CA
+//! and optionally a client certificate; or username and password, or both.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{DeviceEvent, Feedback, Hub};
+
+/// Placeholder for the device id in topic patterns.
+pub const DEVICE: &str = "{device}";
+/// Longest device id taken from a topic.
+const MAX_DEVICE_LEN: usize = 64;
+/// Largest payload looked at (a scan is at most a few hundred bytes).
+const MAX_PAYLOAD: usize = 4096;
+/// Recent packet ids remembered per device, to answer a redelivery without acting twice.
+const RECENT: usize = 64;
+/// Scans waiting per device before the link stops handing more over.
+const DEVICE_QUEUE: usize = 64;
+
+/// TLS to the broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM file with the CA certificate(s) the broker's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// PEM files of a client certificate (chain) and its private key, for brokers that
+    /// authenticate clients by certificate.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// How to reach the broker and which topics scanners use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttSettings {
+    /// Name of the broker link in the device registry (e.g. `mqtt-broker`).
+    pub link: String,
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: Option<TlsSettings>,
+    /// Scan topic pattern, with `{device}` as one whole topic level.
+    pub scan_topic: String,
+    /// Reply topic pattern, with `{device}`.
+    pub reply_topic: String,
+    pub keep_alive: Duration,
+    /// Only these devices are served (empty: any device id on the scan topic).
+    pub devices: Vec<String>,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// Why the MQTT settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error(
+        "topic pattern {0:?} must contain {DEVICE} as one whole level (e.g. site/scanner/{DEVICE}/scan)"
+    )]
+    Pattern(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A topic pattern split around its `{device}` level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicPattern {
+    prefix: String,
+    suffix: String,
+}
+
+impl TopicPattern {
+    pub fn parse(pattern: &str) -> Result<TopicPattern, MqttError> {
+        let bad = || MqttError::Pattern(pattern.to_owned());
+        let (prefix, suffix) = pattern.split_once(DEVICE).ok_or_else(bad)?;
+        let whole_level = (prefix.is_empty() || prefix.ends_with('/'))
+            && (suffix.is_empty() || suffix.starts_with('/'));
+        let wild = |s: &str| s.contains(['+', '#']) || s.contains(DEVICE);
+        if !whole_level || wild(prefix) || wild(suffix) {
+            return Err(bad());
+        }
+        Ok(TopicPattern {
+            prefix: prefix.to_owned(),
+            suffix: suffix.to_owned(),
+        })
+    }
+
+    /// The subscription filter (`{device}` → `+`).
+    pub fn filter(&self) -> String {
+        format!("{}+{}", self.prefix, self.suffix)
+    }
+
+    /// The topic of one device.
+    pub fn topic(&self, device: &str) -> String {
+        format!("{}{device}{}", self.prefix, self.suffix)
+    }
+
+    /// The device a topic names, if it matches and the id is acceptable.
+    pub fn device<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let id = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())?;
+        valid_device(id).then_some(id)
+    }
+}
+
+/// A device id from the outside: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_device(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_DEVICE_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A scan message, as a scanner publishes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanMessage {
+    /// The scanner's message id, when it sends one (JSON form).
+    pub id: Option<String>,
+    pub data: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonScan {
+    id: Option<serde_json::Value>,
+    #[serde(alias = "data")]
+    scan: String,
+}
+
+/// Reads a scan payload: JSON `{"id", "scan"}` when it starts with `{`, else the raw scan.
+pub fn parse_payload(payload: &[u8]) -> Result<ScanMessage, String> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(format!(
+            "payload is {} bytes, at most {MAX_PAYLOAD} are accepted",
+            payload.len()
+        ));
+    }
+    if payload.first() != Some(&b'{') {
+        return Ok(ScanMessage {
+            id: None,
+            data: payload.to_vec(),
+        });
+    }
+    let json: JsonScan = serde_json::from_slice(payload)
+        .map_err(|e| format!("payload is not a scan message {{\"id\", \"scan\"}}: {e}"))?;
+    let id = match json.id {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(_) => return Err("\"id\" must be a string of 1 to 128 characters or a number".into()),
+    };
+    Ok(ScanMessage {
+        id,
+        data: json.scan.into_bytes(),
+    })
+}
+
+/// The reply to one scan, as published on the reply topic.
+pub fn reply_payload(id: Option<&str>, scan: &[u8], feedback: &Feedback) -> Vec<u8> {
+    serde_json::json!({
+        "id": id,
+        "scan": String::from_utf8_lossy(scan),
+        "ok": feedback.good,
+        "code": feedback.code,
+        "message": feedback.message,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The rustls client configuration for the broker.
+fn tls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, MqttError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {
+        MqttError::Tls(format!("{what} {}: {e}", path.display()))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(&tls.ca_file)
+        .map_err(|e| err("CA file", &tls.ca_file, &e))?;
+    for ca in cas {
+        let ca = ca.map_err(|e| err("CA file", &tls.ca_file, &e))?;
+        roots
+            .add(ca)
+            .map_err(|e| err("CA certificate in", &tls.ca_file, &e))?;
+    }
+    if roots.is_empty() {
+        return Err(MqttError::Tls(format!(
+            "no certificate in CA file {}",
+            tls.ca_file.display()
+        )));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    match &tls.client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| err("client certificate", cert, &e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err("client certificate", cert, &e))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err("client key", key, &e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| MqttError::Tls(e.to_string()))
+        }
+    }
+}
+
+/// Client options from the settings (checks the patterns and TLS files).
+fn options(settings: &MqttSettings) -> Result<MqttOptions, MqttError> {
+    let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+    options
+        .set_keep_alive(settings.keep_alive)
+        // The broker keeps the subscription and queues QoS 1 scans while we are away.
+        .set_clean_session(false)
+        // PUBACK only after the appliance answered the scan.
+        .set_manual_acks(true)
+        .set_max_packet_size(MAX_PAYLOAD * 4, MAX_PAYLOAD * 4);
+    if let Some(user) = &settings.username {
+        options.set_credentials(user, settings.password.clone().unwrap_or_default());
+    }
+    if let Some(tls) = &settings.tls {
+        let config = tls_config(tls)?;
+        options.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+        ));
+    }
+    Ok(options)
+}
+
+/// One scan handed to a device's worker.
+struct Job {
+    publish: Publish,
+}
+
+/// Serves scanners on the broker until `cancel`. Errors only on unusable settings (bad
+/// pattern, unreadable TLS files); a broker that is down is retried with backoff forever.
+pub async fn run<H: Hub>(
+    settings: MqttSettings,
+    hub: H,
+    cancel: CancellationToken,
+) -> Result<(), MqttError> {
+    let scans = TopicPattern::parse(&settings.scan_topic)?;
+    let replies = TopicPattern::parse(&settings.reply_topic)?;
+    let options = options(&settings)?;
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let address = format!("{}:{}", settings.host, settings.port);
+    let mut workers: HashMap<String, mpsc::Sender<Job>> = HashMap::new();
+    let mut delays = backoff(&settings);
+    let mut down = false;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                delays = backoff(&settings);
+                down = false;
+                hub.event(
+                    &settings.link,
+                    DeviceEvent::Connected {
+                        address: address.clone(),
+                    },
+                );
+                tracing::info!(broker = %address, session_present = ack.session_present, "MQTT connected");
+                // Subscribe on every connection: cheap, and right after a broker lost its state.
+                if let Err(e) = client.subscribe(scans.filter(), QoS::AtLeastOnce).await {
+                    tracing::error!(error = %e, "MQTT subscribe failed");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let Some(device) = scans.device(&publish.topic).map(str::to_owned) else {
+                    hub.event(
+                        &settings.link,
+                        DeviceEvent::Refused {
+                            error: format!(
+                                "scan on a topic with no valid device id: {:?}",
+                                publish.topic
+                            ),
+                        },
+                    );
+                    let _ = client.ack(&publish).await;
+                    continue;
+                };
+                if !settings.devices.is_empty() && !settings.devices.contains(&device) {
+                    hub.event(
+                        &settings.link,
+                        DeviceEvent::Refused {
+                            error: format!(
+                                "scan from unknown device {device:?} (not in mqtt.devices)"
+                            ),
+                        },
+                    );
+                    let _ = client.ack(&publish).await;
+                    continue;
+                }
+                let worker = workers.entry(device.clone()).or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(DEVICE_QUEUE);
+                    tokio::spawn(serve_device(
+                        device.clone(),
+                        rx,
+                        hub.clone(),
+                        client.clone(),
+                        replies.clone(),
+                    ));
+                    hub.event(
+                        &device,
+                        DeviceEvent::Connected {
+                            address: format!("mqtt://{address}"),
+                        },
+                    );
+                    tx
+                });
+                // Never block the link (pings, acks) on a slow device: a device with a full
+                // queue loses nothing — the scan is not acknowledged, so the broker keeps it.
+                if let Err(e) = worker.try_send(Job { publish }) {
+                    hub.event(
+                        &device,
+                        DeviceEvent::Refused {
+                            error: format!("scans arrive faster than they are answered: {e}"),
+                        },
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !down {
+                    down = true;
+                    tracing::warn!(broker = %address, error = %e, "MQTT link down; retrying");
+                    hub.event(
+                        &settings.link,
+                        DeviceEvent::Disconnected {
+                            error: Some(e.to_string()),
+                        },
+                    );
+                }
+                let delay = delays.next().unwrap_or(settings.retry_max);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    Ok(())
+}
+
+fn backoff(settings: &MqttSettings) -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(settings.retry_min)
+        .with_max_delay(settings.retry_max)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// One device's scans, in order: parse, skip redeliveries, ask the hub, reply, acknowledge.
+async fn serve_device<H: Hub>(
+    device: String,
+    mut jobs: mpsc::Receiver<Job>,
+    hub: H,
+    client: AsyncClient,
+    replies: TopicPattern,
+) {
+    let reply_topic = replies.topic(&device);
+    let mut recent: VecDeque<(u16, Vec<u8>, Vec<u8>)> = VecDeque::with_capacity(RECENT);
+    while let Some(Job { publish }) = jobs.recv().await {
+        let payload = publish.payload.to_vec();
+        let known = (publish.dup && publish.pkid != 0)
+            .then(|| {
+                recent
+                    .iter()
+                    .find(|(pkid, p, _)| *pkid == publish.pkid && *p == payload)
+                    .map(|(_, _, reply)| reply.clone())
+            })
+            .flatten();
+        let reply = match known {
+            Some(reply) => {
+                tracing::debug!(%device, pkid = publish.pkid, "MQTT redelivery answered again");
+                reply
+            }
+            None => {
+                let reply = match parse_payload(&payload) {
+                    Ok(message) => {
+                        let key = message.id.as_ref().map(|id| format!("mqtt:{id}"));
+                        let feedback = hub.scan(&device, message.data.clone(), key).await;
+                        reply_payload(message.id.as_deref(), &message.data, &feedback)
+                    }
+                    Err(error) => {
+                        hub.event(
+                            &device,
+                            DeviceEvent::Refused {
+                                error: error.clone(),
+                            },
+                        );
+                        reply_payload(None, b"", &Feedback::bad("bad_payload", error))
+                    }
+                };
+                if recent.len() == RECENT {
+                    recent.pop_front();
+                }
+                recent.push_back((publish.pkid, payload, reply.clone()));
+                reply
+            }
+        };
+        if let Err(e) = client
+            .publish(reply_topic.as_str(), QoS::AtLeastOnce, false, reply)
+            .await
+        {
+            tracing::warn!(%device, error = %e, "MQTT reply not sent");
+        }
+        if let Err(e) = client.ack(&publish).await {
+            tracing::warn!(%device, error = %e, "MQTT ack not sent");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_name_one_whole_level() {
+        let p = TopicPattern::parse("holdfast/s1/scanner/{device}/scan").unwrap();
+        assert_eq!(p.filter(), "holdfast/s1/scanner/+/scan");
+        assert_eq!(p.device("holdfast/s1/scanner/dock-3/scan"), Some("dock-3"));
+        assert_eq!(p.device("holdfast/s1/scanner/a/b/scan"), None);
+        assert_eq!(p.device("holdfast/s1/scanner//scan"), None);
+        assert_eq!(p.device("other/dock-3/scan"), None);
+        assert_eq!(p.topic("dock-3"), "holdfast/s1/scanner/dock-3/scan");
+        for bad in [
+            "a/b{device}/c",
+            "a/{device}x",
+            "a/+/{device}",
+            "no-device",
+            "#/{device}",
+        ] {
+            assert!(TopicPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn payloads_are_raw_or_json() {
+        assert_eq!(
+            parse_payload(b"0105901234123457\x1d10L1").unwrap(),
+            ScanMessage {
+                id: None,
+                data: b"0105901234123457\x1d10L1".to_vec()
+            }
+        );
+        let m = parse_payload(br#"{"id":"m-1","scan":"WH-A-01"}"#).unwrap();
+        assert_eq!(m.id.as_deref(), Some("m-1"));
+        assert_eq!(m.data, b"WH-A-01");
+        assert_eq!(
+            parse_payload(br#"{"id":42,"data":"X"}"#)
+                .unwrap()
+                .id
+                .as_deref(),
+            Some("42")
+        );
+        for bad in [
+            &br#"{"scan":5}"#[..],
+            br#"{"id":[],"scan":"x"}"#,
+            br#"{"scan":"x","extra":1}"#,
+            b"{not json",
+        ] {
+            assert!(parse_payload(bad).is_err());
+        }
+        assert!(parse_payload(&vec![b'1'; MAX_PAYLOAD + 1]).is_err());
+    }
+
+    #[test]
+    fn device_ids_are_bounded_and_plain() {
+        assert!(valid_device("scanner-07.dock_2"));
+        assert!(!valid_device(""));
+        assert!(!valid_device("a b"));
+        assert!(!valid_device(&"x".repeat(65)));
+    }
+}
