@@ -6,11 +6,20 @@
 //!
 //! - Scans: [`scan::RawScan`] (clean-up and rejection of hostile input) and [`gs1::decode`]
 //!   (AIM symbology identifiers and GS1 element strings).
-//! - Scanner transports hand scans to a [`hub::Hub`] and give its [`hub::Feedback`] back to
-//!   the device.
+//! - Scanner transports ([`serial`], [`tcp`], [`mqtt`]) frame bytes into scans
+//!   ([`frame`]), hand them to a [`hub::Hub`] and give its [`hub::Feedback`] back to the
+//!   device.
+//! - Labels: [`zpl`] (an emitter whose fields cannot inject commands), [`label`] (the
+//!   built-in templates), [`printer`] (status and sending over TCP 9100 or serial, and a fake
+//!   Zebra printer for the demo and tests).
 
+pub mod frame;
 pub mod gs1;
 pub mod hub;
+pub mod label;
 pub mod mqtt;
+pub mod printer;
 pub mod scan;
 pub mod serial;
+pub mod tcp;
+pub mod zpl;

@@ -4,6 +4,7 @@
 //! (prefer `/dev/serial/by-id/...`, which survives re-plugging into another USB port); no
 //! udev enumeration is needed.
 
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -87,5 +88,180 @@ pub fn parse_stop_bits(bits: u8) -> Option<StopBits> {
         1 => Some(StopBits::One),
         2 => Some(StopBits::Two),
         _ => None,
+    }
+}
+
+/// A scanner on a serial port.
+#[derive(Clone, Debug)]
+pub struct SerialScanner {
+    pub device: String,
+    pub settings: SerialSettings,
+    pub frame: crate::frame::FrameConfig,
+    /// Bytes written back after an accepted scan (a beep command), if any.
+    pub good_beep: Vec<u8>,
+    /// Bytes written back after a refused scan.
+    pub bad_beep: Vec<u8>,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// How often a quiet port looks up to see whether it should stop.
+const READ_TIMEOUT: Duration = Duration::from_millis(100);
+/// Zero-byte reads in a row that mean the other end hung up (a pseudo-terminal's master
+/// closed, a USB adapter gone).
+const HANGUP_READS: u32 = 20;
+
+/// Serves a serial scanner on its own thread (serial I/O is blocking) until `cancel`: opens
+/// the port, frames scans, hands each to the hub on `runtime` and beeps its feedback; when the
+/// port fails (unplugged) it reopens it with backoff, reporting each outage once.
+pub fn spawn_scanner<H: crate::hub::Hub>(
+    scanner: SerialScanner,
+    hub: H,
+    runtime: tokio::runtime::Handle,
+    cancel: tokio_util::sync::CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("serial-{}", scanner.device))
+        .spawn(move || run_scanner(&scanner, &hub, &runtime, &cancel))
+}
+
+fn backoff(min: Duration, max: Duration) -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Sleeps in short steps so a cancel is noticed; false when cancelled.
+fn pause(d: Duration, cancel: &tokio_util::sync::CancellationToken) -> bool {
+    let until = std::time::Instant::now() + d;
+    while std::time::Instant::now() < until {
+        if cancel.is_cancelled() {
+            return false;
+        }
+        std::thread::sleep(READ_TIMEOUT.min(until - std::time::Instant::now()));
+    }
+    !cancel.is_cancelled()
+}
+
+fn run_scanner<H: crate::hub::Hub>(
+    scanner: &SerialScanner,
+    hub: &H,
+    runtime: &tokio::runtime::Handle,
+    cancel: &tokio_util::sync::CancellationToken,
+) {
+    use crate::hub::DeviceEvent;
+    let device = scanner.device.as_str();
+    let path = scanner.settings.path.display().to_string();
+    let mut delays = backoff(scanner.retry_min, scanner.retry_max);
+    let mut down_reported = false;
+    while !cancel.is_cancelled() {
+        match scanner.settings.open(READ_TIMEOUT) {
+            Err(e) => {
+                if !down_reported {
+                    down_reported = true;
+                    hub.event(
+                        device,
+                        DeviceEvent::Disconnected {
+                            error: Some(format!("cannot open {path}: {e}")),
+                        },
+                    );
+                }
+                let delay = delays.next().unwrap_or(scanner.retry_max);
+                if !pause(delay, cancel) {
+                    return;
+                }
+            }
+            Ok(port) => {
+                delays = backoff(scanner.retry_min, scanner.retry_max);
+                hub.event(
+                    device,
+                    DeviceEvent::Connected {
+                        address: path.clone(),
+                    },
+                );
+                let error = serve_port(port, scanner, hub, runtime, cancel);
+                if cancel.is_cancelled() {
+                    return;
+                }
+                hub.event(device, DeviceEvent::Disconnected { error: Some(error) });
+                down_reported = true;
+                if !pause(scanner.retry_min, cancel) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads scans until the port fails; says why.
+fn serve_port<H: crate::hub::Hub>(
+    mut port: Box<dyn serialport::SerialPort>,
+    scanner: &SerialScanner,
+    hub: &H,
+    runtime: &tokio::runtime::Handle,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> String {
+    use crate::frame::{Frame, Framer};
+    use crate::hub::DeviceEvent;
+    let mut framer = Framer::new(scanner.frame.clone());
+    let mut buf = [0u8; 1024];
+    let mut frames = Vec::new();
+    let mut empty_reads = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return "stopping".into();
+        }
+        let n = match port.read(&mut buf) {
+            Ok(0) => {
+                empty_reads += 1;
+                if empty_reads >= HANGUP_READS {
+                    return "the port hung up (device unplugged?)".into();
+                }
+                continue;
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return format!("read failed (device unplugged?): {e}"),
+        };
+        empty_reads = 0;
+        framer.push(&buf[..n], &mut frames);
+        for frame in frames.drain(..) {
+            let good = match frame {
+                Frame::Scan(data) => runtime.block_on(hub.scan(&scanner.device, data, None)).good,
+                Frame::TooLong { len } => {
+                    hub.event(
+                        &scanner.device,
+                        DeviceEvent::Refused {
+                            error: format!(
+                                "a line of {len} bytes without terminator ({}), longer than {} bytes: dropped",
+                                scanner.frame.terminator, scanner.frame.max_len
+                            ),
+                        },
+                    );
+                    false
+                }
+            };
+            let beep = if good {
+                &scanner.good_beep
+            } else {
+                &scanner.bad_beep
+            };
+            if !beep.is_empty()
+                && let Err(e) = port.write_all(beep).and_then(|()| port.flush())
+            {
+                return format!("write failed: {e}");
+            }
+        }
     }
 }

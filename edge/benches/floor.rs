@@ -874,6 +874,11 @@ fn main() {
         connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
         manager_token: None,
         demo: None,
+        registry: holdfast::registry::Registry::default(),
+        printing: holdfast::printing::Printing::new(
+            store.clone(),
+            holdfast::config::LanConfig::default(),
+        ),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listener = srv

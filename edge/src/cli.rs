@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 // Output piped into `head` or a pager that quits early is not an error: stop quietly instead
 // of panicking on the broken pipe (these shadow the std macros in this module).
@@ -73,9 +74,13 @@ enum Command {
     /// Exchange with the configured Odoo now.
     #[command(subcommand)]
     Sync(SyncCommand),
-    /// Devices allowed on the device API (tokens issued here; only digests are stored).
-    #[command(subcommand)]
+    /// Devices: handhelds' tokens (issued here; only digests are stored), and the registry
+    /// of scanners, printers and broker links.
+    #[command(subcommand, visible_alias = "devices")]
     Device(DeviceCommand),
+    /// Label printing: test a printer, list, reprint or cancel jobs.
+    #[command(subcommand)]
+    Print(PrintCommand),
     /// Operators who sign in on handhelds (badge and/or PIN).
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -92,6 +97,20 @@ enum Command {
         action: String,
         /// The picking, for cancel-picking and validate-picking.
         picking: Option<i64>,
+        /// The demo's data directory (default: the one `holdfast demo` uses).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Play the demo's scanners (a running `holdfast demo`): each SCAN goes through the serial
+    /// scanner's pseudo-terminal or the MQTT scanner, and what the scanner heard is printed.
+    /// Command barcodes: HF:QTY:<n>, HF:VALIDATE, HF:VALIDATE:BACKORDER, HF:FINISH, HF:LABEL,
+    /// HF:CANCEL, HF:LOGOUT.
+    DemoScan {
+        /// serial or mqtt.
+        #[arg(long, default_value = "serial")]
+        via: String,
+        #[arg(required = true)]
+        scans: Vec<String>,
         /// The demo's data directory (default: the one `holdfast demo` uses).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -180,8 +199,38 @@ enum DeviceCommand {
     },
     /// Revoke a device's issued token; it is refused from now on.
     Revoke { id: String },
-    /// List issued devices (configured [[devices]] are in the config file).
-    List,
+    /// List handhelds with issued tokens, then every scanner, printer and broker link the
+    /// appliance knows (state, last seen, counters, last error).
+    List {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PrintCommand {
+    /// Print a test label on a printer and wait for the running appliance to send it.
+    Test {
+        printer: String,
+        /// Seconds to wait for the printer to take it.
+        #[arg(long, default_value_t = 15)]
+        wait: u64,
+    },
+    /// List print jobs, newest first.
+    Jobs {
+        /// Only jobs in this state (queued, sending, sent, unknown, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        printer: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Print a job's label again, as a new job (the only way an unknown job prints again).
+    Reprint { id: i64 },
+    /// Cancel a queued job, or one whose outcome is unknown.
+    Cancel { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,15 +393,145 @@ async fn device_command(store: &Store, cmd: DeviceCommand) -> anyhow::Result<()>
                 .await?;
             println!("device {id} revoked");
         }
-        DeviceCommand::List => {
+        DeviceCommand::List { json } => {
+            let issued = store.read(|r| r.issued_devices())?;
+            let registry = store.read(|r| r.registry())?;
+            if json {
+                let issued: Vec<_> = issued
+                    .iter()
+                    .map(|(id, at, revoked)| serde_json::json!({"id": id, "issued_at": at, "revoked_at": revoked}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"handhelds": issued, "devices": registry})
+                );
+                return Ok(());
+            }
+            println!("HANDHELDS (issued tokens)");
             println!("{:<24}  {:<24}  REVOKED", "DEVICE", "ISSUED");
-            for (id, issued, revoked) in store.read(|r| r.issued_devices())? {
+            for (id, issued, revoked) in issued {
                 println!(
                     "{id:<24}  {:<24}  {}",
                     crate::status::rfc3339(issued),
                     revoked.map(crate::status::rfc3339).unwrap_or_default()
                 );
             }
+            println!();
+            println!("SCANNERS, PRINTERS AND LINKS (as the running appliance last saved them)");
+            println!(
+                "{:<20} {:<8} {:<11} {:<8} {:<24} {:>7} {:>7} {:>6}  LAST ERROR",
+                "DEVICE", "KIND", "TRANSPORT", "STATE", "LAST SEEN", "SCANS", "REFUSED", "ERRORS"
+            );
+            for d in registry {
+                println!(
+                    "{:<20} {:<8} {:<11} {:<8} {:<24} {:>7} {:>7} {:>6}  {}",
+                    d.id,
+                    d.kind,
+                    d.transport,
+                    if d.configured || d.kind != "scanner" {
+                        d.state.clone()
+                    } else {
+                        format!("{}*", d.state)
+                    },
+                    d.last_seen
+                        .map(crate::status::rfc3339)
+                        .unwrap_or_else(|| "never".into()),
+                    d.scans,
+                    d.refused,
+                    d.errors,
+                    d.last_error.unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn print_command(store: &Store, config: &Config, cmd: PrintCommand) -> anyhow::Result<()> {
+    use crate::store::{DeviceCmd, PrintJobFilter};
+    let by = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "manager".into())
+    );
+    match cmd {
+        PrintCommand::Test { printer, wait } => {
+            let printing = crate::printing::Printing::new(store.clone(), config.lan.clone());
+            let target = printing.printer_for(Some(&printer), None)?;
+            let label = holdfast_devices::label::Label::Test {
+                printer: printer.clone(),
+                at: crate::status::rfc3339(crate::store::now_ms()),
+            };
+            let id = printing
+                .enqueue(target, &label, &by, Some("test".into()))
+                .await?;
+            println!("test label queued as job {id} on {printer}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+            loop {
+                let job = store
+                    .read(|r| r.print_job(id))?
+                    .context("the job disappeared")?;
+                match job.state.as_str() {
+                    "sent" => {
+                        println!("sent: the printer took job {id}");
+                        return Ok(());
+                    }
+                    "unknown" | "cancelled" => bail!(
+                        "job {id} is {}: {}",
+                        job.state,
+                        job.last_error.unwrap_or_default()
+                    ),
+                    _ if std::time::Instant::now() >= deadline => {
+                        let printer_state = store
+                            .read(|r| r.registry())?
+                            .into_iter()
+                            .find(|d| d.id == printer)
+                            .map(|d| format!("{} ({})", d.state, d.last_error.unwrap_or_default()))
+                            .unwrap_or_else(|| "never seen".into());
+                        bail!(
+                            "job {id} still {} after {wait} s; printer {printer}: {printer_state}. Is `holdfast run` running? The job stays queued until the printer takes it.",
+                            job.state
+                        )
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+        PrintCommand::Jobs {
+            state,
+            printer,
+            limit,
+        } => {
+            let jobs = store.read(|r| {
+                r.print_jobs(&PrintJobFilter {
+                    printer,
+                    state,
+                    limit,
+                })
+            })?;
+            println!(
+                "{:>6}  {:<14} {:<10} {:<9} {:>3}  {:<24}  LAST ERROR",
+                "JOB", "PRINTER", "TEMPLATE", "STATE", "TRY", "CREATED"
+            );
+            for j in jobs {
+                println!(
+                    "{:>6}  {:<14} {:<10} {:<9} {:>3}  {:<24}  {}",
+                    j.id,
+                    j.printer,
+                    j.template,
+                    j.state,
+                    j.attempts,
+                    crate::status::rfc3339(j.created_at),
+                    j.last_error.unwrap_or_default()
+                );
+            }
+        }
+        PrintCommand::Reprint { id } => {
+            let new = store.devices(DeviceCmd::Reprint { id, by }).await?;
+            println!("job {id} reprinted as job {new}");
+        }
+        PrintCommand::Cancel { id } => {
+            store.devices(DeviceCmd::Cancel { id, by }).await?;
+            println!("job {id} cancelled");
         }
     }
     Ok(())
@@ -497,6 +676,50 @@ async fn conflicts_command(store: &Store, cmd: ConflictsCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// Plays scans on a running demo's scanners through its API.
+async fn demo_scan(data_dir: Option<PathBuf>, via: &str, scans: &[String]) -> anyhow::Result<()> {
+    let dir = data_dir.unwrap_or_else(demo::default_dir);
+    let config = load_config(&dir.join("holdfast.toml"))?;
+    let token = config
+        .http
+        .manager_token
+        .as_ref()
+        .context("the demo config has no manager token")?;
+    let client = reqwest::Client::new();
+    for scan in scans {
+        let answer = client
+            .post(format!("http://{}/api/v1/demo/scan", config.http.listen))
+            .bearer_auth(token.expose())
+            .json(&serde_json::json!({"via": via, "scan": scan}))
+            .send()
+            .await
+            .context("is `holdfast demo` running?")?;
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("{scan}: {status}: {body}");
+        }
+        let ok = body.get("ok").and_then(|v| v.as_bool()).unwrap_or(false);
+        let text = body
+            .get("message")
+            .or_else(|| body.get("prompt"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let code = body.get("code").and_then(|v| v.as_str()).unwrap_or("");
+        println!(
+            "{} {scan:<36} {}{}",
+            if ok { "good" } else { "BAD " },
+            if ok {
+                String::new()
+            } else {
+                format!("{code}: ")
+            },
+            text
+        );
+    }
+    Ok(())
+}
+
 /// Switches a running demo's cloud link through its API.
 async fn demo_cloud(data_dir: Option<PathBuf>, body: serde_json::Value) -> anyhow::Result<()> {
     let dir = data_dir.unwrap_or_else(demo::default_dir);
@@ -603,7 +826,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(async {
                 let cloud = demo::start_cloud().await?;
                 let link = demo::DemoCloud::start(&cloud).await?;
-                let config_path = demo::write_config(&dir, &args.listen, &cloud, &link.url())?;
+                let devices = demo::lan::DemoLan::start(&dir).await?;
+                let config_path = demo::write_config(
+                    &dir,
+                    &args.listen,
+                    &cloud,
+                    &link.url(),
+                    Some(&devices),
+                )?;
+                let link = link.with_lan(devices);
                 let config = load_config(&config_path)?;
                 logging::init(
                     cli.log_format.unwrap_or(config.log.format),
@@ -647,6 +878,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!(
                     "  manager:  http://{addr}/api/v1/conflicts with \"Authorization: Bearer {}\"",
                     demo::DEMO_MANAGER_TOKEN
+                );
+                println!(
+                    "  scanners: holdfast demo-scan --via serial|mqtt OP-ALICE WH/INT/00001 ...  (serial port {}; labels land in {})",
+                    dir.join("scanner-tty").display(),
+                    dir.join("labels").display()
                 );
                 println!("  data:     {}", dir.display());
                 println!(
@@ -697,6 +933,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Device(cmd) => {
             with_store(&cli.config, async |store| device_command(store, cmd).await)?
         }
+        Command::Print(cmd) => {
+            let config = load_config(&cli.config)?;
+            runtime()?.block_on(async {
+                let store = open_store(&config)?;
+                let result = print_command(&store, &config, cmd).await;
+                store.shutdown().await?;
+                result
+            })?
+        }
         Command::Operator(cmd) => with_store(&cli.config, async |store| {
             operator_command(store, cmd).await
         })?,
@@ -721,6 +966,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             runtime()?.block_on(demo_cloud(data_dir, body))?;
         }
+        Command::DemoScan {
+            via,
+            scans,
+            data_dir,
+        } => runtime()?.block_on(demo_scan(data_dir, &via, &scans))?,
         Command::Status { json } => {
             let config = load_config(&cli.config)?;
             let conn = store::open_read_only(&config.store.path)?;

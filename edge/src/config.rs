@@ -10,6 +10,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod lan;
+
+pub use lan::{LanConfig, PrinterConfig, PrintingConfig, ScannerConfig, ScannerLink, parse_hex};
+
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
@@ -41,6 +45,16 @@ pub struct RawConfig {
     /// Conflict policy per kind (`picking_cancelled = "manual"`, ...).
     #[serde(default)]
     pub conflicts: std::collections::BTreeMap<String, String>,
+    /// Scanners on serial ports and TCP.
+    #[serde(default)]
+    pub scanners: Vec<lan::RawScanner>,
+    /// Scanners on the site's MQTT broker.
+    pub mqtt: Option<lan::RawMqtt>,
+    /// Label printers.
+    #[serde(default)]
+    pub printers: Vec<lan::RawPrinter>,
+    #[serde(default)]
+    pub printing: lan::RawPrinting,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -175,6 +189,8 @@ pub struct Config {
     pub floor: FloorConfig,
     pub devices: Vec<DeviceConfig>,
     pub push: PushConfig,
+    /// Scanners, printers and the MQTT broker on the warehouse LAN.
+    pub lan: LanConfig,
 }
 
 /// How the floor works at this site.
@@ -555,6 +571,15 @@ impl RawConfig {
             }
         }
 
+        let lan = lan::validate(
+            &site_id,
+            &self.scanners,
+            self.mqtt.as_ref(),
+            &self.printers,
+            &self.printing,
+            &mut problem,
+        );
+
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -591,6 +616,7 @@ impl RawConfig {
                 probe,
                 policies,
             },
+            lan,
         })
     }
 }

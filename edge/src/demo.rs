@@ -4,6 +4,8 @@
 //! The demo runs an Odoo simulator in-process holding the demo data set, and the appliance
 //! pulls its mirror from it over the real wire protocol, as a site pulls from its Odoo.
 
+pub mod lan;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -38,6 +40,8 @@ pub struct DemoCloud {
     proxy: std::sync::Arc<FaultProxy>,
     /// The simulated Odoo itself, for edits "by another Odoo user".
     cloud: holdfast_sync::sim::Cloud,
+    /// The demo's scanners and printer.
+    lan: Option<std::sync::Arc<lan::DemoLan>>,
 }
 
 impl DemoCloud {
@@ -54,7 +58,18 @@ impl DemoCloud {
         Ok(DemoCloud {
             proxy: std::sync::Arc::new(proxy),
             cloud: cloud.cloud().clone(),
+            lan: None,
         })
+    }
+
+    /// Adds the demo's scanners and printer.
+    pub fn with_lan(mut self, lan: lan::DemoLan) -> DemoCloud {
+        self.lan = Some(std::sync::Arc::new(lan));
+        self
+    }
+
+    pub fn lan(&self) -> Option<&lan::DemoLan> {
+        self.lan.as_deref()
     }
 
     /// Where the appliance reaches the simulated cloud.
@@ -93,6 +108,7 @@ pub fn write_config(
     listen: &str,
     cloud: &Simulator,
     url: &str,
+    lan: Option<&lan::DemoLan>,
 ) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("holdfast.toml");
@@ -103,12 +119,14 @@ pub fn write_config(
          [store]\npath = \"{}\"\n\n[http]\nlisten = \"{listen}\"\nmanager_token = \"{DEMO_MANAGER_TOKEN}\"\n\n\
          [push]\nretry_min_secs = 0.5\nretry_max_secs = 10\nprobe_secs = 2\n\n\
          [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\n\n\
-         [[devices]]\nid = \"demo-handheld\"\ntoken = \"{DEMO_TOKEN}\"\n",
+         [log]\nlevel = \"info,rumqttd=warn\"\n\n\
+         [[devices]]\nid = \"demo-handheld\"\ntoken = \"{DEMO_TOKEN}\"\n\n{}",
         dir.join("holdfast.db").display(),
         url,
         sim.database,
         sim.login,
         sim.api_key,
+        lan.map(lan::DemoLan::config).unwrap_or_default(),
     );
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)

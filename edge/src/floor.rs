@@ -184,6 +184,8 @@ struct FloorInner {
     configured: Vec<DeviceConfig>,
     /// Failed sign-ins per device: (count, locked until).
     failures: Mutex<HashMap<String, (u32, Option<Instant>)>>,
+    /// Labels printed by steps (receipts' lot/serial labels), when printers are configured.
+    printing: std::sync::OnceLock<crate::printing::Printing>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -244,8 +246,14 @@ impl Floor {
                 },
                 configured,
                 failures: Mutex::new(HashMap::new()),
+                printing: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets steps print labels (receipts' lot/serial labels when `printing.receive_labels`).
+    pub fn set_printing(&self, printing: crate::printing::Printing) {
+        let _ = self.inner.printing.set(printing);
     }
 
     pub fn store(&self) -> &Store {
@@ -990,6 +998,23 @@ impl Floor {
         let request = Self::record(caller, status, &body);
         let written = row.clone();
         let n_entries = entries.len();
+        // Labels go into the same transaction as the step: a receipt acknowledged is a label
+        // spooled. A label that cannot be made (no printer) does not stop the receipt.
+        let prints = match self.inner.printing.get() {
+            Some(printing) => self
+                .inner
+                .store
+                .read(|r| {
+                    Ok(printing
+                        .receipt_labels(r, &caller.device, &entries)
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(device = %caller.device, error = %e, "receipt label not printed");
+                            Vec::new()
+                        }))
+                })?,
+            None => Vec::new(),
+        };
+        let printers: Vec<String> = prints.iter().map(|p| p.printer.clone()).collect();
         self.inner
             .store
             .step(StepWrite {
@@ -998,8 +1023,14 @@ impl Floor {
                 entries,
                 current,
                 request,
+                prints,
             })
             .await?;
+        if let Some(printing) = self.inner.printing.get() {
+            for printer in &printers {
+                printing.wake(printer);
+            }
+        }
         tracing::debug!(device = %caller.device, session = %written.id, n_entries, "step recorded");
         let view = self.inner.store.read(|r| self.view(r, &written))?;
         body["session"] =

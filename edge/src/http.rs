@@ -5,6 +5,8 @@
 //! Device endpoints answer from the local store only, never by asking the cloud. Workflow
 //! logic lives in [`crate::floor`]; this module only translates HTTP to it and back.
 
+mod lan;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,10 @@ pub struct AppState {
     pub manager_token: Option<crate::config::Secret>,
     /// The demo's simulated cloud link, switchable over the API (`holdfast demo` only).
     pub demo: Option<crate::demo::DemoCloud>,
+    /// Scanners, printers and broker links, as last seen.
+    pub registry: crate::registry::Registry,
+    /// Label printing (spool and printers).
+    pub printing: crate::printing::Printing,
 }
 
 /// A JSON error with a stable code.
@@ -106,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(me))
         .route("/api/v1/journal", get(device_journal))
         .route("/api/v1/sessions/{id}", get(session))
+        .route("/api/v1/print", post(lan::print))
         .merge(write_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -116,14 +123,26 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conflicts/{id}", get(conflict))
         .route("/api/v1/conflicts/{id}/resolve", post(resolve_conflict))
         .route("/api/v1/demo/cloud", get(demo_cloud).post(set_demo_cloud))
+        .route("/api/v1/demo/scan", post(lan::demo_scan))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_manager,
+        ));
+    let staff = Router::new()
+        .route("/api/v1/print-jobs/{id}/reprint", post(lan::reprint))
+        .route("/api/v1/print-jobs/{id}/cancel", post(lan::cancel))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_staff,
         ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/devices", get(lan::devices))
+        .route("/api/v1/printers", get(lan::printers))
+        .route("/api/v1/print-jobs", get(lan::print_jobs))
+        .merge(staff)
         .merge(crate::ui::routes())
         .merge(devices)
         .merge(managers)
@@ -143,38 +162,81 @@ async fn require_device(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let presented = request
+    match device_of(&state, &request) {
+        Ok(Some(id)) => {
+            request.extensions_mut().insert(DeviceId(id));
+            next.run(request).await
+        }
+        Ok(None) => unauthorized("missing or invalid device token"),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The `Authorization: Bearer` token of a request.
+fn bearer(request: &axum::extract::Request) -> Option<&[u8]> {
+    request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().as_bytes().to_vec());
-    let found = match &presented {
-        Some(token) if !token.is_empty() => match state.floor.authenticate(token) {
-            Ok(found) => found,
-            Err(e) => return ApiError::from(e).into_response(),
-        },
-        _ => None,
-    };
-    match found {
-        Some(id) => {
+        .map(|(_, token)| token.trim().as_bytes())
+        .filter(|token| !token.is_empty())
+}
+
+/// The device whose token the request carries.
+fn device_of(
+    state: &AppState,
+    request: &axum::extract::Request,
+) -> Result<Option<String>, ApiError> {
+    match bearer(request) {
+        Some(token) => Ok(state.floor.authenticate(token)?),
+        None => Ok(None),
+    }
+}
+
+/// The request carries the site manager's token.
+fn is_manager(state: &AppState, request: &axum::extract::Request) -> bool {
+    match (&state.manager_token, bearer(request)) {
+        (Some(expected), Some(presented)) => bool::from(subtle::ConstantTimeEq::ct_eq(
+            presented,
+            expected.expose().as_bytes(),
+        )),
+        _ => false,
+    }
+}
+
+/// A 401 that asks for a bearer token.
+fn unauthorized(message: &str) -> Response {
+    let mut response = ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized",
+        message: message.into(),
+    }
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+/// Accepts a device token or the site manager's token (print job actions).
+async fn require_staff(
+    State(state): State<Arc<AppState>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if is_manager(&state, &request) {
+        return next.run(request).await;
+    }
+    match device_of(&state, &request) {
+        Ok(Some(id)) => {
             request.extensions_mut().insert(DeviceId(id));
             next.run(request).await
         }
-        None => {
-            let mut response = ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                code: "unauthorized",
-                message: "missing or invalid device token".into(),
-            }
-            .into_response();
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-            response
-        }
+        Ok(None) => unauthorized("a device or manager token is required"),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -644,39 +706,16 @@ async fn require_manager(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let Some(expected) = &state.manager_token else {
+    if state.manager_token.is_none() {
         return ApiError {
             status: StatusCode::FORBIDDEN,
             code: "no_manager_token",
             message: "no manager token is configured ([http] manager_token); on the appliance, `holdfast conflicts` works without one".into(),
         }
         .into_response();
-    };
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().as_bytes().to_vec());
-    let ok = presented.is_some_and(|p| {
-        bool::from(subtle::ConstantTimeEq::ct_eq(
-            p.as_slice(),
-            expected.expose().as_bytes(),
-        ))
-    });
-    if !ok {
-        let mut r = ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: "a manager token is required".into(),
-        }
-        .into_response();
-        r.headers_mut().insert(
-            axum::http::header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Bearer"),
-        );
-        return r;
+    }
+    if !is_manager(&state, &request) {
+        return unauthorized("a manager token is required");
     }
     next.run(request).await
 }

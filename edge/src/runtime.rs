@@ -43,6 +43,30 @@ pub async fn run(
         config.floor.gs1_separator,
         config.devices.clone(),
     );
+    let registry =
+        crate::registry::Registry::load(&store).context("loading the device registry")?;
+    let printing = crate::printing::Printing::new(store.clone(), config.lan.clone());
+    floor.set_printing(printing.clone());
+    // Jobs caught mid-send by the last stop may have printed: hold them for a person.
+    let held = store
+        .devices(crate::store::DeviceCmd::Recover)
+        .await
+        .context("recovering the print spool")?;
+    if held > 0 {
+        tracing::warn!(
+            jobs = held,
+            "print jobs interrupted by the last stop are held as unknown (reprint or cancel them)"
+        );
+    }
+    for p in &config.lan.printers {
+        let (transport, address) = match &p.address {
+            holdfast_devices::printer::PrinterAddress::Tcp(a) => ("tcp", a.clone()),
+            holdfast_devices::printer::PrinterAddress::Serial(s) => {
+                ("serial", s.path.display().to_string())
+            }
+        };
+        registry.configure(&p.id, "printer", transport, Some(address));
+    }
     let connectivity = crate::connectivity::Connectivity::new(store.clone());
     let push_stats = config
         .odoo
@@ -64,6 +88,8 @@ pub async fn run(
         connectivity: connectivity.clone(),
         manager_token: config.http.manager_token.clone(),
         demo: demo.clone(),
+        registry: registry.clone(),
+        printing: printing.clone(),
     };
     // Listen for signals before serving: a SIGTERM that arrives once we answer must not
     // meet the default action (an abrupt exit).
@@ -103,6 +129,16 @@ pub async fn run(
         )),
         _ => None,
     };
+    // Devices on the LAN: scanners feed the floor, printers drain the spool.
+    let hub = crate::scanners::ScanHub::new(
+        floor.clone(),
+        registry.clone(),
+        printing.clone(),
+        &config.lan,
+    );
+    let mut lan_tasks = crate::scanners::spawn(&hub, &config.lan, &token)?;
+    lan_tasks.extend(printing.spawn_workers(&registry, &token));
+    let registry_task = tokio::spawn(registry.clone().run(store.clone(), token.clone()));
     tokio::spawn(
         run_housekeeping(floor, token.clone()).instrument(tracing::info_span!("housekeeping")),
     );
@@ -149,6 +185,13 @@ pub async fn run(
             tracing::warn!("push did not stop in time");
         }
     }
+    for task in lan_tasks {
+        if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+            tracing::warn!("a device task did not stop in time");
+        }
+    }
+    // The registry's last changes, after the devices stopped.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, registry_task).await;
     notify(&[sd_notify::NotifyState::Stopping]);
     // Commit whatever is queued before exiting, on every path.
     store.shutdown().await.context("store shutdown")?;

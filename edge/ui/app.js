@@ -254,6 +254,7 @@ async function renderSession() {
   $('prompt').dataset.expect = s.expect;
   const isPicking = s.workflow === 'pick' || s.workflow === 'receive';
   $('validate').hidden = !isPicking;
+  $('package-label').hidden = !(isPicking && s.picking);
   $('finish').hidden = isPicking;
   const lines = $('lines');
   lines.textContent = '';
@@ -315,6 +316,36 @@ async function sendQuantity(value) {
   const r = await api('POST', '/api/v1/sessions/' + encodeURIComponent(state.session.id) + '/quantity', { quantity });
   $('qty').value = '';
   await stepDone(r);
+}
+
+// Labels go to this handheld's printer (the site default); the answer says which job.
+async function printLabel(body, show) {
+  const r = await api('POST', '/api/v1/print', body);
+  const ok = r.status > 0 && r.status < 300;
+  const kind = ok ? 'ok' : 'error';
+  show(kind, ok ? 'Label queued on ' + r.data.job.printer + ' (job ' + r.data.job.id + ')' : message(r.data));
+  return r;
+}
+
+function labelFeedback(kind, text) {
+  const f = $('label-feedback');
+  f.className = kind;
+  f.dataset.status = kind;
+  f.textContent = text;
+}
+
+// A product or bin scanned on the home screen prints its label.
+async function labelScan(code) {
+  const r = await api('POST', '/api/v1/lookup', { code });
+  const hit = (r.data.matches || []).find((m) => m.kind === 'product' || m.kind === 'location');
+  if (!hit) {
+    labelFeedback('error', 'Not a product or bin: ' + code);
+    return;
+  }
+  const body = hit.kind === 'product'
+    ? { label: 'product', product_id: hit.product_id }
+    : { label: 'location', location_id: hit.location_id };
+  await printLabel(body, labelFeedback);
 }
 
 async function sessionAction(action, body) {
@@ -386,6 +417,12 @@ document.addEventListener('DOMContentLoaded', () => {
     alertError({ data: { message: 'Not a picking: ' + code } });
   });
   $('show-journal').addEventListener('click', showJournal);
+  onScanKey($('label-scan'), labelScan);
+  $('package-label').addEventListener('click', () => {
+    if (state.session && state.session.picking) {
+      printLabel({ label: 'package', picking_id: state.session.picking.id }, feedback);
+    }
+  });
   onScanKey($('scan'), sendScan);
   $('qty').addEventListener('keydown', (e) => {
     if (e.key === 'Enter') {

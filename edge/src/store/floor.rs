@@ -108,6 +108,8 @@ pub struct StepWrite {
     pub entries: Vec<NewEntry>,
     pub current: Current,
     pub request: Option<RequestRecord>,
+    /// Labels the step prints (spooled in the same transaction).
+    pub prints: Vec<super::NewPrintJob>,
 }
 
 /// Floor administration and sign-in, each one state assignment.
@@ -231,6 +233,9 @@ pub(super) fn step(
             .execute(params![device, session])?;
     }
     record_request(conn, &step.request)?;
+    for job in &step.prints {
+        super::devices::enqueue(conn, job, None, now)?;
+    }
     Ok(appended)
 }
 

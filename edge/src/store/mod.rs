@@ -38,6 +38,7 @@
 //! The property test in `tests` checks this against an in-memory model of the cloud.
 
 mod checkpoint;
+mod devices;
 mod floor;
 mod journal;
 mod mirror;
@@ -55,6 +56,9 @@ use holdfast_sync::ops::InvalidOp;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+pub use devices::{
+    DeviceCmd, NewPrintJob, PrintJobFilter, PrintJobRow, PrintSettle, RegistryRow, Shipping,
+};
 pub use floor::{
     Current, DeviceLogin, FloorCmd, OperatorRow, RequestRecord, SessionRow, StepWrite, StoredAnswer,
 };
@@ -418,6 +422,20 @@ impl Store {
             _ => Lane::Background,
         };
         self.request(lane, |reply| WriteCmd::Push(Box::new(cmd), reply))
+            .await
+    }
+
+    /// A registry or print spool command (see [`DeviceCmd`]). Spooling a label someone waits
+    /// for goes in the device lane; bookkeeping in the background one.
+    pub async fn devices(&self, cmd: DeviceCmd) -> Result<i64, StoreError> {
+        let lane = match cmd {
+            DeviceCmd::Enqueue(_)
+            | DeviceCmd::Reprint { .. }
+            | DeviceCmd::Cancel { .. }
+            | DeviceCmd::NextSscc { .. } => Lane::Device,
+            _ => Lane::Background,
+        };
+        self.request(lane, |reply| WriteCmd::Devices(Box::new(cmd), reply))
             .await
     }
 

@@ -224,6 +224,11 @@ impl<'c> Reader<'c> {
         Reader { conn }
     }
 
+    /// The connection, for the other store modules' reads.
+    pub(super) fn conn(&self) -> &Connection {
+        self.conn
+    }
+
     /// On-hand quantity of a product (lot; `""` for none) at a location: mirror plus live
     /// effects of journal entries.
     pub fn on_hand(

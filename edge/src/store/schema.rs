@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// Every migration, in order. The index + 1 is the version it produces.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -416,6 +416,63 @@ CREATE TRIGGER conflict_no_delete BEFORE DELETE ON conflict
 BEGIN
     SELECT RAISE(ABORT, 'conflicts are kept as an audit trail');
 END;
+"#;
+
+/// Version 4: devices on the LAN. The registry keeps what the appliance knows of every
+/// scanner, printer and broker link (configured or seen), and the print spool keeps label jobs
+/// until a printer took them: jobs survive restarts, and a send whose outcome is unknown is
+/// held (`unknown`) for a person instead of being printed twice.
+const V4: &str = r#"
+CREATE TABLE device_registry (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('scanner', 'printer', 'broker')),
+    transport TEXT NOT NULL,
+    address TEXT,
+    configured INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'unknown',
+    first_seen INTEGER,
+    last_seen INTEGER,
+    last_error TEXT,
+    last_error_at INTEGER,
+    scans INTEGER NOT NULL DEFAULT 0,
+    refused INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    detail TEXT
+);
+
+-- Label jobs. `queued` waits for its printer, `sending` is being written to it, `sent` was
+-- taken by it, `unknown` was interrupted mid-send (held: reprint or cancel is a person's call),
+-- `cancelled` by a person. `reprint_of` links an explicit reprint to its original.
+CREATE TABLE print_job (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    printer TEXT NOT NULL,
+    template TEXT NOT NULL,
+    label TEXT NOT NULL,
+    zpl TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued'
+        CHECK (state IN ('queued', 'sending', 'sent', 'unknown', 'cancelled')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_at INTEGER,
+    requested_by TEXT NOT NULL,
+    source TEXT,
+    reprint_of INTEGER REFERENCES print_job (id),
+    -- A device's Idempotency-Key: a retried print request spools nothing more.
+    request_key TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    sent_at INTEGER
+);
+CREATE INDEX print_job_queue ON print_job (printer, id) WHERE state IN ('queued', 'sending');
+CREATE INDEX print_job_by_state ON print_job (state, id);
+CREATE UNIQUE INDEX print_job_request ON print_job (requested_by, request_key)
+    WHERE request_key IS NOT NULL;
+
+-- Serial references of SSCCs issued here, per GS1 company prefix (never reused).
+CREATE TABLE sscc_counter (
+    prefix TEXT PRIMARY KEY,
+    next INTEGER NOT NULL
+);
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

@@ -13,6 +13,7 @@ use holdfast_sync::records::Model;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::devices::{self, DeviceCmd};
 use super::floor::{self, FloorCmd, StepWrite};
 use super::journal::{self, Appended, NewEntry, Transition};
 use super::mirror::{self, MirrorBatch, MirrorOutcome};
@@ -29,6 +30,7 @@ pub(super) enum WriteCmd {
     Step(Box<StepWrite>, Reply<Vec<Appended>>),
     Floor(Box<FloorCmd>, Reply<()>),
     Push(Box<PushCmd>, Reply<i64>),
+    Devices(Box<DeviceCmd>, Reply<i64>),
     BeginPull(Reply<Epoch>),
     Mirror(Box<MirrorBatch>, Reply<MirrorOutcome>),
     CompleteSnapshot(Epoch, Model, Reply<u64>),
@@ -209,6 +211,7 @@ fn reject(cmd: WriteCmd) -> Finish {
         WriteCmd::Step(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Floor(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Push(_, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::Devices(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::BeginPull(r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Mirror(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
@@ -253,6 +256,7 @@ fn execute(
             r,
             in_savepoint(tx, |c| push::command(c, &config.site, &cmd)),
         ),
+        WriteCmd::Devices(cmd, r) => finish(r, in_savepoint(tx, |c| devices::command(c, &cmd))),
         WriteCmd::BeginPull(r) => finish(r, in_savepoint(tx, mirror::begin_pull)),
         WriteCmd::Mirror(b, r) => finish(r, in_savepoint(tx, |c| mirror::apply(c, &b))),
         WriteCmd::CompleteSnapshot(epoch, model, r) => finish(

@@ -1,0 +1,519 @@
+//! The built-in label templates, rendered with the [`crate::zpl`] emitter.
+//!
+//! - **product**: name, internal reference, barcode (EAN-13, GTIN-14 as GS1-128, or Code 128);
+//! - **location**: the bin's name, large, and its barcode;
+//! - **lot**: product, lot or serial, expiry; GS1-128 and GS1 DataMatrix with (01) GTIN,
+//!   (17) expiry, (10) lot or (21) serial;
+//! - **sscc**: a package's SSCC as GS1-128 (00), with its picking;
+//! - **delivery**: the fallback shipping label when the carrier's cannot be fetched from the
+//!   cloud: ship-to address from the mirrored partner, picking, origin, SSCC;
+//! - **test**: a test pattern naming the printer.
+//!
+//! Layouts scale with the label size (positions are fractions of width and height), so one
+//! template serves 100×50 mm and 100×150 mm stock at any resolution.
+
+use serde::{Deserialize, Serialize};
+
+use crate::gs1;
+use crate::zpl::{LabelSize, Zpl};
+
+/// A ship-to address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub name: String,
+    pub street: Option<String>,
+    pub street2: Option<String>,
+    pub zip: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+}
+
+/// What a label shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "template", rename_all = "snake_case")]
+pub enum Label {
+    Product {
+        name: String,
+        code: Option<String>,
+        barcode: Option<String>,
+    },
+    Location {
+        name: String,
+        barcode: String,
+    },
+    Lot {
+        product: String,
+        code: Option<String>,
+        /// 14 digits.
+        gtin: Option<String>,
+        lot: String,
+        /// A serial number (AI 21) rather than a lot (AI 10).
+        serial: bool,
+        /// `YYYY-MM-DD`.
+        expiry: Option<String>,
+    },
+    Sscc {
+        /// 18 digits.
+        sscc: String,
+        picking: Option<String>,
+        content: Option<String>,
+    },
+    Delivery {
+        ship_to: Address,
+        picking: String,
+        origin: Option<String>,
+        sscc: Option<String>,
+        carrier: Option<String>,
+    },
+    Test {
+        printer: String,
+        at: String,
+    },
+}
+
+/// Why a label cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    #[error("{what} must not be empty")]
+    Empty { what: &'static str },
+    #[error("GTIN {0:?} must be 14 digits with a valid check digit")]
+    Gtin(String),
+    #[error("SSCC {0:?} must be 18 digits with a valid check digit")]
+    Sscc(String),
+    #[error("expiry {0:?} must be a date YYYY-MM-DD")]
+    Expiry(String),
+    #[error("{0}")]
+    Prefix(String),
+    #[error(
+        "{what} {value:?} cannot be encoded in GS1 (characters outside GS1's set, or too long)"
+    )]
+    Gs1 { what: &'static str, value: String },
+}
+
+fn digits_with_check(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && gs1::check_digit(&s[..len - 1]) == u32::from(s.as_bytes()[len - 1] - b'0')
+}
+
+/// An SSCC: extension digit, GS1 company prefix (7 to 10 digits), serial reference padded to
+/// fill 17 digits, check digit.
+pub fn sscc(extension: u8, company_prefix: &str, serial: u64) -> Result<String, LabelError> {
+    if extension > 9 {
+        return Err(LabelError::Prefix("the extension digit must be 0-9".into()));
+    }
+    if !(7..=10).contains(&company_prefix.len())
+        || !company_prefix.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(LabelError::Prefix(format!(
+            "GS1 company prefix {company_prefix:?} must be 7 to 10 digits"
+        )));
+    }
+    let width = 16 - company_prefix.len();
+    let serial_text = format!("{serial:0width$}");
+    if serial_text.len() > width {
+        return Err(LabelError::Prefix(format!(
+            "serial reference {serial} does not fit in {width} digits after prefix {company_prefix}: the prefix's SSCCs are used up"
+        )));
+    }
+    let body = format!("{extension}{company_prefix}{serial_text}");
+    Ok(format!("{body}{}", gs1::check_digit(&body)))
+}
+
+/// GS1 values are bounded and in character set 82; label data is checked before it is encoded.
+fn gs1_value(what: &'static str, value: &str, max: usize) -> Result<String, LabelError> {
+    let ok = !value.is_empty()
+        && value.chars().count() <= max
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!\"%&'()*+,-./:;<=>?_".contains(c));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(LabelError::Gs1 {
+            what,
+            value: value.to_owned(),
+        })
+    }
+}
+
+/// `YYYY-MM-DD` → `YYMMDD`.
+fn yymmdd(date: &str) -> Result<String, LabelError> {
+    let bad = || LabelError::Expiry(date.to_owned());
+    let b = date.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(bad());
+    }
+    let (y, m, d) = (&date[2..4], &date[5..7], &date[8..10]);
+    if ![y, m, d]
+        .iter()
+        .all(|p| p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    let (month, day): (u8, u8) = (m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+    if !(1..=12).contains(&month) || day > 31 {
+        return Err(bad());
+    }
+    Ok(format!("{y}{m}{d}"))
+}
+
+fn non_empty(what: &'static str, s: &str) -> Result<(), LabelError> {
+    if s.trim().is_empty() {
+        Err(LabelError::Empty { what })
+    } else {
+        Ok(())
+    }
+}
+
+/// The human-readable form of element strings: `(01)0590…(10)LOT`.
+fn human(elements: &[(String, String)]) -> String {
+    elements
+        .iter()
+        .map(|(ai, v)| format!("({ai}){v}"))
+        .collect()
+}
+
+impl Label {
+    /// The template's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Label::Product { .. } => "product",
+            Label::Location { .. } => "location",
+            Label::Lot { .. } => "lot",
+            Label::Sscc { .. } => "sscc",
+            Label::Delivery { .. } => "delivery",
+            Label::Test { .. } => "test",
+        }
+    }
+
+    /// One line for lists.
+    pub fn summary(&self) -> String {
+        match self {
+            Label::Product { name, .. } => format!("product {name}"),
+            Label::Location { name, .. } => format!("location {name}"),
+            Label::Lot {
+                product,
+                lot,
+                serial,
+                ..
+            } => format!(
+                "{} {lot} of {product}",
+                if *serial { "serial" } else { "lot" }
+            ),
+            Label::Sscc { sscc, .. } => format!("SSCC {sscc}"),
+            Label::Delivery {
+                picking, ship_to, ..
+            } => format!("delivery {picking} to {}", ship_to.name),
+            Label::Test { printer, .. } => format!("test page for {printer}"),
+        }
+    }
+
+    /// The label's ZPL for a label size, `copies` times.
+    pub fn render(&self, size: &LabelSize, copies: u32) -> Result<String, LabelError> {
+        let (w, h) = (size.width_mm, size.height_mm);
+        let m = (w.min(h) * 0.04).max(2.0); // margin
+        let inner = w - 2.0 * m;
+        let mut z = Zpl::begin(size);
+        match self {
+            Label::Product {
+                name,
+                code,
+                barcode,
+            } => {
+                non_empty("product name", name)?;
+                z.text_block(m, m, inner, 2, h * 0.12, name);
+                if let Some(code) = code {
+                    z.text(m, m + h * 0.28, h * 0.09, &format!("[{code}]"));
+                }
+                let y = h * 0.45;
+                let bh = h * 0.3;
+                match barcode.as_deref() {
+                    Some(b) if digits_with_check(b, 13) => {
+                        z.ean13(m + inner * 0.1, y, bh, b);
+                    }
+                    Some(b) if digits_with_check(b, 14) => {
+                        z.gs1_128(m, y, bh, &[("01".into(), b.into())]);
+                        z.text(m, y + bh + 1.0, h * 0.07, &format!("(01){b}"));
+                    }
+                    Some(b) if !b.is_empty() => {
+                        z.code128(m, y, bh, b, true);
+                    }
+                    _ => {
+                        if let Some(code) = code {
+                            z.code128(m, y, bh, code, true);
+                        }
+                    }
+                }
+            }
+            Label::Location { name, barcode } => {
+                non_empty("location name", name)?;
+                non_empty("location barcode", barcode)?;
+                z.text_block(m, m, inner, 1, h * 0.22, name);
+                z.code128(m, h * 0.4, h * 0.4, barcode, true);
+            }
+            Label::Lot {
+                product,
+                code,
+                gtin,
+                lot,
+                serial,
+                expiry,
+            } => {
+                non_empty("product name", product)?;
+                let mut elements = Vec::new();
+                if let Some(g) = gtin {
+                    if !digits_with_check(g, 14) {
+                        return Err(LabelError::Gtin(g.clone()));
+                    }
+                    elements.push(("01".to_owned(), g.clone()));
+                }
+                if let Some(e) = expiry {
+                    elements.push(("17".to_owned(), yymmdd(e)?));
+                }
+                let (ai, what) = if *serial {
+                    ("21", "serial")
+                } else {
+                    ("10", "lot")
+                };
+                elements.push((ai.to_owned(), gs1_value(what, lot, 20)?));
+                z.text_block(m, m, inner * 0.7, 2, h * 0.1, product);
+                if let Some(code) = code {
+                    z.text(m, m + h * 0.22, h * 0.08, &format!("[{code}]"));
+                }
+                let what = if *serial { "SN" } else { "LOT" };
+                z.text(m, h * 0.34, h * 0.1, &format!("{what} {lot}"));
+                if let Some(e) = expiry {
+                    z.text(m + inner * 0.45, h * 0.34, h * 0.1, &format!("EXP {e}"));
+                }
+                z.gs1_128(m, h * 0.5, h * 0.28, &elements);
+                z.text(m, h * 0.82, h * 0.07, &human(&elements));
+                let module = (size.dpi.dots_per_mm() * 0.5).round().max(2.0) as u32;
+                z.gs1_datamatrix(m + inner * 0.78, m, module, &elements);
+            }
+            Label::Sscc {
+                sscc,
+                picking,
+                content,
+            } => {
+                if !digits_with_check(sscc, 18) {
+                    return Err(LabelError::Sscc(sscc.clone()));
+                }
+                z.text(m, m, h * 0.08, "SSCC");
+                z.text(m, m + h * 0.1, h * 0.12, sscc);
+                if let Some(p) = picking {
+                    z.text(m, m + h * 0.25, h * 0.09, p);
+                }
+                if let Some(c) = content {
+                    z.text_block(m + inner * 0.5, m + h * 0.25, inner * 0.5, 1, h * 0.07, c);
+                }
+                let elements = [("00".to_owned(), sscc.clone())];
+                z.gs1_128(m, h * 0.45, h * 0.35, &elements);
+                z.text(m, h * 0.84, h * 0.07, &human(&elements));
+            }
+            Label::Delivery {
+                ship_to,
+                picking,
+                origin,
+                sscc,
+                carrier,
+            } => {
+                non_empty("ship-to name", &ship_to.name)?;
+                non_empty("picking", picking)?;
+                if let Some(s) = sscc
+                    && !digits_with_check(s, 18)
+                {
+                    return Err(LabelError::Sscc(s.clone()));
+                }
+                z.text(m, m, h * 0.05, "SHIP TO");
+                let lines: Vec<String> = [
+                    Some(ship_to.name.clone()),
+                    ship_to.street.clone(),
+                    ship_to.street2.clone(),
+                    match (&ship_to.zip, &ship_to.city) {
+                        (Some(z), Some(c)) => Some(format!("{z} {c}")),
+                        (z, c) => z.clone().or_else(|| c.clone()),
+                    },
+                    ship_to.country.clone(),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+                for (i, line) in lines.iter().enumerate() {
+                    z.text(m, m + h * (0.07 + 0.075 * i as f32), h * 0.065, line);
+                }
+                let y = m + h * 0.47;
+                z.rect(m, y - 1.0, inner, 0.3, 0.3);
+                z.text(m, y, h * 0.06, &format!("Picking {picking}"));
+                if let Some(o) = origin {
+                    z.text(m + inner * 0.5, y, h * 0.06, &format!("Order {o}"));
+                }
+                if let Some(c) = carrier {
+                    z.text(m, y + h * 0.07, h * 0.05, &format!("Carrier {c}"));
+                }
+                z.text(
+                    m,
+                    y + h * 0.13,
+                    h * 0.04,
+                    "Fallback label - carrier label unavailable",
+                );
+                if let Some(s) = sscc {
+                    let elements = [("00".to_owned(), s.clone())];
+                    z.gs1_128(m, y + h * 0.2, h * 0.2, &elements);
+                    z.text(m, y + h * 0.42, h * 0.045, &human(&elements));
+                }
+            }
+            Label::Test { printer, at } => {
+                z.rect(m, m, inner, h - 2.0 * m, 0.5);
+                z.text(2.0 * m, 2.0 * m, h * 0.12, "Holdfast test label");
+                z.text(
+                    2.0 * m,
+                    2.0 * m + h * 0.15,
+                    h * 0.08,
+                    &format!("Printer {printer}"),
+                );
+                z.text(2.0 * m, 2.0 * m + h * 0.26, h * 0.07, at);
+                z.code128(2.0 * m, h * 0.55, h * 0.2, printer, false);
+            }
+        }
+        if copies > 1 {
+            z.copies(copies);
+        }
+        Ok(z.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size() -> LabelSize {
+        LabelSize::default()
+    }
+
+    #[test]
+    fn sscc_has_its_check_digit() {
+        assert_eq!(sscc(0, "0614141", 123456789).unwrap(), "006141411234567890");
+        assert_eq!(sscc(3, "5901230", 1).unwrap().len(), 18);
+        assert!(
+            sscc(0, "0614141", 1_000_000_000).is_err(),
+            "does not fit 9 digits"
+        );
+        assert!(sscc(0, "12", 1).is_err());
+        assert!(sscc(10, "0614141", 1).is_err());
+    }
+
+    #[test]
+    fn every_template_renders() {
+        let labels = [
+            Label::Product {
+                name: "Widget ^XA injected~".into(),
+                code: Some("HF-00037".into()),
+                barcode: Some("5901230000363".into()),
+            },
+            Label::Product {
+                name: "Boxed".into(),
+                code: None,
+                barcode: Some("05901230000363".into()),
+            },
+            Label::Location {
+                name: "WH/Stock/WH-A-02-03".into(),
+                barcode: "WH-A-02-03".into(),
+            },
+            Label::Lot {
+                product: "Yoghurt".into(),
+                code: None,
+                gtin: Some("05901230000035".into()),
+                lot: "LOT-7".into(),
+                serial: false,
+                expiry: Some("2027-02-28".into()),
+            },
+            Label::Sscc {
+                sscc: sscc(0, "5901230", 42).unwrap(),
+                picking: Some("WH/OUT/00001".into()),
+                content: None,
+            },
+            Label::Delivery {
+                ship_to: Address {
+                    name: "Acme".into(),
+                    street: Some("1 Main St".into()),
+                    zip: Some("1000".into()),
+                    city: Some("Brussels".into()),
+                    ..Default::default()
+                },
+                picking: "WH/OUT/00001".into(),
+                origin: Some("S00042".into()),
+                sscc: Some(sscc(0, "5901230", 43).unwrap()),
+                carrier: None,
+            },
+            Label::Test {
+                printer: "dock".into(),
+                at: "2026-11-24T10:00:00Z".into(),
+            },
+        ];
+        for label in &labels {
+            let z = label.render(&size(), 2).unwrap();
+            assert!(z.starts_with("^XA^CI28") && z.ends_with("^PQ2^XZ"), "{z}");
+            assert_eq!(z.matches("^XZ").count(), 1, "{z}");
+        }
+        let lot = labels[3].render(&size(), 1).unwrap();
+        assert!(
+            lot.contains(">;>801059012300000351727022810>6LOT-7"),
+            "{lot}"
+        );
+        assert!(
+            lot.contains("^FD_7E10105901230000035172702281"),
+            "GS1 DataMatrix, {lot}"
+        );
+        assert!(
+            labels[0].render(&size(), 1).unwrap().contains("^BEN"),
+            "EAN-13"
+        );
+        assert!(
+            labels[0]
+                .render(&size(), 1)
+                .unwrap()
+                .contains("_5EXA injected_7E")
+        );
+    }
+
+    #[test]
+    fn bad_data_is_refused_with_a_reason() {
+        let lot = |gtin: &str, lot: &str, expiry: &str| Label::Lot {
+            product: "P".into(),
+            code: None,
+            gtin: Some(gtin.into()),
+            lot: lot.into(),
+            serial: false,
+            expiry: Some(expiry.into()),
+        };
+        assert_eq!(
+            lot("05901230000036", "L", "2027-01-01").render(&size(), 1),
+            Err(LabelError::Gtin("05901230000036".into()))
+        );
+        assert!(matches!(
+            lot("05901230000035", "L^X", "2027-01-01").render(&size(), 1),
+            Err(LabelError::Gs1 { .. })
+        ));
+        assert!(matches!(
+            lot("05901230000035", "L", "27-1-1").render(&size(), 1),
+            Err(LabelError::Expiry(_))
+        ));
+        let s = Label::Sscc {
+            sscc: "123".into(),
+            picking: None,
+            content: None,
+        };
+        assert!(matches!(s.render(&size(), 1), Err(LabelError::Sscc(_))));
+        let p = Label::Product {
+            name: " ".into(),
+            code: None,
+            barcode: None,
+        };
+        assert!(matches!(
+            p.render(&size(), 1),
+            Err(LabelError::Empty { .. })
+        ));
+    }
+}

@@ -1,0 +1,644 @@
+//! Config of the devices on the warehouse LAN: `[[scanners]]`, `[mqtt]`, `[[printers]]` and
+//! `[printing]`, checked into the transports' own settings.
+//!
+//! ```toml
+//! [[scanners]]
+//! id = "dock-1"
+//! transport = "serial"          # serial | tcp-listen | tcp-connect
+//! path = "/dev/serial/by-id/usb-Datalogic_QD2430-if00"
+//! baud = 9600                   # data_bits = 8, parity = "none", stop_bits = 1, flow_control = "none"
+//! terminator = "cr"             # cr | lf | crlf | tab | 0x03
+//! good_beep = ""                # bytes in hex the scanner beeps on, e.g. "07"
+//! bad_beep = ""
+//! printer = "dock-printer"      # where labels of this scanner's workflows go
+//!
+//! [mqtt]
+//! host = "broker.site.lan"      # port = 1883, tls = false, ca_file, client_cert_file, client_key_file
+//! scan_topic = "holdfast/{site}/scanner/{device}/scan"
+//! reply_topic = "holdfast/{site}/scanner/{device}/reply"
+//!
+//! [[printers]]
+//! id = "dock-printer"
+//! transport = "tcp"             # tcp (raw port 9100) | serial
+//! address = "10.0.0.50:9100"
+//! dpi = 203                     # 203 | 300 | 600; width_mm = 100, height_mm = 50
+//!
+//! [printing]
+//! default_printer = "dock-printer"
+//! receive_labels = true         # lot/serial labels when receiving tracked products
+//! gs1_company_prefix = "0590123"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use holdfast_devices::frame::{FrameConfig, Terminator};
+use holdfast_devices::mqtt::{MqttSettings, TlsSettings, TopicPattern};
+use holdfast_devices::printer::PrinterAddress;
+use holdfast_devices::serial::{self, SerialSettings};
+use holdfast_devices::tcp::TcpMode;
+use holdfast_devices::zpl::{Dpi, LabelSize};
+use serde::Deserialize;
+
+use super::{Secret, secret};
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScanner {
+    pub id: Option<String>,
+    pub transport: Option<String>,
+    pub path: Option<PathBuf>,
+    pub baud: Option<u32>,
+    pub data_bits: Option<u8>,
+    pub parity: Option<String>,
+    pub stop_bits: Option<u8>,
+    pub flow_control: Option<String>,
+    pub address: Option<String>,
+    pub terminator: Option<String>,
+    pub strip_prefix: Option<String>,
+    pub strip_suffix: Option<String>,
+    pub good_beep: Option<String>,
+    pub bad_beep: Option<String>,
+    pub idle_timeout_secs: Option<u64>,
+    pub printer: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub tls: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub scan_topic: Option<String>,
+    pub reply_topic: Option<String>,
+    pub keep_alive_secs: Option<u64>,
+    pub devices: Option<Vec<String>>,
+    pub printer: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrinter {
+    pub id: Option<String>,
+    pub transport: Option<String>,
+    pub address: Option<String>,
+    pub path: Option<PathBuf>,
+    pub baud: Option<u32>,
+    pub data_bits: Option<u8>,
+    pub parity: Option<String>,
+    pub stop_bits: Option<u8>,
+    pub flow_control: Option<String>,
+    pub dpi: Option<u32>,
+    pub width_mm: Option<f32>,
+    pub height_mm: Option<f32>,
+    pub poll_secs: Option<f64>,
+    pub offline_after: Option<u32>,
+    pub timeout_secs: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrinting {
+    pub default_printer: Option<String>,
+    pub receive_labels: Option<bool>,
+    pub gs1_company_prefix: Option<String>,
+    pub sscc_extension: Option<u8>,
+}
+
+/// How a scanner reaches the appliance.
+#[derive(Clone, Debug)]
+pub enum ScannerLink {
+    Serial(SerialSettings),
+    Tcp(TcpMode),
+}
+
+#[derive(Clone, Debug)]
+pub struct ScannerConfig {
+    pub id: String,
+    pub link: ScannerLink,
+    pub frame: FrameConfig,
+    pub good_beep: Vec<u8>,
+    pub bad_beep: Vec<u8>,
+    pub idle_timeout: Option<Duration>,
+    pub printer: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PrinterConfig {
+    pub id: String,
+    pub address: PrinterAddress,
+    pub size: LabelSize,
+    /// Status poll period (`~HS`).
+    pub poll: Duration,
+    /// Missed polls before the printer counts as offline.
+    pub offline_after: u32,
+    /// Time-out of one exchange (connect, status answer, send).
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PrintingConfig {
+    pub default_printer: Option<String>,
+    pub receive_labels: bool,
+    /// GS1 company prefix and extension digit for SSCCs (package labels).
+    pub sscc: Option<(String, u8)>,
+}
+
+/// Everything on the LAN, validated.
+#[derive(Clone, Debug, Default)]
+pub struct LanConfig {
+    pub scanners: Vec<ScannerConfig>,
+    pub mqtt: Option<(MqttSettings, Option<String>)>,
+    pub printers: Vec<PrinterConfig>,
+    pub printing: PrintingConfig,
+}
+
+impl LanConfig {
+    pub fn printer(&self, id: &str) -> Option<&PrinterConfig> {
+        self.printers.iter().find(|p| p.id == id)
+    }
+}
+
+/// Hex bytes as written in the config: `"1b 07"`, `"1B07"`, or empty.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let digits = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+        .unwrap_or(&digits);
+    if !digits.len().is_multiple_of(2) {
+        return Err(format!("{text:?} is not hex bytes (e.g. \"1b 07\")"));
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            digits
+                .get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| format!("{text:?} is not hex bytes (e.g. \"1b 07\")"))
+        })
+        .collect()
+}
+
+fn valid_id(id: &str) -> bool {
+    holdfast_devices::mqtt::valid_device(id)
+}
+
+struct SerialFields<'a> {
+    path: &'a Option<PathBuf>,
+    baud: Option<u32>,
+    data_bits: Option<u8>,
+    parity: &'a Option<String>,
+    stop_bits: Option<u8>,
+    flow_control: &'a Option<String>,
+}
+
+fn serial_settings(
+    f: SerialFields<'_>,
+    key: &dyn Fn(&str) -> String,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<SerialSettings> {
+    let Some(path) = f.path.clone().filter(|p| !p.as_os_str().is_empty()) else {
+        problem(
+            &key("path"),
+            "missing; the serial port, preferably /dev/serial/by-id/...".into(),
+        );
+        return None;
+    };
+    let mut s = SerialSettings::new(path);
+    s.baud = f.baud.unwrap_or(9600);
+    if !(300..=4_000_000).contains(&s.baud) {
+        problem(
+            &key("baud"),
+            format!("{} is out of range 300..=4000000", s.baud),
+        );
+    }
+    match serial::parse_data_bits(f.data_bits.unwrap_or(8)) {
+        Some(bits) => s.data_bits = bits,
+        None => problem(&key("data_bits"), "must be 5, 6, 7 or 8".into()),
+    }
+    match serial::parse_parity(f.parity.as_deref().unwrap_or("none")) {
+        Some(p) => s.parity = p,
+        None => problem(&key("parity"), "must be none, odd or even".into()),
+    }
+    match serial::parse_stop_bits(f.stop_bits.unwrap_or(1)) {
+        Some(b) => s.stop_bits = b,
+        None => problem(&key("stop_bits"), "must be 1 or 2".into()),
+    }
+    match serial::parse_flow_control(f.flow_control.as_deref().unwrap_or("none")) {
+        Some(fc) => s.flow_control = fc,
+        None => problem(
+            &key("flow_control"),
+            "must be none, software or hardware".into(),
+        ),
+    }
+    Some(s)
+}
+
+fn secs(
+    key: &str,
+    value: Option<f64>,
+    default: f64,
+    range: std::ops::RangeInclusive<f64>,
+    problem: &mut impl FnMut(&str, String),
+) -> Duration {
+    let v = value.unwrap_or(default);
+    if !v.is_finite() || !range.contains(&v) {
+        problem(
+            key,
+            format!("{v} is out of range {}..={}", range.start(), range.end()),
+        );
+        return Duration::from_secs_f64(default);
+    }
+    Duration::from_secs_f64(v)
+}
+
+/// Checks the LAN sections; problems go to `problem` under their keys.
+pub fn validate(
+    site: &str,
+    scanners: &[RawScanner],
+    mqtt: Option<&RawMqtt>,
+    printers: &[RawPrinter],
+    printing: &RawPrinting,
+    problem: &mut impl FnMut(&str, String),
+) -> LanConfig {
+    let mut lan = LanConfig::default();
+    let mut ids: Vec<String> = Vec::new();
+
+    for (i, p) in printers.iter().enumerate() {
+        let key = |field: &str| format!("printers[{i}].{field}");
+        let id = p.id.clone().unwrap_or_default();
+        if !valid_id(&id) {
+            problem(
+                &key("id"),
+                format!("{id:?}: use 1-64 letters, digits, '.', '_' or '-'"),
+            );
+            continue;
+        }
+        if ids.contains(&id) {
+            problem(&key("id"), format!("{id:?} is used twice"));
+            continue;
+        }
+        ids.push(id.clone());
+        let address = match p.transport.as_deref().unwrap_or("tcp") {
+            "tcp" => match p.address.as_deref() {
+                Some(a) if !a.is_empty() => {
+                    let a = if a.contains(':') {
+                        a.to_owned()
+                    } else {
+                        format!("{a}:9100")
+                    };
+                    Some(PrinterAddress::Tcp(a))
+                }
+                _ => {
+                    problem(
+                        &key("address"),
+                        "missing; the printer's host:port (raw port 9100)".into(),
+                    );
+                    None
+                }
+            },
+            "serial" => serial_settings(
+                SerialFields {
+                    path: &p.path,
+                    baud: p.baud,
+                    data_bits: p.data_bits,
+                    parity: &p.parity,
+                    stop_bits: p.stop_bits,
+                    flow_control: &p.flow_control,
+                },
+                &key,
+                problem,
+            )
+            .map(PrinterAddress::Serial),
+            other => {
+                problem(
+                    &key("transport"),
+                    format!("{other:?} is not one of: tcp, serial"),
+                );
+                None
+            }
+        };
+        let dpi = match Dpi::from_dpi(p.dpi.unwrap_or(203)) {
+            Some(d) => d,
+            None => {
+                problem(&key("dpi"), "must be 203, 300 or 600".into());
+                Dpi::D203
+            }
+        };
+        let width_mm = p.width_mm.unwrap_or(100.0);
+        let height_mm = p.height_mm.unwrap_or(50.0);
+        for (field, v) in [("width_mm", width_mm), ("height_mm", height_mm)] {
+            if !v.is_finite() || !(10.0..=300.0).contains(&v) {
+                problem(&key(field), format!("{v} is out of range 10..=300"));
+            }
+        }
+        let poll = secs(&key("poll_secs"), p.poll_secs, 10.0, 0.05..=3600.0, problem);
+        let timeout = secs(
+            &key("timeout_secs"),
+            p.timeout_secs,
+            3.0,
+            0.05..=120.0,
+            problem,
+        );
+        let offline_after = p.offline_after.unwrap_or(3);
+        if !(1..=100).contains(&offline_after) {
+            problem(
+                &key("offline_after"),
+                format!("{offline_after} is out of range 1..=100"),
+            );
+        }
+        if let Some(address) = address {
+            lan.printers.push(PrinterConfig {
+                id,
+                address,
+                size: LabelSize {
+                    width_mm,
+                    height_mm,
+                    dpi,
+                },
+                poll,
+                offline_after: offline_after.clamp(1, 100),
+                timeout,
+            });
+        }
+    }
+
+    let printer_ref =
+        |key: &str, printer: &Option<String>, problem: &mut dyn FnMut(&str, String)| {
+            if let Some(p) = printer
+                && !printers.iter().any(|x| x.id.as_deref() == Some(p.as_str()))
+            {
+                problem(key, format!("{p:?} is not one of the [[printers]]"));
+            }
+        };
+
+    for (i, s) in scanners.iter().enumerate() {
+        let key = |field: &str| format!("scanners[{i}].{field}");
+        let id = s.id.clone().unwrap_or_default();
+        if !valid_id(&id) {
+            problem(
+                &key("id"),
+                format!("{id:?}: use 1-64 letters, digits, '.', '_' or '-'"),
+            );
+            continue;
+        }
+        if ids.contains(&id) {
+            problem(
+                &key("id"),
+                format!("{id:?} is used twice (scanner and printer ids share one namespace)"),
+            );
+            continue;
+        }
+        ids.push(id.clone());
+        let link = match s.transport.as_deref().unwrap_or("") {
+            "serial" => serial_settings(
+                SerialFields {
+                    path: &s.path,
+                    baud: s.baud,
+                    data_bits: s.data_bits,
+                    parity: &s.parity,
+                    stop_bits: s.stop_bits,
+                    flow_control: &s.flow_control,
+                },
+                &key,
+                problem,
+            )
+            .map(ScannerLink::Serial),
+            "tcp-listen" => match s.address.as_deref().map(str::parse::<SocketAddr>) {
+                Some(Ok(addr)) => Some(ScannerLink::Tcp(TcpMode::Listen(addr))),
+                _ => {
+                    problem(
+                        &key("address"),
+                        "the address to listen on, IP:PORT (e.g. \"0.0.0.0:4001\")".into(),
+                    );
+                    None
+                }
+            },
+            "tcp-connect" => match s.address.as_deref() {
+                Some(a) if a.contains(':') => {
+                    Some(ScannerLink::Tcp(TcpMode::Connect(a.to_owned())))
+                }
+                _ => {
+                    problem(&key("address"), "the scanner's HOST:PORT".into());
+                    None
+                }
+            },
+            other => {
+                problem(
+                    &key("transport"),
+                    format!(
+                        "{other:?} is not one of: serial, tcp-listen, tcp-connect (MQTT scanners are served by [mqtt])"
+                    ),
+                );
+                None
+            }
+        };
+        let mut frame = FrameConfig::default();
+        if let Some(t) = &s.terminator {
+            match t.parse::<Terminator>() {
+                Ok(t) => frame.terminator = t,
+                Err(e) => problem(&key("terminator"), e.to_string()),
+            }
+        }
+        let mut bytes = |field: &str, v: &Option<String>| -> Vec<u8> {
+            match v.as_deref().map(parse_hex) {
+                None => Vec::new(),
+                Some(Ok(b)) => b,
+                Some(Err(e)) => {
+                    problem(&key(field), e);
+                    Vec::new()
+                }
+            }
+        };
+        frame.strip_prefix = s
+            .strip_prefix
+            .clone()
+            .map(String::into_bytes)
+            .unwrap_or_default();
+        frame.strip_suffix = s
+            .strip_suffix
+            .clone()
+            .map(String::into_bytes)
+            .unwrap_or_default();
+        let good_beep = bytes("good_beep", &s.good_beep);
+        let bad_beep = bytes("bad_beep", &s.bad_beep);
+        printer_ref(&key("printer"), &s.printer, problem);
+        if let Some(link) = link {
+            lan.scanners.push(ScannerConfig {
+                id,
+                link,
+                frame,
+                good_beep,
+                bad_beep,
+                idle_timeout: s
+                    .idle_timeout_secs
+                    .filter(|&t| t > 0)
+                    .map(Duration::from_secs),
+                printer: s.printer.clone(),
+            });
+        }
+    }
+
+    if let Some(m) = mqtt {
+        let host = m.host.clone().unwrap_or_default();
+        if host.is_empty() {
+            problem(
+                "mqtt.host",
+                "missing; the broker's host name or address".into(),
+            );
+        }
+        let tls = m.tls.unwrap_or(false);
+        let port = m.port.unwrap_or(if tls { 8883 } else { 1883 });
+        let fill = |t: &str| t.replace("{site}", site);
+        let scan_topic = fill(
+            m.scan_topic
+                .as_deref()
+                .unwrap_or("holdfast/{site}/scanner/{device}/scan"),
+        );
+        let reply_topic = fill(
+            m.reply_topic
+                .as_deref()
+                .unwrap_or("holdfast/{site}/scanner/{device}/reply"),
+        );
+        for (k, t) in [
+            ("mqtt.scan_topic", &scan_topic),
+            ("mqtt.reply_topic", &reply_topic),
+        ] {
+            if let Err(e) = TopicPattern::parse(t) {
+                problem(k, e.to_string());
+            }
+        }
+        let tls_settings = if tls {
+            match (&m.ca_file, &m.client_cert_file, &m.client_key_file) {
+                (None, _, _) => {
+                    problem(
+                        "mqtt.ca_file",
+                        "TLS needs the CA certificate (PEM) the broker's certificate chains to"
+                            .into(),
+                    );
+                    None
+                }
+                (Some(ca), None, None) => Some(TlsSettings {
+                    ca_file: ca.clone(),
+                    client_cert: None,
+                }),
+                (Some(ca), Some(c), Some(k)) => Some(TlsSettings {
+                    ca_file: ca.clone(),
+                    client_cert: Some((c.clone(), k.clone())),
+                }),
+                _ => {
+                    problem(
+                        "mqtt.client_cert_file",
+                        "give both client_cert_file and client_key_file, or neither".into(),
+                    );
+                    None
+                }
+            }
+        } else {
+            if m.ca_file.is_some() || m.client_cert_file.is_some() {
+                problem(
+                    "mqtt.tls",
+                    "certificate files are given but tls = false".into(),
+                );
+            }
+            None
+        };
+        let password: Option<Secret> = if m.password.is_some() || m.password_file.is_some() {
+            if m.username.is_none() {
+                problem(
+                    "mqtt.username",
+                    "a password is given without a username".into(),
+                );
+            }
+            secret(
+                "mqtt.password",
+                m.password.as_deref(),
+                m.password_file.as_deref(),
+                problem,
+            )
+        } else {
+            None
+        };
+        let devices = m.devices.clone().unwrap_or_default();
+        for d in &devices {
+            if !valid_id(d) {
+                problem(
+                    "mqtt.devices",
+                    format!("{d:?}: use 1-64 letters, digits, '.', '_' or '-'"),
+                );
+            }
+        }
+        printer_ref("mqtt.printer", &m.printer, problem);
+        let keep_alive = m.keep_alive_secs.unwrap_or(30).clamp(5, 3600);
+        lan.mqtt = Some((
+            MqttSettings {
+                link: "mqtt-broker".into(),
+                host,
+                port,
+                client_id: m
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| format!("holdfast-{site}")),
+                username: m.username.clone(),
+                password: password.map(|p| p.expose().to_owned()),
+                tls: tls_settings,
+                scan_topic,
+                reply_topic,
+                keep_alive: Duration::from_secs(keep_alive),
+                devices,
+                retry_min: Duration::from_millis(500),
+                retry_max: Duration::from_secs(30),
+            },
+            m.printer.clone(),
+        ));
+    }
+
+    printer_ref(
+        "printing.default_printer",
+        &printing.default_printer,
+        problem,
+    );
+    lan.printing.default_printer = printing
+        .default_printer
+        .clone()
+        .or_else(|| (lan.printers.len() == 1).then(|| lan.printers[0].id.clone()));
+    lan.printing.receive_labels = printing.receive_labels.unwrap_or(false);
+    if let Some(prefix) = &printing.gs1_company_prefix {
+        if !(7..=10).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+            problem(
+                "printing.gs1_company_prefix",
+                format!("{prefix:?} must be 7 to 10 digits"),
+            );
+        } else {
+            let ext = printing.sscc_extension.unwrap_or(0);
+            if ext > 9 {
+                problem("printing.sscc_extension", "must be one digit 0-9".into());
+            }
+            lan.printing.sscc = Some((prefix.clone(), ext.min(9)));
+        }
+    }
+    lan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_bytes() {
+        assert_eq!(parse_hex("1b 07").unwrap(), vec![0x1b, 0x07]);
+        assert_eq!(parse_hex("0x0D0a").unwrap(), vec![0x0d, 0x0a]);
+        assert_eq!(parse_hex("").unwrap(), Vec::<u8>::new());
+        assert!(parse_hex("7").is_err());
+        assert!(parse_hex("zz").is_err());
+    }
+}

@@ -1,0 +1,259 @@
+//! The demo's warehouse LAN: a serial scanner on a pseudo-terminal, an MQTT broker with an
+//! MQTT scanner, and a label printer — all real transports, played by the demo process, so a
+//! new user can run a pick from "scanners" and get labels without any hardware.
+//!
+//! - The serial scanner's port is the slave side of a pseudo-terminal (linked at
+//!   `<data dir>/scanner-tty`); the appliance opens it like a USB scanner. The demo holds the
+//!   master side: `holdfast demo-scan --via serial CODE` writes `CODE\r` into it, and the
+//!   appliance's beep bytes come back (ACK for good, NAK for bad).
+//! - The MQTT broker runs in this process (rumqttd, loopback only); `holdfast demo-scan --via
+//!   mqtt CODE` publishes the scan as scanner `demo-mqtt` and waits for its reply.
+//! - The printer is a fake Zebra on loopback that answers `~HS` and writes every label it
+//!   receives to `<data dir>/labels/NNNNNN.zpl`.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use holdfast_devices::printer::{FakeBehaviour, FakePrinter};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// The demo's scanner ids.
+pub const SERIAL_SCANNER: &str = "demo-serial";
+pub const MQTT_SCANNER: &str = "demo-mqtt";
+pub const PRINTER: &str = "demo-printer";
+/// Beep bytes the demo's serial scanner is configured with.
+const GOOD: u8 = 0x06;
+const BAD: u8 = 0x15;
+
+/// A free loopback port (bound and released; the broker binds it right after).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Starts an MQTT broker on `addr` in its own thread (it runs until the process exits).
+pub fn start_broker(addr: SocketAddr) -> anyhow::Result<()> {
+    let config: rumqttd::Config = serde_json::from_value(json!({
+        "id": 0,
+        "router": {
+            "id": 0,
+            "max_connections": 1000,
+            "max_outgoing_packet_count": 200,
+            "max_segment_size": 10_485_760,
+            "max_segment_count": 10,
+        },
+        "v4": {"1": {
+            "name": "v4-1",
+            "listen": addr.to_string(),
+            "next_connection_delay_ms": 1,
+            "connections": {
+                "connection_timeout_ms": 60000,
+                "max_payload_size": 20480,
+                "max_inflight_count": 100,
+                "dynamic_filters": true,
+            },
+        }},
+    }))
+    .context("broker config")?;
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::Builder::new()
+        .name("demo-broker".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "demo MQTT broker stopped");
+            }
+        })
+        .context("starting the demo MQTT broker")?;
+    Ok(())
+}
+
+/// The demo's devices.
+pub struct DemoLan {
+    printer: FakePrinter,
+    broker: SocketAddr,
+    scanner_path: PathBuf,
+    /// Master side of the serial scanner's pseudo-terminal.
+    tty: Mutex<Box<dyn serialport::SerialPort>>,
+    mqtt: MqttScanner,
+}
+
+impl std::fmt::Debug for DemoLan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoLan")
+            .field("printer", &self.printer.addr())
+            .field("broker", &self.broker)
+            .field("scanner_path", &self.scanner_path)
+            .finish()
+    }
+}
+
+impl DemoLan {
+    /// Starts the printer, the broker and the scanner's pseudo-terminal.
+    pub async fn start(dir: &Path) -> anyhow::Result<DemoLan> {
+        let labels = dir.join("labels");
+        std::fs::create_dir_all(&labels)
+            .with_context(|| format!("cannot create {}", labels.display()))?;
+        let printer = FakePrinter::start("127.0.0.1:0".parse()?, FakeBehaviour::Normal)
+            .await
+            .context("starting the demo printer")?
+            .with_save_dir(labels);
+        let broker: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        start_broker(broker)?;
+        let (master, slave) =
+            serialport::TTYPort::pair().context("creating the demo scanner's pseudo-terminal")?;
+        let slave_name =
+            serialport::SerialPort::name(&slave).context("the pseudo-terminal has no name")?;
+        // The appliance opens the port by path, as it would a USB scanner.
+        drop(slave);
+        let scanner_path = dir.join("scanner-tty");
+        let _ = std::fs::remove_file(&scanner_path);
+        std::os::unix::fs::symlink(&slave_name, &scanner_path)
+            .with_context(|| format!("cannot link {}", scanner_path.display()))?;
+        let mqtt = MqttScanner::start(broker).await?;
+        Ok(DemoLan {
+            printer,
+            broker,
+            scanner_path,
+            tty: Mutex::new(Box::new(master)),
+            mqtt,
+        })
+    }
+
+    /// The config sections of the demo's devices.
+    pub fn config(&self) -> String {
+        format!(
+            "[[scanners]]\nid = \"{SERIAL_SCANNER}\"\ntransport = \"serial\"\npath = \"{}\"\nbaud = 9600\nterminator = \"cr\"\ngood_beep = \"{GOOD:02x}\"\nbad_beep = \"{BAD:02x}\"\nprinter = \"{PRINTER}\"\n\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"holdfast-demo\"\n\n\
+             [[printers]]\nid = \"{PRINTER}\"\ntransport = \"tcp\"\naddress = \"{}\"\ndpi = 203\nwidth_mm = 100\nheight_mm = 60\npoll_secs = 2\n\n\
+             [printing]\ndefault_printer = \"{PRINTER}\"\nreceive_labels = true\ngs1_company_prefix = \"5901230\"\n",
+            self.scanner_path.display(),
+            self.broker.port(),
+            self.printer.addr(),
+        )
+    }
+
+    /// Where labels are written.
+    pub fn printer(&self) -> &FakePrinter {
+        &self.printer
+    }
+
+    /// Plays a scan on a scanner and says what the scanner heard back.
+    pub async fn scan(&self, via: &str, scan: &str) -> anyhow::Result<Value> {
+        match via {
+            "serial" => {
+                let beep = self.serial_scan(scan.as_bytes()).await?;
+                Ok(json!({
+                    "via": "serial",
+                    "device": SERIAL_SCANNER,
+                    "ok": beep == Some(GOOD),
+                    "beep": match beep { Some(GOOD) => "good", Some(BAD) => "bad", Some(_) => "other", None => "none" },
+                }))
+            }
+            "mqtt" => {
+                let mut reply = self.mqtt.scan(scan).await?;
+                reply["via"] = json!("mqtt");
+                reply["device"] = json!(MQTT_SCANNER);
+                Ok(reply)
+            }
+            other => anyhow::bail!("via {other:?} is not one of: serial, mqtt"),
+        }
+    }
+
+    /// Writes `scan\r` into the pseudo-terminal and waits for the beep byte.
+    async fn serial_scan(&self, scan: &[u8]) -> anyhow::Result<Option<u8>> {
+        let mut frame = scan.to_vec();
+        frame.push(b'\r');
+        let tty = &self.tty;
+        tokio::task::block_in_place(|| {
+            let mut tty = tty.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget beeps of earlier scans nobody waited for.
+            let _ = tty.clear(serialport::ClearBuffer::Input);
+            tty.write_all(&frame)
+                .context("writing to the scanner's port")?;
+            tty.set_timeout(Duration::from_secs(5))?;
+            let mut byte = [0u8; 1];
+            match tty.read(&mut byte) {
+                Ok(1) => Ok(Some(byte[0])),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(None),
+                Err(e) => Err(anyhow::Error::new(e).context("reading the scanner's beep")),
+            }
+        })
+    }
+}
+
+/// The demo's MQTT scanner: publishes scans and collects replies by message id.
+struct MqttScanner {
+    client: AsyncClient,
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
+}
+
+impl MqttScanner {
+    async fn start(broker: SocketAddr) -> anyhow::Result<MqttScanner> {
+        let mut options = MqttOptions::new("demo-mqtt-scanner", "127.0.0.1", broker.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>> = Arc::default();
+        let reply_topic = format!("holdfast/demo/scanner/{MQTT_SCANNER}/reply");
+        let subscriber = client.clone();
+        let map = waiting.clone();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = subscriber
+                            .subscribe(reply_topic.as_str(), QoS::AtLeastOnce)
+                            .await;
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Ok(reply) = serde_json::from_slice::<Value>(&p.payload)
+                            && let Some(id) = reply.get("id").and_then(Value::as_str)
+                            && let Some(tx) =
+                                map.lock().unwrap_or_else(|e| e.into_inner()).remove(id)
+                        {
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        });
+        Ok(MqttScanner { client, waiting })
+    }
+
+    async fn scan(&self, scan: &str) -> anyhow::Result<Value> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), tx);
+        self.client
+            .publish(
+                format!("holdfast/demo/scanner/{MQTT_SCANNER}/scan"),
+                QoS::AtLeastOnce,
+                false,
+                json!({"id": id, "scan": scan}).to_string(),
+            )
+            .await
+            .context("publishing the scan")?;
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            _ => {
+                self.waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                anyhow::bail!("no reply from the appliance on MQTT within 10 s")
+            }
+        }
+    }
+}

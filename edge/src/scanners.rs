@@ -1,0 +1,378 @@
+//! Scanners that are not browsers: serial, TCP and MQTT scanners run the same workflows as
+//! the handheld API, through the floor service, one session per device.
+//!
+//! A scanner has only its trigger, so everything is a scan:
+//!
+//! - nobody signed in: an operator's badge signs them in;
+//! - no task open: a picking's name (or barcode) opens it (receipts receive, others pick);
+//! - a task open: scans go to it (bin, product, lot, serial, package);
+//! - command barcodes, printed on a sheet at the station: `HF:QTY:<n>` (quantity for the
+//!   item in hand), `HF:VALIDATE`, `HF:VALIDATE:BACKORDER`, `HF:VALIDATE:NO-BACKORDER`,
+//!   `HF:FINISH`, `HF:CANCEL` (the open task), `HF:LABEL` (a package label for the open
+//!   picking), `HF:LOGOUT`.
+//!
+//! The answer goes back as a good or bad beep (serial, TCP) or a reply message (MQTT) with the
+//! next prompt or the reason for refusal.
+
+use holdfast_devices::hub::{DeviceEvent, Feedback, Hub};
+use holdfast_sync::ops::BackorderChoice;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{LanConfig, ScannerLink};
+use crate::floor::{Answer, Caller, Floor, FloorRequest, RawInput, sha256_hex};
+use crate::printing::Printing;
+use crate::registry::Registry;
+
+/// Prefix of command barcodes.
+pub const COMMAND_PREFIX: &str = "HF:";
+
+/// What a scan asks for.
+#[derive(Clone, Debug)]
+enum Command {
+    Floor(FloorRequest),
+    CancelTask,
+    PackageLabel,
+}
+
+/// Reads a scan: a command barcode, or a scan for the session.
+fn command(data: &[u8]) -> Result<Command, Feedback> {
+    let Some(rest) = data.strip_prefix(COMMAND_PREFIX.as_bytes()) else {
+        return Ok(Command::Floor(FloorRequest::Input {
+            session: None,
+            input: RawInput::Scan(data.to_vec()),
+        }));
+    };
+    let text = std::str::from_utf8(rest)
+        .map_err(|_| Feedback::bad("unknown_command", "command barcode is not text"))?
+        .trim()
+        .to_ascii_uppercase();
+    let input = |input| {
+        Ok(Command::Floor(FloorRequest::Input {
+            session: None,
+            input,
+        }))
+    };
+    match text.as_str() {
+        "VALIDATE" => input(RawInput::Validate(None)),
+        "VALIDATE:BACKORDER" => input(RawInput::Validate(Some(BackorderChoice::Backorder))),
+        "VALIDATE:NO-BACKORDER" => input(RawInput::Validate(Some(BackorderChoice::NoBackorder))),
+        "FINISH" => input(RawInput::Finish),
+        "LOGOUT" => Ok(Command::Floor(FloorRequest::Logout)),
+        "CANCEL" => Ok(Command::CancelTask),
+        "LABEL" => Ok(Command::PackageLabel),
+        other => match other.strip_prefix("QTY:").map(str::parse::<f64>) {
+            Some(Ok(q)) if q.is_finite() && q >= 0.0 => input(RawInput::Quantity(q)),
+            Some(_) => Err(Feedback::bad(
+                "invalid_quantity",
+                format!("{other:?}: the quantity must be a number, e.g. HF:QTY:12"),
+            )),
+            None => Err(Feedback::bad(
+                "unknown_command",
+                format!(
+                    "unknown command barcode {COMMAND_PREFIX}{other}; known: QTY:<n>, VALIDATE, VALIDATE:BACKORDER, VALIDATE:NO-BACKORDER, FINISH, CANCEL, LABEL, LOGOUT"
+                ),
+            )),
+        },
+    }
+}
+
+/// What a device hears of a floor answer.
+pub fn feedback(answer: &Answer) -> Feedback {
+    let body = &answer.body;
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    if answer.status < 300 {
+        let message = body
+            .pointer("/session/prompt")
+            .and_then(text)
+            .or_else(|| body.get("message").and_then(text))
+            .or_else(|| {
+                body.pointer("/operator/name")
+                    .and_then(text)
+                    .map(|n| format!("Signed in: {n}. Scan a picking."))
+            })
+            .unwrap_or_else(|| "OK".into());
+        Feedback::good(message)
+    } else {
+        Feedback::bad(
+            body.get("code")
+                .and_then(text)
+                .unwrap_or_else(|| format!("http_{}", answer.status)),
+            body.get("message")
+                .and_then(text)
+                .unwrap_or_else(|| "refused".into()),
+        )
+    }
+}
+
+/// The hub the scanner transports feed: scans to the floor, link events to the registry.
+#[derive(Clone, Debug)]
+pub struct ScanHub {
+    floor: Floor,
+    registry: Registry,
+    printing: Printing,
+    /// Transport name of each configured scanner (others are MQTT).
+    transports: std::sync::Arc<std::collections::HashMap<String, &'static str>>,
+    /// Id of the MQTT broker link in the registry.
+    broker: Option<String>,
+}
+
+impl ScanHub {
+    pub fn new(floor: Floor, registry: Registry, printing: Printing, lan: &LanConfig) -> ScanHub {
+        let transports = lan
+            .scanners
+            .iter()
+            .map(|s| (s.id.clone(), transport_name(&s.link)))
+            .collect();
+        ScanHub {
+            floor,
+            registry,
+            printing,
+            transports: std::sync::Arc::new(transports),
+            broker: lan.mqtt.as_ref().map(|(m, _)| m.link.clone()),
+        }
+    }
+
+    fn transport(&self, device: &str) -> &'static str {
+        self.transports.get(device).copied().unwrap_or("mqtt")
+    }
+
+    async fn run(&self, device: &str, data: &[u8], key: Option<String>) -> Feedback {
+        let command = match command(data) {
+            Ok(c) => c,
+            Err(refused) => return refused,
+        };
+        let caller = Caller {
+            device: device.to_owned(),
+            key,
+            fingerprint: sha256_hex(data),
+        };
+        match command {
+            Command::Floor(request) => feedback(&self.floor.handle(&caller, request).await),
+            Command::CancelTask => match self.current_session(device) {
+                Some((session, _)) => feedback(
+                    &self
+                        .floor
+                        .handle(&caller, FloorRequest::Cancel { session })
+                        .await,
+                ),
+                None => Feedback::bad("no_session", "no task open to cancel"),
+            },
+            Command::PackageLabel => self.package_label(device).await,
+        }
+    }
+
+    /// The device's open session and its picking.
+    fn current_session(&self, device: &str) -> Option<(String, Option<i64>)> {
+        let who = self.floor.whoami(device);
+        let session = who.body.get("session")?;
+        let id = session.get("id")?.as_str()?.to_owned();
+        let picking = session.pointer("/picking/id").and_then(Value::as_i64);
+        Some((id, picking))
+    }
+
+    async fn package_label(&self, device: &str) -> Feedback {
+        let Some((_, Some(picking))) = self.current_session(device) else {
+            return Feedback::bad("no_session", "open a picking first, then scan HF:LABEL");
+        };
+        let result = async {
+            let printer = self.printing.printer_for(None, Some(device))?;
+            let label = self.printing.package_label(picking).await?;
+            let id = self
+                .printing
+                .enqueue(
+                    printer,
+                    &label,
+                    &format!("device:{device}"),
+                    Some(format!("picking:{picking}")),
+                )
+                .await?;
+            Ok::<_, crate::printing::PrintError>((id, printer.id.clone()))
+        }
+        .await;
+        match result {
+            Ok((id, printer)) => {
+                Feedback::good(format!("Package label queued on {printer} (job {id})"))
+            }
+            Err(e) => Feedback::bad("print_failed", e.to_string()),
+        }
+    }
+}
+
+impl Hub for ScanHub {
+    async fn scan(&self, device: &str, data: Vec<u8>, key: Option<String>) -> Feedback {
+        let feedback = self.run(device, &data, key).await;
+        let error = (!feedback.good).then(|| format!("{}: {}", feedback.code, feedback.message));
+        self.registry.scanned(
+            device,
+            self.transport(device),
+            feedback.good,
+            error.as_deref(),
+        );
+        tracing::debug!(%device, good = feedback.good, code = %feedback.code, "scanner scan");
+        feedback
+    }
+
+    fn event(&self, device: &str, event: DeviceEvent) {
+        let kind = if self.broker.as_deref() == Some(device) {
+            "broker"
+        } else {
+            "scanner"
+        };
+        match &event {
+            DeviceEvent::Connected { address } => {
+                tracing::info!(%device, %address, "device connected")
+            }
+            DeviceEvent::Disconnected { error } => {
+                tracing::warn!(%device, error = error.as_deref().unwrap_or("closed"), "device disconnected")
+            }
+            DeviceEvent::Refused { error } => {
+                tracing::warn!(%device, %error, "device input refused")
+            }
+        }
+        self.registry
+            .event(device, kind, self.transport(device), &event);
+    }
+}
+
+fn transport_name(link: &ScannerLink) -> &'static str {
+    match link {
+        ScannerLink::Serial(_) => "serial",
+        ScannerLink::Tcp(holdfast_devices::tcp::TcpMode::Listen(_)) => "tcp-listen",
+        ScannerLink::Tcp(holdfast_devices::tcp::TcpMode::Connect(_)) => "tcp-connect",
+    }
+}
+
+/// Starts every configured scanner transport; they run until `cancel`.
+pub fn spawn(
+    hub: &ScanHub,
+    lan: &LanConfig,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    use anyhow::Context;
+    let mut tasks = Vec::new();
+    let retry_min = std::time::Duration::from_millis(250);
+    let retry_max = std::time::Duration::from_secs(10);
+    for s in &lan.scanners {
+        let (transport, address) = match &s.link {
+            ScannerLink::Serial(settings) => ("serial", settings.path.display().to_string()),
+            ScannerLink::Tcp(holdfast_devices::tcp::TcpMode::Listen(a)) => {
+                ("tcp-listen", a.to_string())
+            }
+            ScannerLink::Tcp(holdfast_devices::tcp::TcpMode::Connect(a)) => {
+                ("tcp-connect", a.clone())
+            }
+        };
+        hub.registry
+            .configure(&s.id, "scanner", transport, Some(address));
+        match &s.link {
+            ScannerLink::Serial(settings) => {
+                let scanner = holdfast_devices::serial::SerialScanner {
+                    device: s.id.clone(),
+                    settings: settings.clone(),
+                    frame: s.frame.clone(),
+                    good_beep: s.good_beep.clone(),
+                    bad_beep: s.bad_beep.clone(),
+                    retry_min,
+                    retry_max,
+                };
+                let thread = holdfast_devices::serial::spawn_scanner(
+                    scanner,
+                    hub.clone(),
+                    tokio::runtime::Handle::current(),
+                    cancel.clone(),
+                )
+                .with_context(|| format!("starting serial scanner {}", s.id))?;
+                // The thread stops at `cancel`; a task joins it so shutdown waits for it.
+                tasks.push(tokio::task::spawn_blocking(move || {
+                    let _ = thread.join();
+                }));
+            }
+            ScannerLink::Tcp(mode) => {
+                let scanner = holdfast_devices::tcp::TcpScanner {
+                    device: s.id.clone(),
+                    mode: mode.clone(),
+                    frame: s.frame.clone(),
+                    idle_timeout: s.idle_timeout,
+                    good_beep: s.good_beep.clone(),
+                    bad_beep: s.bad_beep.clone(),
+                    retry_min,
+                    retry_max,
+                };
+                let hub = hub.clone();
+                let cancel = cancel.clone();
+                let id = s.id.clone();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = holdfast_devices::tcp::run_scanner(scanner, hub, cancel).await {
+                        tracing::error!(device = %id, error = %e, "TCP scanner cannot start");
+                    }
+                }));
+            }
+        }
+    }
+    if let Some((settings, _)) = &lan.mqtt {
+        hub.registry.configure(
+            &settings.link,
+            "broker",
+            "mqtt",
+            Some(format!("{}:{}", settings.host, settings.port)),
+        );
+        for d in &settings.devices {
+            hub.registry.configure(d, "scanner", "mqtt", None);
+        }
+        let settings = settings.clone();
+        let hub = hub.clone();
+        let cancel = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = holdfast_devices::mqtt::run(settings, hub, cancel).await {
+                tracing::error!(error = %e, "MQTT scanners cannot start");
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_barcodes() {
+        assert!(matches!(
+            command(b"HF:QTY:12").unwrap(),
+            Command::Floor(FloorRequest::Input { input: RawInput::Quantity(q), .. }) if q == 12.0
+        ));
+        // The prefix is case-sensitive: a product code may start with "hf:".
+        assert!(matches!(
+            command(b"hf:validate").unwrap(),
+            Command::Floor(FloorRequest::Input {
+                input: RawInput::Scan(_),
+                ..
+            })
+        ));
+        assert!(matches!(
+            command(b"HF:label").unwrap(),
+            Command::PackageLabel
+        ));
+        assert!(matches!(
+            command(b"HF:CANCEL").unwrap(),
+            Command::CancelTask
+        ));
+        assert!(matches!(
+            command(b"HF:VALIDATE:NO-BACKORDER").unwrap(),
+            Command::Floor(FloorRequest::Input {
+                input: RawInput::Validate(Some(BackorderChoice::NoBackorder)),
+                ..
+            })
+        ));
+        assert_eq!(command(b"HF:QTY:-1").unwrap_err().code, "invalid_quantity");
+        assert_eq!(command(b"HF:FORMAT").unwrap_err().code, "unknown_command");
+        assert!(matches!(
+            command(b"5901230000363").unwrap(),
+            Command::Floor(FloorRequest::Input {
+                input: RawInput::Scan(_),
+                ..
+            })
+        ));
+    }
+}
