@@ -6,15 +6,18 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use holdfast_devices::hub::{DeviceEvent, Feedback, Hub};
+use holdfast_devices::hub::DeviceEvent;
 use holdfast_devices::mqtt::{self, MqttSettings};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::{TestHub, eventually};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -89,34 +92,6 @@ impl Relay {
     }
 }
 
-/// A scan as the hub saw it: device, bytes, idempotency key.
-type Seen = (String, Vec<u8>, Option<String>);
-
-/// Records scans and events; answers good unless the scan is `BAD`.
-#[derive(Clone, Default)]
-struct TestHub {
-    scans: Arc<Mutex<Vec<Seen>>>,
-    events: Arc<Mutex<Vec<(String, DeviceEvent)>>>,
-}
-
-impl Hub for TestHub {
-    async fn scan(&self, device: &str, data: Vec<u8>, key: Option<String>) -> Feedback {
-        self.scans
-            .lock()
-            .unwrap()
-            .push((device.into(), data.clone(), key));
-        if data == b"BAD" {
-            Feedback::bad("refused", "bad scan")
-        } else {
-            Feedback::good(format!("got {}", String::from_utf8_lossy(&data)))
-        }
-    }
-
-    fn event(&self, device: &str, event: DeviceEvent) {
-        self.events.lock().unwrap().push((device.into(), event));
-    }
-}
-
 fn settings(port: u16) -> MqttSettings {
     MqttSettings {
         link: "broker".into(),
@@ -132,17 +107,6 @@ fn settings(port: u16) -> MqttSettings {
         devices: vec![],
         retry_min: Duration::from_millis(50),
         retry_max: Duration::from_millis(300),
-    }
-}
-
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

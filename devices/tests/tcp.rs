@@ -1,0 +1,203 @@
+//! TCP scanners in both modes, on loopback: scans and beeps, a reconnect that replaces the old
+//! connection, a flood, a 1 MB line, a half-close, an idle time-out, and a scanner the
+//! appliance connects to going away and coming back.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use holdfast_devices::frame::FrameConfig;
+use holdfast_devices::tcp::{TcpMode, TcpScanner, run_scanner};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::{TestHub, eventually};
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn scanner(mode: TcpMode, idle: Option<Duration>) -> TcpScanner {
+    TcpScanner {
+        device: "tcp-1".into(),
+        mode,
+        frame: FrameConfig::default(),
+        idle_timeout: idle,
+        good_beep: vec![0x06],
+        bad_beep: vec![0x15],
+        retry_min: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+    }
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    for _ in 0..200 {
+        if let Ok(s) = TcpStream::connect(addr).await {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("cannot connect to {addr}");
+}
+
+async fn beeps(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_mode_scans_beeps_and_a_reconnect_replaces_the_old_connection() {
+    let addr = free_addr();
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_scanner(
+        scanner(TcpMode::Listen(addr), None),
+        hub.clone(),
+        cancel.clone(),
+    ));
+    let mut first = connect(addr).await;
+    first.write_all(b"A1\rBAD\r").await.unwrap();
+    assert_eq!(beeps(&mut first, 2).await, vec![0x06, 0x15]);
+    // The scanner power-cycles and connects again: the new connection is served, the old one closed.
+    let mut second = connect(addr).await;
+    second.write_all(b"A2\r").await.unwrap();
+    assert_eq!(beeps(&mut second, 1).await, vec![0x06]);
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), first.read_to_end(&mut rest)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "old connection closed");
+    assert_eq!(
+        hub.data(),
+        vec![b"A1".to_vec(), b"BAD".to_vec(), b"A2".to_vec()]
+    );
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_served_in_order_and_a_1mb_line_is_refused_once() {
+    let addr = free_addr();
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_scanner(
+        scanner(TcpMode::Listen(addr), None),
+        hub.clone(),
+        cancel.clone(),
+    ));
+    let s = connect(addr).await;
+    let (mut rd, mut wr) = s.into_split();
+    // The scanner reads its beeps on the side, as a device would.
+    let reader = tokio::spawn(async move {
+        let mut all = Vec::new();
+        let mut b = [0u8; 4096];
+        loop {
+            match rd.read(&mut b).await {
+                Ok(0) | Err(_) => return all,
+                Ok(n) => all.extend_from_slice(&b[..n]),
+            }
+        }
+    });
+    let n = 20_000;
+    let mut flood = Vec::new();
+    for i in 0..n {
+        flood.extend_from_slice(format!("S{i}\r").as_bytes());
+    }
+    wr.write_all(&flood).await.unwrap();
+    // A megabyte without a terminator, then a good scan.
+    wr.write_all(&vec![b'x'; 1 << 20]).await.unwrap();
+    wr.write_all(b"\rLAST\r").await.unwrap();
+    let h = hub.clone();
+    eventually("all scans", || h.data().len() == n + 1).await;
+    let data = hub.data();
+    assert!(
+        data[..n]
+            .iter()
+            .enumerate()
+            .all(|(i, d)| *d == format!("S{i}").into_bytes()),
+        "in order"
+    );
+    assert_eq!(data[n], b"LAST");
+    assert_eq!(hub.refusals(), 1, "the 1 MB line, once");
+    wr.shutdown().await.unwrap();
+    let heard = reader.await.unwrap();
+    assert_eq!(
+        heard.len(),
+        n + 2,
+        "a beep per scan and one for the refused line"
+    );
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_close_delivers_the_last_scan_and_idle_connections_are_closed() {
+    let addr = free_addr();
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_scanner(
+        scanner(TcpMode::Listen(addr), Some(Duration::from_millis(300))),
+        hub.clone(),
+        cancel.clone(),
+    ));
+    let mut s = connect(addr).await;
+    // No terminator, then the write side closed: the tail is a scan, and its beep still comes.
+    s.write_all(b"TAIL").await.unwrap();
+    s.shutdown().await.unwrap();
+    assert_eq!(beeps(&mut s, 1).await, vec![0x06]);
+    assert_eq!(hub.data(), vec![b"TAIL".to_vec()]);
+    // A connection that says nothing is closed after the idle time-out.
+    let mut idle = connect(addr).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "idle connection closed by the appliance");
+    let h = hub.clone();
+    eventually("idle reported", || {
+        h.events.lock().unwrap().iter().any(|(_, e)| {
+            matches!(e, holdfast_devices::hub::DeviceEvent::Disconnected { error: Some(m) } if m.contains("idle"))
+        })
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_mode_reconnects_when_the_scanner_comes_back() {
+    let addr = free_addr();
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    // The appliance starts first: the scanner is not there yet (one report, then retries).
+    let task = tokio::spawn(run_scanner(
+        scanner(TcpMode::Connect(addr.to_string()), None),
+        hub.clone(),
+        cancel.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hub.disconnects(), 1, "an outage is reported once");
+    // The scanner (a serial-to-Ethernet box) appears.
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    s.write_all(b"ONE\r").await.unwrap();
+    assert_eq!(beeps(&mut s, 1).await, vec![0x06]);
+    // It reboots: the connection drops, the appliance connects again.
+    drop(s);
+    let (mut s, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    s.write_all(b"TWO\r").await.unwrap();
+    assert_eq!(beeps(&mut s, 1).await, vec![0x06]);
+    assert_eq!(hub.data(), vec![b"ONE".to_vec(), b"TWO".to_vec()]);
+    assert_eq!(hub.connects(), 2);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
