@@ -887,3 +887,143 @@ fn issued_devices_operators_and_idempotent_steps_over_http() {
     assert_eq!(status, 401);
     assert!(terminate(child).success());
 }
+
+/// Plays scans on a running demo's scanner; returns the lines `demo-scan` printed.
+fn demo_scan(data: &Path, via: &str, scans: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "demo-scan",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--via",
+        via,
+    ];
+    args.extend_from_slice(scans);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn demo_scanners_on_a_pty_and_mqtt_run_picks_and_labels_reach_the_printer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let mut child = holdfast()
+        .args([
+            "demo",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("demo exited early").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("status:") {
+            break rest
+                .trim()
+                .trim_start_matches("http://")
+                .trim_end_matches("/api/v1/status")
+                .to_owned();
+        }
+    };
+    wait_for(&addr);
+    // The serial scanner (a pseudo-terminal the demo plays) picks WH/INT/00001 to the end.
+    let heard = demo_scan(
+        &data,
+        "serial",
+        &[
+            "OP-ALICE",
+            "WH/INT/00001",
+            "WH-A-02-03",
+            "5901230000363",
+            "HF:QTY:19",
+            "WH-A-03-02",
+            "5901230000035",
+            "]C110LOT-00004-A",
+            "HF:QTY:12",
+            "WH-A-03-03",
+            "5901230000103",
+            "HF:QTY:4",
+            "HF:VALIDATE",
+            "NO-SUCH-CODE",
+        ],
+    );
+    assert_eq!(heard.len(), 14, "{heard:?}");
+    assert!(
+        heard[..13].iter().all(|l| l.starts_with("good")),
+        "{heard:#?}"
+    );
+    assert!(heard[13].starts_with("BAD"), "{heard:#?}");
+    // The MQTT scanner picks WH/OUT/00001 and prints its package label (a delivery label).
+    let heard = demo_scan(
+        &data,
+        "mqtt",
+        &[
+            "OP-BOB",
+            "WH/OUT/00001",
+            "WH-A-01-10",
+            "HF-00040",
+            "HF:QTY:3",
+            "HF:LABEL",
+        ],
+    );
+    assert!(heard.iter().all(|l| l.starts_with("good")), "{heard:#?}");
+    assert!(
+        heard[5].contains("Package label queued on demo-printer"),
+        "{heard:#?}"
+    );
+    // The label reached the demo's printer: a delivery label to the picking's partner, SSCC
+    // with its FNC1.
+    let labels = data.join("labels");
+    let start = Instant::now();
+    let label = loop {
+        let found: Vec<_> = std::fs::read_dir(&labels).unwrap().flatten().collect();
+        if let Some(f) = found.first() {
+            break std::fs::read_to_string(f.path()).unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no label printed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        label.starts_with("^XA^CI28") && label.ends_with("^XZ"),
+        "{label}"
+    );
+    assert!(
+        label.contains("SHIP TO") && label.contains("WH/OUT/00001"),
+        "{label}"
+    );
+    assert!(label.contains("^FD>;>800"), "SSCC as GS1-128: {label}");
+    // The registry knows both scanners and the printer.
+    let (status, body) = get(&addr, "/api/v1/devices").unwrap();
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let devices = json["devices"].as_array().unwrap();
+    let find = |id: &str| devices.iter().find(|d| d["id"] == id).cloned().unwrap();
+    assert_eq!(find("demo-serial")["scans"], 14);
+    assert_eq!(find("demo-serial")["refused"], 1);
+    assert_eq!(find("demo-mqtt")["transport"], "mqtt");
+    assert_eq!(find("demo-printer")["state"], "online");
+    let (_, body) = get(&addr, "/api/v1/print-jobs").unwrap();
+    let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(jobs["jobs"][0]["template"], "delivery");
+    assert_eq!(jobs["jobs"][0]["state"], "sent");
+    assert!(terminate(child).success());
+    // The floor recorded the picks and the validation.
+    let c = data.join("holdfast.toml");
+    let out = run(&["--config", c.to_str().unwrap(), "journal", "list", "--json"]);
+    let journal = text(&out.stdout);
+    assert!(journal.contains("\"kind\":\"validate\""), "{journal}");
+    let out = run(&["--config", c.to_str().unwrap(), "devices", "list"]);
+    assert!(
+        text(&out.stdout).contains("demo-serial"),
+        "{}",
+        text(&out.stdout)
+    );
+}

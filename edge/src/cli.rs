@@ -417,7 +417,9 @@ async fn device_command(store: &Store, cmd: DeviceCommand) -> anyhow::Result<()>
                 );
             }
             println!();
-            println!("SCANNERS, PRINTERS AND LINKS (as the running appliance last saved them)");
+            println!(
+                "SCANNERS, PRINTERS AND LINKS (as the running appliance last saved them; * = seen, not configured)"
+            );
             println!(
                 "{:<20} {:<8} {:<11} {:<8} {:<24} {:>7} {:>7} {:>6}  LAST ERROR",
                 "DEVICE", "KIND", "TRANSPORT", "STATE", "LAST SEEN", "SCANS", "REFUSED", "ERRORS"
@@ -678,17 +680,11 @@ async fn conflicts_command(store: &Store, cmd: ConflictsCommand) -> anyhow::Resu
 
 /// Plays scans on a running demo's scanners through its API.
 async fn demo_scan(data_dir: Option<PathBuf>, via: &str, scans: &[String]) -> anyhow::Result<()> {
-    let dir = data_dir.unwrap_or_else(demo::default_dir);
-    let config = load_config(&dir.join("holdfast.toml"))?;
-    let token = config
-        .http
-        .manager_token
-        .as_ref()
-        .context("the demo config has no manager token")?;
+    let (base, token) = demo_api(data_dir)?;
     let client = reqwest::Client::new();
     for scan in scans {
         let answer = client
-            .post(format!("http://{}/api/v1/demo/scan", config.http.listen))
+            .post(format!("{base}/api/v1/demo/scan"))
             .bearer_auth(token.expose())
             .json(&serde_json::json!({"via": via, "scan": scan}))
             .send()
@@ -721,15 +717,25 @@ async fn demo_scan(data_dir: Option<PathBuf>, via: &str, scans: &[String]) -> an
 }
 
 /// Switches a running demo's cloud link through its API.
-async fn demo_cloud(data_dir: Option<PathBuf>, body: serde_json::Value) -> anyhow::Result<()> {
+/// Where a running demo serves (the address it bound, which `--listen 127.0.0.1:0` leaves
+/// to the system) and its manager token.
+fn demo_api(data_dir: Option<PathBuf>) -> anyhow::Result<(String, config::Secret)> {
     let dir = data_dir.unwrap_or_else(demo::default_dir);
     let config = load_config(&dir.join("holdfast.toml"))?;
     let token = config
         .http
         .manager_token
-        .as_ref()
+        .clone()
         .context("the demo config has no manager token")?;
-    let url = format!("http://{}/api/v1/demo/cloud", config.http.listen);
+    let addr = std::fs::read_to_string(dir.join(demo::SERVING_FILE))
+        .map(|a| a.trim().to_owned())
+        .unwrap_or_else(|_| config.http.listen.to_string());
+    Ok((format!("http://{addr}"), token))
+}
+
+async fn demo_cloud(data_dir: Option<PathBuf>, body: serde_json::Value) -> anyhow::Result<()> {
+    let (base, token) = demo_api(data_dir)?;
+    let url = format!("{base}/api/v1/demo/cloud");
     let answer = reqwest::Client::new()
         .post(&url)
         .bearer_auth(token.expose())
@@ -846,6 +852,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
                 let addr = listener.local_addr()?;
+                std::fs::write(dir.join(demo::SERVING_FILE), addr.to_string())
+                    .context("writing the demo's address")?;
                 let store = open_store(&config)?;
                 let odoo = config.odoo.as_ref().context("demo config has no [odoo]")?;
                 let mut puller = pull::connect(&store, odoo, Default::default()).await?;

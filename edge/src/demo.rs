@@ -96,6 +96,10 @@ impl DemoCloud {
     }
 }
 
+/// File in the demo's data directory holding the address it serves on (for `demo-cloud` and
+/// `demo-scan` when it was started with port 0).
+pub const SERVING_FILE: &str = "serving";
+
 /// The demo's manager token (conflicts inbox and the cloud switch).
 pub const DEMO_MANAGER_TOKEN: &str = "demo-manager-token";
 
