@@ -210,6 +210,31 @@ impl Framer {
     }
 }
 
+/// Hands a frame to the hub: a scan is answered by it, a line that was too long is refused
+/// here (and reported). Returns whether the device should hear a good beep.
+pub async fn deliver<H: crate::hub::Hub>(
+    hub: &H,
+    device: &str,
+    frame: Frame,
+    config: &FrameConfig,
+) -> bool {
+    match frame {
+        Frame::Scan(data) => hub.scan(device, data, None).await.good,
+        Frame::TooLong { len } => {
+            hub.event(
+                device,
+                crate::hub::DeviceEvent::Refused {
+                    error: format!(
+                        "a line of {len} bytes without terminator ({}), longer than {} bytes: dropped",
+                        config.terminator, config.max_len
+                    ),
+                },
+            );
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,8 @@
 //! id seen moments ago gets the same answer again without a second step. A scan is
 //! acknowledged (PUBACK) only after the appliance has answered it, so one lost while the
 //! appliance restarts is delivered again by the broker (persistent session, clean session
-//! off), never dropped.
+//! off), never dropped. Acknowledgements go out in arrival order, as MQTT requires, while
+//! devices are answered in parallel (each device's scans in order).
 //!
 //! TLS is rustls with the ring provider (the stack the Odoo client uses), with the site's CA
 //! and optionally a client certificate; or username and password, or both.
@@ -25,7 +26,7 @@ use std::time::Duration;
 use backon::BackoffBuilder;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{DeviceEvent, Feedback, Hub};
@@ -256,9 +257,26 @@ fn options(settings: &MqttSettings) -> Result<MqttOptions, MqttError> {
     Ok(options)
 }
 
-/// One scan handed to a device's worker.
+/// One scan handed to a device's worker; `done` says it was answered (then it may be
+/// acknowledged).
 struct Job {
     publish: Publish,
+    done: oneshot::Sender<()>,
+}
+
+/// Acknowledges scans in the order they arrived, each once its answer is out. MQTT wants
+/// PUBACKs in arrival order (3.1.1 §4.6), while devices answer at their own pace.
+async fn ack_in_order(
+    client: AsyncClient,
+    mut arrived: mpsc::UnboundedReceiver<(Publish, oneshot::Receiver<()>)>,
+) {
+    while let Some((publish, done)) = arrived.recv().await {
+        // A worker that stopped drops its sender: acknowledge anyway, or every later scan waits.
+        let _ = done.await;
+        if let Err(e) = client.ack(&publish).await {
+            tracing::warn!(error = %e, "MQTT ack not sent");
+        }
+    }
 }
 
 /// Serves scanners on the broker until `cancel`. Errors only on unusable settings (bad
@@ -272,6 +290,14 @@ pub async fn run<H: Hub>(
     let replies = TopicPattern::parse(&settings.reply_topic)?;
     let options = options(&settings)?;
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let (arrived, arrivals) = mpsc::unbounded_channel();
+    let acks = tokio::spawn(ack_in_order(client.clone(), arrivals));
+    // Queues a scan for acknowledgement in arrival order; the returned sender releases it.
+    let queue_ack = |publish: &Publish| {
+        let (done, wait) = oneshot::channel();
+        let _ = arrived.send((publish.clone(), wait));
+        done
+    };
     let address = format!("{}:{}", settings.host, settings.port);
     let mut workers: HashMap<String, mpsc::Sender<Job>> = HashMap::new();
     let mut delays = backoff(&settings);
@@ -298,6 +324,7 @@ pub async fn run<H: Hub>(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let done = queue_ack(&publish);
                 let Some(device) = scans.device(&publish.topic).map(str::to_owned) else {
                     hub.event(
                         &settings.link,
@@ -308,7 +335,7 @@ pub async fn run<H: Hub>(
                             ),
                         },
                     );
-                    let _ = client.ack(&publish).await;
+                    let _ = done.send(());
                     continue;
                 };
                 if !settings.devices.is_empty() && !settings.devices.contains(&device) {
@@ -320,7 +347,7 @@ pub async fn run<H: Hub>(
                             ),
                         },
                     );
-                    let _ = client.ack(&publish).await;
+                    let _ = done.send(());
                     continue;
                 }
                 let worker = workers.entry(device.clone()).or_insert_with(|| {
@@ -340,15 +367,20 @@ pub async fn run<H: Hub>(
                     );
                     tx
                 });
-                // Never block the link (pings, acks) on a slow device: a device with a full
-                // queue loses nothing — the scan is not acknowledged, so the broker keeps it.
-                if let Err(e) = worker.try_send(Job { publish }) {
-                    hub.event(
-                        &device,
-                        DeviceEvent::Refused {
-                            error: format!("scans arrive faster than they are answered: {e}"),
-                        },
-                    );
+                // Never block the link (pings, acks) on a device that floods faster than it
+                // is answered: the excess is refused (and acknowledged, so the rest flows).
+                if let Err(e) = worker.try_send(Job { publish, done }) {
+                    let (error, job) = match e {
+                        mpsc::error::TrySendError::Full(job) => (
+                            format!("more than {DEVICE_QUEUE} scans waiting: dropped"),
+                            job,
+                        ),
+                        mpsc::error::TrySendError::Closed(job) => {
+                            ("device worker stopped".to_owned(), job)
+                        }
+                    };
+                    hub.event(&device, DeviceEvent::Refused { error });
+                    let _ = job.done.send(());
                 }
             }
             Ok(_) => {}
@@ -371,6 +403,8 @@ pub async fn run<H: Hub>(
             }
         }
     }
+    drop(arrived);
+    let _ = tokio::time::timeout(Duration::from_secs(2), acks).await;
     let _ = client.try_disconnect();
     Ok(())
 }
@@ -394,7 +428,7 @@ async fn serve_device<H: Hub>(
 ) {
     let reply_topic = replies.topic(&device);
     let mut recent: VecDeque<(u16, Vec<u8>, Vec<u8>)> = VecDeque::with_capacity(RECENT);
-    while let Some(Job { publish }) = jobs.recv().await {
+    while let Some(Job { publish, done }) = jobs.recv().await {
         let payload = publish.payload.to_vec();
         let known = (publish.dup && publish.pkid != 0)
             .then(|| {
@@ -439,9 +473,138 @@ async fn serve_device<H: Hub>(
         {
             tracing::warn!(%device, error = %e, "MQTT reply not sent");
         }
-        if let Err(e) = client.ack(&publish).await {
-            tracing::warn!(%device, error = %e, "MQTT ack not sent");
+        let _ = done.send(());
+    }
+}
+
+/// A scanner's side of the protocol: publishes scans (JSON with an id) on its scan topic and
+/// collects the appliance's replies. The demo plays its MQTT scanner with it; tests and the
+/// benchmark use it as scanners would.
+#[derive(Clone, Debug)]
+pub struct ScannerClient {
+    client: AsyncClient,
+    scan_topic: String,
+    waiting: Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<serde_json::Value>>>>,
+    replies: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ScannerClient {
+    /// Connects as `client_id` and subscribes to `reply_topic`; ready once the broker
+    /// confirmed the subscription (or an error after `timeout`).
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        client_id: &str,
+        scan_topic: &str,
+        reply_topic: &str,
+        timeout: Duration,
+    ) -> Result<ScannerClient, String> {
+        let mut options = MqttOptions::new(client_id, host, port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let me = ScannerClient {
+            client: client.clone(),
+            scan_topic: scan_topic.to_owned(),
+            waiting: Arc::default(),
+            replies: Arc::default(),
+            next: Arc::default(),
+        };
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
+        let (waiting, replies) = (me.waiting.clone(), me.replies.clone());
+        let reply_topic = reply_topic.to_owned();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = client
+                            .subscribe(reply_topic.as_str(), QoS::AtLeastOnce)
+                            .await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let Ok(reply) = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                        else {
+                            continue;
+                        };
+                        let waiter = reply.get("id").and_then(|v| v.as_str()).and_then(|id| {
+                            waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(id)
+                        });
+                        replies
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(reply.clone());
+                        if let Some(tx) = waiter {
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        match tokio::time::timeout(timeout, ready_rx).await {
+            Ok(Ok(())) => Ok(me),
+            _ => Err(format!("no MQTT broker answering at {host}:{port}")),
         }
+    }
+
+    /// Scans with a fresh message id and waits for the reply to it.
+    pub async fn scan(&self, scan: &str, timeout: Duration) -> Result<serde_json::Value, String> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Unique across restarts of the scanner: the appliance remembers ids for a day.
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let id = format!("{at:x}-{n}");
+        self.scan_with_id(&id, scan, timeout).await
+    }
+
+    /// Scans with a given message id (a redelivery uses the same one) and waits for the reply.
+    pub async fn scan_with_id(
+        &self,
+        id: &str,
+        scan: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, String> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), tx);
+        let payload = serde_json::json!({"id": id, "scan": scan}).to_string();
+        self.publish_raw(payload.into_bytes()).await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            _ => {
+                self.waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(id);
+                Err(format!("no reply to {scan:?} within {timeout:?}"))
+            }
+        }
+    }
+
+    /// Publishes any payload on the scan topic (raw scans, garbage).
+    pub async fn publish_raw(&self, payload: Vec<u8>) -> Result<(), String> {
+        self.client
+            .publish(self.scan_topic.as_str(), QoS::AtLeastOnce, false, payload)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Every reply received so far, in order.
+    pub fn replies(&self) -> Vec<serde_json::Value> {
+        self.replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -205,8 +205,7 @@ fn serve_port<H: crate::hub::Hub>(
     runtime: &tokio::runtime::Handle,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> String {
-    use crate::frame::{Frame, Framer};
-    use crate::hub::DeviceEvent;
+    use crate::frame::Framer;
     let mut framer = Framer::new(scanner.frame.clone());
     let mut buf = [0u8; 1024];
     let mut frames = Vec::new();
@@ -237,21 +236,12 @@ fn serve_port<H: crate::hub::Hub>(
         empty_reads = 0;
         framer.push(&buf[..n], &mut frames);
         for frame in frames.drain(..) {
-            let good = match frame {
-                Frame::Scan(data) => runtime.block_on(hub.scan(&scanner.device, data, None)).good,
-                Frame::TooLong { len } => {
-                    hub.event(
-                        &scanner.device,
-                        DeviceEvent::Refused {
-                            error: format!(
-                                "a line of {len} bytes without terminator ({}), longer than {} bytes: dropped",
-                                scanner.frame.terminator, scanner.frame.max_len
-                            ),
-                        },
-                    );
-                    false
-                }
-            };
+            let good = runtime.block_on(crate::frame::deliver(
+                hub,
+                &scanner.device,
+                frame,
+                &scanner.frame,
+            ));
             let beep = if good {
                 &scanner.good_beep
             } else {

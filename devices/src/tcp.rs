@@ -201,21 +201,7 @@ async fn handle<H: Hub>(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     writable: &mut bool,
 ) {
-    let good = match frame {
-        Frame::Scan(data) => hub.scan(&scanner.device, data, None).await.good,
-        Frame::TooLong { len } => {
-            hub.event(
-                &scanner.device,
-                DeviceEvent::Refused {
-                    error: format!(
-                        "a line of {len} bytes without terminator ({}), longer than {} bytes: dropped",
-                        scanner.frame.terminator, scanner.frame.max_len
-                    ),
-                },
-            );
-            false
-        }
-    };
+    let good = crate::frame::deliver(hub, &scanner.device, frame, &scanner.frame).await;
     let beep = if good {
         &scanner.good_beep
     } else {

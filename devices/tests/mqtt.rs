@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use holdfast_devices::hub::DeviceEvent;
-use holdfast_devices::mqtt::{self, MqttSettings};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use holdfast_devices::mqtt::{self, MqttSettings, ScannerClient};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -110,63 +109,33 @@ fn settings(port: u16) -> MqttSettings {
     }
 }
 
-/// A scanner: publishes scans, collects replies (all of them, in order).
-struct Scanner {
-    client: AsyncClient,
-    replies: Arc<Mutex<Vec<Value>>>,
+/// A scanner (the crate's own scanner client), publishing on `topic`.
+async fn scanner_on(port: u16, name: &str, topic: &str, reply: &str) -> ScannerClient {
+    ScannerClient::connect(
+        "127.0.0.1",
+        port,
+        name,
+        topic,
+        reply,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
 }
 
-async fn scanner(port: u16, device: &str) -> Scanner {
-    let mut options = MqttOptions::new(format!("scanner-{device}"), "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
-    let replies: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let r = replies.clone();
-    let sub = client.clone();
-    let topic = format!("site/scanner/{device}/reply");
-    let subscribed = Arc::new(Mutex::new(false));
-    let s = subscribed.clone();
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    sub.subscribe(topic.as_str(), QoS::AtLeastOnce)
-                        .await
-                        .unwrap();
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => *s.lock().unwrap() = true,
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    r.lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&p.payload).unwrap());
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    });
-    eventually("scanner subscribed", || *subscribed.lock().unwrap()).await;
-    Scanner { client, replies }
+async fn scanner(port: u16, device: &str) -> ScannerClient {
+    scanner_on(
+        port,
+        &format!("scanner-{device}"),
+        &format!("site/scanner/{device}/scan"),
+        &format!("site/scanner/{device}/reply"),
+    )
+    .await
 }
 
-impl Scanner {
-    async fn publish(&self, device: &str, payload: impl Into<Vec<u8>>) {
-        self.client
-            .publish(
-                format!("site/scanner/{device}/scan"),
-                QoS::AtLeastOnce,
-                false,
-                payload.into(),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn wait_replies(&self, n: usize) -> Vec<Value> {
-        let r = self.replies.clone();
-        eventually(&format!("{n} replies"), || r.lock().unwrap().len() >= n).await;
-        self.replies.lock().unwrap().clone()
-    }
+async fn wait_replies(s: &ScannerClient, n: usize) -> Vec<Value> {
+    eventually(&format!("{n} replies"), || s.replies().len() >= n).await;
+    s.replies()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,13 +161,17 @@ async fn scans_in_replies_out_bad_payloads_refused() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = scanner(broker.port(), "dock-1").await;
     // Raw payload with a GS1 separator, JSON with an id, a refused scan, garbage JSON.
-    s.publish("dock-1", b"0105901234123457\x1d10LOT".to_vec())
-        .await;
-    s.publish("dock-1", json!({"id": "a1", "scan": "WH-A-01"}).to_string())
-        .await;
-    s.publish("dock-1", b"BAD".to_vec()).await;
-    s.publish("dock-1", b"{\"scan\": 5}".to_vec()).await;
-    let replies = s.wait_replies(4).await;
+    s.publish_raw(b"0105901234123457\x1d10LOT".to_vec())
+        .await
+        .unwrap();
+    s.publish_raw(Vec::from(
+        json!({"id": "a1", "scan": "WH-A-01"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    s.publish_raw(b"BAD".to_vec()).await.unwrap();
+    s.publish_raw(b"{\"scan\": 5}".to_vec()).await.unwrap();
+    let replies = wait_replies(&s, 4).await;
     assert_eq!(replies[0]["ok"], true);
     assert_eq!(replies[0]["scan"], "0105901234123457\u{1d}10LOT");
     assert_eq!(
@@ -221,15 +194,14 @@ async fn scans_in_replies_out_bad_payloads_refused() {
         "the message id is the idempotency key"
     );
     // A topic level that is no device id is refused, not served.
-    s.client
-        .publish(
-            "site/scanner/bad id!/scan",
-            QoS::AtLeastOnce,
-            false,
-            b"X".to_vec(),
-        )
-        .await
-        .unwrap();
+    let stray = scanner_on(
+        broker.port(),
+        "stray",
+        "site/scanner/bad id!/scan",
+        "stray/reply",
+    )
+    .await;
+    stray.publish_raw(b"X".to_vec()).await.unwrap();
     eventually("refusal recorded", || {
         events
             .lock()
@@ -261,9 +233,10 @@ async fn a_broker_restart_is_survived_and_duplicates_keep_their_key() {
     eventually("connected", || connects() == 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = scanner(first.port(), "dock-2").await;
-    s.publish("dock-2", json!({"id": "x1", "scan": "ONE"}).to_string())
-        .await;
-    s.wait_replies(1).await;
+    s.publish_raw(json!({"id": "x1", "scan": "ONE"}).to_string().into_bytes())
+        .await
+        .unwrap();
+    wait_replies(&s, 1).await;
 
     // The broker goes away and another one (no sessions, no subscriptions) takes its place.
     let second = start_broker();
@@ -280,11 +253,13 @@ async fn a_broker_restart_is_survived_and_duplicates_keep_their_key() {
     let s2 = scanner(second.port(), "dock-2").await;
     // The same message delivered twice (a QoS 1 redelivery): both carry the same key, so the
     // appliance acts once (the floor's idempotency) and both get an answer.
-    s2.publish("dock-2", json!({"id": "x2", "scan": "TWO"}).to_string())
-        .await;
-    s2.publish("dock-2", json!({"id": "x2", "scan": "TWO"}).to_string())
-        .await;
-    let replies = s2.wait_replies(2).await;
+    s2.publish_raw(json!({"id": "x2", "scan": "TWO"}).to_string().into_bytes())
+        .await
+        .unwrap();
+    s2.publish_raw(json!({"id": "x2", "scan": "TWO"}).to_string().into_bytes())
+        .await
+        .unwrap();
+    let replies = wait_replies(&s2, 2).await;
     assert!(replies.iter().all(|r| r["id"] == "x2" && r["ok"] == true));
     let keys: Vec<Option<String>> = hub
         .scans

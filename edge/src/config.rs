@@ -867,6 +867,45 @@ over_pick = "warn"
 # [[devices]]
 # id = "handheld-01"
 # token_file = "/etc/holdfast/devices/handheld-01.token"
+
+# Scanners that are not browsers run the same workflows (badge, picking, bins, products, and
+# command barcodes HF:QTY:<n>, HF:VALIDATE, HF:FINISH, HF:LABEL, HF:LOGOUT).
+# [[scanners]]
+# id = "dock-1"
+# transport = "serial"                  # serial | tcp-listen | tcp-connect
+# path = "/dev/serial/by-id/usb-Datalogic_Scanner-if00"
+# baud = 9600                           # data_bits = 8, parity = "none", stop_bits = 1
+# terminator = "cr"                     # cr | lf | crlf | tab | 0x03
+# good_beep = ""                        # hex bytes the scanner beeps on, if it takes any
+# bad_beep = ""
+# printer = "dock-printer"
+#
+# [[scanners]]
+# id = "tunnel-1"
+# transport = "tcp-listen"              # the scanner connects here
+# address = "0.0.0.0:4001"
+# idle_timeout_secs = 600
+
+# MQTT scanners: scans on holdfast/<site>/scanner/<device>/scan, answers on .../reply.
+# [mqtt]
+# host = "broker.site.lan"
+# tls = true
+# ca_file = "/etc/holdfast/mqtt-ca.pem"
+# username = "holdfast"
+# password_file = "mqtt-password"       # a systemd credential
+
+# Label printers (ZPL, raw port 9100 or serial) and what prints.
+# [[printers]]
+# id = "dock-printer"
+# address = "10.0.0.50:9100"
+# dpi = 203
+# width_mm = 100
+# height_mm = 50
+#
+# [printing]
+# default_printer = "dock-printer"
+# receive_labels = true                 # a lot/serial label per received tracked line
+# gs1_company_prefix = "5901230"        # for the SSCCs of package labels
 "#;
 
 #[cfg(test)]

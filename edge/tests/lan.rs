@@ -7,8 +7,6 @@
 // Test code: a failed step should stop with its message.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use holdfast::config::{Config, RawConfig};
@@ -19,9 +17,9 @@ use holdfast::scanners::ScanHub;
 use holdfast::store::{DeviceCmd, JournalFilter, PrintJobFilter, Store, StoreOptions};
 use holdfast::workflow::FloorPolicy;
 use holdfast_devices::label::Label;
+use holdfast_devices::mqtt::ScannerClient;
 use holdfast_devices::printer::{FakeBehaviour, FakePrinter};
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -136,80 +134,25 @@ async fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A scanner on MQTT, as a test plays it: publishes scans, collects replies by id.
-struct MqttScanner {
-    client: AsyncClient,
-    replies: Arc<Mutex<HashMap<String, Vec<Value>>>>,
-    device: String,
+/// A scanner on MQTT, as a scanner would be.
+async fn mqtt_scanner(port: u16, device: &str) -> ScannerClient {
+    ScannerClient::connect(
+        "127.0.0.1",
+        port,
+        &format!("test-{device}"),
+        &format!("holdfast/t/scanner/{device}/scan"),
+        &format!("holdfast/t/scanner/{device}/reply"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
 }
 
-impl MqttScanner {
-    async fn connect(port: u16, device: &str) -> MqttScanner {
-        let mut options = MqttOptions::new(format!("test-{device}"), "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        let replies: Arc<Mutex<HashMap<String, Vec<Value>>>> = Arc::default();
-        let map = replies.clone();
-        let sub = client.clone();
-        let topic = format!("holdfast/t/scanner/{device}/reply");
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let mut ready_tx = Some(ready_tx);
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        sub.subscribe(topic.as_str(), QoS::AtLeastOnce)
-                            .await
-                            .unwrap();
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        if let Some(tx) = ready_tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let v: Value = serde_json::from_slice(&p.payload).unwrap();
-                        let id = v["id"].as_str().unwrap_or("").to_owned();
-                        map.lock().unwrap().entry(id).or_default().push(v);
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), ready_rx)
-            .await
-            .unwrap()
-            .unwrap();
-        MqttScanner {
-            client,
-            replies,
-            device: device.into(),
-        }
-    }
-
-    async fn publish(&self, id: &str, scan: &str) {
-        self.client
-            .publish(
-                format!("holdfast/t/scanner/{}/scan", self.device),
-                QoS::AtLeastOnce,
-                false,
-                json!({"id": id, "scan": scan}).to_string(),
-            )
-            .await
-            .unwrap();
-    }
-
-    /// Scans and waits for the reply to this id.
-    async fn scan(&self, id: &str, scan: &str) -> Value {
-        self.publish(id, scan).await;
-        let replies = self.replies.clone();
-        eventually(Duration::from_secs(10), &format!("reply to {scan}"), || {
-            replies.lock().unwrap().contains_key(id)
-        })
-        .await;
-        self.replies.lock().unwrap()[id][0].clone()
-    }
+async fn scan(scanner: &ScannerClient, id: &str, code: &str) -> Value {
+    scanner
+        .scan_with_id(id, code, Duration::from_secs(10))
+        .await
+        .unwrap()
 }
 
 #[track_caller]
@@ -234,15 +177,15 @@ async fn an_mqtt_scanner_runs_a_pick_and_a_duplicate_is_acted_on_once() {
             .is_some_and(|r| r.state == "online")
     })
     .await;
-    let scanner = MqttScanner::connect(port, "dock-7").await;
+    let scanner = mqtt_scanner(port, "dock-7").await;
 
     // Before anyone signs in, a product scan is refused and says why.
-    let r = scanner.scan("m0", P37).await;
+    let r = scan(&scanner, "m0", P37).await;
     assert_eq!(r["ok"], false, "{r}");
-    good(&scanner.scan("m1", "OP-ALICE").await);
-    let r = scanner.scan("m2", "WH/INT/00001").await;
+    good(&scan(&scanner, "m1", "OP-ALICE").await);
+    let r = scan(&scanner, "m2", "WH/INT/00001").await;
     good(&r);
-    for (i, scan) in [
+    for (i, code) in [
         "WH-A-02-03",
         P37,
         "HF:QTY:19",
@@ -257,26 +200,14 @@ async fn an_mqtt_scanner_runs_a_pick_and_a_duplicate_is_acted_on_once() {
     .iter()
     .enumerate()
     {
-        let r = scanner.scan(&format!("p{i}"), scan).await;
+        let r = scan(&scanner, &format!("p{i}"), code).await;
         good(&r);
     }
     let picks_before = site.journal_kinds().len();
     // QoS 1 may deliver a scan twice: the same message id is answered again, not re-done.
-    scanner.publish("dup", P11).await;
-    scanner.publish("dup", P11).await;
-    let replies = scanner.replies.clone();
-    eventually(Duration::from_secs(10), "both replies", || {
-        replies
-            .lock()
-            .unwrap()
-            .get("dup")
-            .is_some_and(|v| v.len() == 2)
-    })
-    .await;
-    {
-        let replies = scanner.replies.lock().unwrap();
-        assert_eq!(replies["dup"][0], replies["dup"][1]);
-    }
+    let first = scan(&scanner, "dup", P11).await;
+    let again = scan(&scanner, "dup", P11).await;
+    assert_eq!(first, again);
     assert_eq!(
         site.journal_kinds().len(),
         picks_before + 1,
@@ -284,22 +215,13 @@ async fn an_mqtt_scanner_runs_a_pick_and_a_duplicate_is_acted_on_once() {
     );
 
     // Garbage on the topic is refused with a reason; the scanner keeps working.
-    scanner
-        .client
-        .publish(
-            "holdfast/t/scanner/dock-7/scan",
-            QoS::AtLeastOnce,
-            false,
-            b"{not json".to_vec(),
-        )
-        .await
-        .unwrap();
-    let r = scanner.scan("bad-qty", "HF:QTY:lots").await;
+    scanner.publish_raw(b"{not json".to_vec()).await.unwrap();
+    let r = scan(&scanner, "bad-qty", "HF:QTY:lots").await;
     assert_eq!(
         (r["ok"].clone(), r["code"].clone()),
         (json!(false), json!("invalid_quantity"))
     );
-    let r = scanner.scan("v", "HF:VALIDATE:BACKORDER").await;
+    let r = scan(&scanner, "v", "HF:VALIDATE:BACKORDER").await;
     good(&r);
     let kinds = site.journal_kinds();
     assert_eq!(kinds.last().map(String::as_str), Some("validate"));

@@ -633,6 +633,74 @@ pub fn validate(
 mod tests {
     use super::*;
 
+    fn check(lan: &str) -> Result<crate::config::Config, Vec<String>> {
+        let text = format!("[site]\nid = \"s1\"\n{lan}");
+        match crate::config::RawConfig::from_toml(&text).and_then(|r| r.validate()) {
+            Ok(c) => Ok(c),
+            Err(crate::config::ConfigError::Invalid(list)) => {
+                Err(list.into_iter().map(|p| p.to_string()).collect())
+            }
+            Err(e) => Err(vec![e.to_string()]),
+        }
+    }
+
+    #[test]
+    fn a_site_with_every_kind_of_device_validates() {
+        let c = check(
+            "[[scanners]]\nid = \"dock-1\"\ntransport = \"serial\"\npath = \"/dev/serial/by-id/x\"\nbaud = 115200\nparity = \"even\"\nterminator = \"0x03\"\ngood_beep = \"07\"\nprinter = \"p1\"\n\
+             [[scanners]]\nid = \"tun\"\ntransport = \"tcp-listen\"\naddress = \"0.0.0.0:4001\"\n\
+             [[scanners]]\nid = \"box\"\ntransport = \"tcp-connect\"\naddress = \"10.0.0.9:51236\"\n\
+             [mqtt]\nhost = \"broker\"\nusername = \"u\"\npassword = \"secret-pass\"\n\
+             [[printers]]\nid = \"p1\"\naddress = \"10.0.0.50\"\ndpi = 300\n\
+             [printing]\ngs1_company_prefix = \"5901230\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.lan.scanners.len(), 3);
+        assert_eq!(c.lan.scanners[0].frame.terminator, Terminator::Byte(3));
+        assert_eq!(c.lan.scanners[0].good_beep, vec![7]);
+        let (mqtt, _) = c.lan.mqtt.unwrap();
+        assert_eq!(mqtt.scan_topic, "holdfast/s1/scanner/{device}/scan");
+        assert_eq!(mqtt.client_id, "holdfast-s1");
+        assert_eq!(
+            c.lan.printers[0].address,
+            PrinterAddress::Tcp("10.0.0.50:9100".into())
+        );
+        assert_eq!(c.lan.printing.default_printer.as_deref(), Some("p1"));
+        assert_eq!(c.lan.printing.sscc, Some(("5901230".into(), 0)));
+    }
+
+    #[test]
+    fn device_config_problems_are_all_named() {
+        let problems = check(
+            "[[scanners]]\nid = \"a\"\ntransport = \"usb\"\n\
+             [[scanners]]\nid = \"b\"\ntransport = \"serial\"\npath = \"/dev/x\"\nterminator = \"semicolon\"\nbad_beep = \"zz\"\nprinter = \"nope\"\n\
+             [[scanners]]\nid = \"b\"\ntransport = \"tcp-listen\"\naddress = \"x\"\n\
+             [mqtt]\nhost = \"\"\nscan_topic = \"scans/+\"\ntls = true\n\
+             [[printers]]\nid = \"p\"\ndpi = 250\naddress = \"h\"\nwidth_mm = 5\n\
+             [printing]\ngs1_company_prefix = \"12\"\n",
+        )
+        .unwrap_err()
+        .join("\n");
+        for expected in [
+            "scanners[0].transport",
+            "scanners[1].terminator",
+            "scanners[1].bad_beep",
+            "scanners[1].printer",
+            "scanners[2].id: \"b\" is used twice",
+            "mqtt.host",
+            "mqtt.scan_topic",
+            "mqtt.ca_file",
+            "printers[0].dpi",
+            "printers[0].width_mm",
+            "printing.gs1_company_prefix",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} missing in:\n{problems}"
+            );
+        }
+    }
+
     #[test]
     fn hex_bytes() {
         assert_eq!(parse_hex("1b 07").unwrap(), vec![0x1b, 0x07]);

@@ -11,18 +11,16 @@
 //! - The printer is a fake Zebra on loopback that answers `~HS` and writes every label it
 //!   receives to `<data dir>/labels/NNNNNN.zpl`.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
+use holdfast_devices::mqtt::ScannerClient;
 use holdfast_devices::printer::{FakeBehaviour, FakePrinter};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// The demo's scanner ids.
 pub const SERIAL_SCANNER: &str = "demo-serial";
@@ -81,7 +79,7 @@ pub struct DemoLan {
     scanner_path: PathBuf,
     /// Master side of the serial scanner's pseudo-terminal.
     tty: Mutex<Box<dyn serialport::SerialPort>>,
-    mqtt: MqttScanner,
+    mqtt: ScannerClient,
 }
 
 impl std::fmt::Debug for DemoLan {
@@ -116,7 +114,16 @@ impl DemoLan {
         let _ = std::fs::remove_file(&scanner_path);
         std::os::unix::fs::symlink(&slave_name, &scanner_path)
             .with_context(|| format!("cannot link {}", scanner_path.display()))?;
-        let mqtt = MqttScanner::start(broker).await?;
+        let mqtt = ScannerClient::connect(
+            "127.0.0.1",
+            broker.port(),
+            "demo-mqtt-scanner",
+            &format!("holdfast/demo/scanner/{MQTT_SCANNER}/scan"),
+            &format!("holdfast/demo/scanner/{MQTT_SCANNER}/reply"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
         Ok(DemoLan {
             printer,
             broker,
@@ -157,7 +164,11 @@ impl DemoLan {
                 }))
             }
             "mqtt" => {
-                let mut reply = self.mqtt.scan(scan).await?;
+                let mut reply = self
+                    .mqtt
+                    .scan(scan, Duration::from_secs(10))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
                 reply["via"] = json!("mqtt");
                 reply["device"] = json!(MQTT_SCANNER);
                 Ok(reply)
@@ -186,74 +197,5 @@ impl DemoLan {
                 Err(e) => Err(anyhow::Error::new(e).context("reading the scanner's beep")),
             }
         })
-    }
-}
-
-/// The demo's MQTT scanner: publishes scans and collects replies by message id.
-struct MqttScanner {
-    client: AsyncClient,
-    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
-}
-
-impl MqttScanner {
-    async fn start(broker: SocketAddr) -> anyhow::Result<MqttScanner> {
-        let mut options = MqttOptions::new("demo-mqtt-scanner", "127.0.0.1", broker.port());
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>> = Arc::default();
-        let reply_topic = format!("holdfast/demo/scanner/{MQTT_SCANNER}/reply");
-        let subscriber = client.clone();
-        let map = waiting.clone();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = subscriber
-                            .subscribe(reply_topic.as_str(), QoS::AtLeastOnce)
-                            .await;
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if let Ok(reply) = serde_json::from_slice::<Value>(&p.payload)
-                            && let Some(id) = reply.get("id").and_then(Value::as_str)
-                            && let Some(tx) =
-                                map.lock().unwrap_or_else(|e| e.into_inner()).remove(id)
-                        {
-                            let _ = tx.send(reply);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                }
-            }
-        });
-        Ok(MqttScanner { client, waiting })
-    }
-
-    async fn scan(&self, scan: &str) -> anyhow::Result<Value> {
-        let id = uuid::Uuid::now_v7().to_string();
-        let (tx, rx) = oneshot::channel();
-        self.waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), tx);
-        self.client
-            .publish(
-                format!("holdfast/demo/scanner/{MQTT_SCANNER}/scan"),
-                QoS::AtLeastOnce,
-                false,
-                json!({"id": id, "scan": scan}).to_string(),
-            )
-            .await
-            .context("publishing the scan")?;
-        match tokio::time::timeout(Duration::from_secs(10), rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            _ => {
-                self.waiting
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-                anyhow::bail!("no reply from the appliance on MQTT within 10 s")
-            }
-        }
     }
 }
