@@ -203,10 +203,9 @@ fn run_serves_probes_honours_env_overrides_and_stops_cleanly_on_sigterm() {
     assert!(terminate(child).success(), "SIGTERM must exit 0");
 }
 
-#[test]
-fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("demo");
+/// Starts `holdfast demo` on a port of the system's choosing; returns it and the address its
+/// banner names.
+fn start_demo(data: &Path) -> (Child, String) {
     let mut child = holdfast()
         .args([
             "demo",
@@ -219,18 +218,28 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // The banner names the real address.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("demo exited early").unwrap();
         if let Some(rest) = line.trim().strip_prefix("status:") {
-            let url = rest.trim();
-            break url
+            break rest
+                .trim()
                 .trim_start_matches("http://")
                 .trim_end_matches("/api/v1/status")
                 .to_owned();
         }
     };
+    // Keep reading: the demo's output must not meet a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+#[test]
+fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    // The banner names the real address.
+    let (child, addr) = start_demo(&data);
     wait_for(&addr);
     let (status, body) = get(&addr, "/api/v1/status").unwrap();
     assert_eq!(status, 200, "{body}");
@@ -907,29 +916,7 @@ fn demo_scan(data: &Path, via: &str, scans: &[&str]) -> Vec<String> {
 fn demo_scanners_on_a_pty_and_mqtt_run_picks_and_labels_reach_the_printer() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let mut child = holdfast()
-        .args([
-            "demo",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("demo exited early").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("status:") {
-            break rest
-                .trim()
-                .trim_start_matches("http://")
-                .trim_end_matches("/api/v1/status")
-                .to_owned();
-        }
-    };
+    let (child, addr) = start_demo(&data);
     wait_for(&addr);
     // The serial scanner (a pseudo-terminal the demo plays) picks WH/INT/00001 to the end.
     let heard = demo_scan(

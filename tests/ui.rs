@@ -277,6 +277,24 @@ async fn an_operator_picks_validates_counts_and_transfers_on_the_handheld() {
         .await
         .unwrap();
 
+    // Labels from the home screen: a bin's and a product's, on the site's printer.
+    for code in ["WH-A-02-03", "5901230000363"] {
+        b.execute(
+            "document.getElementById('label-feedback').textContent = '';",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let field = b.find("#label-scan").await.unwrap();
+        field
+            .send_keys(&format!("{code}{KEY_ENTER}"))
+            .await
+            .unwrap();
+        b.wait_for_text("#label-feedback", "Label queued on demo-printer", T)
+            .await
+            .unwrap_or_else(|e| panic!("label for {code}: {e}"));
+    }
+
     // The appliance journalled every step, and the demo's simulated cloud takes them all:
     // 8 picks + validation, a count, a transfer, 2 receipts + validation.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

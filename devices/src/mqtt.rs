@@ -257,6 +257,14 @@ fn options(settings: &MqttSettings) -> Result<MqttOptions, MqttError> {
     Ok(options)
 }
 
+/// Scans and replies are small packets answered one by one: Nagle's algorithm would hold
+/// each for the peer's delayed ACK (tens of milliseconds).
+fn no_delay(eventloop: &mut rumqttc::EventLoop) {
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+}
+
 /// One scan handed to a device's worker; `done` says it was answered (then it may be
 /// acknowledged).
 struct Job {
@@ -290,6 +298,7 @@ pub async fn run<H: Hub>(
     let replies = TopicPattern::parse(&settings.reply_topic)?;
     let options = options(&settings)?;
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    no_delay(&mut eventloop);
     let (arrived, arrivals) = mpsc::unbounded_channel();
     let acks = tokio::spawn(ack_in_order(client.clone(), arrivals));
     // Queues a scan for acknowledgement in arrival order; the returned sender releases it.
@@ -503,6 +512,7 @@ impl ScannerClient {
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(30));
         let (client, mut eventloop) = AsyncClient::new(options, 64);
+        no_delay(&mut eventloop);
         let me = ScannerClient {
             client: client.clone(),
             scan_topic: scan_topic.to_owned(),

@@ -97,3 +97,44 @@ async fn nobody_listening_is_not_sent() {
         Err(PrintError::Connect(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serial_printer_answers_status_and_takes_labels() {
+    use std::io::{Read, Write};
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&pty.slave)
+    ))
+    .unwrap();
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let a = PrinterAddress::Serial(holdfast_devices::serial::SerialSettings::new(slave));
+    // The printer side: answers ~HS, collects the rest.
+    let printer = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut b = [0u8; 256];
+        while !String::from_utf8_lossy(&got).contains("^XZ") {
+            // Between exchanges nobody holds the port open: the master reads EIO then.
+            let n = match master.read(&mut b) {
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(5) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            got.extend_from_slice(&b[..n]);
+            if String::from_utf8_lossy(&got).ends_with("~HS") {
+                master.write_all(&HostStatus::default().encode()).unwrap();
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    assert!(query_status(&a, T).await.unwrap().ready());
+    send(&a, b"^XA^FDserial^FS^XZ", T).await.unwrap();
+    let got = tokio::task::spawn_blocking(move || printer.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(got, "~HS^XA^FDserial^FS^XZ");
+}

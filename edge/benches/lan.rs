@@ -499,7 +499,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         println!(
-            "Offline detection: printer mute -> registry offline in {:.2} s (poll 0.5 s x 3 missed, 0.5 s time-out; bound 2.0 s)",
+            "Offline detection: printer mute -> registry offline in {:.2} s (poll every 0.5 s, 0.5 s time-out, offline after 3 missed: bound 1.5 s + one period)",
             t.elapsed().as_secs_f64()
         );
         cancel.cancel();

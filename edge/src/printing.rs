@@ -360,13 +360,17 @@ impl Worker {
             let has_job = self.has_due_job().unwrap_or(false);
             // Poll on schedule, and before sending after a quiet spell.
             if due || (has_job && health != Health::Ready) {
-                health = self.poll(&mut missed).await;
+                // The period runs from the start of a poll: a time-out is part of it.
                 last_poll = Some(tokio::time::Instant::now());
+                health = self.poll(&mut missed).await;
             }
             if health == Health::Ready && has_job {
                 self.drain(&cancel).await;
             }
-            let wait = QUEUE_LOOK.min(self.printer.poll);
+            let next_poll = last_poll.map_or(Duration::ZERO, |t| {
+                self.printer.poll.saturating_sub(t.elapsed())
+            });
+            let wait = QUEUE_LOOK.min(next_poll);
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
