@@ -997,7 +997,16 @@ fn demo_scanners_on_a_pty_and_mqtt_run_picks_and_labels_reach_the_printer() {
     assert_eq!(find("demo-serial")["refused"], 1);
     assert_eq!(find("demo-mqtt")["transport"], "mqtt");
     assert_eq!(find("demo-printer")["state"], "online");
-    let (_, body) = get(&addr, "/api/v1/print-jobs").unwrap();
+    // Jobs carry addresses: no token, no list.
+    assert_eq!(get(&addr, "/api/v1/print-jobs").unwrap().0, 401);
+    let manager = format!("Bearer {}", holdfast::demo::DEMO_MANAGER_TOKEN);
+    let (_, body) = request(
+        &addr,
+        "GET",
+        "/api/v1/print-jobs",
+        &[("Authorization", manager.as_str())],
+        b"",
+    );
     let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(jobs["jobs"][0]["template"], "delivery");
     assert_eq!(jobs["jobs"][0]["state"], "sent");

@@ -41,6 +41,8 @@ const MAX_PAYLOAD: usize = 4096;
 const RECENT: usize = 64;
 /// Scans waiting per device before the link stops handing more over.
 const DEVICE_QUEUE: usize = 64;
+/// Devices served at most (each has a task); beyond, scans from new ids are refused.
+const MAX_DEVICES: usize = 1024;
 
 /// TLS to the broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -353,6 +355,18 @@ pub async fn run<H: Hub>(
                         DeviceEvent::Refused {
                             error: format!(
                                 "scan from unknown device {device:?} (not in mqtt.devices)"
+                            ),
+                        },
+                    );
+                    let _ = done.send(());
+                    continue;
+                }
+                if workers.len() >= MAX_DEVICES && !workers.contains_key(&device) {
+                    hub.event(
+                        &settings.link,
+                        DeviceEvent::Refused {
+                            error: format!(
+                                "scan from {device:?}: already serving {MAX_DEVICES} devices (set mqtt.devices)"
                             ),
                         },
                     );

@@ -129,6 +129,7 @@ pub fn router(state: AppState) -> Router {
             require_manager,
         ));
     let staff = Router::new()
+        .route("/api/v1/print-jobs", get(lan::print_jobs))
         .route("/api/v1/print-jobs/{id}/reprint", post(lan::reprint))
         .route("/api/v1/print-jobs/{id}/cancel", post(lan::cancel))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -141,7 +142,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/devices", get(lan::devices))
         .route("/api/v1/printers", get(lan::printers))
-        .route("/api/v1/print-jobs", get(lan::print_jobs))
         .merge(staff)
         .merge(crate::ui::routes())
         .merge(devices)

@@ -612,6 +612,15 @@ pub fn validate(
         .clone()
         .or_else(|| (lan.printers.len() == 1).then(|| lan.printers[0].id.clone()));
     lan.printing.receive_labels = printing.receive_labels.unwrap_or(false);
+    if lan.printing.receive_labels
+        && lan.printing.default_printer.is_none()
+        && lan.scanners.iter().all(|s| s.printer.is_none())
+    {
+        problem(
+            "printing.receive_labels",
+            "labels need a printer: set printing.default_printer (or a scanner's printer)".into(),
+        );
+    }
     if let Some(prefix) = &printing.gs1_company_prefix {
         if !(7..=10).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_digit()) {
             problem(

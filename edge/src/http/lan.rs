@@ -1,9 +1,10 @@
 //! Devices on the LAN over HTTP: the registry, printers and the print spool.
 //!
-//! Reading (`GET /api/v1/devices`, `/printers`, `/print-jobs`) is open on the LAN like
-//! `/api/v1/status`: it names devices and their health, nothing more. Spooling a label
-//! (`POST /api/v1/print`) takes a device token; reprinting and cancelling a job take a device
-//! or the site manager's token (an operator at the printer reprints a jammed label).
+//! `GET /api/v1/devices` and `/printers` are open on the LAN like `/api/v1/status`: they name
+//! devices and their health, nothing more. Print jobs carry label data (ship-to addresses), so
+//! listing, reprinting and cancelling them take a device or the site manager's token (an
+//! operator at the printer reprints a jammed label); spooling a label (`POST /api/v1/print`)
+//! takes a device token.
 
 use std::sync::Arc;
 
