@@ -1000,16 +1000,24 @@ fn demo_scanners_on_a_pty_and_mqtt_run_picks_and_labels_reach_the_printer() {
     // Jobs carry addresses: no token, no list.
     assert_eq!(get(&addr, "/api/v1/print-jobs").unwrap().0, 401);
     let manager = format!("Bearer {}", holdfast::demo::DEMO_MANAGER_TOKEN);
-    let (_, body) = request(
-        &addr,
-        "GET",
-        "/api/v1/print-jobs",
-        &[("Authorization", manager.as_str())],
-        b"",
-    );
-    let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The printer has the label; the job is `sent` once the printer closed the connection.
+    let start = Instant::now();
+    let jobs = loop {
+        let (_, body) = request(
+            &addr,
+            "GET",
+            "/api/v1/print-jobs",
+            &[("Authorization", manager.as_str())],
+            b"",
+        );
+        let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if jobs["jobs"][0]["state"] == "sent" {
+            break jobs;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{jobs}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(jobs["jobs"][0]["template"], "delivery");
-    assert_eq!(jobs["jobs"][0]["state"], "sent");
     assert!(terminate(child).success());
     // The floor recorded the picks and the validation.
     let c = data.join("holdfast.toml");
