@@ -181,7 +181,10 @@ async fn connect_mode_reconnects_when_the_scanner_comes_back() {
         hub.clone(),
         cancel.clone(),
     ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let h = hub.clone();
+    eventually("the outage reported", || h.disconnects() >= 1).await;
+    // Retries go on every 20-200 ms; the outage stays one report.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(hub.disconnects(), 1, "an outage is reported once");
     // The scanner (a serial-to-Ethernet box) appears.
     let listener = TcpListener::bind(addr).await.unwrap();
