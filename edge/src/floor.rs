@@ -1001,7 +1001,7 @@ impl Floor {
         // Labels go into the same transaction as the step: a receipt acknowledged is a label
         // spooled. A label that cannot be made (no printer) does not stop the receipt.
         let prints = match self.inner.printing.get() {
-            Some(printing) => self
+            Some(printing) if printing.labels_receipts(&entries) => self
                 .inner
                 .store
                 .read(|r| {
@@ -1012,7 +1012,7 @@ impl Floor {
                             Vec::new()
                         }))
                 })?,
-            None => Vec::new(),
+            _ => Vec::new(),
         };
         let printers: Vec<String> = prints.iter().map(|p| p.printer.clone()).collect();
         self.inner

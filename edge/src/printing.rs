@@ -247,6 +247,15 @@ impl Printing {
         })
     }
 
+    /// Whether a step's entries may need receipt labels (checked before any read: most steps
+    /// are picks).
+    pub fn labels_receipts(&self, entries: &[NewEntry]) -> bool {
+        self.inner.lan.printing.receive_labels
+            && entries.iter().any(|e| {
+                matches!(&e.op, Operation::Receive(o) if o.lot_name.is_some() && o.quantity > 0.0)
+            })
+    }
+
     /// Lot/serial labels for what a floor step received (when `printing.receive_labels`):
     /// one per new receipt line with a lot or serial, rendered for the device's printer.
     pub fn receipt_labels(
