@@ -124,6 +124,11 @@ fn help_is_there_for_every_command() {
         &["sync", "--help"],
         &["sync", "pull", "--help"],
         &["sim", "--help"],
+        &["devices", "list", "--help"],
+        &["print", "--help"],
+        &["print", "test", "--help"],
+        &["print", "jobs", "--help"],
+        &["demo-scan", "--help"],
     ] {
         let out = run(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
