@@ -1,6 +1,7 @@
 //! The MQTT scanner transport against a real broker (rumqttd, in this process): scans in,
 //! replies out, duplicate deliveries answered once, bad payloads refused, and a broker
-//! restart (a fresh broker with no memory of the session) survived by re-subscribing.
+//! restart (a fresh broker with no memory of the session) survived by re-subscribing, and
+//! TLS with the site CA, a client certificate and a login (certificates made per run).
 
 #![allow(clippy::unwrap_used)]
 
@@ -278,4 +279,249 @@ async fn a_broker_restart_is_survived_and_duplicates_keep_their_key() {
     );
     cancel.cancel();
     task.await.unwrap().unwrap();
+}
+
+/// A broker that wants credentials on one listener (the appliance's) and none on another
+/// (the test's scanners), so the scanners need no credentials of their own.
+fn start_broker_with_login(user: &str, password: &str) -> (SocketAddr, SocketAddr) {
+    let secured: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let open: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let connections = |auth: Value| {
+        json!({"connection_timeout_ms": 5000, "max_payload_size": 20480,
+               "max_inflight_count": 100, "dynamic_filters": true, "auth": auth})
+    };
+    let config: rumqttd::Config = serde_json::from_value(json!({
+        "id": 0,
+        "router": {"id": 0, "max_connections": 100, "max_outgoing_packet_count": 200,
+                   "max_segment_size": 1_048_576, "max_segment_count": 10},
+        "v4": {
+            "1": {"name": "secured", "listen": secured.to_string(), "next_connection_delay_ms": 1,
+                  "connections": connections(json!({user: password}))},
+            "2": {"name": "open", "listen": open.to_string(), "next_connection_delay_ms": 1,
+                  "connections": connections(Value::Null)},
+        },
+    }))
+    .unwrap();
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::spawn(move || {
+        let _ = broker.start();
+    });
+    (secured, open)
+}
+
+/// A site PKI made for one test: a CA, the broker's certificate (for 127.0.0.1), a client
+/// certificate for the appliance, and a second CA that signed neither.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    broker: (rcgen::Certificate, rcgen::KeyPair),
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "Site CA (test)");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        let pki = Pki {
+            dir,
+            ca,
+            broker: (cert, key),
+        };
+        std::fs::write(pki.path("ca.pem"), pki.ca.pem()).unwrap();
+        let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+        other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let other = other.self_signed(&KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(pki.path("other-ca.pem"), other.pem()).unwrap();
+        pki
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a client certificate signed by `issuer` (the site CA unless given) and its key.
+    fn client(&self, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (c, k) = (
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    /// The broker's TLS side: its certificate, and client certificates from the site CA
+    /// required.
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let chain: Vec<CertificateDer<'static>> = vec![self.broker.0.der().clone()];
+        let key = PrivateKeyDer::try_from(self.broker.1.serialize_der()).unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_client_cert_verifier(clients)
+                .with_single_cert(chain, key)
+                .unwrap(),
+        )
+    }
+}
+
+/// TLS in front of the broker (as a TLS-terminating listener or a broker's own TLS port
+/// would be): handshakes, then relays MQTT to the broker. Records refused handshakes.
+async fn tls_front(
+    upstream: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let log = refused.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                match acceptor.accept(tcp).await {
+                    Ok(mut tls) => {
+                        if let Ok(mut broker) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
+                        }
+                    }
+                    Err(e) => log.lock().unwrap().push(e.to_string()),
+                }
+            });
+        }
+    });
+    (port, refused)
+}
+
+fn link_events(hub: &TestHub) -> Vec<DeviceEvent> {
+    hub.events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(d, _)| d == "broker")
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
+/// Runs the appliance's link with `settings` until its first connect or outage report.
+async fn first_report(settings: MqttSettings) -> (TestHub, DeviceEvent) {
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(mqtt::run(settings, hub.clone(), cancel.clone()));
+    eventually("a link report", || !link_events(&hub).is_empty()).await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let first = link_events(&hub).remove(0);
+    (hub, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_client_certificate_and_a_login() {
+    let (secured, open) = start_broker_with_login("holdfast", "s3cret");
+    let pki = Pki::new();
+    let (port, refused) = tls_front(secured, pki.server_config()).await;
+    let (cert, key) = pki.client("appliance");
+    let tls = |ca: &str, client: Option<(std::path::PathBuf, std::path::PathBuf)>| {
+        let mut s = settings(port);
+        s.tls = Some(mqtt::TlsSettings {
+            ca_file: pki.path(ca),
+            client_cert: client,
+        });
+        s.username = Some("holdfast".into());
+        s.password = Some("s3cret".into());
+        s
+    };
+
+    // The whole way: TLS with the site CA, a client certificate, a login; a scan comes in
+    // through the open listener and its reply goes back.
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    let good = tls("ca.pem", Some((cert.clone(), key.clone())));
+    let task = tokio::spawn(mqtt::run(good.clone(), hub.clone(), cancel.clone()));
+    eventually("connected over TLS", || {
+        link_events(&hub)
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::Connected { .. }))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = scanner(open.port(), "dock-tls").await;
+    s.publish_raw(b"WH-A-01".to_vec()).await.unwrap();
+    let replies = wait_replies(&s, 1).await;
+    assert_eq!(replies[0]["ok"], true);
+    assert_eq!(hub.data(), vec![b"WH-A-01".to_vec()]);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert!(refused.lock().unwrap().is_empty(), "{refused:?}");
+
+    // A broker whose certificate the configured CA did not sign: no connection, and the
+    // report names the certificate.
+    let (_, report) = first_report(tls("other-ca.pem", Some((cert.clone(), key.clone())))).await;
+    let DeviceEvent::Disconnected { error: Some(error) } = report else {
+        panic!("expected an outage, got {report:?}");
+    };
+    assert!(error.contains("certificate"), "{error}");
+
+    // Without a client certificate the broker refuses the handshake.
+    let (_, report) = first_report(tls("ca.pem", None)).await;
+    let DeviceEvent::Disconnected { error: Some(error) } = report else {
+        panic!("expected an outage, got {report:?}");
+    };
+    assert!(error.contains("CertificateRequired"), "{error}");
+    eventually("the broker refused the handshake", || {
+        refused
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.contains("certificate"))
+    })
+    .await;
+
+    // A wrong password (all else as in the first run): TLS works, the broker drops the
+    // login.
+    let mut wrong = good.clone();
+    wrong.password = Some("guess".into());
+    let (_, report) = first_report(wrong).await;
+    assert!(
+        matches!(report, DeviceEvent::Disconnected { error: Some(_) }),
+        "{report:?}"
+    );
+
+    // Unusable TLS files are a settings error at start, not a retry loop.
+    let mut missing = good;
+    missing.tls.as_mut().unwrap().ca_file = pki.path("absent.pem");
+    let err = mqtt::run(missing, TestHub::default(), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("absent.pem"), "{err}");
 }
