@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::gs1;
 use crate::zpl::{LabelSize, Zpl};
 
+/// X-dimension of SSCC symbols: GS1's minimum for logistic labels (0.495 mm); narrower
+/// only when the label is too small for it.
+const LOGISTIC_MODULE_MM: f32 = 0.5;
+
 /// A ship-to address.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
@@ -224,24 +228,24 @@ impl Label {
                 non_empty("product name", name)?;
                 z.text_block(m, m, inner, 2, h * 0.12, name);
                 if let Some(code) = code {
-                    z.text(m, m + h * 0.28, h * 0.09, &format!("[{code}]"));
+                    z.text_fit(m, m + h * 0.28, h * 0.09, inner, &format!("[{code}]"));
                 }
                 let y = h * 0.45;
                 let bh = h * 0.3;
                 match barcode.as_deref() {
                     Some(b) if digits_with_check(b, 13) => {
-                        z.ean13(m + inner * 0.1, y, bh, b);
+                        z.ean13(m + inner * 0.1, y, bh, inner * 0.9, b);
                     }
                     Some(b) if digits_with_check(b, 14) => {
-                        z.gs1_128(m, y, bh, &[("01".into(), b.into())]);
-                        z.text(m, y + bh + 1.0, h * 0.07, &format!("(01){b}"));
+                        z.gs1_128(m, y, bh, inner, &[("01".into(), b.into())]);
+                        z.text_fit(m, y + bh + 1.0, h * 0.07, inner, &format!("(01){b}"));
                     }
                     Some(b) if !b.is_empty() => {
-                        z.code128(m, y, bh, b, true);
+                        z.code128(m, y, bh, inner, b, true);
                     }
                     _ => {
                         if let Some(code) = code {
-                            z.code128(m, y, bh, code, true);
+                            z.code128(m, y, bh, inner, code, true);
                         }
                     }
                 }
@@ -249,8 +253,8 @@ impl Label {
             Label::Location { name, barcode } => {
                 non_empty("location name", name)?;
                 non_empty("location barcode", barcode)?;
-                z.text_block(m, m, inner, 1, h * 0.22, name);
-                z.code128(m, h * 0.4, h * 0.4, barcode, true);
+                z.text_fit(m, m, h * 0.22, inner, name);
+                z.code128(m, h * 0.4, h * 0.4, inner, barcode, true);
             }
             Label::Lot {
                 product,
@@ -279,15 +283,21 @@ impl Label {
                 elements.push((ai.to_owned(), gs1_value(what, lot, 20)?));
                 z.text_block(m, m, inner * 0.7, 2, h * 0.1, product);
                 if let Some(code) = code {
-                    z.text(m, m + h * 0.22, h * 0.08, &format!("[{code}]"));
+                    z.text_fit(m, m + h * 0.22, h * 0.08, inner * 0.7, &format!("[{code}]"));
                 }
                 let what = if *serial { "SN" } else { "LOT" };
-                z.text(m, h * 0.34, h * 0.1, &format!("{what} {lot}"));
+                z.text_fit(m, h * 0.34, h * 0.1, inner * 0.5, &format!("{what} {lot}"));
                 if let Some(e) = expiry {
-                    z.text(m + inner * 0.45, h * 0.34, h * 0.1, &format!("EXP {e}"));
+                    z.text_fit(
+                        m + inner * 0.55,
+                        h * 0.34,
+                        h * 0.1,
+                        inner * 0.45,
+                        &format!("EXP {e}"),
+                    );
                 }
-                z.gs1_128(m, h * 0.5, h * 0.28, &elements);
-                z.text(m, h * 0.82, h * 0.07, &human(&elements));
+                z.gs1_128(m, h * 0.5, h * 0.28, inner, &elements);
+                z.text_fit(m, h * 0.82, h * 0.07, inner, &human(&elements));
                 let module = (size.dpi.dots_per_mm() * 0.5).round().max(2.0) as u32;
                 z.gs1_datamatrix(m + inner * 0.78, m, module, &elements);
             }
@@ -302,14 +312,15 @@ impl Label {
                 z.text(m, m, h * 0.08, "SSCC");
                 z.text(m, m + h * 0.1, h * 0.12, sscc);
                 if let Some(p) = picking {
-                    z.text(m, m + h * 0.25, h * 0.09, p);
+                    z.text_fit(m, m + h * 0.25, h * 0.09, inner * 0.5, p);
                 }
                 if let Some(c) = content {
                     z.text_block(m + inner * 0.5, m + h * 0.25, inner * 0.5, 1, h * 0.07, c);
                 }
                 let elements = [("00".to_owned(), sscc.clone())];
-                z.gs1_128(m, h * 0.45, h * 0.35, &elements);
-                z.text(m, h * 0.84, h * 0.07, &human(&elements));
+                z.module(LOGISTIC_MODULE_MM)
+                    .gs1_128(m, h * 0.45, h * 0.35, inner, &elements);
+                z.text_fit(m, h * 0.84, h * 0.07, inner, &human(&elements));
             }
             Label::Delivery {
                 ship_to,
@@ -341,40 +352,47 @@ impl Label {
                 .filter(|l| !l.trim().is_empty())
                 .collect();
                 for (i, line) in lines.iter().enumerate() {
-                    z.text(m, m + h * (0.07 + 0.075 * i as f32), h * 0.065, line);
+                    z.text_fit(m, m + h * (0.07 + 0.075 * i as f32), h * 0.065, inner, line);
                 }
-                let y = m + h * 0.47;
+                // Picking, order, carrier and the fallback note, one line each.
+                let mut y = m + h * 0.46;
                 z.rect(m, y - 1.0, inner, 0.3, 0.3);
-                z.text(m, y, h * 0.06, &format!("Picking {picking}"));
+                let mut line = |z: &mut Zpl, height: f32, text: &str| {
+                    z.text_fit(m, y, height, inner, text);
+                    y += height + h * 0.012;
+                };
+                line(&mut z, h * 0.055, &format!("Picking {picking}"));
                 if let Some(o) = origin {
-                    z.text(m + inner * 0.5, y, h * 0.06, &format!("Order {o}"));
+                    line(&mut z, h * 0.045, &format!("Order {o}"));
                 }
                 if let Some(c) = carrier {
-                    z.text(m, y + h * 0.07, h * 0.05, &format!("Carrier {c}"));
+                    line(&mut z, h * 0.045, &format!("Carrier {c}"));
                 }
-                z.text(
-                    m,
-                    y + h * 0.13,
-                    h * 0.04,
+                line(
+                    &mut z,
+                    h * 0.035,
                     "Fallback label - carrier label unavailable",
                 );
                 if let Some(s) = sscc {
                     let elements = [("00".to_owned(), s.clone())];
-                    z.gs1_128(m, y + h * 0.2, h * 0.2, &elements);
-                    z.text(m, y + h * 0.42, h * 0.045, &human(&elements));
+                    let top = m + h * 0.72;
+                    z.module(LOGISTIC_MODULE_MM)
+                        .gs1_128(m, top, h * 0.16, inner, &elements);
+                    z.text_fit(m, top + h * 0.18, h * 0.045, inner, &human(&elements));
                 }
             }
             Label::Test { printer, at } => {
                 z.rect(m, m, inner, h - 2.0 * m, 0.5);
                 z.text(2.0 * m, 2.0 * m, h * 0.12, "Holdfast test label");
-                z.text(
+                z.text_fit(
                     2.0 * m,
                     2.0 * m + h * 0.15,
                     h * 0.08,
+                    inner - 2.0 * m,
                     &format!("Printer {printer}"),
                 );
-                z.text(2.0 * m, 2.0 * m + h * 0.26, h * 0.07, at);
-                z.code128(2.0 * m, h * 0.55, h * 0.2, printer, false);
+                z.text_fit(2.0 * m, 2.0 * m + h * 0.26, h * 0.07, inner - 2.0 * m, at);
+                z.code128(2.0 * m, h * 0.55, h * 0.2, inner - 2.0 * m, printer, false);
             }
         }
         if copies > 1 {
@@ -463,7 +481,7 @@ mod tests {
             "{lot}"
         );
         assert!(
-            lot.contains("^FD_7E10105901230000035172702281"),
+            lot.contains("^FD_5F10105901230000035172702281"),
             "GS1 DataMatrix, {lot}"
         );
         assert!(

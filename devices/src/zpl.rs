@@ -10,8 +10,10 @@
 //! Barcodes: Code 128 (`^BC`, `>` doubled as `><` so data cannot switch subsets or insert
 //! function codes), EAN-13 (`^BE`), GS1-128 with a real FNC1 (`>8`) at the start and after each
 //! variable-length element that is not last, with subset C for runs of digits, and GS1
-//! DataMatrix (`^BX` quality 200, whose escape character is `~` by default, with FNC1 as `~1`; a literal `~` or control byte in the data
-//! is written as `~dNNN` before the field is hex-escaped).
+//! DataMatrix (`^BX` quality 200 with its escape character named: `_`, with FNC1 as `_1` and a
+//! literal `_` or control byte as `_dNNN`, before the field is hex-escaped — `^FH` decoding
+//! comes first on the printer). The default escape character differs between firmware
+//! versions (`_` on some, `~` on others), so it is always given.
 //!
 //! Positions and sizes are given in millimetres and converted to dots for the printer's
 //! resolution (203, 300 or 600 dpi).
@@ -98,6 +100,38 @@ fn code128_data(text: &str) -> String {
     text.replace('>', "><")
 }
 
+/// Symbol characters of `^BC` data as written by [`code128_data`] and [`gs1_128_data`]: the
+/// start, one per invocation (`>X`), one per digit pair in subset C or character otherwise,
+/// and the check character.
+fn code128_symbols(data: &str) -> usize {
+    let chars: Vec<char> = data.chars().collect();
+    let (mut i, mut subset_c) = match chars.get(..2) {
+        Some(['>', ';']) => (2, true),
+        Some(['>', ':' | '9']) => (2, false),
+        _ => (0, false),
+    };
+    let mut symbols = 1;
+    while i < chars.len() {
+        if chars[i] == '>' && i + 1 < chars.len() {
+            match chars[i + 1] {
+                '5' => subset_c = true,
+                '6' | '7' => subset_c = false,
+                _ => {}
+            }
+            i += 2;
+        } else {
+            i += if subset_c { 2 } else { 1 };
+        }
+        symbols += 1;
+    }
+    symbols + 1
+}
+
+/// Modules of a Code 128 symbol: 11 per symbol character, 13 for the stop pattern.
+fn code128_modules(data: &str) -> usize {
+    code128_symbols(data) * 11 + 13
+}
+
 /// GS1-128 data for `^BC`: start code and FNC1, subset C for runs of 4+ digits (even part),
 /// subset B otherwise, FNC1 (`>8`) where the element string has a separator.
 fn gs1_128_data(elements: &[(String, String)]) -> String {
@@ -161,13 +195,17 @@ fn gs1_128_data(elements: &[(String, String)]) -> String {
     out
 }
 
-/// GS1 DataMatrix data for `^BX` quality 200 (escape character `~`, its default): `~1` is FNC1 (first: GS1 mode; later: a
-/// separator); a literal `~` or control byte is `~dNNN`.
+/// The escape character named in every `^BX` (its `g` parameter).
+const DM_ESCAPE: char = '_';
+
+/// GS1 DataMatrix data for `^BX` quality 200 with [`DM_ESCAPE`]: `_1` is FNC1 (first: GS1
+/// mode; later: a separator); a literal `_` or control byte is `_dNNN`.
 fn gs1_datamatrix_data(elements: &[(String, String)]) -> String {
-    let mut out = String::from("~1");
+    let mut out = format!("{DM_ESCAPE}1");
     for c in gs1::encode(elements).chars() {
         if c == gs1::GS {
-            out.push_str("~1");
+            out.push(DM_ESCAPE);
+            out.push('1');
         } else {
             push_dm_char(&mut out, c);
         }
@@ -176,18 +214,31 @@ fn gs1_datamatrix_data(elements: &[(String, String)]) -> String {
 }
 
 fn push_dm_char(out: &mut String, c: char) {
-    if c == '~' || c.is_ascii_control() {
-        let _ = write!(out, "~d{:03}", c as u32);
+    if c == DM_ESCAPE || c.is_ascii_control() {
+        let _ = write!(out, "{DM_ESCAPE}d{:03}", c as u32);
     } else {
         out.push(c);
     }
 }
+
+/// Average advance of font 0 per character as a share of its height, with a margin (about
+/// 0.55 for mixed text in rendered labels).
+const FONT0_ADVANCE: f32 = 0.6;
+
+/// Narrow-bar width (X-dimension) of Code 128 symbols unless a label asks for another:
+/// 0.25 mm, the smallest GS1 allows for general scanning (0.495 mm for logistic labels).
+pub const MODULE_MM: f32 = 0.25;
+/// EAN-13's nominal X-dimension (100 % magnification).
+const EAN13_MODULE_MM: f32 = 0.33;
+/// Quiet zone of a linear symbol, in modules, on each side.
+const QUIET_MODULES: usize = 10;
 
 /// A label being written.
 #[derive(Clone, Debug)]
 pub struct Zpl {
     out: String,
     dots_per_mm: f32,
+    module_mm: f32,
 }
 
 impl Zpl {
@@ -197,6 +248,7 @@ impl Zpl {
         let mut zpl = Zpl {
             out: String::with_capacity(512),
             dots_per_mm: dpm,
+            module_mm: MODULE_MM,
         };
         let _ = write!(
             zpl.out,
@@ -216,6 +268,22 @@ impl Zpl {
         }
     }
 
+    /// The X-dimension for the Code 128 and GS1-128 symbols that follow.
+    pub fn module(&mut self, mm: f32) -> &mut Zpl {
+        self.module_mm = mm;
+        self
+    }
+
+    /// `^BY` module width in dots: the X-dimension at this resolution (whole dots), narrowed
+    /// when a symbol of `modules` (plus quiet zones) would not fit in `width_mm`.
+    fn module_dots(&self, module_mm: f32, modules: usize, width_mm: f32) -> u32 {
+        let target = self.dots(module_mm).max(1);
+        let fit = self.dots(width_mm) as usize / (modules + 2 * QUIET_MODULES);
+        target
+            .min(u32::try_from(fit).unwrap_or(u32::MAX))
+            .clamp(1, 10)
+    }
+
     fn origin(&mut self, x: f32, y: f32) {
         let (x, y) = (self.dots(x), self.dots(y));
         let _ = write!(self.out, "^FO{x},{y}");
@@ -232,6 +300,21 @@ impl Zpl {
         let _ = write!(self.out, "^A0N,{h},{h}");
         self.field(text);
         self
+    }
+
+    /// One line of text at `height_mm`, made smaller (down to 2 mm) when it would not fit in
+    /// `width_mm`: names and addresses come in any length.
+    pub fn text_fit(
+        &mut self,
+        x: f32,
+        y: f32,
+        height_mm: f32,
+        width_mm: f32,
+        text: &str,
+    ) -> &mut Zpl {
+        let chars = text.chars().count().max(1) as f32;
+        let height = height_mm.min(width_mm / (chars * FONT0_ADVANCE)).max(2.0);
+        self.text(x, y, height, text)
     }
 
     /// Text wrapped into a block `width_mm` wide, at most `max_lines` lines.
@@ -257,27 +340,41 @@ impl Zpl {
     }
 
     /// Code 128 of arbitrary text, with the text printed under it when `human_readable`.
+    /// At most `width_mm` wide (the bars narrow to fit, down to one dot).
     pub fn code128(
         &mut self,
         x: f32,
         y: f32,
         height_mm: f32,
+        width_mm: f32,
         data: &str,
         human_readable: bool,
     ) -> &mut Zpl {
         self.origin(x, y);
         let h = self.dots(height_mm).max(10);
         let hr = if human_readable { 'Y' } else { 'N' };
-        let _ = write!(self.out, "^BY2^BCN,{h},{hr},N,N");
-        self.field(&code128_data(data));
+        let data = code128_data(data);
+        let module = self.module_dots(self.module_mm, code128_modules(&data), width_mm);
+        let _ = write!(self.out, "^BY{module}^BCN,{h},{hr},N,N");
+        self.field(&data);
         self
     }
 
     /// EAN-13 (12 or 13 digits; the printer computes the check digit from the first 12).
-    pub fn ean13(&mut self, x: f32, y: f32, height_mm: f32, digits: &str) -> &mut Zpl {
+    /// At most `width_mm` wide.
+    pub fn ean13(
+        &mut self,
+        x: f32,
+        y: f32,
+        height_mm: f32,
+        width_mm: f32,
+        digits: &str,
+    ) -> &mut Zpl {
         self.origin(x, y);
         let h = self.dots(height_mm).max(10);
-        let _ = write!(self.out, "^BY2^BEN,{h},Y,N");
+        // 95 modules; quiet zones of 11 and 7 modules are within the 2 × 10 allowed for.
+        let module = self.module_dots(EAN13_MODULE_MM, 95, width_mm);
+        let _ = write!(self.out, "^BY{module}^BEN,{h},Y,N");
         let data: String = digits
             .chars()
             .filter(char::is_ascii_digit)
@@ -288,17 +385,21 @@ impl Zpl {
     }
 
     /// GS1-128 of element strings (AI, value), FNC1 where GS1 requires it.
+    /// At most `width_mm` wide (the bars narrow to fit, down to one dot).
     pub fn gs1_128(
         &mut self,
         x: f32,
         y: f32,
         height_mm: f32,
+        width_mm: f32,
         elements: &[(String, String)],
     ) -> &mut Zpl {
         self.origin(x, y);
         let h = self.dots(height_mm).max(10);
-        let _ = write!(self.out, "^BY2^BCN,{h},N,N,N");
-        self.field(&gs1_128_data(elements));
+        let data = gs1_128_data(elements);
+        let module = self.module_dots(self.module_mm, code128_modules(&data), width_mm);
+        let _ = write!(self.out, "^BY{module}^BCN,{h},N,N,N");
+        self.field(&data);
         self
     }
 
@@ -311,7 +412,11 @@ impl Zpl {
         elements: &[(String, String)],
     ) -> &mut Zpl {
         self.origin(x, y);
-        let _ = write!(self.out, "^BXN,{},200,0,0,6", module_dots.clamp(1, 100));
+        let _ = write!(
+            self.out,
+            "^BXN,{},200,0,0,6,{DM_ESCAPE}",
+            module_dots.clamp(1, 100)
+        );
         self.field(&gs1_datamatrix_data(elements));
         self
     }
@@ -319,7 +424,11 @@ impl Zpl {
     /// DataMatrix of plain text.
     pub fn datamatrix(&mut self, x: f32, y: f32, module_dots: u32, data: &str) -> &mut Zpl {
         self.origin(x, y);
-        let _ = write!(self.out, "^BXN,{},200,0,0,6", module_dots.clamp(1, 100));
+        let _ = write!(
+            self.out,
+            "^BXN,{},200,0,0,6,{DM_ESCAPE}",
+            module_dots.clamp(1, 100)
+        );
         let mut escaped = String::with_capacity(data.len());
         for c in data.chars() {
             push_dm_char(&mut escaped, c);
@@ -394,7 +503,7 @@ mod tests {
     #[test]
     fn code128_doubles_invocation_marks() {
         let mut z = Zpl::begin(&LabelSize::default());
-        z.code128(0.0, 0.0, 10.0, "A>8B", true);
+        z.code128(0.0, 0.0, 10.0, 50.0, "A>8B", true);
         assert!(z.finish().contains("^FDA><8B^FS"));
     }
 
@@ -416,9 +525,41 @@ mod tests {
     }
 
     #[test]
-    fn gs1_datamatrix_uses_fnc1_and_escapes_tildes() {
-        let d = gs1_datamatrix_data(&els(&[("10", "A~B"), ("21", "S1")]));
-        assert_eq!(d, "~110A~d126B~121S1");
+    fn bars_are_sized_in_millimetres_and_narrowed_to_fit() {
+        // SSCC: start C, FNC1, ten digit pairs, check.
+        assert_eq!(code128_symbols(">;>800059012340000000420"), 13);
+        assert_eq!(code128_symbols(">:>810AB>821X"), 11);
+        assert_eq!(code128_symbols("A><B"), 5);
+        assert_eq!(code128_modules(">;>800059012340000000420"), 156);
+        let at = |dpi| {
+            Zpl::begin(&LabelSize {
+                dpi,
+                ..LabelSize::default()
+            })
+        };
+        // 0.25 mm at each resolution: 2, 3 and 6 dots.
+        assert_eq!(at(Dpi::D203).module_dots(MODULE_MM, 156, 90.0), 2);
+        assert_eq!(at(Dpi::D300).module_dots(MODULE_MM, 156, 90.0), 3);
+        assert_eq!(at(Dpi::D600).module_dots(MODULE_MM, 156, 90.0), 6);
+        // 600 modules do not fit 90 mm at 2 dots (203 dpi): one dot.
+        assert_eq!(at(Dpi::D203).module_dots(MODULE_MM, 600, 90.0), 1);
+        let mut z = at(Dpi::D600);
+        z.module(0.5)
+            .gs1_128(0.0, 0.0, 10.0, 90.0, &els(&[("00", "059012340000000420")]));
+        assert!(
+            z.finish().contains("^BY10^BCN"),
+            "0.5 mm at 600 dpi is 12 dots, capped at 10"
+        );
+    }
+
+    #[test]
+    fn gs1_datamatrix_uses_fnc1_and_escapes_its_escape_character() {
+        let d = gs1_datamatrix_data(&els(&[("10", "A_B~"), ("21", "S1")]));
+        assert_eq!(d, "_110A_d095B~_121S1");
+        let mut z = Zpl::begin(&LabelSize::default());
+        z.gs1_datamatrix(1.0, 1.0, 4, &els(&[("10", "L")]));
+        // The escape character is named (firmware defaults differ); the data is hex-escaped.
+        assert!(z.finish().contains("^BXN,4,200,0,0,6,_^FH_^FD_5F110L^FS"));
     }
 
     #[test]
@@ -442,9 +583,9 @@ mod tests {
             let mut z = Zpl::begin(&LabelSize::default());
             z.text(1.0, 1.0, 3.0, &value)
                 .text_block(1.0, 5.0, 50.0, 3, 3.0, &value)
-                .code128(1.0, 10.0, 10.0, &value, true)
+                .code128(1.0, 10.0, 10.0, 90.0, &value, true)
                 .datamatrix(1.0, 20.0, 4, &value)
-                .gs1_128(1.0, 30.0, 10.0, &[("10".into(), lot.clone()), ("21".into(), value.clone())])
+                .gs1_128(1.0, 30.0, 10.0, 90.0, &[("10".into(), lot.clone()), ("21".into(), value.clone())])
                 .gs1_datamatrix(1.0, 40.0, 4, &[("10".into(), lot.clone()), ("21".into(), value.clone())]);
             let out = z.finish();
             let fields = fields(&out);
