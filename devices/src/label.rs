@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gs1;
-use crate::zpl::{LabelSize, Zpl};
+use crate::zpl::{self, LabelSize, Zpl};
 
 /// X-dimension of SSCC symbols: GS1's minimum for logistic labels (0.495 mm); narrower
 /// only when the label is too small for it.
@@ -92,6 +92,11 @@ pub enum LabelError {
         "{what} {value:?} cannot be encoded in GS1 (characters outside GS1's set, or too long)"
     )]
     Gs1 { what: &'static str, value: String },
+    #[error("template {template}: {message}")]
+    Template {
+        template: &'static str,
+        message: String,
+    },
 }
 
 fn digits_with_check(s: &str, len: usize) -> bool {
@@ -213,56 +218,29 @@ impl Label {
         }
     }
 
-    /// The label's ZPL for a label size, `copies` times.
-    pub fn render(&self, size: &LabelSize, copies: u32) -> Result<String, LabelError> {
-        let (w, h) = (size.width_mm, size.height_mm);
-        let m = (w.min(h) * 0.04).max(2.0); // margin
-        let inner = w - 2.0 * m;
-        let mut z = Zpl::begin(size);
+    /// Checks the label's data (names present, check digits, dates, GS1's character set) and
+    /// returns its GS1 element strings (none for labels without a GS1 symbol).
+    pub fn gs1_elements(&self) -> Result<Vec<(String, String)>, LabelError> {
         match self {
-            Label::Product {
-                name,
-                code,
-                barcode,
-            } => {
+            Label::Product { name, barcode, .. } => {
                 non_empty("product name", name)?;
-                z.text_block(m, m, inner, 2, h * 0.12, name);
-                if let Some(code) = code {
-                    z.text_fit(m, m + h * 0.28, h * 0.09, inner, &format!("[{code}]"));
-                }
-                let y = h * 0.45;
-                let bh = h * 0.3;
-                match barcode.as_deref() {
-                    Some(b) if digits_with_check(b, 13) => {
-                        z.ean13(m + inner * 0.1, y, bh, inner * 0.9, b);
-                    }
-                    Some(b) if digits_with_check(b, 14) => {
-                        z.gs1_128(m, y, bh, inner, &[("01".into(), b.into())]);
-                        z.text_fit(m, y + bh + 1.0, h * 0.07, inner, &format!("(01){b}"));
-                    }
-                    Some(b) if !b.is_empty() => {
-                        z.code128(m, y, bh, inner, b, true);
-                    }
-                    _ => {
-                        if let Some(code) = code {
-                            z.code128(m, y, bh, inner, code, true);
-                        }
-                    }
-                }
+                Ok(match barcode {
+                    Some(b) if digits_with_check(b, 14) => vec![("01".into(), b.clone())],
+                    _ => vec![],
+                })
             }
             Label::Location { name, barcode } => {
                 non_empty("location name", name)?;
                 non_empty("location barcode", barcode)?;
-                z.text_fit(m, m, h * 0.22, inner, name);
-                z.code128(m, h * 0.4, h * 0.4, inner, barcode, true);
+                Ok(vec![])
             }
             Label::Lot {
                 product,
-                code,
                 gtin,
                 lot,
                 serial,
                 expiry,
+                ..
             } => {
                 non_empty("product name", product)?;
                 let mut elements = Vec::new();
@@ -281,6 +259,183 @@ impl Label {
                     ("10", "lot")
                 };
                 elements.push((ai.to_owned(), gs1_value(what, lot, 20)?));
+                Ok(elements)
+            }
+            Label::Sscc { sscc, .. } => {
+                if !digits_with_check(sscc, 18) {
+                    return Err(LabelError::Sscc(sscc.clone()));
+                }
+                Ok(vec![("00".to_owned(), sscc.clone())])
+            }
+            Label::Delivery {
+                ship_to,
+                picking,
+                sscc,
+                ..
+            } => {
+                non_empty("ship-to name", &ship_to.name)?;
+                non_empty("picking", picking)?;
+                match sscc {
+                    Some(s) if !digits_with_check(s, 18) => Err(LabelError::Sscc(s.clone())),
+                    Some(s) => Ok(vec![("00".to_owned(), s.clone())]),
+                    None => Ok(vec![]),
+                }
+            }
+            Label::Test { .. } => Ok(vec![]),
+        }
+    }
+
+    /// What a site template sees: the label's fields (as in its JSON form, `template` naming
+    /// it), the label size (`width_dots`, `height_dots`, `dpmm`), `copies`, and the barcode
+    /// data ready for ZPL — `gs1_128` (for `^BC` without a mode: start code, FNC1 `>8`,
+    /// subsets), `gs1_datamatrix` (for `^BX` quality 200 with escape character `_`),
+    /// `gs1_text` (the bracketed human-readable line), `code128` (for `^BC`, `>` written
+    /// `><`) and `ean13` (12 digits for `^BE`). Checked as for the built-in layouts.
+    pub fn context(&self, size: &LabelSize, copies: u32) -> Result<serde_json::Value, LabelError> {
+        let elements = self.gs1_elements()?;
+        let mut ctx = serde_json::to_value(self).unwrap_or_default();
+        let Some(map) = ctx.as_object_mut() else {
+            return Ok(ctx);
+        };
+        let dpmm = size.dpi.dots_per_mm();
+        map.insert(
+            "width_dots".into(),
+            ((size.width_mm * dpmm).round() as u32).into(),
+        );
+        map.insert(
+            "height_dots".into(),
+            ((size.height_mm * dpmm).round() as u32).into(),
+        );
+        map.insert("dpmm".into(), (dpmm as u32).into());
+        map.insert("copies".into(), copies.clamp(1, 999).into());
+        let (gs1_128, gs1_datamatrix, gs1_text) = if elements.is_empty() {
+            (None, None, None)
+        } else {
+            (
+                Some(zpl::gs1_128_data(&elements)),
+                Some(zpl::gs1_datamatrix_data(&elements)),
+                Some(human(&elements)),
+            )
+        };
+        let (code128, ean13) = match self {
+            Label::Product { code, barcode, .. } => match barcode.as_deref() {
+                Some(b) if digits_with_check(b, 13) => (None, Some(b[..12].to_owned())),
+                Some(b) if digits_with_check(b, 14) => (None, None),
+                Some(b) if !b.is_empty() => (Some(zpl::code128_data(b)), None),
+                _ => (code.as_deref().map(zpl::code128_data), None),
+            },
+            Label::Location { barcode, .. } => (Some(zpl::code128_data(barcode)), None),
+            Label::Test { printer, .. } => (Some(zpl::code128_data(printer)), None),
+            _ => (None, None),
+        };
+        for (key, value) in [
+            ("gs1_128", gs1_128),
+            ("gs1_datamatrix", gs1_datamatrix),
+            ("gs1_text", gs1_text),
+            ("code128", code128),
+            ("ean13", ean13),
+        ] {
+            map.insert(key.into(), value.into());
+        }
+        Ok(ctx)
+    }
+
+    /// A label of each template with made-up data: for checking site templates at start.
+    pub fn samples() -> Vec<Label> {
+        let sscc = "059012340000000420".to_owned();
+        vec![
+            Label::Product {
+                name: "Sample product".into(),
+                code: Some("SAMPLE".into()),
+                barcode: Some("5901234123457".into()),
+            },
+            Label::Location {
+                name: "WH/Stock/A-01-01".into(),
+                barcode: "WH-A-01-01".into(),
+            },
+            Label::Lot {
+                product: "Sample product".into(),
+                code: Some("SAMPLE".into()),
+                gtin: Some("05901234123457".into()),
+                lot: "LOT-1".into(),
+                serial: false,
+                expiry: Some("2030-01-31".into()),
+            },
+            Label::Sscc {
+                sscc: sscc.clone(),
+                picking: Some("WH/OUT/00001".into()),
+                content: Some("1 item".into()),
+            },
+            Label::Delivery {
+                ship_to: Address {
+                    name: "Sample customer".into(),
+                    street: Some("1 Sample street".into()),
+                    street2: None,
+                    zip: Some("1000".into()),
+                    city: Some("Sample city".into()),
+                    country: Some("Sample country".into()),
+                },
+                picking: "WH/OUT/00001".into(),
+                origin: Some("S00001".into()),
+                sscc: Some(sscc),
+                carrier: Some("Sample carrier".into()),
+            },
+            Label::Test {
+                printer: "printer".into(),
+                at: "2030-01-31 12:00".into(),
+            },
+        ]
+    }
+
+    /// The label's ZPL for a label size, `copies` times (the built-in layouts).
+    pub fn render(&self, size: &LabelSize, copies: u32) -> Result<String, LabelError> {
+        let elements = self.gs1_elements()?;
+        let (w, h) = (size.width_mm, size.height_mm);
+        let m = (w.min(h) * 0.04).max(2.0); // margin
+        let inner = w - 2.0 * m;
+        let mut z = Zpl::begin(size);
+        match self {
+            Label::Product {
+                name,
+                code,
+                barcode,
+            } => {
+                z.text_block(m, m, inner, 2, h * 0.12, name);
+                if let Some(code) = code {
+                    z.text_fit(m, m + h * 0.28, h * 0.09, inner, &format!("[{code}]"));
+                }
+                let y = h * 0.45;
+                let bh = h * 0.3;
+                match barcode.as_deref() {
+                    Some(b) if digits_with_check(b, 13) => {
+                        z.ean13(m + inner * 0.1, y, bh, inner * 0.9, b);
+                    }
+                    Some(b) if digits_with_check(b, 14) => {
+                        z.gs1_128(m, y, bh, inner, &elements);
+                        z.text_fit(m, y + bh + 1.0, h * 0.07, inner, &format!("(01){b}"));
+                    }
+                    Some(b) if !b.is_empty() => {
+                        z.code128(m, y, bh, inner, b, true);
+                    }
+                    _ => {
+                        if let Some(code) = code {
+                            z.code128(m, y, bh, inner, code, true);
+                        }
+                    }
+                }
+            }
+            Label::Location { name, barcode } => {
+                z.text_fit(m, m, h * 0.22, inner, name);
+                z.code128(m, h * 0.4, h * 0.4, inner, barcode, true);
+            }
+            Label::Lot {
+                product,
+                code,
+                lot,
+                serial,
+                expiry,
+                ..
+            } => {
                 z.text_block(m, m, inner * 0.7, 2, h * 0.1, product);
                 if let Some(code) = code {
                     z.text_fit(m, m + h * 0.22, h * 0.08, inner * 0.7, &format!("[{code}]"));
@@ -306,9 +461,6 @@ impl Label {
                 picking,
                 content,
             } => {
-                if !digits_with_check(sscc, 18) {
-                    return Err(LabelError::Sscc(sscc.clone()));
-                }
                 z.text(m, m, h * 0.08, "SSCC");
                 z.text(m, m + h * 0.1, h * 0.12, sscc);
                 if let Some(p) = picking {
@@ -317,7 +469,6 @@ impl Label {
                 if let Some(c) = content {
                     z.text_block(m + inner * 0.5, m + h * 0.25, inner * 0.5, 1, h * 0.07, c);
                 }
-                let elements = [("00".to_owned(), sscc.clone())];
                 z.module(LOGISTIC_MODULE_MM)
                     .gs1_128(m, h * 0.45, h * 0.35, inner, &elements);
                 z.text_fit(m, h * 0.84, h * 0.07, inner, &human(&elements));
@@ -329,13 +480,6 @@ impl Label {
                 sscc,
                 carrier,
             } => {
-                non_empty("ship-to name", &ship_to.name)?;
-                non_empty("picking", picking)?;
-                if let Some(s) = sscc
-                    && !digits_with_check(s, 18)
-                {
-                    return Err(LabelError::Sscc(s.clone()));
-                }
                 z.text(m, m, h * 0.05, "SHIP TO");
                 let lines: Vec<String> = [
                     Some(ship_to.name.clone()),
@@ -373,8 +517,7 @@ impl Label {
                     h * 0.035,
                     "Fallback label - carrier label unavailable",
                 );
-                if let Some(s) = sscc {
-                    let elements = [("00".to_owned(), s.clone())];
+                if sscc.is_some() {
                     let top = m + h * 0.72;
                     z.module(LOGISTIC_MODULE_MM)
                         .gs1_128(m, top, h * 0.16, inner, &elements);

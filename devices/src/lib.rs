@@ -10,7 +10,7 @@
 //!   ([`frame`]), hand them to a [`hub::Hub`] and give its [`hub::Feedback`] back to the
 //!   device.
 //! - Labels: [`zpl`] (an emitter whose fields cannot inject commands), [`label`] (the
-//!   built-in templates), [`printer`] (status and sending over TCP 9100 or serial, and a fake
+//!   built-in templates), [`template`] (site templates that replace them), [`printer`] (status and sending over TCP 9100 or serial, and a fake
 //!   Zebra printer for the demo and tests).
 
 pub mod frame;
@@ -22,4 +22,5 @@ pub mod printer;
 pub mod scan;
 pub mod serial;
 pub mod tcp;
+pub mod template;
 pub mod zpl;

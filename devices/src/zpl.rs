@@ -96,7 +96,7 @@ pub fn escape_field(text: &str) -> String {
 
 /// Code 128 data for `^BC` without a mode: `>` starts an invocation code there, so a literal
 /// one is written `><`.
-fn code128_data(text: &str) -> String {
+pub(crate) fn code128_data(text: &str) -> String {
     text.replace('>', "><")
 }
 
@@ -134,7 +134,7 @@ fn code128_modules(data: &str) -> usize {
 
 /// GS1-128 data for `^BC`: start code and FNC1, subset C for runs of 4+ digits (even part),
 /// subset B otherwise, FNC1 (`>8`) where the element string has a separator.
-fn gs1_128_data(elements: &[(String, String)]) -> String {
+pub(crate) fn gs1_128_data(elements: &[(String, String)]) -> String {
     let data = gs1::encode(elements);
     // Split into FNC1-separated parts; encode each part's characters.
     let chars: Vec<char> = data.chars().collect();
@@ -200,7 +200,7 @@ const DM_ESCAPE: char = '_';
 
 /// GS1 DataMatrix data for `^BX` quality 200 with [`DM_ESCAPE`]: `_1` is FNC1 (first: GS1
 /// mode; later: a separator); a literal `_` or control byte is `_dNNN`.
-fn gs1_datamatrix_data(elements: &[(String, String)]) -> String {
+pub(crate) fn gs1_datamatrix_data(elements: &[(String, String)]) -> String {
     let mut out = format!("{DM_ESCAPE}1");
     for c in gs1::encode(elements).chars() {
         if c == gs1::GS {

@@ -299,3 +299,38 @@ fn long_texts_leave_the_barcodes_readable() {
         );
     }
 }
+
+/// A site template built from the values a template gets prints barcodes that read back as
+/// the built-in layout's do.
+#[test]
+fn a_site_template_prints_readable_gs1_symbols() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lot.zpl"),
+        "^XA^CI28^PW{{ width_dots }}^LL{{ height_dots }}\n\
+         ^FO20,20^A0N,36,36^FH_^FD{{ product }}^FS\n\
+         ^FO20,70^BY2^BCN,120,N,N,N^FH_^FD{{ gs1_128 }}^FS\n\
+         ^FO20,200^A0N,24,24^FH_^FD{{ gs1_text }}^FS\n\
+         ^FO600,180^BXN,6,200,0,0,6,_^FH_^FD{{ gs1_datamatrix }}^FS\n\
+         ^XZ\n",
+    )
+    .unwrap();
+    let templates = holdfast_devices::template::Templates::load(dir.path()).unwrap();
+    let lot = Label::Lot {
+        product: "Sealant ^XZ".into(),
+        code: None,
+        gtin: Some("05901234123457".into()),
+        lot: "A_1".into(),
+        serial: true,
+        expiry: None,
+    };
+    let zpl = templates.render(&lot, &small(), 1).unwrap();
+    let data = "010590123412345721A_1";
+    assert_eq!(
+        read_back("site-template-lot", &zpl, &small()),
+        vec![
+            read("CODE_128", "]C1", data),
+            read("DATA_MATRIX", "]d2", data),
+        ]
+    );
+}

@@ -906,6 +906,7 @@ over_pick = "warn"
 # default_printer = "dock-printer"
 # receive_labels = true                 # a lot/serial label per received tracked line
 # gs1_company_prefix = "5901230"        # for the SSCCs of package labels
+# templates = "/etc/holdfast/labels"    # site ZPL templates replacing built-ins (README)
 "#;
 
 #[cfg(test)]

@@ -119,8 +119,12 @@ impl Printing {
         requested_by: &str,
         source: Option<String>,
     ) -> Result<NewPrintJob, PrintError> {
-        let zpl = label
-            .render(&printer.size, 1)
+        let zpl = self
+            .inner
+            .lan
+            .printing
+            .templates
+            .render(label, &printer.size, 1)
             .map_err(|e| PrintError::Label(e.to_string()))?;
         Ok(NewPrintJob {
             printer: printer.id.clone(),

@@ -483,3 +483,56 @@ async fn a_mute_printer_is_offline_after_missed_polls_and_a_slow_one_still_print
     assert!(registry.get("slow").unwrap().state == "online");
     site.stop().await.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_template_prints_in_place_of_its_built_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels_dir = dir.path().join("labels");
+    std::fs::create_dir(&labels_dir).unwrap();
+    std::fs::write(
+        labels_dir.join("product.zpl"),
+        "^XA^CI28^PW{{ width_dots }}\n\
+         ^FO20,20^A0N,30,30^FH_^FDSITE {{ name }}^FS\n\
+         {% if ean13 %}^FO20,60^BY3^BEN,80,Y,N^FH_^FD{{ ean13 }}^FS{% endif %}\n^XZ\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let config = config(
+        dir.path(),
+        &format!(
+            "[[printers]]\nid = \"p1\"\naddress = \"127.0.0.1:{port}\"\npoll_secs = 0.1\ntimeout_secs = 0.5\n\
+             [printing]\ntemplates = \"{}\"\n",
+            labels_dir.display()
+        ),
+    );
+    let printer = FakePrinter::start(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        FakeBehaviour::Normal,
+    )
+    .await
+    .unwrap();
+    let site = start(seeded(&dir.path().join("h.db")).await, &config).await;
+    enqueue(&site, "p1", 7).await;
+    let bin = Label::Location {
+        name: "WH/Stock/A-01-01".into(),
+        barcode: "WH-A-01-01".into(),
+    };
+    let target = site.printing.printer_for(Some("p1"), None).unwrap();
+    site.printing
+        .enqueue(target, &bin, "test", None)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "two labels", || {
+        printer.labels().len() == 2
+    })
+    .await;
+    let labels = printer.labels();
+    // The site's product layout, its values escaped; the location keeps the built-in one.
+    assert_eq!(
+        labels[0],
+        "^XA^CI28^PW800\n^FO20,20^A0N,30,30^FH_^FDSITE Label 7 _5EXZ_7EJR injected^FS\n\
+         ^FO20,60^BY3^BEN,80,Y,N^FH_^FD590123000036^FS\n^XZ"
+    );
+    assert!(labels[1].contains("WH-A-01-01") && !labels[1].contains("SITE"));
+    site.stop().await.shutdown().await.unwrap();
+}

@@ -1,8 +1,10 @@
-//! Any text in any label field: the ZPL has exactly one format, and no field carries a raw
-//! `^` or `~` (no command can be injected).
+//! Any text in any label field, through the built-in layouts and through site templates: the
+//! ZPL has exactly one format, and no field carries a raw `^` or `~` (no command can be
+//! injected).
 #![no_main]
 
 use holdfast_devices::label::{Address, Label};
+use holdfast_devices::template::Templates;
 use holdfast_devices::zpl::LabelSize;
 use libfuzzer_sys::fuzz_target;
 
@@ -31,15 +33,40 @@ fuzz_target!(|data: &[u8]| {
             carrier: Some(text.clone()),
         },
     ];
+    let site = TEMPLATES.get_or_init(|| {
+        Templates::from_sources(&[
+            (
+                "product",
+                "^XA^FO1,1^FH_^FD{{ name }}|{{ code }}|{{ code128 }}^FS^XZ",
+            ),
+            (
+                "location",
+                "^XA{% for c in name %}^FO1,1^FH_^FD{{ c }}^FS{% endfor %}^XZ",
+            ),
+            (
+                "delivery",
+                "^XA^FO1,1^FH_^FD{{ ship_to.name|upper }} {{ ship_to.city }}^FS^XZ",
+            ),
+        ])
+        .expect("the fuzz templates load")
+    });
     for label in labels {
-        let Ok(zpl) = label.render(&LabelSize::default(), 1) else {
-            continue;
-        };
-        assert_eq!(zpl.matches("^XA").count(), 1);
-        assert_eq!(zpl.matches("^XZ").count(), 1);
-        for field in zpl.split("^FD").skip(1) {
-            let data = field.split("^FS").next().unwrap_or("");
-            assert!(!data.contains('^') && !data.contains('~'), "{data:?}");
+        for zpl in [
+            label.render(&LabelSize::default(), 1),
+            site.render(&label, &LabelSize::default(), 1),
+        ] {
+            let Ok(zpl) = zpl else {
+                continue;
+            };
+            assert_eq!(zpl.matches("^XA").count(), 1);
+            assert_eq!(zpl.matches("^XZ").count(), 1);
+            for field in zpl.split("^FD").skip(1) {
+                let data = field.split("^FS").next().unwrap_or("");
+                assert!(!data.contains('^') && !data.contains('~'), "{data:?}");
+            }
         }
     }
 });
+
+/// Site templates (placeholders, a loop, a filter), loaded once.
+static TEMPLATES: std::sync::OnceLock<Templates> = std::sync::OnceLock::new();

@@ -7,7 +7,10 @@ use holdfast_devices::mqtt::{TopicPattern, parse_payload, reply_payload};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let (topic, payload) = data.split_at(data.len().min(usize::from(data.first().copied().unwrap_or(0)) % 64));
+    let (topic, payload) = data.split_at(
+        data.len()
+            .min(usize::from(data.first().copied().unwrap_or(0)) % 64),
+    );
     if let Ok(pattern) = TopicPattern::parse("holdfast/site/scanner/{device}/scan") {
         let _ = pattern.device(&String::from_utf8_lossy(topic));
     }

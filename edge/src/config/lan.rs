@@ -27,6 +27,7 @@
 //! default_printer = "dock-printer"
 //! receive_labels = true         # lot/serial labels when receiving tracked products
 //! gs1_company_prefix = "0590123"
+//! templates = "/etc/holdfast/labels"   # site ZPL templates (product.zpl, lot.zpl, ...)
 //! ```
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use holdfast_devices::mqtt::{MqttSettings, TlsSettings, TopicPattern};
 use holdfast_devices::printer::PrinterAddress;
 use holdfast_devices::serial::{self, SerialSettings};
 use holdfast_devices::tcp::TcpMode;
+use holdfast_devices::template::Templates;
 use holdfast_devices::zpl::{Dpi, LabelSize};
 use serde::Deserialize;
 
@@ -111,6 +113,7 @@ pub struct RawPrinting {
     pub receive_labels: Option<bool>,
     pub gs1_company_prefix: Option<String>,
     pub sscc_extension: Option<u8>,
+    pub templates: Option<PathBuf>,
 }
 
 /// How a scanner reaches the appliance.
@@ -150,6 +153,8 @@ pub struct PrintingConfig {
     pub receive_labels: bool,
     /// GS1 company prefix and extension digit for SSCCs (package labels).
     pub sscc: Option<(String, u8)>,
+    /// The site's label templates (none: the built-in layouts).
+    pub templates: Templates,
 }
 
 /// Everything on the LAN, validated.
@@ -635,6 +640,12 @@ pub fn validate(
             lan.printing.sscc = Some((prefix.clone(), ext.min(9)));
         }
     }
+    if let Some(dir) = &printing.templates {
+        match Templates::load(dir) {
+            Ok(t) => lan.printing.templates = t,
+            Err(e) => problem("printing.templates", e.to_string()),
+        }
+    }
     lan
 }
 
@@ -676,6 +687,37 @@ mod tests {
         );
         assert_eq!(c.lan.printing.default_printer.as_deref(), Some("p1"));
         assert_eq!(c.lan.printing.sscc, Some(("5901230".into(), 0)));
+    }
+
+    #[test]
+    fn site_templates_are_loaded_and_their_mistakes_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sscc.zpl"),
+            "^XA^FO9,9^FH_^FD{{ sscc }}^FS^XZ",
+        )
+        .unwrap();
+        let lan = format!(
+            "[[printers]]\nid = \"p\"\naddress = \"h\"\n[printing]\ntemplates = \"{}\"\n",
+            dir.path().display()
+        );
+        let c = check(&lan).unwrap();
+        assert_eq!(
+            c.lan
+                .printing
+                .templates
+                .files()
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec!["sscc"]
+        );
+        std::fs::write(dir.path().join("lot.zpl"), "^XA^FH_^FD{{ lott }}^FS^XZ").unwrap();
+        let problems = check(&lan).unwrap_err().join("\n");
+        assert!(
+            problems.contains("printing.templates") && problems.contains("lot.zpl"),
+            "{problems}"
+        );
     }
 
     #[test]
