@@ -888,7 +888,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     demo::DEMO_MANAGER_TOKEN
                 );
                 println!(
-                    "  scanners: holdfast demo-scan --via serial|mqtt OP-ALICE WH/INT/00001 ...  (serial port {}; labels land in {})",
+                    "  scanners: holdfast demo-scan --via {} OP-ALICE WH/INT/00001 ...  (serial port {}; labels land in {})",
+                    if cfg!(feature = "demo-broker") {
+                        "serial|mqtt"
+                    } else {
+                        "serial"
+                    },
                     dir.join("scanner-tty").display(),
                     dir.join("labels").display()
                 );

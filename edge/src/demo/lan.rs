@@ -7,7 +7,8 @@
 //!   master side: `holdfast demo-scan --via serial CODE` writes `CODE\r` into it, and the
 //!   appliance's beep bytes come back (ACK for good, NAK for bad).
 //! - The MQTT broker runs in this process (rumqttd, loopback only); `holdfast demo-scan --via
-//!   mqtt CODE` publishes the scan as scanner `demo-mqtt` and waits for its reply.
+//!   mqtt CODE` publishes the scan as scanner `demo-mqtt` and waits for its reply. A build
+//!   without the `demo-broker` feature (site images) has no broker and no MQTT scanner.
 //! - The printer is a fake Zebra on loopback that answers `~HS` and writes every label it
 //!   receives to `<data dir>/labels/NNNNNN.zpl`.
 
@@ -31,12 +32,14 @@ const GOOD: u8 = 0x06;
 const BAD: u8 = 0x15;
 
 /// A free loopback port (bound and released; the broker binds it right after).
+#[cfg(feature = "demo-broker")]
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
 /// Starts an MQTT broker on `addr` in its own thread (it runs until the process exits).
+#[cfg(feature = "demo-broker")]
 pub fn start_broker(addr: SocketAddr) -> anyhow::Result<()> {
     let config: rumqttd::Config = serde_json::from_value(json!({
         "id": 0,
@@ -72,21 +75,46 @@ pub fn start_broker(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's broker and its MQTT scanner.
+#[cfg(feature = "demo-broker")]
+async fn start_mqtt() -> anyhow::Result<Option<(SocketAddr, ScannerClient)>> {
+    let broker: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    start_broker(broker)?;
+    let scanner = ScannerClient::connect(
+        "127.0.0.1",
+        broker.port(),
+        "demo-mqtt-scanner",
+        &format!("holdfast/demo/scanner/{MQTT_SCANNER}/scan"),
+        &format!("holdfast/demo/scanner/{MQTT_SCANNER}/reply"),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    Ok(Some((broker, scanner)))
+}
+
+/// Without the `demo-broker` feature the demo has no MQTT scanner.
+#[cfg(not(feature = "demo-broker"))]
+async fn start_mqtt() -> anyhow::Result<Option<(SocketAddr, ScannerClient)>> {
+    tracing::info!("built without the demo-broker feature: the demo has no MQTT scanner");
+    Ok(None)
+}
+
 /// The demo's devices.
 pub struct DemoLan {
     printer: FakePrinter,
-    broker: SocketAddr,
     scanner_path: PathBuf,
     /// Master side of the serial scanner's pseudo-terminal.
     tty: Mutex<Box<dyn serialport::SerialPort>>,
-    mqtt: ScannerClient,
+    /// The broker and the MQTT scanner on it (none in a build without `demo-broker`).
+    mqtt: Option<(SocketAddr, ScannerClient)>,
 }
 
 impl std::fmt::Debug for DemoLan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DemoLan")
             .field("printer", &self.printer.addr())
-            .field("broker", &self.broker)
+            .field("broker", &self.mqtt.as_ref().map(|(addr, _)| addr))
             .field("scanner_path", &self.scanner_path)
             .finish()
     }
@@ -102,8 +130,6 @@ impl DemoLan {
             .await
             .context("starting the demo printer")?
             .with_save_dir(labels);
-        let broker: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        start_broker(broker)?;
         let (master, slave) =
             serialport::TTYPort::pair().context("creating the demo scanner's pseudo-terminal")?;
         let slave_name =
@@ -114,19 +140,9 @@ impl DemoLan {
         let _ = std::fs::remove_file(&scanner_path);
         std::os::unix::fs::symlink(&slave_name, &scanner_path)
             .with_context(|| format!("cannot link {}", scanner_path.display()))?;
-        let mqtt = ScannerClient::connect(
-            "127.0.0.1",
-            broker.port(),
-            "demo-mqtt-scanner",
-            &format!("holdfast/demo/scanner/{MQTT_SCANNER}/scan"),
-            &format!("holdfast/demo/scanner/{MQTT_SCANNER}/reply"),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(anyhow::Error::msg)?;
+        let mqtt = start_mqtt().await?;
         Ok(DemoLan {
             printer,
-            broker,
             scanner_path,
             tty: Mutex::new(Box::new(master)),
             mqtt,
@@ -135,13 +151,18 @@ impl DemoLan {
 
     /// The config sections of the demo's devices.
     pub fn config(&self) -> String {
+        let mqtt = match &self.mqtt {
+            Some((broker, _)) => format!(
+                "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"holdfast-demo\"\n\n",
+                broker.port()
+            ),
+            None => String::new(),
+        };
         format!(
             "[[scanners]]\nid = \"{SERIAL_SCANNER}\"\ntransport = \"serial\"\npath = \"{}\"\nbaud = 9600\nterminator = \"cr\"\ngood_beep = \"{GOOD:02x}\"\nbad_beep = \"{BAD:02x}\"\nprinter = \"{PRINTER}\"\n\n\
-             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"holdfast-demo\"\n\n\
-             [[printers]]\nid = \"{PRINTER}\"\ntransport = \"tcp\"\naddress = \"{}\"\ndpi = 203\nwidth_mm = 100\nheight_mm = 60\npoll_secs = 2\n\n\
+             {mqtt}[[printers]]\nid = \"{PRINTER}\"\ntransport = \"tcp\"\naddress = \"{}\"\ndpi = 203\nwidth_mm = 100\nheight_mm = 60\npoll_secs = 2\n\n\
              [printing]\ndefault_printer = \"{PRINTER}\"\nreceive_labels = true\ngs1_company_prefix = \"5901230\"\n",
             self.scanner_path.display(),
-            self.broker.port(),
             self.printer.addr(),
         )
     }
@@ -164,8 +185,12 @@ impl DemoLan {
                 }))
             }
             "mqtt" => {
-                let mut reply = self
-                    .mqtt
+                let Some((_, scanner)) = &self.mqtt else {
+                    anyhow::bail!(
+                        "this build has no demo MQTT broker (built without the demo-broker feature)"
+                    );
+                };
+                let mut reply = scanner
                     .scan(scan, Duration::from_secs(10))
                     .await
                     .map_err(anyhow::Error::msg)?;
