@@ -33,6 +33,9 @@ use crate::zpl::{self, LabelSize};
 /// The templates a site can replace.
 pub const NAMES: [&str; 6] = ["product", "location", "lot", "sscc", "delivery", "test"];
 
+/// Instructions one label may take (a built-in-sized template takes a few hundred).
+const FUEL: u64 = 200_000;
+
 /// Why a template directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -62,6 +65,9 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     // Printing an unknown name fails; testing it (`{% if x %}`) does not.
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    // A label is a few dozen fields: a template that loops far beyond that is a mistake, and
+    // must not hold the spool (it fails with "out of fuel" instead).
+    env.set_fuel(Some(FUEL));
     env.set_formatter(|out, _state, value| {
         if value.is_none() || value.is_undefined() {
             return Ok(());
@@ -304,6 +310,11 @@ mod tests {
         assert!(e.contains("sscc.zpl") && e.contains("line 1"), "{e}");
         let e = err(&[("pallet.zpl", "^XA^XZ")]);
         assert!(e.contains("no template is called \"pallet\""), "{e}");
+        let e = err(&[(
+            "test.zpl",
+            "^XA{% for i in range(10000) %}{% for j in range(10000) %}.{% endfor %}{% endfor %}^XZ",
+        )]);
+        assert!(e.contains("test.zpl") && e.contains("fuel"), "{e}");
         let e = err(&[("test.zpl", "^FO1,1^FH_^FD{{ printer }}^FS")]);
         assert!(e.contains("^XA"), "{e}");
         assert!(Templates::load(Path::new("/nonexistent/labels")).is_err());
