@@ -17,18 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{TestHub, eventually};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{TestHub, eventually, free_addr};
 
 fn start_broker() -> SocketAddr {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = free_addr();
     let config: rumqttd::Config = serde_json::from_value(json!({
         "id": 0,
         "router": {"id": 0, "max_connections": 100, "max_outgoing_packet_count": 200,
@@ -284,8 +276,8 @@ async fn a_broker_restart_is_survived_and_duplicates_keep_their_key() {
 /// A broker that wants credentials on one listener (the appliance's) and none on another
 /// (the test's scanners), so the scanners need no credentials of their own.
 fn start_broker_with_login(user: &str, password: &str) -> (SocketAddr, SocketAddr) {
-    let secured: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let open: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let secured: SocketAddr = free_addr();
+    let open: SocketAddr = free_addr();
     let connections = |auth: Value| {
         json!({"connection_timeout_ms": 5000, "max_payload_size": 20480,
                "max_inflight_count": 100, "dynamic_filters": true, "auth": auth})

@@ -14,14 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{TestHub, eventually};
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use support::{TestHub, eventually, free_addr};
 
 fn scanner(mode: TcpMode, idle: Option<Duration>) -> TcpScanner {
     TcpScanner {
