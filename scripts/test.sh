@@ -6,19 +6,25 @@ cd "$(dirname "$0")/.."
 
 # Browser tests drive headless Chromium through chromedriver (W3C WebDriver over HTTP).
 # Debian's packages: `chromium` (/usr/bin/chromium) and `chromium-driver` (/usr/bin/chromedriver).
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-    echo "test.sh: installing chromium and chromium-driver for the browser tests" >&2
+# The MQTT scanner tests also run against Mosquitto, the broker sites use (`mosquitto`,
+# /usr/sbin/mosquitto, started by the tests on loopback ports; its service is not needed).
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]} for the browser and broker tests" >&2
     sudo=""
     if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then sudo="sudo"; fi
     if ! { $sudo apt-get update -q &&
         $sudo env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -q --no-install-recommends chromium chromium-driver; }; then
+            apt-get install -y -q --no-install-recommends "${missing[@]}"; }; then
         if [ "${CI:-}" = "true" ]; then
-            echo "test.sh: ERROR: could not install chromium/chromium-driver (browser tests)" >&2
+            echo "test.sh: ERROR: could not install ${missing[*]}" >&2
             exit 1
         fi
-        # Locally, run the rest anyway; the browser tests will say what is missing.
-        echo "test.sh: WARNING: no chromium/chromium-driver; browser tests will fail" >&2
+        # Locally, run the rest anyway; the tests that need them say what is missing.
+        echo "test.sh: WARNING: ${missing[*]} not installed; the tests that need them will skip or fail" >&2
     fi
 fi
 

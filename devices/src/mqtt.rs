@@ -43,6 +43,8 @@ const RECENT: usize = 64;
 const DEVICE_QUEUE: usize = 64;
 /// Devices served at most (each has a task); beyond, scans from new ids are refused.
 const MAX_DEVICES: usize = 1024;
+/// How long a stop waits for the scans in hand to be answered and acknowledged.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// TLS to the broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -426,9 +428,33 @@ pub async fn run<H: Hub>(
             }
         }
     }
+    // An orderly stop: the scans in hand are answered and acknowledged before the link
+    // closes, or a raw scan (no id) already acted on would be delivered again after the
+    // restart and acted on twice. The event loop must keep running for replies, PUBACKs and
+    // the DISCONNECT to leave; scans arriving meanwhile are not acknowledged (the broker
+    // keeps them for the next session).
+    drop(workers);
     drop(arrived);
-    let _ = tokio::time::timeout(Duration::from_secs(2), acks).await;
-    let _ = client.try_disconnect();
+    let drain = async {
+        let mut acks = acks;
+        loop {
+            tokio::select! {
+                _ = &mut acks => break,
+                event = eventloop.poll() => if event.is_err() { return },
+            }
+        }
+        if client.try_disconnect().is_err() {
+            return;
+        }
+        while let Ok(event) = eventloop.poll().await {
+            if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
+        tracing::warn!(broker = %address, "MQTT stop: scans still in hand after {STOP_GRACE:?}; the broker will deliver them again");
+    }
     Ok(())
 }
 

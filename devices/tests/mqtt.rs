@@ -1,7 +1,8 @@
 //! The MQTT scanner transport against a real broker (rumqttd, in this process): scans in,
 //! replies out, duplicate deliveries answered once, bad payloads refused, and a broker
 //! restart (a fresh broker with no memory of the session) survived by re-subscribing, and
-//! TLS with the site CA, a client certificate and a login (certificates made per run).
+//! TLS with the site CA, a client certificate and a login (certificates made per run). The
+//! same against Mosquitto, the broker sites run, at the end.
 
 #![allow(clippy::unwrap_used)]
 
@@ -339,6 +340,15 @@ impl Pki {
         self.dir.path().join(name)
     }
 
+    /// Writes the broker's certificate and key (`broker.pem`, `broker.key`) for a broker
+    /// with its own TLS listener.
+    fn broker_files(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (c, k) = (self.path("broker.pem"), self.path("broker.key"));
+        std::fs::write(&c, self.broker.0.pem()).unwrap();
+        std::fs::write(&k, self.broker.1.serialize_pem()).unwrap();
+        (c, k)
+    }
+
     /// Writes a client certificate signed by `issuer` (the site CA unless given) and its key.
     fn client(&self, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -516,4 +526,205 @@ async fn tls_with_a_client_certificate_and_a_login() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("absent.pem"), "{err}");
+}
+
+// Mosquitto, the broker sites run (a child process; scripts/test.sh installs it): what an
+// in-process broker cannot show, a persistent session holding scans for the appliance, a
+// broker process killed and started again, and the broker's own TLS (OpenSSL) against the
+// appliance's rustls.
+
+use support::mosquitto::{self, Mosquitto};
+
+/// Starts the appliance's link; returns once it reported a new connection and its
+/// subscription had a moment to land.
+async fn start_link(
+    settings: MqttSettings,
+    hub: &TestHub,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), mqtt::MqttError>>,
+) {
+    let connected = |hub: &TestHub| {
+        link_events(hub)
+            .iter()
+            .filter(|e| matches!(e, DeviceEvent::Connected { .. }))
+            .count()
+    };
+    let before = connected(hub);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(mqtt::run(settings, hub.clone(), cancel.clone()));
+    eventually("the link connected", || connected(hub) > before).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (cancel, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_holds_scans_while_the_appliance_restarts_and_none_is_done_twice() {
+    let Some(bin) = mosquitto::required("mosquitto_holds_scans") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::plain(&bin, dir.path(), free_addr(), true);
+    let port = broker.addr().port();
+    let hub = TestHub::default();
+    let (cancel, task) = start_link(settings(port), &hub).await;
+    let s = scanner(port, "dock-m").await;
+
+    // A raw scan (no id, so nothing but the PUBACK keeps it from being done twice) is in
+    // hand when the appliance stops: the stop answers and acknowledges it first.
+    *hub.delay.lock().unwrap() = Duration::from_millis(600);
+    s.publish_raw(b"RAW-1".to_vec()).await.unwrap();
+    let arrived = hub.arrived.clone();
+    eventually("the scan is in hand", || *arrived.lock().unwrap() == 1).await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(hub.data(), vec![b"RAW-1".to_vec()]);
+    let replies = wait_replies(&s, 1).await;
+    assert_eq!(
+        (replies[0]["scan"].clone(), replies[0]["ok"].clone()),
+        (json!("RAW-1"), json!(true)),
+        "the scan in hand was answered before the link closed"
+    );
+
+    // While the appliance is away its session on the broker keeps the scans (QoS 1).
+    *hub.delay.lock().unwrap() = Duration::ZERO;
+    s.publish_raw(
+        json!({"id": "away-2", "scan": "TWO"})
+            .to_string()
+            .into_bytes(),
+    )
+    .await
+    .unwrap();
+    s.publish_raw(b"RAW-3".to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cancel, task) = start_link(settings(port), &hub).await;
+    eventually("the held scans are served", || hub.data().len() >= 3).await;
+    let replies = wait_replies(&s, 3).await;
+    // Anything delivered again would show up by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hub.data(),
+        vec![b"RAW-1".to_vec(), b"TWO".to_vec(), b"RAW-3".to_vec()],
+        "each scan done once; broker log: {}",
+        broker.log_text()
+    );
+    assert_eq!(s.replies().len(), 3);
+    assert_eq!(replies[1]["id"], "away-2");
+    assert_eq!(replies[2]["scan"], "RAW-3");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_killed_and_started_again_on_the_same_port() {
+    let Some(bin) = mosquitto::required("mosquitto_killed") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::plain(&bin, dir.path(), free_addr(), true);
+    let port = broker.addr().port();
+    let hub = TestHub::default();
+    let (cancel, task) = start_link(settings(port), &hub).await;
+    let s = scanner(port, "dock-k").await;
+    s.publish_raw(json!({"id": "k1", "scan": "ONE"}).to_string().into_bytes())
+        .await
+        .unwrap();
+    wait_replies(&s, 1).await;
+
+    // SIGKILL: no persistence, so the new process knows no session and no subscription.
+    broker.restart();
+    eventually("the outage is reported", || {
+        link_events(&hub)
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::Disconnected { error: Some(_) }))
+    })
+    .await;
+    eventually("reconnected", || {
+        link_events(&hub)
+            .iter()
+            .filter(|e| matches!(e, DeviceEvent::Connected { .. }))
+            .count()
+            == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A scanner connecting to the new process is served.
+    let s = scanner_on(
+        port,
+        "scanner-dock-k-again",
+        "site/scanner/dock-k/scan",
+        "site/scanner/dock-k/reply",
+    )
+    .await;
+    let reply = s
+        .scan_with_id("k2", "TWO", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(hub.data(), vec![b"ONE".to_vec(), b"TWO".to_vec()]);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_tls_with_a_client_certificate_and_a_password_file() {
+    let Some(bin) = mosquitto::required("mosquitto_tls") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (cert, key) = pki.broker_files();
+    mosquitto::password_file(&pki.path("passwd"), "holdfast", "s3cret");
+    let (open, secured) = (free_addr(), free_addr());
+    // Scanners on a plain listener; the appliance on TLS with a certificate and a login.
+    let config = format!(
+        "per_listener_settings true\n\
+         listener {} 127.0.0.1\nallow_anonymous true\n\
+         listener {} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
+         cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        open.port(),
+        secured.port(),
+        pki.path("passwd").display(),
+        pki.path("ca.pem").display(),
+        cert.display(),
+        key.display(),
+    );
+    let broker = Mosquitto::start(&bin, pki.dir.path(), open, &config);
+    let (client_cert, client_key) = pki.client("appliance");
+    let tls = |password: &str, client: Option<(std::path::PathBuf, std::path::PathBuf)>| {
+        let mut s = settings(secured.port());
+        s.tls = Some(mqtt::TlsSettings {
+            ca_file: pki.path("ca.pem"),
+            client_cert: client,
+        });
+        s.username = Some("holdfast".into());
+        s.password = Some(password.into());
+        s
+    };
+    let both = Some((client_cert, client_key));
+
+    let hub = TestHub::default();
+    let (cancel, task) = start_link(tls("s3cret", both.clone()), &hub).await;
+    let s = scanner(open.port(), "dock-tls").await;
+    s.publish_raw(b"WH-A-01".to_vec()).await.unwrap();
+    let replies = wait_replies(&s, 1).await;
+    assert_eq!(replies[0]["ok"], true, "broker log: {}", broker.log_text());
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+
+    // A wrong password: TLS works, the broker refuses the login, and the report says so.
+    let (_, report) = first_report(tls("guess", both)).await;
+    let DeviceEvent::Disconnected { error: Some(error) } = report else {
+        panic!("expected an outage, got {report:?}");
+    };
+    assert!(
+        error.contains("NotAuthorized") || error.contains("BadUserNamePassword"),
+        "{error}"
+    );
+
+    // No client certificate: Mosquitto (OpenSSL) ends the handshake.
+    let (_, report) = first_report(tls("s3cret", None)).await;
+    assert!(
+        matches!(report, DeviceEvent::Disconnected { error: Some(_) }),
+        "{report:?}"
+    );
 }

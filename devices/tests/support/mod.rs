@@ -16,10 +16,13 @@ pub struct TestHub {
     pub scans: Arc<Mutex<Vec<Seen>>>,
     pub events: Arc<Mutex<Vec<(String, DeviceEvent)>>>,
     pub delay: Arc<Mutex<Duration>>,
+    /// Scans handed over so far, counted before the delay (a scan in hand).
+    pub arrived: Arc<Mutex<usize>>,
 }
 
 impl Hub for TestHub {
     async fn scan(&self, device: &str, data: Vec<u8>, key: Option<String>) -> Feedback {
+        *self.arrived.lock().unwrap() += 1;
         let delay = *self.delay.lock().unwrap();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -91,3 +94,5 @@ pub fn free_addr() -> std::net::SocketAddr {
         .local_addr()
         .unwrap()
 }
+
+pub mod mosquitto;
