@@ -8,9 +8,11 @@
 //!
 //! 1. Scanners, closed loop, 50 devices each: serial (each device a pseudo-terminal pair, the
 //!    appliance's serial thread reading the slave, the bench writing `scan\r` into the master
-//!    and waiting for the beep byte) and MQTT (each device its own MQTT client on a rumqttd
-//!    broker in this process, JSON scans with ids, waiting for the reply). Baseline in the
-//!    same run: the same scans handed to the floor service directly (no transport).
+//!    and waiting for the beep byte) and MQTT (each device its own MQTT client, JSON scans
+//!    with ids, waiting for the reply) on the demo's rumqttd broker in this process, then on
+//!    Mosquitto (the sites' broker, when installed) as shipped and with `set_tcp_nodelay
+//!    true`. Baseline in the same run: the same scans handed to the floor service directly
+//!    (no transport).
 //! 2. Print spool: jobs spooled, then drained into a fake printer over loopback TCP (status
 //!    poll, one connection per job, two commits per job). Baseline: the same labels written
 //!    to the printer with no spool (one connection per label).
@@ -43,6 +45,10 @@ use holdfast_sync::records::{MoveState, PickingCode, PickingState, Tracking};
 use tokio_util::sync::CancellationToken;
 
 const DEVICES: usize = 50;
+
+// The Mosquitto launcher the MQTT tests use.
+#[path = "../../devices/tests/support/mosquitto.rs"]
+mod mosquitto;
 
 #[derive(Clone, Debug)]
 struct Device {
@@ -210,6 +216,54 @@ async fn mqtt_device(port: u16, id: &str) -> ScannerClient {
     .unwrap()
 }
 
+/// The MQTT scanners of one broker in a closed loop for `duration`.
+async fn mqtt_run(
+    name: &'static str,
+    port: u16,
+    prefix: &str,
+    devices: &[Device],
+    duration: Duration,
+) -> Run {
+    let mut devs = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let m = mqtt_device(port, &format!("{prefix}-{i:02}")).await;
+        mqtt_scan(&m, &d.badge).await;
+        mqtt_scan(&m, &d.picking).await;
+        devs.push((m, d.clone()));
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = devs
+        .into_iter()
+        .map(|(m, d)| {
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0;
+                while start.elapsed() < duration {
+                    lat.push(mqtt_scan(&m, &d.codes[i % d.codes.len()]).await);
+                    i += 1;
+                }
+                // Replies beyond one per scan: redeliveries, answered again, not re-done.
+                let extra = m.replies().len().saturating_sub(lat.len() + 2);
+                (lat, extra)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut duplicates = 0;
+    for t in tasks {
+        let (lat, dup) = t.await.unwrap();
+        latencies.extend(lat);
+        duplicates += dup;
+    }
+    println!("  ({name}: {duplicates} replies to redelivered scans, answered again, not re-done)");
+    Run {
+        name,
+        scans: latencies.len(),
+        elapsed: start.elapsed(),
+        latencies,
+    }
+}
+
 async fn mqtt_scan(m: &ScannerClient, code: &str) -> Duration {
     let t = Instant::now();
     let reply = m.scan(code, Duration::from_secs(30)).await.unwrap();
@@ -230,9 +284,10 @@ fn main() {
         pickings: 1_500,
     };
     let data = Dataset::generate(&spec);
-    let all = devices(&data, DEVICES * 3);
+    let all = devices(&data, DEVICES * 5);
     let (serial_devs, rest) = all.split_at(DEVICES);
-    let (mqtt_devs, direct_devs) = rest.split_at(DEVICES);
+    let (mqtt_devs, rest) = rest.split_at(DEVICES);
+    let (direct_devs, mosquitto_devs) = rest.split_at(DEVICES);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -315,49 +370,58 @@ fn main() {
     }
     let serial = serial_run(masters, duration);
 
-    // MQTT.
-    let mqtt = rt.block_on(async {
-        let mut devs = Vec::new();
-        for (i, d) in mqtt_devs.iter().enumerate() {
-            let m = mqtt_device(broker, &format!("mq-{i:02}")).await;
-            mqtt_scan(&m, &d.badge).await;
-            mqtt_scan(&m, &d.picking).await;
-            devs.push((m, d.clone()));
-        }
-        let start = Instant::now();
-        let tasks: Vec<_> = devs
+    // MQTT: the demo's broker, then Mosquitto (what sites run) with Nagle's algorithm on its
+    // sockets as shipped and turned off.
+    let mut mqtt = vec![rt.block_on(mqtt_run(
+        "MQTT (rumqttd)",
+        broker,
+        "mq",
+        mqtt_devs,
+        duration,
+    ))];
+    match mosquitto::binary() {
+        None => println!(
+            "  (Mosquitto not installed: its runs are skipped; scripts/test.sh installs it)"
+        ),
+        Some(bin) => {
+            for (i, (name, nodelay)) in [
+                ("MQTT (Mosquitto, default)", false),
+                ("MQTT (Mosquitto, nodelay)", true),
+            ]
             .into_iter()
-            .map(|(m, d)| {
-                tokio::spawn(async move {
-                    let mut lat = Vec::new();
-                    let mut i = 0;
-                    while start.elapsed() < duration {
-                        lat.push(mqtt_scan(&m, &d.codes[i % d.codes.len()]).await);
-                        i += 1;
-                    }
-                    // Replies beyond one per scan: redeliveries, answered again, not re-done.
-                    let extra = m.replies().len().saturating_sub(lat.len() + 2);
-                    (lat, extra)
-                })
-            })
-            .collect();
-        let mut latencies = Vec::new();
-        let mut duplicates = 0;
-        for t in tasks {
-            let (lat, dup) = t.await.unwrap();
-            latencies.extend(lat);
-            duplicates += dup;
+            .enumerate()
+            {
+                let mdir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+                let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                let _broker = mosquitto::Mosquitto::plain(&bin, mdir.path(), addr, nodelay);
+                let link = lan_config(
+                    mdir.path(),
+                    &format!(
+                        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"bench-appliance-{i}\"\n",
+                        addr.port()
+                    ),
+                );
+                let (settings, _) = link.lan.mqtt.clone().unwrap();
+                let devs = &mosquitto_devs[i * DEVICES..(i + 1) * DEVICES];
+                let stop = CancellationToken::new();
+                let run = rt.block_on(async {
+                    let task = tokio::spawn(holdfast_devices::mqtt::run(
+                        settings,
+                        hub.clone(),
+                        stop.clone(),
+                    ));
+                    // The appliance subscribes right after it connects.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let run =
+                        mqtt_run(name, addr.port(), &format!("mosq{i}"), devs, duration).await;
+                    stop.cancel();
+                    task.await.unwrap().unwrap();
+                    run
+                });
+                mqtt.push(run);
+            }
         }
-        println!(
-            "  (MQTT: {duplicates} replies to redelivered scans, answered again, not re-done)"
-        );
-        Run {
-            name: "MQTT (rumqttd), 50 devices",
-            scans: latencies.len(),
-            elapsed: start.elapsed(),
-            latencies,
-        }
-    });
+    }
 
     // Baseline: the floor service called directly.
     let direct = rt.block_on(async {
@@ -408,13 +472,18 @@ fn main() {
         }
     });
     serial.print();
-    mqtt.print();
+    for run in &mqtt {
+        run.print();
+    }
     direct.print();
-    println!(
-        "  transport cost: serial {:.2}x, MQTT {:.2}x of the baseline's throughput",
-        serial.rate() / direct.rate(),
-        mqtt.rate() / direct.rate()
+    print!(
+        "  throughput against the baseline: serial {:.2}x",
+        serial.rate() / direct.rate()
     );
+    for run in &mqtt {
+        print!(", {} {:.2}x", run.name, run.rate() / direct.rate());
+    }
+    println!();
     cancel.cancel();
 
     // Print spool.
