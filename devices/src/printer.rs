@@ -350,6 +350,9 @@ pub enum FakeBehaviour {
     ResetMidJob,
     /// Waits this long before each `~HS` answer and each read.
     Slow(Duration),
+    /// Answers `~HS` a few bytes at a time, this long apart: one answer in many TCP
+    /// segments, as a busy print server may send it.
+    Trickle(Duration),
 }
 
 #[derive(Debug)]
@@ -389,6 +392,8 @@ impl FakePrinter {
                 let Ok((conn, _)) = listener.accept().await else {
                     continue;
                 };
+                // Each write its own segment (the trickling printer relies on it).
+                let _ = conn.set_nodelay(true);
                 tokio::spawn(serve_fake(conn, s.clone()));
             }
         });
@@ -480,11 +485,21 @@ async fn serve_fake(mut conn: TcpStream, state: Arc<Mutex<FakeState>>) {
         while let Some(at) = find(&buf, b"~HS") {
             buf.drain(at..at + 3);
             let answer = state.lock().map(|s| s.status.encode()).unwrap_or_default();
-            if let FakeBehaviour::Slow(d) = now {
-                tokio::time::sleep(d).await;
-            }
-            if conn.write_all(&answer).await.is_err() {
-                return;
+            let (piece, pause) = match now {
+                FakeBehaviour::Slow(d) => {
+                    tokio::time::sleep(d).await;
+                    (answer.len().max(1), Duration::ZERO)
+                }
+                FakeBehaviour::Trickle(d) => (5, d),
+                _ => (answer.len().max(1), Duration::ZERO),
+            };
+            for part in answer.chunks(piece) {
+                if conn.write_all(part).await.is_err() || conn.flush().await.is_err() {
+                    return;
+                }
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
             }
         }
         // Keep whole formats.

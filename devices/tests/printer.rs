@@ -1,5 +1,6 @@
 //! Printer I/O against fake Zebra printers on loopback: status and labels, a printer that
-//! never answers, one that resets mid-job, a slow one, one that is not there, one out of paper.
+//! never answers, one that resets mid-job, a slow one, one that sends its status in pieces,
+//! one that is not there, one out of paper.
 
 #![allow(clippy::unwrap_used)]
 
@@ -37,6 +38,26 @@ async fn a_label_arrives_byte_exact_and_status_is_read() {
     });
     let s = query_status(&a, T).await.unwrap();
     assert_eq!(s.faults(), vec!["paper_out"]);
+}
+
+#[tokio::test]
+async fn a_status_answer_in_many_segments_is_read_whole() {
+    // 5 bytes every 15 ms: the ~100-byte answer arrives in about 20 reads.
+    let (p, a) = fake(FakeBehaviour::Trickle(Duration::from_millis(15))).await;
+    p.set_status(HostStatus {
+        paused: true,
+        head_open: true,
+        labels_remaining: 12,
+        ..Default::default()
+    });
+    let s = query_status(&a, T).await.unwrap();
+    assert_eq!(s.faults(), vec!["paused", "head_open"]);
+    assert_eq!(s.labels_remaining, 12);
+    // Cut short by the time-out halfway through, it is no answer, not a half-read status.
+    let e = query_status(&a, Duration::from_millis(150))
+        .await
+        .unwrap_err();
+    assert_eq!(e, PrintError::NoAnswer);
 }
 
 #[tokio::test]
