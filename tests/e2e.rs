@@ -211,7 +211,14 @@ fn run_serves_probes_honours_env_overrides_and_stops_cleanly_on_sigterm() {
 /// Starts `holdfast demo` on a port of the system's choosing; returns it and the address its
 /// banner names.
 fn start_demo(data: &Path) -> (Child, String) {
-    let mut child = holdfast()
+    start_demo_with(data, &[])
+}
+
+/// [`start_demo`] with config overrides in the environment (`HOLDFAST__SECTION__KEY`).
+fn start_demo_with(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let mut command = holdfast();
+    command.envs(env.iter().copied());
+    let mut child = command
         .args([
             "demo",
             "--data-dir",
@@ -1035,4 +1042,103 @@ fn demo_scanners_on_a_pty_and_mqtt_run_picks_and_labels_reach_the_printer() {
         "{}",
         text(&out.stdout)
     );
+}
+
+/// Prints a product label through the running appliance (the handheld's Print button) and
+/// returns the ZPL the demo printer received.
+fn print_product_label(addr: &str, labels: &Path, key: &str) -> String {
+    let before = std::fs::read_dir(labels).map_or(0, |d| d.count());
+    let auth = format!("Bearer {}", holdfast::demo::DEMO_TOKEN);
+    let (status, body) = request(
+        addr,
+        "POST",
+        "/api/v1/print",
+        &[("Authorization", &auth), ("Idempotency-Key", key)],
+        br#"{"label": "product", "product_id": 1}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let start = Instant::now();
+    loop {
+        let mut files: Vec<_> = std::fs::read_dir(labels)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if files.len() > before {
+            files.sort();
+            return std::fs::read_to_string(files.last().unwrap()).unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no label printed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn site_templates_are_read_again_on_sighup_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let templates = dir.path().join("labels");
+    std::fs::create_dir(&templates).unwrap();
+    let product = templates.join("product.zpl");
+    let layout =
+        |mark: &str| format!("^XA^CI28^FO20,20^A0N,30,30^FH_^FD{mark} {{{{ name }}}}^FS^XZ\n");
+    std::fs::write(&product, layout("SITE-A")).unwrap();
+    let (child, addr) = start_demo_with(
+        &data,
+        &[("HOLDFAST__PRINTING__TEMPLATES", templates.to_str().unwrap())],
+    );
+    wait_for(&addr);
+    let labels = data.join("labels");
+    let label = print_product_label(&addr, &labels, "t-1");
+    assert!(label.contains("SITE-A"), "{label}");
+
+    // The layout changes on disk; `systemctl reload` (SIGHUP) puts it in use.
+    std::fs::write(&product, layout("SITE-B")).unwrap();
+    let config = data.join("holdfast.toml");
+    let out = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "print",
+        "templates",
+        templates.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("product.zpl"),
+        "{}",
+        text(&out.stdout)
+    );
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGHUP).unwrap();
+    let start = Instant::now();
+    let mut n = 2;
+    while !print_product_label(&addr, &labels, &format!("t-{n}")).contains("SITE-B") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "SIGHUP did not reload the templates"
+        );
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A mistake: the check names the file and line, and a reload keeps the layout in use.
+    std::fs::write(&product, "^XA\n^FO20,20^FH_^FD{{ nme }}^FS^XZ\n").unwrap();
+    let out = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "print",
+        "templates",
+        templates.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("product.zpl") && err.contains("nme"), "{err}");
+    kill(pid, Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&addr, "/healthz").unwrap().0, 200, "still serving");
+    n += 1;
+    let label = print_product_label(&addr, &labels, &format!("t-{n}"));
+    assert!(label.contains("SITE-B"), "{label}");
+    assert!(terminate(child).success());
 }

@@ -231,6 +231,10 @@ enum PrintCommand {
     Reprint { id: i64 },
     /// Cancel a queued job, or one whose outcome is unknown.
     Cancel { id: i64 },
+    /// Check site label templates as the appliance does at start and on reload (each file
+    /// rendered with sample data): those in `printing.templates`, or in DIR before they go
+    /// live. `systemctl reload holdfast` then puts them in use without a restart.
+    Templates { dir: Option<PathBuf> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -534,6 +538,20 @@ async fn print_command(store: &Store, config: &Config, cmd: PrintCommand) -> any
         PrintCommand::Cancel { id } => {
             store.devices(DeviceCmd::Cancel { id, by }).await?;
             println!("job {id} cancelled");
+        }
+        PrintCommand::Templates { dir } => {
+            use holdfast_devices::template::{NAMES, Templates};
+            let dir = dir
+                .or_else(|| config.lan.printing.templates_dir.clone())
+                .context("no templates to check: name a directory, or set printing.templates")?;
+            let templates = Templates::load(&dir)?;
+            for name in NAMES {
+                match templates.files().get(name) {
+                    Some(file) => println!("{name:<9} {file}"),
+                    None => println!("{name:<9} (built in)"),
+                }
+            }
+            println!("all templates in {} render", dir.display());
         }
     }
     Ok(())

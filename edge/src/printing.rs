@@ -15,12 +15,13 @@
 //! at the queue (every second); jobs spooled here wake the worker at once.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
 use holdfast_devices::label::{Address, Label};
 use holdfast_devices::printer::{self, SendError};
+use holdfast_devices::template::{TemplateError, Templates};
 use holdfast_sync::ops::Operation;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +53,15 @@ pub enum PrintError {
     Store(#[from] StoreError),
 }
 
+/// What [`Printing::reload_templates`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplatesReloaded {
+    /// `printing.templates` is not set: the built-in layouts stay.
+    NoneConfigured,
+    /// These files now replace their built-in layouts (the others are built in again).
+    Loaded(Vec<String>),
+}
+
 /// The printing service; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Printing {
@@ -63,6 +73,8 @@ struct Inner {
     store: Store,
     lan: LanConfig,
     wake: HashMap<String, Arc<Notify>>,
+    /// The label layouts in use: the config's at start, replaced by [`Printing::reload_templates`].
+    templates: RwLock<Arc<Templates>>,
 }
 
 impl Printing {
@@ -72,9 +84,40 @@ impl Printing {
             .iter()
             .map(|p| (p.id.clone(), Arc::new(Notify::new())))
             .collect();
+        let templates = RwLock::new(Arc::new(lan.printing.templates.clone()));
         Printing {
-            inner: Arc::new(Inner { store, lan, wake }),
+            inner: Arc::new(Inner {
+                store,
+                lan,
+                wake,
+                templates,
+            }),
         }
+    }
+
+    fn templates(&self) -> Arc<Templates> {
+        self.inner
+            .templates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the site's templates (`printing.templates`) again, checked as at start. A
+    /// template with a mistake leaves the ones in use in place and says which file and line;
+    /// labels already spooled keep the layout they were rendered with.
+    pub fn reload_templates(&self) -> Result<TemplatesReloaded, TemplateError> {
+        let Some(dir) = &self.inner.lan.printing.templates_dir else {
+            return Ok(TemplatesReloaded::NoneConfigured);
+        };
+        let templates = Templates::load(dir)?;
+        let files = templates.files().values().cloned().collect();
+        *self
+            .inner
+            .templates
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(templates);
+        Ok(TemplatesReloaded::Loaded(files))
     }
 
     pub fn lan(&self) -> &LanConfig {
@@ -120,10 +163,7 @@ impl Printing {
         source: Option<String>,
     ) -> Result<NewPrintJob, PrintError> {
         let zpl = self
-            .inner
-            .lan
-            .printing
-            .templates
+            .templates()
             .render(label, &printer.size, 1)
             .map_err(|e| PrintError::Label(e.to_string()))?;
         Ok(NewPrintJob {

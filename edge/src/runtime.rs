@@ -139,6 +139,9 @@ pub async fn run(
     let mut lan_tasks = crate::scanners::spawn(&hub, &config.lan, &token)?;
     lan_tasks.extend(printing.spawn_workers(&registry, &token));
     let registry_task = tokio::spawn(registry.clone().run(store.clone(), token.clone()));
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    tokio::spawn(reload_on_hangup(hangup, printing.clone(), token.clone()));
     tokio::spawn(
         run_housekeeping(floor, token.clone()).instrument(tracing::info_span!("housekeeping")),
     );
@@ -239,6 +242,33 @@ async fn run_watchdog(store: Store, period: Duration, token: CancellationToken) 
                 tracing::warn!(error = %e, "store not answering; withholding the watchdog ping")
             }
             Err(_) => tracing::warn!("store ping timed out; withholding the watchdog ping"),
+        }
+    }
+}
+
+/// SIGHUP (`systemctl reload holdfast`): the site's label templates are read again. Other
+/// settings take a restart.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    printing: crate::printing::Printing,
+    cancel: CancellationToken,
+) {
+    use crate::printing::TemplatesReloaded;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            got = hangup.recv() => if got.is_none() { return },
+        }
+        match printing.reload_templates() {
+            Ok(TemplatesReloaded::NoneConfigured) => {
+                tracing::info!("SIGHUP: no site label templates (printing.templates) to reload");
+            }
+            Ok(TemplatesReloaded::Loaded(files)) => {
+                tracing::info!(?files, "SIGHUP: site label templates reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: site label templates not reloaded; the ones in use stay");
+            }
         }
     }
 }

@@ -155,6 +155,8 @@ pub struct PrintingConfig {
     pub sscc: Option<(String, u8)>,
     /// The site's label templates (none: the built-in layouts).
     pub templates: Templates,
+    /// Where they were read from (`printing.templates`), to read them again on SIGHUP.
+    pub templates_dir: Option<PathBuf>,
 }
 
 /// Everything on the LAN, validated.
@@ -641,6 +643,7 @@ pub fn validate(
         }
     }
     if let Some(dir) = &printing.templates {
+        lan.printing.templates_dir = Some(dir.clone());
         match Templates::load(dir) {
             Ok(t) => lan.printing.templates = t,
             Err(e) => problem("printing.templates", e.to_string()),
