@@ -1096,13 +1096,16 @@ fn site_templates_are_read_again_on_sighup_and_a_broken_one_is_refused() {
     // The layout changes on disk; `systemctl reload` (SIGHUP) puts it in use.
     std::fs::write(&product, layout("SITE-B")).unwrap();
     let config = data.join("holdfast.toml");
-    let out = run(&[
-        "--config",
-        config.to_str().unwrap(),
-        "print",
-        "templates",
-        templates.to_str().unwrap(),
-    ]);
+    let check_templates = || {
+        run(&[
+            "--config",
+            config.to_str().unwrap(),
+            "print",
+            "templates",
+            templates.to_str().unwrap(),
+        ])
+    };
+    let out = check_templates();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("product.zpl"),
@@ -1124,13 +1127,7 @@ fn site_templates_are_read_again_on_sighup_and_a_broken_one_is_refused() {
 
     // A mistake: the check names the file and line, and a reload keeps the layout in use.
     std::fs::write(&product, "^XA\n^FO20,20^FH_^FD{{ nme }}^FS^XZ\n").unwrap();
-    let out = run(&[
-        "--config",
-        config.to_str().unwrap(),
-        "print",
-        "templates",
-        templates.to_str().unwrap(),
-    ]);
+    let out = check_templates();
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("product.zpl") && err.contains("nme"), "{err}");
