@@ -150,7 +150,7 @@ fn gs1_value(what: &'static str, value: &str, max: usize) -> Result<String, Labe
 fn yymmdd(date: &str) -> Result<String, LabelError> {
     let bad = || LabelError::Expiry(date.to_owned());
     let b = date.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    if b.len() != 10 || !b.is_ascii() || b[4] != b'-' || b[7] != b'-' {
         return Err(bad());
     }
     let (y, m, d) = (&date[2..4], &date[5..7], &date[8..10]);
@@ -563,6 +563,22 @@ mod tests {
         );
         assert!(sscc(0, "12", 1).is_err());
         assert!(sscc(10, "0614141", 1).is_err());
+    }
+
+    #[test]
+    fn expiry_dates_are_checked_not_sliced_blindly() {
+        assert_eq!(yymmdd("2027-03-31").unwrap(), "270331");
+        assert_eq!(yymmdd("2027-03-00").unwrap(), "270300");
+        // Ten bytes with a multi-byte character: refused, not a panic on a char boundary.
+        for bad in [
+            "1\u{e9}3-05-01",
+            "2027-13-01",
+            "2027/03/31",
+            "27-03-31",
+            "2027-0a-01",
+        ] {
+            assert!(yymmdd(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! off), never dropped. Acknowledgements go out in arrival order, as MQTT requires, while
 //! devices are answered in parallel (each device's scans in order).
 //!
+//! A retained message on the scan topic is an old scan the broker hands out on every
+//! subscription: it is refused, never acted on. A device that sends faster than it is
+//! answered has its excess answered `busy`.
+//!
 //! TLS is rustls with the ring provider (the stack the Odoo client uses), with the site's CA
 //! and optionally a client certificate; or username and password, or both.
 
@@ -37,8 +41,19 @@ pub const DEVICE: &str = "{device}";
 const MAX_DEVICE_LEN: usize = 64;
 /// Largest payload looked at (a scan is at most a few hundred bytes).
 const MAX_PAYLOAD: usize = 4096;
-/// Recent packet ids remembered per device, to answer a redelivery without acting twice.
-const RECENT: usize = 64;
+/// Largest packet taken from the broker. A bigger one breaks the link (the client cannot
+/// read past it), and the broker offers it again on every reconnect: this is generous so
+/// that an oversized scan is read, refused and acknowledged instead. Sites should also cap
+/// messages at the broker (Mosquitto: `message_size_limit`).
+const MAX_PACKET: usize = 1024 * 1024;
+/// Most of a scan echoed in its reply (a valid scan is far shorter).
+const MAX_ECHO: usize = 512;
+/// Recent packet ids remembered per device, to answer a redelivery without acting twice
+/// (more than a broker keeps in flight to one client).
+const RECENT: usize = 32;
+/// A link that stayed up this long starts its reconnect delays from the minimum again; one
+/// that keeps dropping right after connecting backs off.
+const STABLE: Duration = Duration::from_secs(30);
 /// Scans waiting per device before the link stops handing more over.
 const DEVICE_QUEUE: usize = 64;
 /// Devices served at most (each has a task); beyond, scans from new ids are refused.
@@ -188,7 +203,7 @@ pub fn parse_payload(payload: &[u8]) -> Result<ScanMessage, String> {
 pub fn reply_payload(id: Option<&str>, scan: &[u8], feedback: &Feedback) -> Vec<u8> {
     serde_json::json!({
         "id": id,
-        "scan": String::from_utf8_lossy(scan),
+        "scan": String::from_utf8_lossy(&scan[..scan.len().min(MAX_ECHO)]),
         "ok": feedback.good,
         "code": feedback.code,
         "message": feedback.message,
@@ -248,7 +263,7 @@ fn options(settings: &MqttSettings) -> Result<MqttOptions, MqttError> {
         .set_clean_session(false)
         // PUBACK only after the appliance answered the scan.
         .set_manual_acks(true)
-        .set_max_packet_size(MAX_PAYLOAD * 4, MAX_PAYLOAD * 4);
+        .set_max_packet_size(MAX_PACKET, MAX_PAYLOAD * 4);
     if let Some(user) = &settings.username {
         options.set_credentials(user, settings.password.clone().unwrap_or_default());
     }
@@ -315,6 +330,7 @@ pub async fn run<H: Hub>(
     let mut workers: HashMap<String, mpsc::Sender<Job>> = HashMap::new();
     let mut delays = backoff(&settings);
     let mut down = false;
+    let mut up_since: Option<std::time::Instant> = None;
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -322,7 +338,7 @@ pub async fn run<H: Hub>(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                delays = backoff(&settings);
+                up_since = Some(std::time::Instant::now());
                 down = false;
                 hub.event(
                     &settings.link,
@@ -338,6 +354,21 @@ pub async fn run<H: Hub>(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let done = queue_ack(&publish);
+                // A retained message is an old scan the broker hands every new subscriber:
+                // acting on it would repeat it after each reconnect.
+                if publish.retain {
+                    hub.event(
+                        &settings.link,
+                        DeviceEvent::Refused {
+                            error: format!(
+                                "retained scan on {:?} ignored: scanners must publish with retain off (clear it with an empty retained message)",
+                                publish.topic
+                            ),
+                        },
+                    );
+                    let _ = done.send(());
+                    continue;
+                }
                 let Some(device) = scans.device(&publish.topic).map(str::to_owned) else {
                     hub.event(
                         &settings.link,
@@ -397,19 +428,32 @@ pub async fn run<H: Hub>(
                 if let Err(e) = worker.try_send(Job { publish, done }) {
                     let (error, job) = match e {
                         mpsc::error::TrySendError::Full(job) => (
-                            format!("more than {DEVICE_QUEUE} scans waiting: dropped"),
+                            format!("more than {DEVICE_QUEUE} scans waiting: dropped, scan again"),
                             job,
                         ),
                         mpsc::error::TrySendError::Closed(job) => {
                             ("device worker stopped".to_owned(), job)
                         }
                     };
+                    // Tell the scanner, or it only learns by waiting for a reply.
+                    let id = parse_payload(&job.publish.payload).ok().and_then(|m| m.id);
+                    let reply =
+                        reply_payload(id.as_deref(), b"", &Feedback::bad("busy", error.clone()));
+                    if client
+                        .try_publish(replies.topic(&device), QoS::AtLeastOnce, false, reply)
+                        .is_err()
+                    {
+                        tracing::warn!(%device, "MQTT busy reply not sent");
+                    }
                     hub.event(&device, DeviceEvent::Refused { error });
                     let _ = job.done.send(());
                 }
             }
             Ok(_) => {}
             Err(e) => {
+                if up_since.take().is_some_and(|t| t.elapsed() >= STABLE) {
+                    delays = backoff(&settings);
+                }
                 if !down {
                     down = true;
                     tracing::warn!(broker = %address, error = %e, "MQTT link down; retrying");
@@ -476,14 +520,21 @@ async fn serve_device<H: Hub>(
     replies: TopicPattern,
 ) {
     let reply_topic = replies.topic(&device);
-    let mut recent: VecDeque<(u16, Vec<u8>, Vec<u8>)> = VecDeque::with_capacity(RECENT);
+    // (packet id, digest of the payload, reply): a few KB at most per device.
+    let mut recent: VecDeque<(u16, u64, Vec<u8>)> = VecDeque::with_capacity(RECENT);
     while let Some(Job { publish, done }) = jobs.recv().await {
-        let payload = publish.payload.to_vec();
+        let payload = &publish.payload[..];
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            payload.hash(&mut h);
+            h.finish()
+        };
         let known = (publish.dup && publish.pkid != 0)
             .then(|| {
                 recent
                     .iter()
-                    .find(|(pkid, p, _)| *pkid == publish.pkid && *p == payload)
+                    .find(|(pkid, d, _)| *pkid == publish.pkid && *d == digest)
                     .map(|(_, _, reply)| reply.clone())
             })
             .flatten();
@@ -493,7 +544,7 @@ async fn serve_device<H: Hub>(
                 reply
             }
             None => {
-                let reply = match parse_payload(&payload) {
+                let reply = match parse_payload(payload) {
                     Ok(message) => {
                         let key = message.id.as_ref().map(|id| format!("mqtt:{id}"));
                         let feedback = hub.scan(&device, message.data.clone(), key).await;
@@ -512,7 +563,7 @@ async fn serve_device<H: Hub>(
                 if recent.len() == RECENT {
                     recent.pop_front();
                 }
-                recent.push_back((publish.pkid, payload, reply.clone()));
+                recent.push_back((publish.pkid, digest, reply.clone()));
                 reply
             }
         };

@@ -728,3 +728,116 @@ async fn mosquitto_tls_with_a_client_certificate_and_a_password_file() {
         "{report:?}"
     );
 }
+
+/// A bare MQTT client for what the scanner client never sends (big or retained messages);
+/// its event loop runs in the background.
+async fn raw_client(port: u16, id: &str) -> rumqttc::AsyncClient {
+    let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    options.set_max_packet_size(64 * 1024, 64 * 1024);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_scan_is_refused_without_breaking_the_link_and_a_flood_hears_busy() {
+    let broker = start_broker();
+    let hub = TestHub::default();
+    let (cancel, task) = start_link(settings(broker.port()), &hub).await;
+    let s = scanner(broker.port(), "dock-big").await;
+
+    // 18 KB: more than a scan may be, less than a packet the link reads. Refused with a
+    // reason, acknowledged, and the link stays up.
+    let big = raw_client(broker.port(), "big-sender").await;
+    big.publish(
+        "site/scanner/dock-big/scan",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        vec![b'7'; 18 * 1024],
+    )
+    .await
+    .unwrap();
+    let replies = wait_replies(&s, 1).await;
+    assert_eq!(replies[0]["code"], "bad_payload", "{}", replies[0]);
+    let reply = s
+        .scan_with_id("after", "WH-A-01", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(reply["ok"], true);
+    // (The broker thread may not listen yet at the very first try: count from the connect.)
+    let events = link_events(&hub);
+    let connected = events
+        .iter()
+        .position(|e| matches!(e, DeviceEvent::Connected { .. }))
+        .unwrap();
+    assert!(
+        !events[connected..]
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::Disconnected { .. })),
+        "{events:?}"
+    );
+
+    // A device that floods faster than it is answered: what does not fit its queue is
+    // answered "busy" (and acknowledged); every scan gets an answer of one kind or the other.
+    *hub.delay.lock().unwrap() = Duration::from_millis(50);
+    let flood = scanner(broker.port(), "dock-flood").await;
+    for i in 0..90 {
+        flood
+            .publish_raw(
+                json!({"id": format!("f{i}"), "scan": "X"})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    let replies = wait_replies(&flood, 90).await;
+    let busy = replies.iter().filter(|r| r["code"] == "busy").count();
+    assert!(busy >= 1, "{replies:?}");
+    assert!(
+        replies
+            .iter()
+            .filter(|r| r["code"] == "busy")
+            .all(|r| r["id"].as_str().is_some_and(|id| id.starts_with('f'))),
+        "a busy answer names its message"
+    );
+    assert_eq!(hub.data().len() - 1, 90 - busy, "the rest were served");
+    *hub.delay.lock().unwrap() = Duration::ZERO;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_scan_is_never_acted_on() {
+    let Some(bin) = mosquitto::required("a_retained_scan") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::plain(&bin, dir.path(), free_addr(), true);
+    let port = broker.addr().port();
+    // A scanner misconfigured to retain: the broker would hand this scan to the appliance
+    // on every (re)subscription.
+    let sender = raw_client(port, "retaining-scanner").await;
+    sender
+        .publish(
+            "site/scanner/dock-r/scan",
+            rumqttc::QoS::AtLeastOnce,
+            true,
+            b"OLD-SCAN".to_vec(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hub = TestHub::default();
+    let (cancel, task) = start_link(settings(port), &hub).await;
+    eventually("the retained scan is refused", || hub.refusals() == 1).await;
+    let s = scanner(port, "dock-r").await;
+    let reply = s
+        .scan_with_id("r1", "NEW-SCAN", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(reply["ok"], true);
+    assert_eq!(hub.data(), vec![b"NEW-SCAN".to_vec()]);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}

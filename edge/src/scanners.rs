@@ -144,7 +144,7 @@ impl ScanHub {
         };
         let caller = Caller {
             device: device.to_owned(),
-            key,
+            key: key.clone(),
             fingerprint: sha256_hex(data),
         };
         match command {
@@ -158,7 +158,7 @@ impl ScanHub {
                 ),
                 None => Feedback::bad("no_session", "no task open to cancel"),
             },
-            Command::PackageLabel => self.package_label(device).await,
+            Command::PackageLabel => self.package_label(device, key).await,
         }
     }
 
@@ -171,7 +171,9 @@ impl ScanHub {
         Some((id, picking))
     }
 
-    async fn package_label(&self, device: &str) -> Feedback {
+    /// Spools the open picking's package label. Under the scan's idempotency key (an MQTT
+    /// message id), a redelivered `HF:LABEL` answers the first job: one label, one SSCC on it.
+    async fn package_label(&self, device: &str, key: Option<String>) -> Feedback {
         let Some((_, Some(picking))) = self.current_session(device) else {
             return Feedback::bad("no_session", "open a picking first, then scan HF:LABEL");
         };
@@ -180,11 +182,12 @@ impl ScanHub {
             let label = self.printing.package_label(picking).await?;
             let id = self
                 .printing
-                .enqueue(
+                .enqueue_keyed(
                     printer,
                     &label,
                     &format!("device:{device}"),
                     Some(format!("picking:{picking}")),
+                    key,
                 )
                 .await?;
             Ok::<_, crate::printing::PrintError>((id, printer.id.clone()))

@@ -170,7 +170,12 @@ async fn an_mqtt_scanner_runs_a_pick_and_a_duplicate_is_acted_on_once() {
     holdfast::demo::lan::start_broker(format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
     let config = config(
         dir.path(),
-        &format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"appliance\"\n"),
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"appliance\"\n\
+             [[printers]]\nid = \"dock\"\naddress = \"127.0.0.1:{}\"\n\
+             [printing]\ndefault_printer = \"dock\"\ngs1_company_prefix = \"5901230\"\n",
+            free_port()
+        ),
     );
     let site = start(seeded(&dir.path().join("h.db")).await, &config).await;
     let registry = site.registry.clone();
@@ -224,6 +229,11 @@ async fn an_mqtt_scanner_runs_a_pick_and_a_duplicate_is_acted_on_once() {
         (r["ok"].clone(), r["code"].clone()),
         (json!(false), json!("invalid_quantity"))
     );
+    // A package label asked twice under one message id: one job, one SSCC.
+    let first = scan(&scanner, "label", "HF:LABEL").await;
+    good(&first);
+    assert_eq!(scan(&scanner, "label", "HF:LABEL").await, first);
+    assert_eq!(site.jobs().len(), 1, "{:?}", site.jobs());
     let r = scan(&scanner, "v", "HF:VALIDATE:BACKORDER").await;
     good(&r);
     let kinds = site.journal_kinds();
