@@ -6,7 +6,8 @@
 //! Scans are framed ([`crate::frame`]) and handled one at a time: the next bytes are read only
 //! after the hub answered, so a scanner that floods is slowed down by TCP itself, and memory
 //! stays bounded by the framer. An idle time-out closes a connection that stopped talking (in
-//! connect mode the appliance then reconnects, which also finds dead links).
+//! connect mode the appliance then reconnects, which also finds dead links); without one, TCP
+//! keepalive probes find a peer that vanished (power lost, cable pulled) in about a minute.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct TcpScanner {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Quiet time before the first keepalive probe, and the time between probes (three are
+/// missed before the link is declared dead: about a minute in all).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 fn backoff(s: &TcpScanner) -> backon::ExponentialBackoff {
     use backon::BackoffBuilder;
@@ -153,6 +158,15 @@ async fn serve<H: Hub>(
     cancel: &CancellationToken,
 ) -> Option<String> {
     let _ = stream.set_nodelay(true);
+    // A scanner that loses power sends no FIN: without an idle time-out only keepalive
+    // probes find the dead link (after about KEEPALIVE_IDLE + 3 × KEEPALIVE_INTERVAL).
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+        tracing::warn!(device = %scanner.device, error = %e, "TCP keepalive not set");
+    }
     hub.event(&scanner.device, DeviceEvent::Connected { address: peer });
     let (mut rd, mut wr) = stream.into_split();
     let mut framer = Framer::new(scanner.frame.clone());

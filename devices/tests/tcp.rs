@@ -197,3 +197,43 @@ async fn connect_mode_reconnects_when_the_scanner_comes_back() {
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// The kernel's timer on a loopback TCP socket from `local` to `remote` (`/proc/net/tcp`
+/// column `tr`: 0 none, 1 retransmit, 2 keepalive, ...).
+fn tcp_timer(local: SocketAddr, remote: SocketAddr) -> Option<u8> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let matches = f.len() > 5
+            && port(f[1]) == Some(local.port())
+            && port(f[2]) == Some(remote.port())
+            && f[3] == "01";
+        matches
+            .then(|| u8::from_str_radix(f[5].split(':').next()?, 16).ok())
+            .flatten()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scanner_connection_without_idle_time_out_is_watched_by_keepalive() {
+    let addr = free_addr();
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_scanner(
+        scanner(TcpMode::Listen(addr), None),
+        hub.clone(),
+        cancel.clone(),
+    ));
+    let mut s = connect(addr).await;
+    s.write_all(b"K1\r").await.unwrap();
+    assert_eq!(beeps(&mut s, 1).await, vec![0x06]);
+    // The appliance's end of the connection (local = the listen port) has its keepalive
+    // timer armed: a scanner that loses power is found without any traffic.
+    let ours = tcp_timer(addr, s.local_addr().unwrap());
+    assert_eq!(ours, Some(2), "keepalive timer on the appliance's socket");
+    // The scanner's end has no keepalive: the check tells them apart.
+    assert_eq!(tcp_timer(s.local_addr().unwrap(), addr), Some(0));
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
