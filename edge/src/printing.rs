@@ -542,13 +542,28 @@ impl Worker {
                     tracing::error!(printer = %id, job = job.id, %error, "label send interrupted")
                 }
             }
-            if let Err(e) = self
+            // The outcome must be recorded before the next job: the job stays `sending` (and
+            // holds the queue) until it is. On a stop it is left so, and the next start
+            // marks it `unknown`, never sent again by itself.
+            let mut waits = backon::ExponentialBuilder::default()
+                .with_min_delay(RETRY_MIN)
+                .with_max_delay(RETRY_MAX)
+                .without_max_times()
+                .build();
+            while let Err(e) = self
                 .store
-                .devices(DeviceCmd::Settle { id: job.id, settle })
+                .devices(DeviceCmd::Settle {
+                    id: job.id,
+                    settle: settle.clone(),
+                })
                 .await
             {
-                tracing::error!(printer = %id, job = job.id, error = %e, "print job outcome not recorded");
-                return;
+                tracing::error!(printer = %id, job = job.id, error = %e, "print job outcome not recorded; retrying");
+                let wait = waits.next().unwrap_or(RETRY_MAX);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
             }
             if failed {
                 return;
