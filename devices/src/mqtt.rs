@@ -354,58 +354,20 @@ pub async fn run<H: Hub>(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let done = queue_ack(&publish);
-                // A retained message is an old scan the broker hands every new subscriber:
-                // acting on it would repeat it after each reconnect.
-                if publish.retain {
-                    hub.event(
-                        &settings.link,
-                        DeviceEvent::Refused {
-                            error: format!(
-                                "retained scan on {:?} ignored: scanners must publish with retain off (clear it with an empty retained message)",
-                                publish.topic
-                            ),
-                        },
-                    );
-                    let _ = done.send(());
-                    continue;
-                }
-                let Some(device) = scans.device(&publish.topic).map(str::to_owned) else {
-                    hub.event(
-                        &settings.link,
-                        DeviceEvent::Refused {
-                            error: format!(
-                                "scan on a topic with no valid device id: {:?}",
-                                publish.topic
-                            ),
-                        },
-                    );
-                    let _ = done.send(());
-                    continue;
+                let device = match admit(
+                    &publish,
+                    &scans,
+                    &settings,
+                    |d| workers.contains_key(d),
+                    workers.len(),
+                ) {
+                    Ok(device) => device,
+                    Err(error) => {
+                        hub.event(&settings.link, DeviceEvent::Refused { error });
+                        let _ = done.send(());
+                        continue;
+                    }
                 };
-                if !settings.devices.is_empty() && !settings.devices.contains(&device) {
-                    hub.event(
-                        &settings.link,
-                        DeviceEvent::Refused {
-                            error: format!(
-                                "scan from unknown device {device:?} (not in mqtt.devices)"
-                            ),
-                        },
-                    );
-                    let _ = done.send(());
-                    continue;
-                }
-                if workers.len() >= MAX_DEVICES && !workers.contains_key(&device) {
-                    hub.event(
-                        &settings.link,
-                        DeviceEvent::Refused {
-                            error: format!(
-                                "scan from {device:?}: already serving {MAX_DEVICES} devices (set mqtt.devices)"
-                            ),
-                        },
-                    );
-                    let _ = done.send(());
-                    continue;
-                }
                 let worker = workers.entry(device.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::channel(DEVICE_QUEUE);
                     tokio::spawn(serve_device(
@@ -500,6 +462,41 @@ pub async fn run<H: Hub>(
         tracing::warn!(broker = %address, "MQTT stop: scans still in hand after {STOP_GRACE:?}; the broker will deliver them again");
     }
     Ok(())
+}
+
+/// The device a scan is from, or why it is not served.
+fn admit(
+    publish: &Publish,
+    scans: &TopicPattern,
+    settings: &MqttSettings,
+    serving: impl Fn(&str) -> bool,
+    served: usize,
+) -> Result<String, String> {
+    // A retained message is an old scan the broker hands every new subscriber: acting on it
+    // would repeat it after each reconnect.
+    if publish.retain {
+        return Err(format!(
+            "retained scan on {:?} ignored: scanners must publish with retain off (clear it with an empty retained message)",
+            publish.topic
+        ));
+    }
+    let Some(device) = scans.device(&publish.topic) else {
+        return Err(format!(
+            "scan on a topic with no valid device id: {:?}",
+            publish.topic
+        ));
+    };
+    if !settings.devices.is_empty() && !settings.devices.iter().any(|d| d == device) {
+        return Err(format!(
+            "scan from unknown device {device:?} (not in mqtt.devices)"
+        ));
+    }
+    if served >= MAX_DEVICES && !serving(device) {
+        return Err(format!(
+            "scan from {device:?}: already serving {MAX_DEVICES} devices (set mqtt.devices)"
+        ));
+    }
+    Ok(device.to_owned())
 }
 
 fn backoff(settings: &MqttSettings) -> backon::ExponentialBackoff {

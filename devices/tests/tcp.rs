@@ -29,6 +29,36 @@ fn scanner(mode: TcpMode, idle: Option<Duration>) -> TcpScanner {
     }
 }
 
+enum Mode {
+    Listen,
+    Connect,
+}
+
+/// A TCP scanner link on a free loopback address, served until the token is cancelled.
+fn start(
+    mode: Mode,
+    idle: Option<Duration>,
+) -> (
+    SocketAddr,
+    TestHub,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let addr = free_addr();
+    let mode = match mode {
+        Mode::Listen => TcpMode::Listen(addr),
+        Mode::Connect => TcpMode::Connect(addr.to_string()),
+    };
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_scanner(
+        scanner(mode, idle),
+        hub.clone(),
+        cancel.clone(),
+    ));
+    (addr, hub, cancel, task)
+}
+
 async fn connect(addr: SocketAddr) -> TcpStream {
     for _ in 0..200 {
         if let Ok(s) = TcpStream::connect(addr).await {
@@ -50,14 +80,7 @@ async fn beeps(s: &mut TcpStream, n: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_mode_scans_beeps_and_a_reconnect_replaces_the_old_connection() {
-    let addr = free_addr();
-    let hub = TestHub::default();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(run_scanner(
-        scanner(TcpMode::Listen(addr), None),
-        hub.clone(),
-        cancel.clone(),
-    ));
+    let (addr, hub, cancel, task) = start(Mode::Listen, None);
     let mut first = connect(addr).await;
     first.write_all(b"A1\rBAD\r").await.unwrap();
     assert_eq!(beeps(&mut first, 2).await, vec![0x06, 0x15]);
@@ -78,14 +101,7 @@ async fn listen_mode_scans_beeps_and_a_reconnect_replaces_the_old_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_is_served_in_order_and_a_1mb_line_is_refused_once() {
-    let addr = free_addr();
-    let hub = TestHub::default();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(run_scanner(
-        scanner(TcpMode::Listen(addr), None),
-        hub.clone(),
-        cancel.clone(),
-    ));
+    let (addr, hub, cancel, task) = start(Mode::Listen, None);
     let s = connect(addr).await;
     let (mut rd, mut wr) = s.into_split();
     // The scanner reads its beeps on the side, as a device would.
@@ -133,14 +149,7 @@ async fn a_flood_is_served_in_order_and_a_1mb_line_is_refused_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_close_delivers_the_last_scan_and_idle_connections_are_closed() {
-    let addr = free_addr();
-    let hub = TestHub::default();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(run_scanner(
-        scanner(TcpMode::Listen(addr), Some(Duration::from_millis(300))),
-        hub.clone(),
-        cancel.clone(),
-    ));
+    let (addr, hub, cancel, task) = start(Mode::Listen, Some(Duration::from_millis(300)));
     let mut s = connect(addr).await;
     // No terminator, then the write side closed: the tail is a scan, and its beep still comes.
     s.write_all(b"TAIL").await.unwrap();
@@ -165,15 +174,8 @@ async fn a_half_close_delivers_the_last_scan_and_idle_connections_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_mode_reconnects_when_the_scanner_comes_back() {
-    let addr = free_addr();
-    let hub = TestHub::default();
-    let cancel = CancellationToken::new();
     // The appliance starts first: the scanner is not there yet (one report, then retries).
-    let task = tokio::spawn(run_scanner(
-        scanner(TcpMode::Connect(addr.to_string()), None),
-        hub.clone(),
-        cancel.clone(),
-    ));
+    let (addr, hub, cancel, task) = start(Mode::Connect, None);
     let h = hub.clone();
     eventually("the outage reported", || h.disconnects() >= 1).await;
     // Retries go on every 20-200 ms; the outage stays one report.
@@ -217,14 +219,7 @@ fn tcp_timer(local: SocketAddr, remote: SocketAddr) -> Option<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scanner_connection_without_idle_time_out_is_watched_by_keepalive() {
-    let addr = free_addr();
-    let hub = TestHub::default();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(run_scanner(
-        scanner(TcpMode::Listen(addr), None),
-        hub.clone(),
-        cancel.clone(),
-    ));
+    let (addr, _hub, cancel, task) = start(Mode::Listen, None);
     let mut s = connect(addr).await;
     s.write_all(b"K1\r").await.unwrap();
     assert_eq!(beeps(&mut s, 1).await, vec![0x06]);
