@@ -354,13 +354,7 @@ pub async fn run<H: Hub>(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let done = queue_ack(&publish);
-                let device = match admit(
-                    &publish,
-                    &scans,
-                    &settings,
-                    |d| workers.contains_key(d),
-                    workers.len(),
-                ) {
+                let device = match admit(&publish, &scans, &settings, &workers) {
                     Ok(device) => device,
                     Err(error) => {
                         hub.event(&settings.link, DeviceEvent::Refused { error });
@@ -469,8 +463,7 @@ fn admit(
     publish: &Publish,
     scans: &TopicPattern,
     settings: &MqttSettings,
-    serving: impl Fn(&str) -> bool,
-    served: usize,
+    workers: &HashMap<String, mpsc::Sender<Job>>,
 ) -> Result<String, String> {
     // A retained message is an old scan the broker hands every new subscriber: acting on it
     // would repeat it after each reconnect.
@@ -491,7 +484,7 @@ fn admit(
             "scan from unknown device {device:?} (not in mqtt.devices)"
         ));
     }
-    if served >= MAX_DEVICES && !serving(device) {
+    if workers.len() >= MAX_DEVICES && !workers.contains_key(device) {
         return Err(format!(
             "scan from {device:?}: already serving {MAX_DEVICES} devices (set mqtt.devices)"
         ));

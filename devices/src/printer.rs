@@ -485,11 +485,10 @@ async fn serve_fake(mut conn: TcpStream, state: Arc<Mutex<FakeState>>) {
         while let Some(at) = find(&buf, b"~HS") {
             buf.drain(at..at + 3);
             let answer = state.lock().map(|s| s.status.encode()).unwrap_or_default();
+            if let FakeBehaviour::Slow(d) = now {
+                tokio::time::sleep(d).await;
+            }
             let (piece, pause) = match now {
-                FakeBehaviour::Slow(d) => {
-                    tokio::time::sleep(d).await;
-                    (answer.len().max(1), Duration::ZERO)
-                }
                 FakeBehaviour::Trickle(d) => (5, d),
                 _ => (answer.len().max(1), Duration::ZERO),
             };

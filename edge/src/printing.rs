@@ -38,6 +38,16 @@ const QUEUE_LOOK: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
+/// Jittered exponential delays from [`RETRY_MIN`] to [`RETRY_MAX`], without end.
+fn retry_delays() -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(RETRY_MIN)
+        .with_max_delay(RETRY_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 /// Why a label was not spooled.
 #[derive(Debug, thiserror::Error)]
 pub enum PrintError {
@@ -512,12 +522,7 @@ impl Worker {
             {
                 Ok(()) => PrintSettle::Sent,
                 Err(SendError::NotSent(error)) => {
-                    let delay = backon::ExponentialBuilder::default()
-                        .with_min_delay(RETRY_MIN)
-                        .with_max_delay(RETRY_MAX)
-                        .with_jitter()
-                        .without_max_times()
-                        .build()
+                    let delay = retry_delays()
                         .nth(job.attempts.clamp(0, 30) as usize)
                         .unwrap_or(RETRY_MAX);
                     PrintSettle::Retry {
@@ -545,11 +550,7 @@ impl Worker {
             // The outcome must be recorded before the next job: the job stays `sending` (and
             // holds the queue) until it is. On a stop it is left so, and the next start
             // marks it `unknown`, never sent again by itself.
-            let mut waits = backon::ExponentialBuilder::default()
-                .with_min_delay(RETRY_MIN)
-                .with_max_delay(RETRY_MAX)
-                .without_max_times()
-                .build();
+            let mut waits = retry_delays();
             while let Err(e) = self
                 .store
                 .devices(DeviceCmd::Settle {
