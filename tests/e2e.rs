@@ -188,14 +188,28 @@ fn run_serves_probes_honours_env_overrides_and_stops_cleanly_on_sigterm() {
     // The file says one port; the environment overrides it.
     let config = write_config(dir.path(), "[http]\nlisten = \"127.0.0.1:1\"\n");
     let addr = format!("127.0.0.1:{}", free_port());
-    let child = holdfast()
+    let mut child = holdfast()
         .args(["--config", config.to_str().unwrap(), "run"])
         .env("HOLDFAST__HTTP__LISTEN", &addr)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut logs = child.stderr.take().unwrap();
     wait_for(&addr);
+    // `holdfast status` asks the running appliance (same overrides, so the same address).
+    let out = holdfast()
+        .args(["--config", config.to_str().unwrap(), "status"])
+        .env("HOLDFAST__HTTP__LISTEN", &addr)
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!said.contains("appliance not running"), "{said}");
+    assert!(
+        said.contains("why       no odoo configured"),
+        "the running appliance's own words: {said}"
+    );
     assert_eq!(get(&addr, "/readyz").unwrap().0, 200);
     let (status, body) = get(&addr, "/api/v1/status").unwrap();
     assert_eq!(status, 200);
@@ -206,6 +220,14 @@ fn run_serves_probes_honours_env_overrides_and_stops_cleanly_on_sigterm() {
     assert_eq!(status, 404);
     assert!(body.contains("\"code\":\"not_found\""), "{body}");
     assert!(terminate(child).success(), "SIGTERM must exit 0");
+    // Logs into a pipe (a file, journald) carry no colour codes.
+    let mut logged = String::new();
+    logs.read_to_string(&mut logged).unwrap();
+    assert!(logged.contains("holdfast is serving"), "{logged}");
+    assert!(
+        !logged.contains('\x1b'),
+        "ANSI escapes in piped logs: {logged:?}"
+    );
 }
 
 /// Starts `holdfast demo` on a port of the system's choosing; returns it and the address its
@@ -289,13 +311,24 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
     assert_eq!(json["queue"]["pending"], 0);
     assert!(json["mode"].is_string());
     assert!(json["database"]["size_bytes"].as_u64().unwrap() > 0);
-    assert!(terminate(child).success());
-
-    // The CLI reads the same data directory while nothing runs.
+    // While it runs, the CLI shows what the appliance knows (the drain, the live mode).
     let config = data.join("holdfast.toml");
     let c = config.to_str().unwrap();
     let out = run(&["--config", c, "status"]);
+    let said = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(said.contains("draining  "), "{said}");
+    assert!(!said.contains("appliance not running"), "{said}");
+    assert!(terminate(child).success());
+
+    // The CLI reads the same data directory while nothing runs, and says so.
+    let out = run(&["--config", c, "status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("note      appliance not running; figures from the database"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(
         text(&out.stdout).contains("Demo warehouse (demo)"),
         "{}",
@@ -504,6 +537,17 @@ fn sync_pull_fills_the_mirror_from_a_configured_odoo() {
         let wh_quants = data.quants.iter().filter(|q| in_wh(&q.location_id)).count() as i64;
         assert!(wh_quants < data.quants.len() as i64);
         assert_eq!(count("quant"), wh_quants, "quants of WH only");
+        // 19 has them as stock.package and product.uom, 18 under its own models.
+        assert_eq!(
+            count("package"),
+            data.packages.len() as i64,
+            "Odoo {version}"
+        );
+        assert_eq!(
+            count("packaging"),
+            data.packagings.len() as i64,
+            "Odoo {version}"
+        );
         assert!(
             !text(&out.stderr).contains(&sim.config().api_key),
             "the key leaked"
@@ -1137,5 +1181,102 @@ fn site_templates_are_read_again_on_sighup_and_a_broken_one_is_refused() {
     n += 1;
     let label = print_product_label(&addr, &labels, &format!("t-{n}"));
     assert!(label.contains("SITE-B"), "{label}");
+    assert!(terminate(child).success());
+}
+
+/// The `[odoo] url` of a demo's written config (where it reaches its simulated cloud).
+fn demo_cloud_addr(data: &Path) -> String {
+    let config = std::fs::read_to_string(data.join("holdfast.toml")).unwrap();
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix("url = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .trim_start_matches("http://")
+        .to_owned()
+}
+
+/// The move lines of a picking as the demo's simulated Odoo holds them (JSON-RPC).
+fn cloud_lines(data: &Path, picking: i64) -> serde_json::Value {
+    let sim = holdfast_sync::sim::SimConfig::default();
+    let call = serde_json::json!({
+        "jsonrpc": "2.0", "method": "call", "id": 1,
+        "params": {"service": "object", "method": "execute_kw", "args": [
+            sim.database, 2, sim.api_key, "stock.move.line", "search_read",
+            [[["picking_id", "=", picking]]],
+            {"fields": ["product_id", "location_id", "quantity", "picked"], "order": "id"},
+        ]},
+    });
+    let (status, body) = request(
+        &demo_cloud_addr(data),
+        "POST",
+        "/jsonrpc",
+        &[("Content-Type", "application/json")],
+        call.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    answer["result"].clone()
+}
+
+#[test]
+fn what_the_demo_pushed_is_still_in_its_cloud_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let (child, addr) = start_demo(&data);
+    wait_for(&addr);
+    let before = cloud_lines(&data, 3);
+    let auth = format!("Bearer {}", holdfast::demo::DEMO_TOKEN);
+    let mut n = 0;
+    let mut post = |path: &str, body: &str| {
+        n += 1;
+        let key = format!("restart-{n}");
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key.as_str()),
+        ];
+        let (status, body) = request(&addr, "POST", path, &headers, body.as_bytes());
+        assert!(status < 300, "{path}: {body}");
+    };
+    // One pick on WH/INT/00001, pushed to the simulated Odoo.
+    post("/api/v1/login", r#"{"operator":"alice","pin":"1234"}"#);
+    post("/api/v1/sessions", r#"{"workflow":"pick","picking_id":3}"#);
+    post("/api/v1/scan", r#"{"code":"WH-A-02-03"}"#);
+    post("/api/v1/scan", r#"{"code":"5901230000363"}"#);
+    let config = data.join("holdfast.toml");
+    let start = Instant::now();
+    loop {
+        let out = run(&[
+            "--config",
+            config.to_str().unwrap(),
+            "journal",
+            "list",
+            "--state",
+            "applied",
+        ]);
+        if text(&out.stdout).contains("pick") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the pick was never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pushed = cloud_lines(&data, 3);
+    assert_ne!(pushed, before, "the pick reached the cloud");
+    let port = std::fs::read_to_string(data.join("cloud-port")).ok();
+    assert!(terminate(child).success());
+
+    // Restarted on the same data directory: the cloud is as the demo left it.
+    let (child, addr) = start_demo(&data);
+    wait_for(&addr);
+    assert_eq!(cloud_lines(&data, 3), pushed);
+    let again = std::fs::read_to_string(data.join("cloud-port")).ok();
+    assert!(
+        again.is_some() && again == port,
+        "the simulated Odoo serves on its port again: {port:?} then {again:?}"
+    );
     assert!(terminate(child).success());
 }

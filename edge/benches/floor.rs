@@ -762,7 +762,11 @@ fn main() {
     let product = |id: i64| &data.products[id as usize - 1];
     let mut eligible: Vec<(i64, Vec<String>)> = Vec::new();
     for p in &data.pickings {
-        let kind = data.picking_types[p.picking_type_id.0 as usize - 1].code;
+        let kind = data
+            .picking_types
+            .iter()
+            .find(|t| t.id == p.picking_type_id)
+            .map_or(PickingCode::Internal, |t| t.code);
         let open = matches!(
             p.state,
             PickingState::Assigned | PickingState::Confirmed | PickingState::Waiting
@@ -952,7 +956,11 @@ fn main() {
             return false;
         };
         let p = &data.pickings[picking.0 as usize - 1];
-        let kind = data.picking_types[p.picking_type_id.0 as usize - 1].code;
+        let kind = data
+            .picking_types
+            .iter()
+            .find(|t| t.id == p.picking_type_id)
+            .map_or(PickingCode::Internal, |t| t.code);
         let pr = product(l.product_id.0);
         p.state == PickingState::Assigned
             && kind != PickingCode::Incoming

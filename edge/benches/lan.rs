@@ -110,7 +110,11 @@ fn devices(data: &Dataset, n: usize) -> Vec<Device> {
     let product = |id: i64| &data.products[id as usize - 1];
     let mut out = Vec::new();
     for p in &data.pickings {
-        let kind = data.picking_types[p.picking_type_id.0 as usize - 1].code;
+        let kind = data
+            .picking_types
+            .iter()
+            .find(|t| t.id == p.picking_type_id)
+            .map_or(PickingCode::Internal, |t| t.code);
         let open = matches!(
             p.state,
             PickingState::Assigned | PickingState::Confirmed | PickingState::Waiting

@@ -91,8 +91,8 @@ enum Command {
     #[command(subcommand)]
     Conflicts(ConflictsCommand),
     /// Play the demo's simulated cloud (a running `holdfast demo`): switch its link (up, down
-    /// = connections refused, blackhole = no answers, reset), or act as another Odoo user
-    /// (cancel-picking ID, validate-picking ID).
+    /// = connections refused, blackhole = no answers, reset, stall = open connections go
+    /// silent), or act as another Odoo user (cancel-picking ID, validate-picking ID).
     DemoCloud {
         action: String,
         /// The picking, for cancel-picking and validate-picking.
@@ -159,6 +159,17 @@ enum JournalCommand {
         /// Sequence number or id (UUID).
         entry: String,
     },
+}
+
+/// The first line of an entry's last error, cut to fit the listing (`journal show` has all).
+fn short_error(error: &str) -> String {
+    const WIDTH: usize = 72;
+    let line = error.lines().next().unwrap_or_default().trim();
+    if line.chars().count() <= WIDTH {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(WIDTH - 1).collect();
+    format!("{cut}…")
 }
 
 #[derive(Debug, Args)]
@@ -696,6 +707,95 @@ async fn conflicts_command(store: &Store, cmd: ConflictsCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// Where the appliance of `config` answers on this machine: its listen address, on loopback
+/// when it listens on every interface; a demo listening on port 0 wrote the port it got
+/// beside its config.
+fn loopback_addr(config_path: &Path, config: &Config) -> std::net::SocketAddr {
+    let mut addr = config.http.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    if addr.port() == 0
+        && let Some(serving) = config_path
+            .parent()
+            .and_then(|d| std::fs::read_to_string(d.join(demo::SERVING_FILE)).ok())
+            .and_then(|a| a.trim().parse().ok())
+    {
+        addr = serving;
+    }
+    addr
+}
+
+/// The running appliance's status (`GET /api/v1/status`, which needs no token), as JSON or
+/// as the lines to print; `Err` holds the note to print above the database's figures.
+async fn ask_appliance(config_path: &Path, config: &Config, json: bool) -> Result<String, String> {
+    let addr = loopback_addr(config_path, config);
+    let base = format!("http://{addr}/api/v1/status");
+    // Loopback only: never through a proxy from the environment.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("cannot ask the appliance ({e}); figures from the database"))?;
+    let get = async |url: &str| -> Result<String, String> {
+        let answer = client.get(url).send().await.map_err(|e| {
+            if e.is_connect() {
+                crate::status::NOT_RUNNING.to_owned()
+            } else {
+                format!("the appliance at {addr} did not answer ({e}); figures from the database")
+            }
+        })?;
+        let status = answer.status();
+        let body = answer.text().await.map_err(|e| {
+            format!(
+                "the appliance at {addr} answered incompletely ({e}); figures from the database"
+            )
+        })?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(format!(
+                "the appliance at {addr} answered {status}; figures from the database"
+            ))
+        }
+    };
+    let body = get(&base).await?;
+    let live: serde_json::Value = serde_json::from_str(&body).map_err(|_| {
+        format!("{addr} does not answer as a holdfast appliance; figures from the database")
+    })?;
+    // Something else may listen there (another site's appliance, a test): only this
+    // config's appliance counts.
+    let same_path = |served: &str| {
+        let ours = &config.store.path;
+        Path::new(served) == ours.as_path()
+            || matches!(
+                (std::fs::canonicalize(served), std::fs::canonicalize(ours)),
+                (Ok(a), Ok(b)) if a == b
+            )
+    };
+    let site = live["site"]["id"].as_str().unwrap_or_default();
+    let db = live["database"]["path"].as_str().unwrap_or_default();
+    if site != config.site.id || !same_path(db) {
+        return Err(format!(
+            "{addr} answers for another appliance (site {site:?}, database {db}); figures from the database"
+        ));
+    }
+    if json {
+        serde_json::to_string_pretty(&live)
+            .map(|mut text| {
+                text.push('\n');
+                text
+            })
+            .map_err(|e| format!("cannot print the appliance's status ({e})"))
+    } else {
+        get(&format!("{base}?format=text")).await
+    }
+}
+
 /// Plays scans on a running demo's scanners through its API.
 async fn demo_scan(data_dir: Option<PathBuf>, via: &str, scans: &[String]) -> anyhow::Result<()> {
     let (base, token) = demo_api(data_dir)?;
@@ -848,7 +948,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => {
             let dir = args.data_dir.unwrap_or_else(demo::default_dir);
             runtime()?.block_on(async {
-                let cloud = demo::start_cloud().await?;
+                let cloud = demo::start_cloud(&dir).await?;
                 let link = demo::DemoCloud::start(&cloud).await?;
                 let devices = demo::lan::DemoLan::start(&dir).await?;
                 let config_path = demo::write_config(
@@ -1004,22 +1104,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => runtime()?.block_on(demo_scan(data_dir, &via, &scans))?,
         Command::Status { json } => {
             let config = load_config(&cli.config)?;
-            let conn = store::open_read_only(&config.store.path)?;
-            let status = Status::collect(
-                &Reader::new(&conn),
-                SiteStatus {
-                    id: config.site.id.clone(),
-                    name: config.site.name.clone(),
-                },
-                CloudStatus {
-                    target: config.odoo.as_ref().map(|o| o.url.clone()),
-                },
-                &config.store.path.display().to_string(),
-            )?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                print!("{}", status.to_text());
+            // The running appliance knows more than its database (drain rate, the pull's
+            // error, why the mode is what it is): ask it first.
+            let asked = runtime()?.block_on(ask_appliance(&cli.config, &config, json));
+            match asked {
+                Ok(answer) => print!("{answer}"),
+                Err(note) => {
+                    let conn = store::open_read_only(&config.store.path)?;
+                    let mut status = Status::collect(
+                        &Reader::new(&conn),
+                        SiteStatus {
+                            id: config.site.id.clone(),
+                            name: config.site.name.clone(),
+                        },
+                        CloudStatus {
+                            target: config.odoo.as_ref().map(|o| o.url.clone()),
+                        },
+                        &config.store.path.display().to_string(),
+                    )?;
+                    status.note = Some(note);
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&status)?);
+                    } else {
+                        print!("{}", status.to_text());
+                    }
+                }
             }
         }
         Command::Journal(cmd) => {
@@ -1061,7 +1170,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                                 e.state,
                                 e.device,
                                 e.causal_key,
-                                e.last_error.as_deref().unwrap_or("")
+                                short_error(e.last_error.as_deref().unwrap_or(""))
                             );
                         }
                         if entries.is_empty() {
@@ -1074,8 +1183,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         bail!("no journal entry {entry:?} (give a sequence number or an id)");
                     };
                     let effects = reader.effects(e.seq)?;
+                    let attempts: Vec<serde_json::Value> = reader
+                        .push_attempts(e.seq)?
+                        .into_iter()
+                        .map(|a| {
+                            serde_json::json!({
+                                "attempt": a.attempt,
+                                "started": rfc3339(a.started_at),
+                                "ended": a.ended_at.map(rfc3339),
+                                "outcome": a.outcome,
+                                "call": a.call,
+                                "class": a.class,
+                                "message": a.message,
+                            })
+                        })
+                        .collect();
                     let mut value = serde_json::to_value(&e)?;
                     value["effects"] = serde_json::Value::Array(effects);
+                    value["attempts"] = serde_json::Value::Array(attempts);
                     println!("{}", serde_json::to_string_pretty(&value)?);
                 }
             }

@@ -118,10 +118,16 @@ pub struct RawOdoo {
     pub company_id: Option<i64>,
     pub warehouse_id: Option<i64>,
     pub timeout_secs: Option<u64>,
+    /// Time-out of the health probe, shorter than a call's (a silent link is found by
+    /// probes, not by calls that wait for their own time-out).
+    pub probe_timeout_secs: Option<f64>,
     /// Extra CA certificates (PEM) to trust, e.g. a corporate proxy's.
     pub ca_file: Option<PathBuf>,
     /// Client certificate and its key (PEM, one file) for mutual TLS.
     pub client_cert_file: Option<PathBuf>,
+    /// Connect to an Odoo major version Holdfast has not been verified with (18 and 19
+    /// are); refused otherwise.
+    pub allow_unverified_version: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -129,6 +135,8 @@ pub struct RawOdoo {
 pub struct RawSync {
     pub pull_interval_secs: Option<u64>,
     pub full_pull_hours: Option<u64>,
+    /// A mirror older than this makes the mode degraded.
+    pub stale_after_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -252,16 +260,25 @@ pub struct OdooConfig {
     pub company_id: i64,
     pub warehouse_id: i64,
     pub timeout: Duration,
+    /// Health probe time-out (shorter than `timeout`).
+    pub probe_timeout: Duration,
     pub ca_pem: Option<Vec<u8>>,
     /// Certificate and key; never shown.
     pub client_identity_pem: Option<Secret>,
+    /// Connect to an unverified Odoo major version instead of refusing it.
+    pub allow_unverified_version: bool,
 }
 
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
     pub pull_interval: Duration,
     pub full_pull_every: Duration,
+    /// A mirror older than this makes the mode degraded.
+    pub stale_after: Duration,
 }
+
+/// `sync.stale_after_secs` by default: this many incremental pull intervals.
+pub const STALE_AFTER_PULLS: u64 = 5;
 
 #[derive(Clone, Debug)]
 pub struct DeviceConfig {
@@ -431,6 +448,20 @@ impl RawConfig {
                 format!("{pull_interval} is out of range 5..=86400"),
             );
         }
+        // A few missed pulls, not one: a pull that fails once is retried at the next tick.
+        let stale_after = self
+            .sync
+            .stale_after_secs
+            .unwrap_or(pull_interval.saturating_mul(STALE_AFTER_PULLS));
+        let stale_floor = pull_interval.saturating_mul(2);
+        if !(stale_floor..=7 * 86_400).contains(&stale_after) {
+            problem(
+                "sync.stale_after_secs",
+                format!(
+                    "{stale_after} is out of range {stale_floor}..=604800 (at least two pull intervals)"
+                ),
+            );
+        }
         let full_hours = self.sync.full_pull_hours.unwrap_or(24);
         if !(1..=24 * 30).contains(&full_hours) {
             problem(
@@ -563,7 +594,8 @@ impl RawConfig {
             300.0,
             0.01..=86_400.0,
         );
-        let probe = secs("push.probe_secs", p.probe_secs, 15.0, 0.05..=3_600.0);
+        // 5 s keeps a silent outage's detection within 15 s (see `connectivity`).
+        let probe = secs("push.probe_secs", p.probe_secs, 5.0, 0.05..=3_600.0);
         let mut policies = crate::push::Policies::default();
         for (kind, policy) in &self.conflicts {
             if let Err(e) = policies.set(kind, policy) {
@@ -601,6 +633,7 @@ impl RawConfig {
             sync: SyncConfig {
                 pull_interval: Duration::from_secs(pull_interval),
                 full_pull_every: Duration::from_secs(full_hours * 3600),
+                stale_after: Duration::from_secs(stale_after),
             },
             floor: FloorConfig {
                 policy,
@@ -681,6 +714,19 @@ fn validate_odoo(o: &RawOdoo, problem: &mut impl FnMut(&str, String)) -> Option<
         );
         ok = false;
     }
+    // 3 s by default, and always shorter than a call's time-out.
+    let probe_timeout = o
+        .probe_timeout_secs
+        .unwrap_or_else(|| (timeout as f64 / 2.0).min(3.0));
+    if !(0.05..=60.0).contains(&probe_timeout) || probe_timeout >= timeout as f64 {
+        problem(
+            "odoo.probe_timeout_secs",
+            format!(
+                "{probe_timeout} is out of range 0.05..=60 or not shorter than odoo.timeout_secs ({timeout})"
+            ),
+        );
+        ok = false;
+    }
     let mut pem = |key: &str, path: &Option<PathBuf>| -> Option<String> {
         let path = path.as_ref()?;
         match std::fs::read_to_string(path) {
@@ -715,8 +761,10 @@ fn validate_odoo(o: &RawOdoo, problem: &mut impl FnMut(&str, String)) -> Option<
         company_id,
         warehouse_id,
         timeout: Duration::from_secs(timeout),
+        probe_timeout: Duration::from_secs_f64(probe_timeout.clamp(0.05, 60.0)),
         ca_pem,
         client_identity_pem,
+        allow_unverified_version: o.allow_unverified_version.unwrap_or(false),
     })
 }
 
@@ -812,6 +860,8 @@ level = "info"
 pull_interval_secs = 60
 # Full reconciliation of the mirror, every N hours.
 full_pull_hours = 24
+# The mode turns degraded when the mirror is older than this (default: 5 pull intervals).
+# stale_after_secs = 300
 
 # The Odoo this site reconciles with. Without this section the appliance runs on its local
 # copy alone (holdfast demo brings its own simulated cloud).
@@ -827,9 +877,14 @@ full_pull_hours = 24
 # company_id = 1
 # warehouse_id = 1
 # timeout_secs = 30
+# # The health probe's time-out, shorter than a call's: a link that dies silently is found
+# # by probes within about probe_secs + 2 × this + 1 s.
+# probe_timeout_secs = 3
 # # Extra CA certificates to trust (PEM), and a client certificate + key (PEM) for mutual TLS.
 # ca_file = "/etc/holdfast/odoo-ca.pem"
 # client_cert_file = "/etc/holdfast/credentials/odoo-client.pem"
+# # Holdfast is verified with Odoo 18 and 19 and refuses other versions unless this is true.
+# allow_unverified_version = false
 
 [push]
 # How the journal drains to Odoo: causal keys (pickings, bins) at once, and a cap on calls
@@ -839,7 +894,7 @@ max_calls_per_sec = 20
 # Backoff between attempts of a failed batch (jittered, exponential), and the health probe.
 retry_min_secs = 1
 retry_max_secs = 300
-probe_secs = 15
+probe_secs = 5
 
 [conflicts]
 # manual (the inbox) or cloud_wins (discard the floor's entries with a note).
@@ -931,6 +986,60 @@ mod tests {
     }
 
     #[test]
+    fn the_mirror_s_staleness_bound_and_the_probe_time_out() {
+        let odoo = "[odoo]\nurl = \"https://o.example\"\ndatabase = \"d\"\nlogin = \"l\"\napi_key = \"k\"\ncompany_id = 1\nwarehouse_id = 1\n";
+        // (config after [site], stale_after, probe every, probe time-out or a problem)
+        type Want = Result<(u64, f64, Option<f64>), &'static str>;
+        let cases: &[(String, Want)] = &[
+            (String::new(), Ok((300, 5.0, None))),
+            (
+                "[sync]\npull_interval_secs = 30\n".into(),
+                Ok((150, 5.0, None)),
+            ),
+            (
+                "[sync]\nstale_after_secs = 900\n".into(),
+                Ok((900, 5.0, None)),
+            ),
+            (
+                "[sync]\nstale_after_secs = 60\n".into(),
+                Err("sync.stale_after_secs: 60 is out of range 120..=604800"),
+            ),
+            (odoo.to_owned(), Ok((300, 5.0, Some(3.0)))),
+            (
+                format!("{odoo}timeout_secs = 2\n"),
+                Ok((300, 5.0, Some(1.0))),
+            ),
+            (
+                format!("{odoo}probe_timeout_secs = 0.5\n"),
+                Ok((300, 5.0, Some(0.5))),
+            ),
+            (
+                format!("{odoo}timeout_secs = 2\nprobe_timeout_secs = 2\n"),
+                Err("odoo.probe_timeout_secs: 2 is out of range 0.05..=60 or not shorter"),
+            ),
+        ];
+        for (text, want) in cases {
+            let text = format!("[site]\nid = \"s\"\n{text}");
+            match want {
+                Ok((stale, every, probe_timeout)) => {
+                    let c = RawConfig::from_toml(&text).unwrap().validate().unwrap();
+                    assert_eq!(c.sync.stale_after, Duration::from_secs(*stale), "{text}");
+                    assert_eq!(c.push.probe, Duration::from_secs_f64(*every), "{text}");
+                    assert_eq!(
+                        c.odoo.map(|o| o.probe_timeout),
+                        probe_timeout.map(Duration::from_secs_f64),
+                        "{text}"
+                    );
+                }
+                Err(e) => {
+                    let got = problems(&text);
+                    assert!(got.iter().any(|g| g.contains(e)), "{text}: {got:#?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bad_values_are_all_reported_with_key_and_remedy() {
         let cases: &[(&str, &[&str])] = &[
             ("", &["site.id: missing"]),
@@ -1008,5 +1117,26 @@ mod tests {
         assert_eq!(odoo.api_key.expose(), "s3cret-api-key");
         assert_eq!(odoo.url, "https://odoo.example");
         assert!(!format!("{odoo:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn unverified_odoo_versions_are_refused_unless_allowed() {
+        let odoo = |extra: &str| {
+            let text = format!(
+                "[site]\nid = \"s\"\n[odoo]\nurl = \"https://o.example\"\ndatabase = \"d\"\nlogin = \"l\"\napi_key = \"k\"\ncompany_id = 1\nwarehouse_id = 1\n{extra}"
+            );
+            RawConfig::from_toml(&text)
+                .and_then(|raw| raw.validate())
+                .map(|c| c.odoo.unwrap())
+        };
+        assert!(!odoo("").unwrap().allow_unverified_version);
+        assert!(
+            odoo("allow_unverified_version = true")
+                .unwrap()
+                .allow_unverified_version
+        );
+        assert!(odoo("allow_unverified_version = \"yes\"").is_err());
+        let client = crate::pull::client_config(&odoo("allow_unverified_version = true").unwrap());
+        assert!(client.allow_unverified_version, "reaches the wire client");
     }
 }

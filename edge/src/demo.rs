@@ -2,16 +2,21 @@
 //! deterministic demo data set, so a new user sees a working appliance with one command.
 //!
 //! The demo runs an Odoo simulator in-process holding the demo data set, and the appliance
-//! pulls its mirror from it over the real wire protocol, as a site pulls from its Odoo.
+//! pulls its mirror from it over the real wire protocol, as a site pulls from its Odoo. The
+//! simulator's records are kept in the data directory, so a restarted demo finds its cloud
+//! as it left it.
 
 pub mod lan;
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
 use holdfast_sync::sim::proxy::{FaultProxy, Link};
-use holdfast_sync::sim::{SimConfig, Simulator};
+use holdfast_sync::sim::store::Tables;
+use holdfast_sync::sim::{Cloud, SimConfig, Simulator};
 
 use crate::store::{MirrorBatch, Store};
 
@@ -25,12 +30,138 @@ pub fn default_dir() -> PathBuf {
     std::env::temp_dir().join("holdfast-demo")
 }
 
-/// Starts the simulated cloud: an Odoo simulator in this process holding the demo data set.
-pub async fn start_cloud() -> anyhow::Result<Simulator> {
-    let data = Dataset::generate(&DatasetSpec::demo());
-    Simulator::start(SimConfig::default(), &data)
-        .await
-        .context("starting the simulated Odoo")
+/// File in the demo's data directory holding the simulated Odoo's records (the format of
+/// `holdfast sim --state`, which can open it too).
+pub const CLOUD_STATE_FILE: &str = "cloud.json";
+
+/// File in the demo's data directory holding the port the simulated Odoo last served on.
+pub const CLOUD_PORT_FILE: &str = "cloud-port";
+
+/// How often the simulated cloud's records are written to the data directory when they
+/// changed (and once more when the demo stops).
+const CLOUD_SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Starts the simulated cloud: an Odoo simulator in this process holding the records it held
+/// when the demo in `dir` last ran, or the demo data set the first time. What the appliance
+/// pushed stays in the cloud across restarts, as it does in a real Odoo; the simulator serves
+/// on the port it had last time when that port is free.
+pub async fn start_cloud(dir: &Path) -> anyhow::Result<Simulator> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let state = dir.join(CLOUD_STATE_FILE);
+    let (tables, saved) = match std::fs::read(&state) {
+        Ok(bytes) => (parse_cloud_state(&bytes, &state)?, bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut tables = Tables::default();
+            tables.load(
+                &Dataset::generate(&DatasetSpec::demo()),
+                &holdfast_sync::sim::odoo_now(),
+            );
+            (tables, Vec::new())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", state.display())),
+    };
+    let cloud = Cloud::with_tables_of(SimConfig::default(), tables);
+    let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let last_port = std::fs::read_to_string(dir.join(CLOUD_PORT_FILE))
+        .ok()
+        .and_then(|text| text.trim().parse::<u16>().ok())
+        .filter(|port| *port != 0);
+    let sim = match last_port {
+        Some(port) => {
+            match Simulator::serve((Ipv4Addr::LOCALHOST, port).into(), cloud.clone()).await {
+                Ok(sim) => sim,
+                Err(e) => {
+                    tracing::warn!(port, error = %e, "the simulated Odoo's last port is taken; serving on another");
+                    Simulator::serve(any_port, cloud.clone())
+                        .await
+                        .context("starting the simulated Odoo")?
+                }
+            }
+        }
+        None => Simulator::serve(any_port, cloud.clone())
+            .await
+            .context("starting the simulated Odoo")?,
+    };
+    let port = sim.url().rsplit(':').next().unwrap_or_default().to_owned();
+    std::fs::write(dir.join(CLOUD_PORT_FILE), port)
+        .with_context(|| format!("cannot write {}", dir.join(CLOUD_PORT_FILE).display()))?;
+    let mut saver = CloudSaver {
+        cloud,
+        path: state,
+        last: saved,
+    };
+    // The first write makes the file exist from the start (a demo killed early keeps it).
+    saver
+        .save_if_changed()
+        .context("writing the simulated Odoo's state")?;
+    tokio::spawn(keep_saved(saver));
+    Ok(sim)
+}
+
+/// Reads a saved simulated cloud.
+fn parse_cloud_state(bytes: &[u8], path: &Path) -> anyhow::Result<Tables> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).with_context(|| {
+        format!(
+            "{} is not JSON; delete it to start the demo's cloud afresh",
+            path.display()
+        )
+    })?;
+    Tables::from_json(&doc)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| {
+            format!(
+                "{} is not a simulated Odoo's state; delete it to start the demo's cloud afresh",
+                path.display()
+            )
+        })
+}
+
+/// Keeps the simulated cloud's records in the data directory.
+struct CloudSaver {
+    cloud: Cloud,
+    path: PathBuf,
+    /// What the file holds now: unchanged records are not written again.
+    last: Vec<u8>,
+}
+
+impl CloudSaver {
+    fn save_if_changed(&mut self) -> anyhow::Result<()> {
+        let doc = self.cloud.with_tables(|t| t.to_json());
+        let bytes = serde_json::to_vec(&doc)?;
+        if bytes == self.last {
+            return Ok(());
+        }
+        // Written aside and renamed: a demo stopped mid-write keeps the previous state whole.
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.last = bytes;
+        Ok(())
+    }
+}
+
+impl Drop for CloudSaver {
+    /// The demo stopping (its runtime drops this task) writes the last changes.
+    fn drop(&mut self) {
+        if let Err(e) = self.save_if_changed() {
+            tracing::warn!(error = %format!("{e:#}"), "cannot save the simulated Odoo's state");
+        }
+    }
+}
+
+/// Saves the simulated cloud when it changed, every [`CLOUD_SAVE_EVERY`]; a demo killed
+/// outright loses at most that much of the cloud's history.
+async fn keep_saved(mut saver: CloudSaver) {
+    let mut tick = tokio::time::interval(CLOUD_SAVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // The demo's data set is small: serialising and writing it takes about a millisecond.
+        if let Err(e) = saver.save_if_changed() {
+            tracing::warn!(error = %format!("{e:#}"), "cannot save the simulated Odoo's state");
+        }
+    }
 }
 
 /// The demo's simulated cloud, behind a fault proxy a person can switch (`holdfast demo

@@ -660,7 +660,16 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiError> {
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    /// `text`: the lines `holdfast status` prints (the CLI asks for them).
+    format: Option<String>,
+}
+
+async fn status(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<StatusQuery>,
+) -> Result<Response, ApiError> {
     let store = &state.store;
     let mut status = store.read(|r| {
         Status::collect(
@@ -683,6 +692,11 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiE
         .pull
         .as_ref()
         .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    status.degraded_features = status
+        .pull
+        .as_ref()
+        .map(|p| p.degraded_features.clone())
+        .unwrap_or_default();
     status.push = state.push.as_ref().map(|p| {
         let rate = p.drain_rate();
         let open = ["pending", "in_flight"]
@@ -697,7 +711,14 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiE
             eta_drain_secs: (rate > 0.0 && open > 0).then(|| open as f64 / rate),
         }
     });
-    Ok(Json(status))
+    status.with_live(&state.connectivity.now(), status.pull.clone().as_ref());
+    match query.format.as_deref() {
+        None | Some("json") => Ok(Json(status).into_response()),
+        Some("text") => Ok(status.to_text().into_response()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format {other:?} is not one of: json, text"
+        ))),
+    }
 }
 
 /// Accepts a request only with the site manager's bearer token.
@@ -833,7 +854,7 @@ async fn set_demo_cloud(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let demo = state.demo.as_ref().ok_or_else(not_demo)?;
-    let shape = r#"{"link": "up|down|blackhole|reset"}, {"cancel_picking": ID} or {"validate_picking": ID}"#;
+    let shape = r#"{"link": "up|down|blackhole|reset|stall"}, {"cancel_picking": ID} or {"validate_picking": ID}"#;
     let body: DemoCloudBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("body must be {shape}: {e}")))?;
     match body {
@@ -844,7 +865,7 @@ async fn set_demo_cloud(
         } => {
             let link = holdfast_sync::sim::proxy::Link::parse(&link).ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "link {link:?} is not one of: up, down, blackhole, reset"
+                    "link {link:?} is not one of: up, down, blackhole, reset, stall"
                 ))
             })?;
             demo.set(link);

@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use holdfast_sync::odoo::OdooClient;
-use holdfast_sync::odoo::mapping::fields;
-use holdfast_sync::pull::{PageQuery, Scope, available_fields, read_page, scope_ids, with_overlap};
+use holdfast_sync::pull::{PageQuery, Scope, read_page, scope_ids, with_overlap};
 use holdfast_sync::records::Model;
 use serde::Serialize;
 use serde_json::json;
@@ -79,6 +78,15 @@ pub struct PullProgress {
     pub last_finished_at: Option<i64>,
     pub last_report: Option<PullReport>,
     pub last_error: Option<String>,
+    /// When the last pull (or connection) failed.
+    pub last_error_at: Option<i64>,
+    /// When the last pull succeeded: the mirror's age in status.
+    pub last_ok_at: Option<i64>,
+    /// Pulls (or connections) failed since the last success.
+    pub failures_in_row: u32,
+    /// Features off because the connected Odoo lacks an optional model or field (e.g.
+    /// `packagings (odoo has neither ...)`), as the client's model map decided at connect.
+    pub degraded_features: Vec<String>,
 }
 
 /// How to write a run of pages.
@@ -105,8 +113,13 @@ pub struct Puller {
     progress: ProgressHandle,
     /// Where the next quant reconciliation starts in the location list.
     next_location: usize,
-    /// Per model, the mapped fields this server has (asked once, at the first pull).
-    fields: std::collections::HashMap<Model, Vec<&'static str>>,
+}
+
+/// Records a failed pull (or connection) in the progress shown by status.
+fn failed(p: &mut PullProgress, e: &anyhow::Error) {
+    p.last_error = Some(format!("{e:#}"));
+    p.last_error_at = Some(now_ms());
+    p.failures_in_row = p.failures_in_row.saturating_add(1);
 }
 
 fn set_progress(progress: &ProgressHandle, f: impl FnOnce(&mut PullProgress)) {
@@ -116,13 +129,14 @@ fn set_progress(progress: &ProgressHandle, f: impl FnOnce(&mut PullProgress)) {
 
 impl Puller {
     pub fn new(store: Store, client: OdooClient, scope: Scope, progress: ProgressHandle) -> Self {
+        let degraded = client.models().degraded_features();
+        set_progress(&progress, |p| p.degraded_features = degraded);
         Puller {
             store,
             client,
             scope,
             progress,
             next_location: 0,
-            fields: std::collections::HashMap::new(),
         }
     }
 
@@ -147,8 +161,10 @@ impl Puller {
                 Ok(report) => {
                     p.last_report = Some(report.clone());
                     p.last_error = None;
+                    p.last_ok_at = p.last_finished_at;
+                    p.failures_in_row = 0;
                 }
-                Err(e) => p.last_error = Some(format!("{e:#}")),
+                Err(e) => failed(p, e),
             }
         });
         if let Ok(report) = &result {
@@ -170,14 +186,6 @@ impl Puller {
         kind: PullKind,
         stop: &CancellationToken,
     ) -> anyhow::Result<PullReport> {
-        if self.fields.len() < Model::ALL.len() {
-            // All or nothing: a failure half-way leaves the map to be asked again.
-            let mut fields = std::collections::HashMap::new();
-            for &model in Model::ALL {
-                fields.insert(model, available_fields(&self.client, model).await?);
-            }
-            self.fields = fields;
-        }
         let epoch = self.store.begin_pull().await?;
         let mut report = PullReport::default();
         for &model in Model::ALL {
@@ -185,7 +193,13 @@ impl Puller {
                 report.cancelled = true;
                 return Ok(report);
             }
-            set_progress(&self.progress, |p| p.model = Some(model.odoo_name()));
+            // The server's own model name (19 reads packagings from product.uom).
+            let name = self
+                .client
+                .models()
+                .odoo_name(model)
+                .unwrap_or(model.odoo_name());
+            set_progress(&self.progress, |p| p.model = Some(name));
             let cursor = self.store.read(|r| r.cursor(model))?;
             // A model never pulled in full is pulled in full, whatever was asked.
             let full = kind == PullKind::Full || cursor.full_at.is_none();
@@ -255,6 +269,12 @@ impl Puller {
                 report.cancelled = true;
                 return Ok(report);
             }
+            // Rows held back by earlier pulls whose entries have settled since: their stamps
+            // are in the window (or behind the cursor), so only reading them by id brings them.
+            if !self.reread_settled(model, epoch, &mut report, stop).await? {
+                report.cancelled = true;
+                return Ok(report);
+            }
             let cursor_after = match (newest, cursor.write_date) {
                 (Some(n), Some(c)) => Some(n.max(c)),
                 (n, c) => n.or(c),
@@ -297,18 +317,12 @@ impl Puller {
             if stop.is_cancelled() {
                 return Ok(None);
             }
-            let page = read_page(
-                &self.client,
-                &self.scope,
-                model,
-                &query,
-                self.fields.get(&model).map_or(fields(model), Vec::as_slice),
-            )
-            .await?;
-            let Some(last) = page.records.last() else {
+            let page = read_page(&self.client, &self.scope, model, &query).await?;
+            let Some(last) = page.last_id else {
                 break;
             };
-            query.after = last.id();
+            query.after = last;
+            let fetched = page.fetched;
             if let Some(w) = page.max_write_date
                 && newest.as_deref().is_none_or(|n| w.as_str() > n)
             {
@@ -354,7 +368,7 @@ impl Puller {
                 stamps.retain(|(_, wd)| *wd >= floor);
             }
             set_progress(&self.progress, |p| p.records += n as u64);
-            if n < query.limit {
+            if fetched < query.limit {
                 break;
             }
         }
@@ -389,6 +403,46 @@ impl Puller {
         report.held_back += outcome.held_back;
         report.owned_changes += outcome.changes;
         Ok(())
+    }
+
+    /// Reads again, by id, the rows of `model` an earlier pull held back and that would be
+    /// written now; ids Odoo no longer returns are deleted. `false` when stopped.
+    async fn reread_settled(
+        &self,
+        model: Model,
+        epoch: Epoch,
+        report: &mut PullReport,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        /// Ids per `id in` domain: keeps each request small.
+        const IDS_PER_QUERY: usize = 500;
+        let settled = self.store.read(|r| r.settled_held_back(model, epoch))?;
+        for ids in settled.chunks(IDS_PER_QUERY) {
+            let query = PageQuery {
+                extra: vec![json!(["id", "in", ids])],
+                limit: PAGE,
+                ..PageQuery::default()
+            };
+            let Some((seen, _, _)) = self
+                .pages(
+                    model,
+                    query,
+                    &PageRun {
+                        epoch,
+                        track_resume: false,
+                        skip: &HashSet::new(),
+                    },
+                    report,
+                    stop,
+                )
+                .await?
+            else {
+                return Ok(false);
+            };
+            self.delete_missing(model, ids.to_vec(), &seen, epoch, report)
+                .await?;
+        }
+        Ok(true)
     }
 
     /// Re-reads every quant of the next few locations and deletes the mirror's extras.
@@ -462,6 +516,8 @@ pub fn client_config(odoo: &OdooConfig) -> holdfast_sync::odoo::ClientConfig {
         OdooApi::Json2 => holdfast_sync::odoo::ApiChoice::Json2,
     };
     c.timeout = odoo.timeout;
+    c.probe_timeout = odoo.probe_timeout;
+    c.allow_unverified_version = odoo.allow_unverified_version;
     c.ca_pem = odoo.ca_pem.clone();
     c.identity_pem = odoo
         .client_identity_pem
@@ -523,7 +579,7 @@ pub async fn run_pull(
                 Ok(p) => puller = Some(p),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "cannot connect to Odoo; retrying at the next pull");
-                    set_progress(&progress, |p| p.last_error = Some(format!("{e:#}")));
+                    set_progress(&progress, |p| failed(p, &e));
                     connectivity
                         .observe(event_of(Err(&e), started.elapsed()))
                         .await;

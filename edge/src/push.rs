@@ -37,8 +37,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PushConfig;
 use crate::connectivity::{Connectivity, Event, Mode};
 use crate::store::{
-    ConflictRow, JournalEntry, NewConflict, OpState, PushCmd, Settle, Store, StoreError, now_ms,
+    AttemptFailure, ConflictRow, JournalEntry, NewConflict, OpState, PickingContext, PushCmd,
+    Settle, Store, StoreError, now_ms,
 };
+
+/// How far apart the appliance's clock and Odoo's may be when a retry asks Odoo for records
+/// made since its first attempt.
+const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
 
 /// What happens to a conflict of one kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -74,6 +79,7 @@ impl Default for Policies {
             (PickingCancelled, Policy::Manual),
             (OverPick, Policy::EdgeWins),
             (SerialInUse, Policy::Manual),
+            (CountUnconfirmed, Policy::Manual),
             (LotExpiry, Policy::EdgeWins),
             (ProductArchived, Policy::Manual),
             (Validation, Policy::Manual),
@@ -246,6 +252,55 @@ impl<O: Odoo> Odoo for Gate<O> {
 
     fn probe(&self) -> impl std::future::Future<Output = Result<(), OdooError>> + Send {
         self.inner.probe()
+    }
+}
+
+/// The calls of one batch: remembers the last one made, so a failure can name it (a failed
+/// call ends the batch's translation, so the last call is the one that failed).
+struct Traced<'a, O> {
+    inner: &'a Gate<O>,
+    last: Mutex<Option<String>>,
+}
+
+impl<'a, O: Odoo> Traced<'a, O> {
+    fn new(inner: &'a Gate<O>) -> Self {
+        Traced {
+            inner,
+            last: Mutex::new(None),
+        }
+    }
+
+    fn last_call(&self) -> Option<String> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+impl<O: Odoo> Odoo for Traced<'_, O> {
+    fn call(
+        &self,
+        call: Call,
+    ) -> impl std::future::Future<Output = Result<Value, OdooError>> + Send {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(format!("{}.{}", call.model, call.method));
+        }
+        self.inner.call(call)
+    }
+
+    fn major(&self) -> u32 {
+        self.inner.major()
+    }
+
+    fn probe(&self) -> impl std::future::Future<Output = Result<(), OdooError>> + Send {
+        self.inner.probe()
+    }
+}
+
+fn class_name(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Transient => "transient",
+        ErrorClass::Ambiguous => "ambiguous",
+        ErrorClass::Auth => "auth",
+        ErrorClass::Permanent => "permanent",
     }
 }
 
@@ -453,6 +508,12 @@ impl<O: Odoo + 'static> Pusher<O> {
                         edge: e.payload.clone(),
                         cloud: Value::Null,
                     };
+                    tracing::warn!(op_id = %e.id, kind = %e.kind, class = "permanent", error = %conflict.message, "push attempt refused before any call");
+                    let failure = Some(AttemptFailure {
+                        call: None,
+                        class: "permanent".into(),
+                        message: conflict.message.clone(),
+                    });
                     self.store
                         .push(PushCmd::Settle {
                             seqs,
@@ -460,6 +521,7 @@ impl<O: Odoo + 'static> Pusher<O> {
                                 rejected: true,
                                 conflict,
                             },
+                            failure,
                         })
                         .await?;
                     return Ok(());
@@ -480,31 +542,97 @@ impl<O: Odoo + 'static> Pusher<O> {
             }
         }
         let seqs: Vec<i64> = batch.iter().map(|(e, _)| e.seq).collect();
-        let push_entries: Vec<PushEntry> = batch
-            .iter()
-            .map(|(e, op)| PushEntry {
+        let mut push_entries: Vec<PushEntry> = Vec::with_capacity(batch.len());
+        for (e, op) in &batch {
+            // Any earlier attempt may have created the entry's record before failing on a
+            // later call: look for the mark whenever this is not the first attempt.
+            let ambiguous = e.ambiguous || e.attempts > 0;
+            let sent_since = if ambiguous {
+                let (decided, first) = self.store.read(|r| r.push_sent_since(e.seq))?;
+                match (decided, first) {
+                    // Odoo's clock may lag ours; a person's decision covers what came before.
+                    (_, Some(first)) => {
+                        Some((first - CLOCK_SLACK_MS).max(decided.unwrap_or(i64::MIN)))
+                    }
+                    // A person looked at Odoo and decided to send it again: this attempt does.
+                    (Some(_), None) => None,
+                    // No attempt row (sent by an older build): since it was recorded.
+                    (None, None) => Some(e.created_at - CLOCK_SLACK_MS),
+                }
+            } else {
+                None
+            };
+            push_entries.push(PushEntry {
                 seq: e.seq,
                 id: e.id.clone(),
                 op: op.clone(),
-                // Any earlier attempt may have created the entry's record before failing on a
-                // later call: look for the mark whenever this is not the first attempt.
-                ambiguous: e.ambiguous || e.attempts > 0,
-            })
-            .collect();
+                ambiguous,
+                sent_since,
+            });
+        }
         let attempts = batch.iter().map(|(e, _)| e.attempts).max().unwrap_or(0) + 1;
         self.store
             .push(PushCmd::Begin { seqs: seqs.clone() })
             .await?;
-        let outcome = self.translate(key, &push_entries).await?;
+        let traced = Traced::new(&self.gate);
+        let outcome = self.translate(&traced, key, &push_entries).await?;
+        let failure = self.report(&push_entries, &outcome, traced.last_call(), attempts);
         let settle = self.settle(key, &push_entries, outcome, attempts).await;
         if let Settle::Applied { .. } = &settle {
             self.stats.applied_now(seqs.len() as u64);
         }
-        self.store.push(PushCmd::Settle { seqs, settle }).await?;
+        self.store
+            .push(PushCmd::Settle {
+                seqs,
+                settle,
+                failure,
+            })
+            .await?;
         Ok(())
     }
 
-    async fn translate(&self, key: &str, batch: &[PushEntry]) -> Result<Outcome, StoreError> {
+    /// What an attempt that did not apply its batch leaves in the entries' attempt rows, and
+    /// its one log line (a retry is one line, however many calls it took).
+    fn report(
+        &self,
+        batch: &[PushEntry],
+        outcome: &Outcome,
+        call: Option<String>,
+        attempt: i64,
+    ) -> Option<AttemptFailure> {
+        let first = batch.first()?;
+        let (class, message) = match outcome {
+            Outcome::Applied { .. } => return None,
+            Outcome::Failed(e) => (class_name(e.class()), e.to_string()),
+            Outcome::Conflict(f) => ("conflict", format!("{}: {}", f.kind, f.message)),
+        };
+        let shown = call.as_deref().unwrap_or("-");
+        let kind = first.op.kind();
+        let kind = kind.as_str();
+        let op_id = first.id.as_str();
+        let entries = batch.len();
+        match outcome {
+            Outcome::Conflict(f) => {
+                let policy = self.config.policies.get(f.kind).as_str();
+                tracing::warn!(op_id, kind, entries, attempt, call = shown, class, conflict = %f.kind, policy, error = %message, "push attempt ended in a conflict");
+            }
+            _ => {
+                tracing::warn!(op_id, kind, entries, attempt, call = shown, class, error = %message, "push attempt failed");
+            }
+        }
+        Some(AttemptFailure {
+            call,
+            class: class.to_owned(),
+            message,
+        })
+    }
+
+    async fn translate(
+        &self,
+        odoo: &Traced<'_, O>,
+        key: &str,
+        batch: &[PushEntry],
+    ) -> Result<Outcome, StoreError> {
         let Some(first) = batch.first() else {
             return Ok(Outcome::Failed(OdooError::Config("empty batch".into())));
         };
@@ -522,18 +650,16 @@ impl<O: Odoo + 'static> Pusher<O> {
                     .iter()
                     .filter_map(|e| e.operation().ok())
                     .collect();
-                translate::push_picking(&self.gate, picking, &prior, batch).await
+                translate::push_picking(odoo, picking, &prior, batch).await
             }
-            Operation::Count(op) => translate::push_count(&self.gate, first, op).await,
+            Operation::Count(op) => translate::push_count(odoo, first, op).await,
             Operation::Transfer(op) => {
                 let found = self
                     .internal_type
-                    .get_or_try_init(|| {
-                        translate::internal_picking_type(&self.gate, self.warehouse_id)
-                    })
+                    .get_or_try_init(|| translate::internal_picking_type(odoo, self.warehouse_id))
                     .await;
                 match found {
-                    Ok(Some(t)) => translate::push_transfer(&self.gate, first, op, *t).await,
+                    Ok(Some(t)) => translate::push_transfer(odoo, first, op, *t).await,
                     Ok(None) => Outcome::Conflict(Finding {
                         kind: ConflictKind::Validation,
                         message: format!(
@@ -547,7 +673,7 @@ impl<O: Odoo + 'static> Pusher<O> {
                 }
             }
             Operation::Resolve(r) => match &r.recreate {
-                Some(spec) => translate::push_new_picking(&self.gate, first, spec).await,
+                Some(spec) => translate::push_new_picking(odoo, first, spec).await,
                 None => Outcome::Applied {
                     remote_ref: None,
                     superseded: false,
@@ -624,7 +750,6 @@ impl<O: Odoo + 'static> Pusher<O> {
             Outcome::Conflict(f) => {
                 isolate(false);
                 let policy = self.config.policies.get(f.kind);
-                tracing::warn!(key, kind = %f.kind, policy = policy.as_str(), message = %f.message, "conflict");
                 match policy {
                     Policy::CloudWins => Settle::Discard {
                         conflict: conflict(&f, policy),
@@ -637,7 +762,9 @@ impl<O: Odoo + 'static> Pusher<O> {
             }
             Outcome::Failed(e) => match e.class() {
                 ErrorClass::Auth => {
-                    tracing::error!(error = %e, "Odoo refused the credentials: the push is paused until they work again");
+                    tracing::error!(
+                        "Odoo refused the credentials: the push is paused until they work again"
+                    );
                     self.connectivity
                         .observe(Event::Paused(Some(e.to_string())))
                         .await;
@@ -671,10 +798,14 @@ impl<O: Odoo + 'static> Pusher<O> {
 }
 
 /// The picking that re-creates what a conflict held back: the picks (or receipts) of its
-/// entries, summed per product, lot and bin, on the original picking's type and route.
+/// entries, summed per product, lot and bin, on the original picking's type and route, for
+/// the original's partner, with the original's origin and name in its `origin` (before the
+/// mark) and the manager's note.
 pub fn recreate_spec(
     store: &Store,
     conflict: &ConflictRow,
+    note: &str,
+    by: &str,
 ) -> Result<Option<NewPicking>, StoreError> {
     store.read(|r| {
         let entries = r.entries(&conflict.seqs)?;
@@ -726,12 +857,38 @@ pub fn recreate_spec(
         if lines.is_empty() {
             return Ok(None);
         }
+        let PickingContext {
+            name,
+            origin,
+            partner_id,
+        } = r
+            .picking_context(picking)?
+            .unwrap_or_else(|| PickingContext {
+                name: format!("picking {picking}"),
+                origin: None,
+                partner_id: None,
+            });
+        let origin = match origin.as_deref().map(str::trim) {
+            Some(o) if !o.is_empty() => format!("{o} {name}"),
+            _ => name.clone(),
+        };
+        let mut text = format!(
+            "Re-created by Holdfast from {name} ({} in Odoo), decided by {by}.",
+            conflict.kind.replace('_', " ")
+        );
+        if !note.trim().is_empty() {
+            text.push('\n');
+            text.push_str(note.trim());
+        }
         Ok(Some(NewPicking {
             picking_type_id,
             location_id,
             location_dest_id,
             side,
             lines,
+            partner_id,
+            origin: Some(origin),
+            note: Some(text),
         }))
     })
 }
@@ -749,7 +906,7 @@ pub async fn resolve(
         .read(|r| r.conflict(conflict_id))?
         .ok_or_else(|| StoreError::NotFound(format!("conflict {conflict_id}")))?;
     let recreate = match action {
-        ResolveAction::Recreate => recreate_spec(store, &conflict)?,
+        ResolveAction::Recreate => recreate_spec(store, &conflict, note, by)?,
         _ => None,
     };
     store
@@ -812,4 +969,299 @@ pub async fn run_push(
         stats,
     ));
     pusher.run(stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::AtomicBool;
+
+    use holdfast_sync::dataset::{Dataset, DatasetSpec};
+    use holdfast_sync::ops::CountOp;
+    use holdfast_sync::sim::{Cloud, SimConfig};
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{Lane, MirrorBatch, NewEntry, StoreOptions};
+
+    /// The simulator, but the first `action_apply_inventory` is lost before Odoo sees it.
+    struct LoseFirstApply {
+        cloud: Cloud,
+        lost: AtomicBool,
+    }
+
+    impl Odoo for LoseFirstApply {
+        fn call(
+            &self,
+            call: Call,
+        ) -> impl std::future::Future<Output = Result<Value, OdooError>> + Send {
+            let answer = if call.method == "action_apply_inventory"
+                && !self.lost.swap(true, Ordering::SeqCst)
+            {
+                Err(OdooError::Lost("connection reset".into()))
+            } else {
+                self.cloud.execute(call)
+            };
+            std::future::ready(answer)
+        }
+
+        fn major(&self) -> u32 {
+            18
+        }
+
+        fn probe(&self) -> impl std::future::Future<Output = Result<(), OdooError>> + Send {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    fn config() -> PushConfig {
+        PushConfig {
+            concurrency: 1,
+            max_calls_per_sec: 100_000.0,
+            max_batch: 50,
+            retry_min: Duration::from_millis(1),
+            retry_max: Duration::from_millis(5),
+            probe: Duration::from_millis(50),
+            policies: Policies::default(),
+        }
+    }
+
+    fn quantity(cloud: &Cloud, quant: i64) -> f64 {
+        cloud
+            .execute(
+                Call::new("stock.quant", "read")
+                    .ids(&[quant])
+                    .arg("fields", json!(["quantity"])),
+            )
+            .unwrap()[0]["quantity"]
+            .as_f64()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn attempts_are_recorded_and_a_count_applied_by_someone_else_waits_for_a_person() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+        let data = Dataset::generate(&DatasetSpec::demo());
+        let cloud = Cloud::new(SimConfig::default(), &data);
+        let q = data
+            .quants
+            .iter()
+            .find(|q| q.lot_id.is_none() && q.quantity > 3.0)
+            .unwrap();
+        let before = q.quantity;
+        let op = Operation::Count(CountOp {
+            product_id: q.product_id.0,
+            location_id: q.location_id.0,
+            lot_name: None,
+            counted: before + 3.0,
+            expected: before,
+        });
+        let key = op.causal_key();
+        let seq = store
+            .append(
+                Lane::Background,
+                NewEntry {
+                    id: None,
+                    device: "scanner-1".into(),
+                    operator: None,
+                    op,
+                },
+            )
+            .await
+            .unwrap()
+            .seq;
+        let odoo = LoseFirstApply {
+            cloud: cloud.clone(),
+            lost: AtomicBool::new(false),
+        };
+        let pusher = Pusher::new(
+            store.clone(),
+            odoo,
+            config(),
+            1,
+            Connectivity::new(store.clone()),
+            Arc::new(PushStats::default()),
+        );
+        pusher.push_key(&key).await.unwrap();
+        let attempts = store.read(|r| r.push_attempts(seq)).unwrap();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        let a = &attempts[0];
+        assert_eq!(a.outcome.as_deref(), Some("retry"));
+        assert_eq!(
+            a.call.as_deref(),
+            Some("stock.quant.action_apply_inventory")
+        );
+        assert_eq!(a.class.as_deref(), Some("ambiguous"));
+        assert!(a.ended_at.is_some());
+        // "Apply all" in Odoo applies the pending count without our mark.
+        cloud
+            .execute(
+                Call::new("stock.quant", "action_apply_inventory")
+                    .ids(&[q.id.0])
+                    .context("inventory_name", "Quantity Updated"),
+            )
+            .unwrap();
+        pusher.push_key(&key).await.unwrap();
+        assert_eq!(quantity(&cloud, q.id.0), before + 3.0, "counted once");
+        let e = store
+            .read(|r| r.journal_entry(&seq.to_string()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.state, OpState::Conflict);
+        let attempts = store.read(|r| r.push_attempts(seq)).unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[1].outcome.as_deref(), Some("conflict"));
+        assert_eq!(attempts[1].class.as_deref(), Some("conflict"));
+        let conflict = store
+            .read(|r| r.conflicts(Some("open"), 10))
+            .unwrap()
+            .remove(0);
+        assert_eq!(conflict.kind, "count_unconfirmed");
+        // A person decides Odoo does not hold it: the next attempt applies it.
+        resolve(
+            &store,
+            conflict.id,
+            ResolveAction::Retry,
+            "recount",
+            "manager",
+        )
+        .await
+        .unwrap();
+        pusher.push_key(&key).await.unwrap();
+        let e = store
+            .read(|r| r.journal_entry(&seq.to_string()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.state, OpState::Applied);
+        assert_eq!(quantity(&cloud, q.id.0), before + 6.0);
+        assert_eq!(store.read(|r| r.push_attempts(seq)).unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_cut_off_by_a_stop_shows_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+        let seq = store
+            .append(
+                Lane::Background,
+                NewEntry {
+                    id: None,
+                    device: "scanner-1".into(),
+                    operator: None,
+                    op: Operation::Count(CountOp {
+                        product_id: 1,
+                        location_id: 2,
+                        lot_name: None,
+                        counted: 1.0,
+                        expected: 2.0,
+                    }),
+                },
+            )
+            .await
+            .unwrap()
+            .seq;
+        store
+            .push(PushCmd::Begin { seqs: vec![seq] })
+            .await
+            .unwrap();
+        store.push(PushCmd::Recover).await.unwrap();
+        let attempts = store.read(|r| r.push_attempts(seq)).unwrap();
+        assert_eq!(attempts[0].outcome.as_deref(), Some("interrupted"));
+        assert_eq!(attempts[0].class.as_deref(), Some("ambiguous"));
+    }
+
+    #[tokio::test]
+    async fn a_re_created_delivery_keeps_its_customer_origin_and_the_managers_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+        let data = Dataset::generate(&DatasetSpec::demo());
+        store
+            .apply_mirror(MirrorBatch {
+                epoch: None,
+                upserts: data.records().collect(),
+                deletes: vec![],
+            })
+            .await
+            .unwrap();
+        let out_type = data
+            .picking_types
+            .iter()
+            .find(|t| t.code == holdfast_sync::records::PickingCode::Outgoing)
+            .unwrap();
+        let delivery = data
+            .pickings
+            .iter()
+            .find(|p| p.picking_type_id == out_type.id && p.partner_id.is_some())
+            .unwrap();
+        let line = data
+            .move_lines
+            .iter()
+            .find(|l| l.picking_id == Some(delivery.id))
+            .unwrap();
+        let seq = store
+            .append(
+                Lane::Background,
+                NewEntry {
+                    id: None,
+                    device: "scanner-1".into(),
+                    operator: None,
+                    op: Operation::Pick(holdfast_sync::ops::PickOp {
+                        picking_id: delivery.id.0,
+                        move_id: line.move_id.unwrap().0,
+                        product_id: line.product_id.0,
+                        location_id: line.location_id.0,
+                        lot_name: line.lot_name.clone(),
+                        package_id: None,
+                        quantity: 1.0,
+                        view_quantity: line.quantity,
+                    }),
+                },
+            )
+            .await
+            .unwrap()
+            .seq;
+        store
+            .push(PushCmd::Begin { seqs: vec![seq] })
+            .await
+            .unwrap();
+        store
+            .push(PushCmd::Settle {
+                seqs: vec![seq],
+                settle: Settle::Hold {
+                    rejected: false,
+                    conflict: NewConflict {
+                        kind: "picking_cancelled".into(),
+                        policy: "manual".into(),
+                        message: "the picking was cancelled in Odoo".into(),
+                        edge: Value::Null,
+                        cloud: Value::Null,
+                    },
+                },
+                failure: None,
+            })
+            .await
+            .unwrap();
+        let conflict = store
+            .read(|r| r.conflicts(Some("open"), 10))
+            .unwrap()
+            .remove(0);
+        let spec = recreate_spec(&store, &conflict, "customer still wants it", "Ana")
+            .unwrap()
+            .unwrap();
+        assert_eq!(spec.picking_type_id, out_type.id.0, "the original's type");
+        assert_eq!(spec.partner_id, delivery.partner_id.map(|p| p.0));
+        let origin = spec.origin.clone().unwrap();
+        assert!(origin.contains(&delivery.name), "{origin}");
+        if let Some(o) = &delivery.origin {
+            assert!(origin.starts_with(o.as_str()), "{origin}");
+        }
+        let note = spec.note.clone().unwrap();
+        assert!(
+            note.contains(&delivery.name) && note.contains("Ana"),
+            "{note}"
+        );
+        assert!(note.ends_with("customer still wants it"), "{note}");
+    }
 }

@@ -1,11 +1,11 @@
 //! The running appliance: one task per concern under one cancellation token.
 //!
 //! Today the concerns are the store writer (its own OS thread, see `store`), the HTTP
-//! server (device API and handheld UI over [`crate::floor`]), the pull and the push (when an
-//! Odoo is configured, sharing one connectivity tracker), housekeeping and the systemd
-//! watchdog; the scanner and telemetry tasks join them here. SIGTERM or SIGINT
-//! cancels the token: the HTTP server stops accepting, finishes the requests in hand, the
-//! store commits what is queued, and the process exits 0. A task that fails on its own
+//! server (device API and handheld UI over [`crate::floor`]), the pull, the push and the
+//! health probes (when an Odoo is configured, sharing one connectivity tracker, which starts
+//! `unknown`), housekeeping and the systemd watchdog; the scanner and telemetry tasks join
+//! them here. SIGTERM or SIGINT cancels the token: the HTTP server stops accepting, finishes
+//! the requests in hand, the store commits what is queued, and the process exits 0. A task that fails on its own
 //! cancels the rest and the process exits non-zero, so systemd restarts it.
 
 use std::sync::Arc;
@@ -32,7 +32,18 @@ pub async fn run(
     listener: TcpListener,
     demo: Option<crate::demo::DemoCloud>,
 ) -> anyhow::Result<()> {
-    let token = CancellationToken::new();
+    run_until(config, store, listener, demo, CancellationToken::new()).await
+}
+
+/// Runs the appliance until a signal, a task failure, or `token` is cancelled (how tests
+/// stop an appliance they run in-process).
+pub async fn run_until(
+    config: &Config,
+    store: Store,
+    listener: TcpListener,
+    demo: Option<crate::demo::DemoCloud>,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
     let pull_progress = config
         .odoo
         .as_ref()
@@ -67,7 +78,15 @@ pub async fn run(
         };
         registry.configure(&p.id, "printer", transport, Some(address));
     }
-    let connectivity = crate::connectivity::Connectivity::new(store.clone());
+    // Unknown until Odoo first answers: the mode the last run recorded is history.
+    let connectivity = crate::connectivity::Connectivity::with_limits(
+        Some(store.clone()),
+        crate::connectivity::Limits {
+            stale_after: config.sync.stale_after,
+            ..Default::default()
+        },
+    );
+    connectivity.record_start().await;
     let push_stats = config
         .odoo
         .as_ref()
@@ -101,7 +120,7 @@ pub async fn run(
     tracing::info!(%addr, site = %config.site.id, "holdfast is serving");
 
     let mut http_task = tokio::spawn(http::serve(listener, state, token.clone()));
-    let pull_task = match (&config.odoo, pull_progress) {
+    let pull_task = match (&config.odoo, pull_progress.clone()) {
         (Some(odoo), Some(progress)) => Some(tokio::spawn(
             crate::pull::run_pull(
                 store.clone(),
@@ -113,6 +132,32 @@ pub async fn run(
             )
             .instrument(tracing::info_span!("pull")),
         )),
+        _ => None,
+    };
+    // Health probes on their own connections, from the start: they need no login, so they
+    // tell "unreachable" from "refused" while the pull and the push are still connecting.
+    let probe_task = match (&config.odoo, &pull_progress) {
+        (Some(odoo), Some(progress)) => {
+            match holdfast_sync::odoo::HealthProbe::new(crate::pull::client_config(odoo)) {
+                Ok(probe) => Some(tokio::spawn(
+                    crate::connectivity::run_probes(
+                        Arc::new(probe),
+                        connectivity.clone(),
+                        config.push.probe,
+                        Some(crate::connectivity::PullWatch {
+                            progress: progress.clone(),
+                            store: store.clone(),
+                        }),
+                        token.clone(),
+                    )
+                    .instrument(tracing::info_span!("probe")),
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build the health probe; the mode follows calls only");
+                    None
+                }
+            }
+        }
         _ => None,
     };
     let push_task = match (&config.odoo, push_stats) {
@@ -155,6 +200,7 @@ pub async fn run(
             tokio::select! {
                 _ = sigterm.recv() => "SIGTERM",
                 _ = sigint.recv() => "SIGINT",
+                _ = token.cancelled() => "stop",
             }
         } => {
             tracing::info!(signal, "shutting down");
@@ -168,14 +214,22 @@ pub async fn run(
             }
         }
         joined = &mut http_task => {
+            // The server also stops on the token: a stop asked by `token` may be seen here
+            // first.
+            let asked = token.is_cancelled();
             token.cancel();
             match joined {
+                Ok(Ok(())) if asked => Ok(()),
                 Ok(Ok(())) => Err(anyhow::anyhow!("http server stopped unexpectedly")),
                 Ok(Err(e)) => Err(anyhow::Error::new(e).context("http server failed")),
                 Err(e) => Err(anyhow::Error::new(e).context("http task panicked")),
             }
         }
     };
+    if let Some(task) = probe_task {
+        // Probes hold no state worth waiting for.
+        task.abort();
+    }
     if let Some(task) = pull_task {
         // The pull stops between pages; wait for the page in hand to commit.
         if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {

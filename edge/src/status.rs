@@ -12,9 +12,19 @@ use crate::store::{Reader, StoreError, now_ms};
 pub struct Status {
     pub version: &'static str,
     pub site: SiteStatus,
-    /// `online`, `degraded` or `offline`.
+    /// Where these figures come from: `appliance` (the running appliance, asked over HTTP)
+    /// or `database` (read from the file while the appliance is not running).
+    pub source: &'static str,
+    /// Said to the reader when the figures are only the database's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// `unknown`, `online`, `degraded` or `offline`.
     pub mode: String,
     pub mode_since: String,
+    /// Why the mode is not online, e.g. `mirror stale: last pull 14 min ago: …` (absent
+    /// when online, and when read from the database).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode_reason: Option<String>,
     pub cloud: CloudStatus,
     /// Journal entries by state.
     pub queue: BTreeMap<String, i64>,
@@ -22,6 +32,13 @@ pub struct Status {
     pub oldest_pending_age_secs: Option<f64>,
     pub last_pull_at: Option<String>,
     pub last_push_at: Option<String>,
+    /// When the mirror was last refreshed by a whole pull...
+    pub mirror_as_of: Option<String>,
+    /// ...and how old that makes it, in seconds.
+    pub mirror_age_secs: Option<f64>,
+    /// The last pull failure, while pulls fail (known only to the running appliance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_error: Option<PullError>,
     pub database: DatabaseStatus,
     pub mirror: BTreeMap<String, i64>,
     /// Only when the appliance is running (absent when read from the file by the CLI).
@@ -37,6 +54,17 @@ pub struct Status {
     /// The push's figures, when it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<PushStatus>,
+    /// Features off because the connected Odoo lacks an optional model or field (from the
+    /// pull's connection); empty when all is there or nothing is connected.
+    pub degraded_features: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PullError {
+    pub message: String,
+    pub at: Option<String>,
+    /// Pulls failed since the last one that succeeded.
+    pub failures_in_row: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -87,6 +115,22 @@ pub struct RuntimeStatus {
     pub background_queue: usize,
 }
 
+/// When the mirror was last refreshed as a whole: every model is as fresh as its last
+/// completed pull, and the mirror as its stalest model (models never pulled do not count).
+pub fn mirror_as_of(reader: &Reader<'_>) -> Result<Option<i64>, StoreError> {
+    let mut oldest: Option<i64> = None;
+    for &model in holdfast_sync::records::Model::ALL {
+        let cursor = reader.cursor(model)?;
+        if let Some(at) = cursor.full_at.max(cursor.incremental_at) {
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+        }
+    }
+    Ok(oldest)
+}
+
+/// What the appliance says when `holdfast status` cannot ask it.
+pub const NOT_RUNNING: &str = "appliance not running; figures from the database";
+
 /// Formats unix milliseconds as RFC 3339 (UTC).
 pub fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
@@ -105,11 +149,15 @@ impl Status {
         let state = reader.appliance_state()?;
         let queue = reader.queue_stats()?;
         let now = now_ms();
+        let mirror_as_of = mirror_as_of(reader)?;
         Ok(Status {
             version: env!("CARGO_PKG_VERSION"),
             site,
+            source: "database",
+            note: None,
             mode: state.mode,
             mode_since: rfc3339(state.mode_since),
+            mode_reason: None,
             cloud,
             queue: queue.by_state,
             oldest_pending_age_secs: queue
@@ -117,6 +165,9 @@ impl Status {
                 .map(|t| (now - t).max(0) as f64 / 1000.0),
             last_pull_at: state.last_pull_at.map(rfc3339),
             last_push_at: state.last_push_at.map(rfc3339),
+            mirror_as_of: mirror_as_of.map(rfc3339),
+            mirror_age_secs: mirror_as_of.map(|t| age_secs(now, t)),
+            pull_error: None,
             database: DatabaseStatus {
                 path: db_path.to_owned(),
                 size_bytes: reader.db_size()?,
@@ -138,7 +189,36 @@ impl Status {
                 c
             },
             push: None,
+            degraded_features: Vec::new(),
         })
+    }
+
+    /// Adds what only the running appliance knows: the mode as its tracker holds it now
+    /// (with the reason), and the pull's last error and last success.
+    pub fn with_live(
+        &mut self,
+        mode: &crate::connectivity::ModeNow,
+        pull: Option<&crate::pull::PullProgress>,
+    ) {
+        let now = now_ms();
+        self.source = "appliance";
+        self.note = None;
+        self.mode = mode.mode.as_str().to_owned();
+        self.mode_since = rfc3339(mode.since_ms);
+        self.mode_reason = match &self.cloud.target {
+            Some(_) => mode.reason.clone(),
+            None => Some("no odoo configured; nothing is reconciled".to_owned()),
+        };
+        let Some(pull) = pull else { return };
+        if let Some(at) = pull.last_ok_at {
+            self.mirror_as_of = Some(rfc3339(at));
+            self.mirror_age_secs = Some(age_secs(now, at));
+        }
+        self.pull_error = pull.last_error.as_ref().map(|message| PullError {
+            message: message.clone(),
+            at: pull.last_error_at.map(rfc3339),
+            failures_in_row: pull.failures_in_row,
+        });
     }
 
     /// A few lines for a terminal.
@@ -148,12 +228,26 @@ impl Status {
             .iter()
             .map(|s| self.queue.get(*s).copied().unwrap_or(0))
             .sum();
+        if let Some(note) = &self.note {
+            out.push_str(&format!("note      {note}\n"));
+        }
         out.push_str(&format!(
-            "site      {} ({})\nmode      {} since {}\ncloud     {}\n",
+            "site      {} ({})\nmode      {} since {}{}\n",
             self.site.name,
             self.site.id,
             self.mode,
             self.mode_since,
+            if self.source == "database" {
+                " (as last recorded)"
+            } else {
+                ""
+            },
+        ));
+        if let Some(why) = &self.mode_reason {
+            out.push_str(&format!("why       {why}\n"));
+        }
+        out.push_str(&format!(
+            "cloud     {}\n",
             self.cloud.target.as_deref().unwrap_or("none configured"),
         ));
         out.push_str(&format!(
@@ -189,9 +283,30 @@ impl Status {
                     .unwrap_or_default()
             ));
         }
+        for feature in &self.degraded_features {
+            out.push_str(&format!("degraded  {feature}\n"));
+        }
         out.push_str(&format!(
-            "pull      {}\npush      {}\n",
-            self.last_pull_at.as_deref().unwrap_or("never"),
+            "pull      {}\n",
+            match (&self.mirror_as_of, self.mirror_age_secs) {
+                (Some(at), Some(age)) => format!(
+                    "last complete {at} ({} ago)",
+                    crate::connectivity::ago(std::time::Duration::from_secs_f64(age))
+                ),
+                _ => "no complete pull yet".to_owned(),
+            }
+        ));
+        if let Some(e) = &self.pull_error {
+            out.push_str(&format!(
+                "PULL FAIL {} failure{} in a row, last at {}: {}\n",
+                e.failures_in_row,
+                if e.failures_in_row == 1 { "" } else { "s" },
+                e.at.as_deref().unwrap_or("?"),
+                e.message
+            ));
+        }
+        out.push_str(&format!(
+            "push      {}\n",
             self.last_push_at.as_deref().unwrap_or("never")
         ));
         out.push_str(&format!(
@@ -206,5 +321,117 @@ impl Status {
                 .join(", ")
         ));
         out
+    }
+}
+
+/// Seconds from `then` to `now` (unix ms), never negative.
+fn age_secs(now: i64, then: i64) -> f64 {
+    (now - then).max(0) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::connectivity::{Mode, ModeNow, PullHealth, PullWatch};
+    use crate::store::{Store, StoreOptions};
+
+    fn collect(store: &Store, target: Option<&str>) -> Status {
+        store
+            .read(|r| {
+                Status::collect(
+                    r,
+                    SiteStatus {
+                        id: "s1".into(),
+                        name: "Site one".into(),
+                    },
+                    CloudStatus {
+                        target: target.map(str::to_owned),
+                    },
+                    "/var/lib/holdfast/holdfast.db",
+                )
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_failing_pull_is_what_a_site_manager_reads_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "s1")).unwrap();
+        let now = now_ms();
+        let progress = crate::pull::ProgressHandle::default();
+        {
+            let mut p = progress.lock().unwrap();
+            p.last_ok_at = Some(now - 14 * 60_000);
+            p.last_error = Some("reading product.packaging: the model does not exist".into());
+            p.last_error_at = Some(now - 30_000);
+            p.failures_in_row = 13;
+        }
+        // What the probe task feeds the tracker.
+        let health = PullWatch {
+            progress: progress.clone(),
+            store: store.clone(),
+        }
+        .health();
+        assert_eq!(
+            health,
+            PullHealth {
+                mirror_as_of: Some(now - 14 * 60_000),
+                failures_in_row: 13,
+                last_error: Some("reading product.packaging: the model does not exist".into()),
+            }
+        );
+        let mut tracker = crate::connectivity::Tracker::new(Mode::Online, now - 3_600_000);
+        tracker.observe(crate::connectivity::Event::Pull(health), now);
+        let mode = ModeNow {
+            mode: tracker.mode(),
+            since_ms: tracker.since_ms(),
+            reason: tracker.reason(now),
+        };
+        let mut status = collect(&store, Some("https://odoo.example"));
+        status.with_live(&mode, Some(&progress.lock().unwrap()));
+        let text = status.to_text();
+        for line in [
+            "mode      degraded since ",
+            "why       mirror stale: last pull 14 min ago: reading product.packaging: the model does not exist\n",
+            "pull      last complete ",
+            "(14 min ago)\n",
+            "PULL FAIL 13 failures in a row, last at ",
+        ] {
+            assert!(text.contains(line), "{line:?} not in:\n{text}");
+        }
+        assert!(
+            !text.contains("note "),
+            "live figures carry no note:\n{text}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["source"], "appliance");
+        assert_eq!(json["pull_error"]["failures_in_row"], 13);
+        assert!((json["mirror_age_secs"].as_f64().unwrap() - 840.0).abs() < 5.0);
+        assert!(
+            json["mode_reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("mirror stale: last pull 14 min ago: reading product.packaging")
+        );
+    }
+
+    #[test]
+    fn read_from_the_database_it_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "s1")).unwrap();
+        let mut status = collect(&store, None);
+        status.note = Some(NOT_RUNNING.into());
+        let text = status.to_text();
+        assert!(
+            text.starts_with("note      appliance not running; figures from the database\n"),
+            "{text}"
+        );
+        assert!(text.contains("(as last recorded)"), "{text}");
+        assert!(text.contains("pull      no complete pull yet"), "{text}");
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["source"], "database");
+        assert!(json.get("pull_error").is_none());
     }
 }

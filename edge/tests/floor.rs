@@ -614,3 +614,101 @@ proptest! {
         prop_assert_eq!(a.body["status"].as_str(), Some("ok"));
     }
 }
+
+/// A pull brings `picking` from Odoo as cancelled.
+fn cancelled_in_odoo(s: &Site, picking: i64) {
+    use holdfast::store::MirrorBatch;
+    use holdfast_sync::records::{PickingState, Record};
+    let mut p = Dataset::generate(&DatasetSpec::demo())
+        .pickings
+        .into_iter()
+        .find(|p| p.id.0 == picking)
+        .unwrap();
+    p.state = PickingState::Cancel;
+    s.rt.block_on(async {
+        let epoch = s.store.begin_pull().await.unwrap();
+        s.store
+            .apply_mirror(MirrorBatch {
+                epoch: Some(epoch),
+                upserts: vec![Record::Picking(p)],
+                deletes: vec![],
+            })
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_session_ends_when_its_picking_is_cancelled_in_odoo_and_nothing_is_left_to_decide() {
+    use holdfast::store::Transition;
+    let (_dir, s) = site(FloorPolicy::default());
+    s.login("hh1", "OP-ALICE");
+    s.login("hh2", "OP-BOB");
+
+    // Nothing recorded yet: the pull that sees the cancellation closes the session.
+    let session = s.start("hh1", Workflow::Pick, Some(DELIVERY));
+    expect(&s.scan("hh1", "WH-A-01-10"), "ok", "location");
+    cancelled_in_odoo(&s, DELIVERY);
+    let row = s.store.read(|r| r.session(&session)).unwrap().unwrap();
+    assert_eq!(row.state, "cancelled");
+    let a = s.send(
+        "hh1",
+        FloorRequest::Input {
+            session: Some(session.clone()),
+            input: RawInput::Scan(P37.as_bytes().to_vec()),
+        },
+    );
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (409, Some("session_closed")),
+        "{}",
+        a.body
+    );
+    // The device no longer points at it, and nothing was journalled on the cancelled picking.
+    let login = s.store.read(|r| r.device_login("hh1")).unwrap().unwrap();
+    assert_eq!(login.session_id, None);
+    assert_eq!(s.n_entries(), 0);
+
+    // Picks recorded: the session stays while the conflict waits for a decision, and ends
+    // with the first pull after it was discarded.
+    let session = s.start("hh2", Workflow::Pick, Some(INTERNAL));
+    expect(&s.scan("hh2", "WH-A-02-03"), "ok", "location");
+    expect(&s.scan("hh2", P37), "ok", "picked");
+    let picked = s
+        .store
+        .read(|r| {
+            r.journal(&JournalFilter {
+                limit: 10,
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(picked.len(), 1, "{picked:?}");
+    cancelled_in_odoo(&s, INTERNAL);
+    let state = |s: &Site| {
+        s.store
+            .read(|r| r.session(&session))
+            .unwrap()
+            .unwrap()
+            .state
+    };
+    assert_eq!(state(&s), "active", "the inbox decides first");
+    let seq = picked[0].seq;
+    s.rt.block_on(async {
+        for t in [
+            Transition::InFlight { seq },
+            Transition::Conflict {
+                seq,
+                error: "picking cancelled in odoo".into(),
+            },
+            Transition::Resolved {
+                seq,
+                note: "discarded".into(),
+            },
+        ] {
+            s.store.transition(t).await.unwrap();
+        }
+        s.store.begin_pull().await.unwrap();
+    });
+    assert_eq!(state(&s), "cancelled");
+}

@@ -212,9 +212,9 @@ async fn an_interrupted_full_pull_resumes_after_its_last_page_without_loss() {
     let mut puller = connect(&store, &odoo_config(&sim), Default::default())
         .await
         .unwrap();
-    // Thirteen fields_get calls, eight models before quants with a page and an id-set read
-    // each; then the first page of quants passes and the connection breaks on the second.
-    sim.inject(std::iter::repeat_n(Fault::Pass, 13 + 17).chain([Fault::Reset]));
+    // Eight models before quants with a page and an id-set read each (fields were asked at
+    // connect); then the first page of quants passes and the connection breaks on the second.
+    sim.inject(std::iter::repeat_n(Fault::Pass, 17).chain([Fault::Reset]));
     let err = puller.pull(PullKind::Full, &stop).await.unwrap_err();
     assert!(
         format!("{err:#}").contains("connection to Odoo lost"),
@@ -257,4 +257,442 @@ async fn an_interrupted_full_pull_resumes_after_its_last_page_without_loss() {
             .sum::<f64>()
     };
     assert_eq!(total(&store), total(&reference));
+}
+
+/// The scope's first picking of `code` (incoming, outgoing, internal) with a move, and that
+/// move.
+fn picking_with_move(
+    data: &Dataset,
+    code: holdfast_sync::records::PickingCode,
+) -> (
+    &holdfast_sync::records::Picking,
+    &holdfast_sync::records::Move,
+) {
+    data.pickings
+        .iter()
+        .filter(|p| {
+            data.picking_types.iter().any(|t| {
+                t.id == p.picking_type_id
+                    && t.code == code
+                    && t.warehouse_id.map(|w| w.0) == Some(1)
+            })
+        })
+        .find_map(|p| {
+            data.moves
+                .iter()
+                .find(|m| m.picking_id == Some(p.id))
+                .map(|m| (p, m))
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_held_back_while_entries_were_in_flight_are_read_again_once_they_settle() {
+    use holdfast::store::Transition;
+    use holdfast_sync::ops::ReceiveOp;
+    use holdfast_sync::records::{Model, PickingCode};
+    let data = Dataset::generate(&DatasetSpec {
+        seed: 11,
+        products: 100,
+        quants: 400,
+        pickings: 30,
+    });
+    let sim = Simulator::start(SimConfig::default(), &data).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+    let stop = CancellationToken::new();
+    let mut puller = connect(&store, &odoo_config(&sim), Default::default())
+        .await
+        .unwrap();
+    puller.pull(PullKind::Full, &stop).await.unwrap();
+
+    // A receipt on the floor names a new lot; the push has sent it (in flight).
+    let (picking, mv) = picking_with_move(&data, PickingCode::Incoming);
+    let lot = "HF-HELD-LOT-1";
+    let entry = store
+        .append(
+            Lane::Background,
+            NewEntry {
+                id: None,
+                device: "h1".into(),
+                operator: None,
+                op: Operation::Receive(ReceiveOp {
+                    picking_id: picking.id.0,
+                    move_id: mv.id.0,
+                    product_id: mv.product_id.0,
+                    location_dest_id: mv.location_dest_id.0,
+                    lot_name: Some(lot.into()),
+                    expiration_date: None,
+                    quantity: 2.0,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .transition(Transition::InFlight { seq: entry.seq })
+        .await
+        .unwrap();
+    // Odoo applied it (the lot exists now) and someone changed the move's demand.
+    sim.with_tables(|t| {
+        let now = odoo_now();
+        let id = t.next_id("stock.lot");
+        t.insert(
+            "stock.lot",
+            id,
+            serde_json::Map::from_iter([
+                ("product_id".into(), json!(mv.product_id.0)),
+                ("name".into(), json!(lot)),
+                ("company_id".into(), json!(1)),
+            ]),
+            &now,
+        );
+        assert!(t.write(
+            "stock.move",
+            mv.id.0,
+            json!({"product_uom_qty": 77.0}),
+            &now
+        ));
+    });
+    let lot_known = |store: &Store| {
+        store
+            .read(|r| r.lookup_barcode(lot))
+            .unwrap()
+            .iter()
+            .any(|h| matches!(h, holdfast::store::BarcodeHit::Lot { .. }))
+    };
+    let demand = |store: &Store| {
+        store
+            .read(|r| r.picking(picking.id.0))
+            .unwrap()
+            .unwrap()
+            .1
+            .iter()
+            .find(|m| m.move_id == mv.id.0)
+            .unwrap()
+            .demand
+    };
+
+    // The pull reads them while the entry is in flight: both rows are held back.
+    let held = puller.pull(PullKind::Incremental, &stop).await.unwrap();
+    assert!(held.held_back >= 2, "{held:?}");
+    assert!(!lot_known(&store));
+
+    // Odoo confirms; the next pull (inside the same overlap window) must bring both rows.
+    store
+        .transition(Transition::Applied {
+            seq: entry.seq,
+            remote_ref: None,
+        })
+        .await
+        .unwrap();
+    let report = puller.pull(PullKind::Incremental, &stop).await.unwrap();
+    assert!(
+        lot_known(&store),
+        "the received lot is in the mirror: {report:?}"
+    );
+    assert_eq!(demand(&store), 77.0, "{report:?}");
+    // Once written, they are forgotten: later pulls do not read them again.
+    for model in [Model::Lot, Model::Move] {
+        let left = store
+            .read(|r| r.settled_held_back(model, holdfast::store::Epoch(i64::MAX)))
+            .unwrap();
+        assert!(left.is_empty(), "{model:?}: {left:?}");
+    }
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_reserved_on_an_existing_lot_shows_the_lot() {
+    use holdfast_sync::records::{PickingCode, Tracking};
+    let data = Dataset::generate(&DatasetSpec {
+        seed: 3,
+        products: 300,
+        quants: 2_000,
+        pickings: 60,
+    });
+    // An outgoing picking of a lot-tracked product with stock in lots.
+    let (picking, mv) =
+        data.pickings
+            .iter()
+            .filter(|p| {
+                data.picking_types.iter().any(|t| {
+                    t.id == p.picking_type_id
+                        && t.code != PickingCode::Incoming
+                        && t.warehouse_id.map(|w| w.0) == Some(1)
+                }) && p.state.is_open()
+            })
+            .flat_map(|p| {
+                data.moves
+                    .iter()
+                    .filter(move |m| m.picking_id == Some(p.id))
+                    .map(move |m| (p, m))
+            })
+            .find(|(_, m)| {
+                data.products
+                    .iter()
+                    .any(|p| p.id == m.product_id && p.tracking == Tracking::Lot)
+                    && data.quants.iter().any(|q| {
+                        q.product_id == m.product_id && q.lot_id.is_some() && q.quantity > 0.0
+                    })
+            })
+            .unwrap();
+    let sim = Simulator::start(SimConfig::default(), &data).await.unwrap();
+    // Odoo's scheduler reserves it again: the lines name existing lots by lot_id.
+    sim.rereserve(picking.id.0);
+    let reserved_lots: Vec<String> = sim.with_tables(|t| {
+        t.table("stock.move.line")
+            .unwrap()
+            .values()
+            .filter(|l| l["move_id"] == json!(mv.id.0))
+            .filter_map(|l| l["lot_id"].as_i64())
+            .map(|lot| t.display_name("stock.lot", lot))
+            .collect()
+    });
+    assert!(!reserved_lots.is_empty(), "the move was reserved on lots");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+    let stop = CancellationToken::new();
+    connect(&store, &odoo_config(&sim), Default::default())
+        .await
+        .unwrap()
+        .pull(PullKind::Full, &stop)
+        .await
+        .unwrap();
+    let (_, moves) = store.read(|r| r.picking(picking.id.0)).unwrap().unwrap();
+    let shown: Vec<Option<String>> = moves
+        .iter()
+        .find(|m| m.move_id == mv.id.0)
+        .unwrap()
+        .reserved
+        .iter()
+        .map(|(_, lot, _)| lot.clone())
+        .collect();
+    assert_eq!(
+        shown,
+        reserved_lots.into_iter().map(Some).collect::<Vec<_>>(),
+        "reserved lines name their lots"
+    );
+    let by_move = store.read(|r| r.reservations(mv.id.0)).unwrap();
+    assert!(
+        by_move.iter().all(|(_, lot, _)| !lot.is_empty()),
+        "{by_move:?}"
+    );
+
+    // The floor owns the picking; Odoo moves a reserved line to another lot (only `lot_id`
+    // changes): the owned picking's change is recorded with both lots.
+    store
+        .append(
+            Lane::Background,
+            NewEntry {
+                id: None,
+                device: "h1".into(),
+                operator: None,
+                op: Operation::Pick(PickOp {
+                    picking_id: picking.id.0,
+                    move_id: mv.id.0,
+                    product_id: mv.product_id.0,
+                    location_id: by_move[0].0,
+                    lot_name: Some(by_move[0].1.clone()),
+                    package_id: None,
+                    quantity: 1.0,
+                    view_quantity: 1.0,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let other = "LOT-MOVED-IN-ODOO";
+    // A later second than the reservation's: write_date reads to the second, and a pair
+    // already pulled is not a change.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    sim.with_tables(|t| {
+        let now = odoo_now();
+        let lot = t.next_id("stock.lot");
+        t.insert(
+            "stock.lot",
+            lot,
+            serde_json::Map::from_iter([
+                ("product_id".into(), json!(mv.product_id.0)),
+                ("name".into(), json!(other)),
+                ("company_id".into(), json!(1)),
+            ]),
+            &now,
+        );
+        let line = t
+            .table("stock.move.line")
+            .unwrap()
+            .iter()
+            .find(|(_, l)| l["move_id"] == json!(mv.id.0))
+            .map(|(id, _)| *id)
+            .unwrap();
+        assert!(t.write("stock.move.line", line, json!({"lot_id": lot}), &now));
+    });
+    let mut puller = connect(&store, &odoo_config(&sim), Default::default())
+        .await
+        .unwrap();
+    puller.pull(PullKind::Incremental, &stop).await.unwrap();
+    let changes = store.read(|r| r.cloud_changes_of(picking.id.0)).unwrap();
+    let from = format!("lot {}", by_move[0].1);
+    assert!(
+        changes.iter().any(|c| c.model == "stock.move.line"
+            && c.summary.contains(&from)
+            && c.summary.contains(&format!("lot {other}"))),
+        "{changes:?}"
+    );
+    store.shutdown().await.unwrap();
+}
+
+/// A full pull mirrors packages and packagings from Odoo 18's models and from 19's
+/// (`stock.package`; packagings as `product.uom` with the quantity from the unit factors),
+/// and an incremental pull on 19 follows a packaging added in the cloud.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_and_packagings_are_mirrored_from_odoo_18_and_19() {
+    use holdfast::store::BarcodeHit;
+    let data = Dataset::generate(&DatasetSpec::demo());
+    assert!(!data.packagings.is_empty() && !data.packages.is_empty());
+    for version in [18, 19] {
+        let sim = Simulator::start(
+            SimConfig {
+                version,
+                ..SimConfig::default()
+            },
+            &data,
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+        let stop = CancellationToken::new();
+        let progress = holdfast::pull::ProgressHandle::default();
+        let mut puller = connect(&store, &odoo_config(&sim), progress.clone())
+            .await
+            .unwrap();
+        let report = puller.pull(PullKind::Full, &stop).await.unwrap();
+        assert!(report.records > 100, "Odoo {version}: {report:?}");
+        let counts = store.read(|r| r.mirror_counts()).unwrap();
+        assert_eq!(
+            counts["packaging"],
+            data.packagings.len() as i64,
+            "Odoo {version}"
+        );
+        assert_eq!(
+            counts["package"],
+            data.packages.len() as i64,
+            "Odoo {version}"
+        );
+        for p in &data.packagings {
+            let hits = store
+                .read(|r| r.lookup_barcode(p.barcode.as_deref().unwrap()))
+                .unwrap();
+            assert!(
+                hits.contains(&BarcodeHit::Packaging {
+                    product_id: p.product_id.0,
+                    qty: 12.0
+                }),
+                "Odoo {version}: {hits:?}"
+            );
+        }
+        for p in &data.packages {
+            let hits = store.read(|r| r.lookup_barcode(&p.name)).unwrap();
+            assert_eq!(hits, [BarcodeHit::Package { id: p.id.0 }], "Odoo {version}");
+        }
+        let status = progress.lock().unwrap().clone();
+        assert!(
+            status.degraded_features.is_empty(),
+            "Odoo {version}: {:?}",
+            status.degraded_features
+        );
+        assert_eq!(status.last_error, None, "Odoo {version}");
+
+        if version >= 19 {
+            // A pallet of 40 added in Odoo 19: a unit of 40 Units, linked to the product.
+            let product = data.packagings[0].product_id.0;
+            sim.with_tables(|t| {
+                let now = odoo_now();
+                let uom = t.next_id("uom.uom");
+                t.insert(
+                    "uom.uom",
+                    uom,
+                    serde_json::Map::from_iter([
+                        ("name".into(), json!("Pallet of 40")),
+                        ("relative_factor".into(), json!(40.0)),
+                        ("relative_uom_id".into(), json!(1)),
+                        ("factor".into(), json!(40.0)),
+                    ]),
+                    &now,
+                );
+                let id = t.next_id("product.uom");
+                t.insert(
+                    "product.uom",
+                    id,
+                    serde_json::Map::from_iter([
+                        ("product_id".into(), json!(product)),
+                        ("uom_id".into(), json!(uom)),
+                        ("barcode".into(), json!("09999999000040")),
+                        ("company_id".into(), json!(false)),
+                    ]),
+                    &now,
+                );
+            });
+            let report = puller.pull(PullKind::Incremental, &stop).await.unwrap();
+            assert!(report.records >= 1, "{report:?}");
+            assert_eq!(
+                store.read(|r| r.lookup_barcode("09999999000040")).unwrap(),
+                [BarcodeHit::Packaging {
+                    product_id: product,
+                    qty: 40.0
+                }]
+            );
+        }
+        store.shutdown().await.unwrap();
+    }
+}
+
+/// An Odoo without packages or packagings (both optional) is mirrored without them: the
+/// pull succeeds and status names what is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_odoo_without_optional_models_is_pulled_with_those_features_degraded() {
+    let data = Dataset::generate(&DatasetSpec::demo());
+    let sim = Simulator::start(
+        SimConfig {
+            version: 19,
+            ..SimConfig::default()
+        },
+        &data,
+    )
+    .await
+    .unwrap();
+    // Packages uninstalled, so to speak: ir.model no longer lists stock.package.
+    sim.with_tables(|t| {
+        let gone: Vec<i64> = t
+            .table("ir.model")
+            .unwrap()
+            .iter()
+            .filter(|(_, r)| r["model"] == json!("stock.package"))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            t.unlink("ir.model", id);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+    let progress = holdfast::pull::ProgressHandle::default();
+    let mut puller = connect(&store, &odoo_config(&sim), progress.clone())
+        .await
+        .unwrap();
+    puller
+        .pull(PullKind::Full, &CancellationToken::new())
+        .await
+        .unwrap();
+    let counts = store.read(|r| r.mirror_counts()).unwrap();
+    assert_eq!(counts["package"], 0);
+    assert_eq!(counts["packaging"], data.packagings.len() as i64);
+    assert_eq!(
+        progress.lock().unwrap().degraded_features,
+        ["packages (odoo has neither stock.quant.package nor stock.package)"]
+    );
+    store.shutdown().await.unwrap();
 }

@@ -53,6 +53,7 @@ fn entry(op: Operation, ambiguous: bool) -> PushEntry {
         id: "0190f000-0000-7000-8000-000000000001".into(),
         op,
         ambiguous,
+        sent_since: ambiguous.then_some(0),
     }
 }
 
@@ -103,6 +104,9 @@ fuzz_target!(|data: &[u8]| {
                 location_id: 19,
                 quantity: 1.0,
             }],
+            partner_id: Some(3),
+            origin: Some("SO001 WH/OUT/00001".into()),
+            note: Some("re-created <after> a cancellation".into()),
         };
         let _ = push::push_new_picking(
             &script(data),

@@ -46,6 +46,10 @@ pub struct Dataset {
     pub packages: Vec<Package>,
     pub quants: Vec<Quant>,
     pub picking_types: Vec<PickingType>,
+    /// Types Odoo creates with every warehouse but archives without multi-step routes (the
+    /// "Pick" type): not pulled, not in [`Dataset::records`], but in the simulated Odoo, with
+    /// ids before "Internal Transfers" as Odoo creates them.
+    pub archived_picking_types: Vec<PickingType>,
     pub pickings: Vec<Picking>,
     pub moves: Vec<Move>,
     pub move_lines: Vec<MoveLine>,
@@ -292,6 +296,7 @@ impl Dataset {
                     stock,
                     customers,
                 ),
+                ("PICK", "Pick", PickingCode::Internal, stock, stock),
                 (
                     "INT",
                     "Internal Transfers",
@@ -300,15 +305,22 @@ impl Dataset {
                     stock,
                 ),
             ] {
-                d.picking_types.push(PickingType {
-                    id: PickingTypeId(d.picking_types.len() as i64 + 1),
+                let t = PickingType {
+                    id: PickingTypeId(
+                        (d.picking_types.len() + d.archived_picking_types.len()) as i64 + 1,
+                    ),
                     name: name.into(),
                     code: kind_code,
                     barcode: Some(format!("{code}{code_kind}")),
                     warehouse_id: Some(wh_id),
                     default_location_src_id: Some(src),
                     default_location_dest_id: Some(dest),
-                });
+                };
+                if code_kind == "PICK" {
+                    d.archived_picking_types.push(t);
+                } else {
+                    d.picking_types.push(t);
+                }
             }
         }
 
@@ -670,7 +682,8 @@ mod tests {
         let codes: HashSet<_> = d
             .pickings
             .iter()
-            .map(|p| d.picking_types[p.picking_type_id.0 as usize - 1].code)
+            .filter_map(|p| d.picking_types.iter().find(|t| t.id == p.picking_type_id))
+            .map(|t| t.code)
             .collect();
         assert_eq!(
             codes.len(),

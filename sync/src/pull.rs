@@ -4,11 +4,18 @@
 //! costs the same at the end of a table as at its start and a pull can resume after the last
 //! id it committed. The scope keeps a site to its company (the client sends
 //! `allowed_company_ids`) and its warehouse (the domains below).
+//!
+//! Which Odoo model and fields stand behind each mirrored model comes from the client's
+//! [`ModelMap`](crate::odoo::ModelMap): a model the server lacks reads as empty (its feature
+//! is degraded), and Odoo 19's packagings are read from `product.uom` with their quantity
+//! computed from the units' factors.
 
-use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
 
-use crate::odoo::mapping::{MappingError, fields, map_record};
-use crate::odoo::{OdooClient, OdooError};
+use serde_json::{Map, Value, json};
+
+use crate::odoo::mapping::{MappingError, map_record};
+use crate::odoo::{OdooClient, OdooError, PackagingSource};
 use crate::records::{Model, Record};
 
 /// Which slice of Odoo a site mirrors.
@@ -71,39 +78,26 @@ pub struct Page {
     /// Each record's `write_date`, in the same order.
     pub stamps: Vec<Option<String>>,
     pub max_write_date: Option<String>,
+    /// Rows Odoo returned: a page shorter than the limit is the last one. It can exceed
+    /// `records` when a row vanished half-way (a packaging whose product was deleted
+    /// between two reads).
+    pub fetched: usize,
+    /// The highest id Odoo returned: where the next page starts.
+    pub last_id: Option<i64>,
 }
 
-/// The fields of `model` this server has, among those the mapping reads: optional modules
-/// add some (`stock.lot.expiration_date` comes with product_expiry).
-pub async fn available_fields(
-    client: &OdooClient,
-    model: Model,
-) -> Result<Vec<&'static str>, PullError> {
-    let known = client
-        .call(
-            crate::odoo::Call::new(model.odoo_name(), "fields_get")
-                .arg("attributes", json!(["type"])),
-        )
-        .await
-        .map_err(|source| PullError::Odoo {
-            model: model.odoo_name(),
-            source,
-        })?;
-    Ok(fields(model)
-        .iter()
-        .copied()
-        .filter(|f| *f == "id" || known.get(f).is_some())
-        .collect())
-}
-
-/// Reads one page of `model`, mapped.
+/// Reads one page of `model`, mapped, from the Odoo model the server has for it; a model
+/// the server lacks (a degraded feature) reads as an empty page.
 pub async fn read_page(
     client: &OdooClient,
     scope: &Scope,
     model: Model,
     query: &PageQuery,
-    available: &[&'static str],
 ) -> Result<Page, PullError> {
+    let map = client.models();
+    let Some(odoo_name) = map.odoo_name(model) else {
+        return Ok(Page::default());
+    };
     let mut domain = scope.domain(model);
     if let Value::Array(terms) = &mut domain {
         terms.push(json!(["id", ">", query.after]));
@@ -118,22 +112,24 @@ pub async fn read_page(
             }
         }
     }
-    let mut wanted: Vec<&str> = available.to_vec();
+    let mut wanted: Vec<&str> = map.read_fields(model).to_vec();
     wanted.push("write_date");
-    let rows = client
-        .search_read(
-            model.odoo_name(),
-            domain,
-            &wanted,
-            "id asc",
-            Some(query.limit),
-        )
+    let odoo_error = |source| PullError::Odoo {
+        model: odoo_name,
+        source,
+    };
+    let mut rows = client
+        .search_read(odoo_name, domain, &wanted, "id asc", Some(query.limit))
         .await
-        .map_err(|source| PullError::Odoo {
-            model: model.odoo_name(),
-            source,
-        })?;
-    let mut page = Page::default();
+        .map_err(odoo_error)?;
+    let mut page = Page {
+        fetched: rows.len(),
+        last_id: rows.iter().filter_map(|r| r.get("id")?.as_i64()).max(),
+        ..Page::default()
+    };
+    if model == Model::Packaging && map.packaging() == Some(PackagingSource::ProductUom) {
+        rows = packagings_from_units(client, rows).await?;
+    }
     for row in &rows {
         if let Some(stamp) = row.get("write_date").and_then(Value::as_str)
             && page.max_write_date.as_deref().is_none_or(|m| stamp > m)
@@ -156,13 +152,112 @@ pub async fn scope_ids(
     scope: &Scope,
     model: Model,
 ) -> Result<Vec<i64>, PullError> {
+    let Some(odoo_name) = client.models().odoo_name(model) else {
+        return Ok(Vec::new());
+    };
     client
-        .search(model.odoo_name(), scope.domain(model), "id")
+        .search(odoo_name, scope.domain(model), "id")
         .await
         .map_err(|source| PullError::Odoo {
-            model: model.odoo_name(),
+            model: odoo_name,
             source,
         })
+}
+
+/// Odoo 19's packagings: `product.uom` rows (product, unit, barcode) made into the rows
+/// `product.packaging` gave on 18: `name` is the unit's, `qty` the unit's quantity in the
+/// product's own unit (`uom.factor / product.uom_id.factor`, as `uom.uom._compute_quantity`
+/// converts). Two batched reads per page: the products' units, then every unit's factor.
+/// A row whose product or unit vanished between the reads is left out (Odoo deletes the
+/// packaging with them).
+async fn packagings_from_units(
+    client: &OdooClient,
+    rows: Vec<Map<String, Value>>,
+) -> Result<Vec<Map<String, Value>>, PullError> {
+    const PRODUCT: &str = "product.product";
+    const UOM: &str = "uom.uom";
+    let m2o = |row: &Map<String, Value>, field: &str| -> Option<(i64, String)> {
+        let pair = row.get(field)?.as_array()?;
+        let id = pair.first()?.as_i64().filter(|id| *id > 0)?;
+        let name = pair.get(1).and_then(Value::as_str).unwrap_or_default();
+        Some((id, name.to_owned()))
+    };
+    let products: BTreeSet<i64> = rows
+        .iter()
+        .filter_map(|r| m2o(r, "product_id").map(|(id, _)| id))
+        .collect();
+    if products.is_empty() {
+        return Ok(Vec::new());
+    }
+    let products: Vec<i64> = products.into_iter().collect();
+    let product_rows = client
+        .read(PRODUCT, &products, &["uom_id"])
+        .await
+        .map_err(|source| PullError::Odoo {
+            model: PRODUCT,
+            source,
+        })?;
+    let product_uom: HashMap<i64, i64> = product_rows
+        .iter()
+        .filter_map(|r| Some((r.get("id")?.as_i64()?, m2o(r, "uom_id")?.0)))
+        .collect();
+    let uoms: BTreeSet<i64> = rows
+        .iter()
+        .filter_map(|r| m2o(r, "uom_id").map(|(id, _)| id))
+        .chain(product_uom.values().copied())
+        .collect();
+    let uoms: Vec<i64> = uoms.into_iter().collect();
+    let uom_rows = client
+        .read(UOM, &uoms, &["factor"])
+        .await
+        .map_err(|source| PullError::Odoo { model: UOM, source })?;
+    let factor: HashMap<i64, &Value> = uom_rows
+        .iter()
+        .filter_map(|r| Some((r.get("id")?.as_i64()?, r.get("factor")?)))
+        .collect();
+    let positive = |v: &Value| v.as_f64().filter(|f| f.is_finite() && *f > 0.0);
+    let mut out = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        let id = row.get("id").and_then(Value::as_i64).unwrap_or(0);
+        let bad = |problem: String| MappingError {
+            model: "product.uom",
+            id,
+            field: "uom_id",
+            problem,
+        };
+        let Some((product, _)) = m2o(&row, "product_id") else {
+            // Required on product.uom: the mapping names what is wrong with it.
+            out.push(row);
+            continue;
+        };
+        let Some((uom, uom_name)) = m2o(&row, "uom_id") else {
+            return Err(PullError::Mapping(bad(format!(
+                "expected [id, name], got {}",
+                row.get("uom_id").unwrap_or(&Value::Null)
+            ))));
+        };
+        let Some(product_unit) = product_uom.get(&product) else {
+            continue;
+        };
+        let (Some(pack), Some(base)) = (factor.get(&uom), factor.get(product_unit)) else {
+            continue;
+        };
+        let (Some(pack), Some(base)) = (positive(pack), positive(base)) else {
+            return Err(PullError::Mapping(bad(format!(
+                "unit factors must be positive numbers, got {pack} for unit {uom} and {base} for the product's unit {product_unit}"
+            ))));
+        };
+        let qty = pack / base;
+        if !qty.is_finite() {
+            return Err(PullError::Mapping(bad(format!(
+                "quantity {pack} / {base} is not a finite number"
+            ))));
+        }
+        row.insert("name".into(), json!(uom_name));
+        row.insert("qty".into(), json!(qty));
+        out.push(row);
+    }
+    Ok(out)
 }
 
 /// `write_date` minus a safety overlap: Odoo stamps the transaction's start, so a long

@@ -13,16 +13,23 @@
 //!   re-reservation), then set *absolute* quantities and `picked`, keyed by (move, product,
 //!   lot, location, package), in one `write` on the picking with `move_line_ids` commands.
 //!   The targets are the sums of every entry of the picking that reached Odoo before plus
-//!   this batch, so sending the same batch twice assigns the same values twice;
+//!   this batch, so sending the same batch twice assigns the same values twice. Odoo refuses
+//!   a duplicate serial only within one location, so a serial the batch receives (or picks)
+//!   is first checked against the cloud's stock in every other bin (`serial_in_use`);
 //! - **validation** checks the picking's state first (already done → compare and call it
 //!   superseded or a conflict), sets quantity 0 on lines nobody picked, and validates with
 //!   the wizard-free context; any wizard that still comes back is answered with its context;
 //! - **counts** are delta merges: the count's difference (counted − what the view showed) is
 //!   added to the cloud's current quantity through `inventory_quantity` +
 //!   `action_apply_inventory`, with the mark in `inventory_name` (the inventory move's
-//!   reference); a retry after an unknown outcome looks for that move first;
-//! - **transfers** create an internal picking whose `origin` is the mark, in the same call as
-//!   its move; a retry finds it by origin and carries on from its state.
+//!   reference); a retry after an unknown outcome looks for that move first. An attempt cut
+//!   off between the write and the apply leaves a pending count that a person's "Apply all"
+//!   applies without the mark: a retry that finds unmarked counts on the quant since the
+//!   entry was first sent does not apply again but asks a person (`count_unconfirmed`);
+//! - **transfers** create a picking of the warehouse's `int_type_id` whose `origin` ends with
+//!   the mark, in the same call as its move; a retry finds it by origin (`ilike`) and carries
+//!   on from its state. A re-created picking keeps the original's type and partner, names the
+//!   original (and its origin) before the mark, and carries the manager's note.
 //!
 //! The pure parts ([`plan_lines`], [`compare_done`]) are separate from the calls so they can
 //! be tested on their own.
@@ -45,6 +52,11 @@ pub trait Odoo: Send + Sync {
     fn major(&self) -> u32;
     /// A cheap check that the server answers (no credentials involved).
     fn probe(&self) -> impl Future<Output = Result<(), OdooError>> + Send;
+    /// Whether a new `stock.move` takes `name` (required on 18, refused as an invalid field
+    /// on 19); the wire client knows it from the server's fields.
+    fn moves_take_name(&self) -> bool {
+        self.major() < 19
+    }
 }
 
 impl Odoo for OdooClient {
@@ -58,6 +70,10 @@ impl Odoo for OdooClient {
 
     fn probe(&self) -> impl Future<Output = Result<(), OdooError>> + Send {
         self.health()
+    }
+
+    fn moves_take_name(&self) -> bool {
+        self.models().moves_take_name()
     }
 }
 
@@ -75,6 +91,11 @@ pub struct PushEntry {
     pub op: Operation,
     /// An earlier attempt's outcome is unknown: look for its mark before sending anything.
     pub ambiguous: bool,
+    /// From when (unix ms, on Odoo's clock as far as the caller can tell) records in Odoo
+    /// may be this entry's own work: about when it was first sent. A count's retry takes
+    /// Odoo's unmarked counts from then on as possibly its own, applied by someone else;
+    /// `None` skips that (a first attempt, or a person decided to send it again).
+    pub sent_since: Option<i64>,
 }
 
 /// What kind of disagreement a conflict is (the policy is chosen per kind).
@@ -89,6 +110,9 @@ pub enum ConflictKind {
     OverPick,
     /// A received serial number is already in stock elsewhere.
     SerialInUse,
+    /// A count's earlier attempt left it pending in Odoo and someone applied counts there
+    /// without the appliance's mark: Odoo may already hold it.
+    CountUnconfirmed,
     /// A received lot already exists in Odoo with another expiry date.
     LotExpiry,
     /// The product is archived in Odoo.
@@ -103,6 +127,7 @@ impl ConflictKind {
         ConflictKind::PickingCancelled,
         ConflictKind::OverPick,
         ConflictKind::SerialInUse,
+        ConflictKind::CountUnconfirmed,
         ConflictKind::LotExpiry,
         ConflictKind::ProductArchived,
         ConflictKind::Validation,
@@ -114,6 +139,7 @@ impl ConflictKind {
             ConflictKind::PickingCancelled => "picking_cancelled",
             ConflictKind::OverPick => "over_pick",
             ConflictKind::SerialInUse => "serial_in_use",
+            ConflictKind::CountUnconfirmed => "count_unconfirmed",
             ConflictKind::LotExpiry => "lot_expiry",
             ConflictKind::ProductArchived => "product_archived",
             ConflictKind::Validation => "validation",
@@ -630,6 +656,14 @@ async fn push_picking_inner<O: Odoo>(
         }
         _ => {}
     }
+    // Only serials this batch names: earlier batches' were checked when they were sent.
+    let named: Vec<LineKey> = self::targets(&[], &ops)
+        .into_keys()
+        .filter(|k| {
+            !k.lot.is_empty() && targets.get(k).is_some_and(|q| *q > EPS && *q <= 1.0 + EPS)
+        })
+        .collect();
+    serials_in_use(odoo, &named, &edge).await?;
     let mut flagged = Vec::new();
     let plan = plan_lines(&targets, &lines, validate.is_some());
     if !plan.is_empty() {
@@ -718,9 +752,26 @@ async fn push_picking_inner<O: Odoo>(
             flagged,
         });
     };
-    validate_picking(odoo, picking, choice, &edge)
-        .await
-        .map_err(reread_on_missing)?;
+    if let Err(refused) = validate_picking(odoo, picking, choice, &edge).await {
+        let refused = reread_on_missing(refused);
+        // Odoo refuses to validate a picking that is already done (18: "no quantities are
+        // reserved", 19: "zero quantity"): our own earlier attempt, killed with its answer
+        // lost, may have still been committing when this one read the picking, or someone
+        // validated it meanwhile. Its state, not the message, tells: done → the next attempt
+        // compares the whole batch with what Odoo did, instead of splitting it up.
+        if matches!(refused, Outcome::Conflict(_))
+            && read_picking(odoo, picking, &edge)
+                .await?
+                .is_some_and(|h| h.state == "done")
+        {
+            return Err(Outcome::Failed(OdooError::Server {
+                name: "odoo.exceptions.ConcurrencyError".into(),
+                message: "the picking was validated while this attempt ran; reading again".into(),
+                status: None,
+            }));
+        }
+        return Err(refused);
+    }
     Ok(Outcome::Applied {
         remote_ref: head
             .map(|h| h.name)
@@ -820,6 +871,111 @@ async fn lot_ids<O: Odoo>(
         ids.insert((product, name), id);
     }
     Ok((ids, flagged))
+}
+
+/// Odoo refuses a duplicate serial only within one location: a serial received while the
+/// cloud holds it in another bin, or picked from a bin while the cloud holds it in another,
+/// would be applied and leave it in stock twice. Checked before anything is written: a
+/// receipt's serial may be in stock nowhere, a pick's nowhere but its source bin.
+async fn serials_in_use<O: Odoo>(odoo: &O, keys: &[LineKey], edge: &Value) -> Result<(), Outcome> {
+    // A serial is one unit: a key holding more names a lot, and costs no call.
+    let keys: Vec<&LineKey> = keys.iter().filter(|k| !k.lot.is_empty()).collect();
+    let tracked: BTreeSet<i64> = keys.iter().map(|k| k.product_id).collect();
+    if tracked.is_empty() {
+        return Ok(());
+    }
+    let serial: BTreeSet<i64> = ids_of(
+        &run(
+            odoo,
+            Call::new("product.product", "search")
+                .arg(
+                    "domain",
+                    json!([
+                        ["id", "in", tracked],
+                        ["tracking", "=", "serial"],
+                        ["active", "in", [true, false]]
+                    ]),
+                )
+                .arg("order", "id"),
+            edge,
+        )
+        .await?,
+    )
+    .into_iter()
+    .collect();
+    let keys: Vec<&LineKey> = keys
+        .into_iter()
+        .filter(|k| serial.contains(&k.product_id))
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let names: BTreeSet<&str> = keys.iter().map(|k| k.lot.as_str()).collect();
+    let quants = records(
+        run(
+            odoo,
+            Call::new("stock.quant", "search_read")
+                .arg(
+                    "domain",
+                    json!([
+                        ["product_id", "in", serial],
+                        ["lot_id.name", "in", names],
+                        ["quantity", ">", 0],
+                        ["location_id.usage", "=", "internal"]
+                    ]),
+                )
+                .arg(
+                    "fields",
+                    json!(["product_id", "lot_id", "location_id", "quantity"]),
+                )
+                .arg("order", "id"),
+            edge,
+        )
+        .await?,
+    );
+    for key in keys {
+        let held: Vec<&Map<String, Value>> = quants
+            .iter()
+            .filter(|q| {
+                q.get("product_id").and_then(m2o_id) == Some(key.product_id)
+                    && q.get("lot_id").and_then(m2o_name).as_deref() == Some(key.lot.as_str())
+                    && (key.side == Side::Destination
+                        || q.get("location_id").and_then(m2o_id) != Some(key.location_id))
+            })
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let places: Vec<String> = held
+            .iter()
+            .map(|q| {
+                q.get("location_id")
+                    .and_then(m2o_name)
+                    .unwrap_or_else(|| "an unnamed location".into())
+            })
+            .collect();
+        let verb = match key.side {
+            Side::Destination => "received",
+            Side::Source => "picked",
+        };
+        return Err(Outcome::Conflict(Finding {
+            kind: ConflictKind::SerialInUse,
+            message: format!(
+                "serial {} of product {} was {verb} on the floor but Odoo holds it in stock at {}",
+                key.lot,
+                key.product_id,
+                places.join(", ")
+            ),
+            edge: json!({"product_id": key.product_id, "lot": key.lot, "location_id": key.location_id, "side": key.side}),
+            cloud: json!({"quants": held.iter().map(|q| json!({
+                "id": q.get("id"),
+                "location_id": q.get("location_id").and_then(m2o_id),
+                "location": q.get("location_id").and_then(m2o_name),
+                "quantity": num(q, "quantity"),
+            })).collect::<Vec<_>>()}),
+        }));
+    }
+    Ok(())
 }
 
 /// Archived products are a person's decision (apply by id, or not): held back.
@@ -1038,6 +1194,102 @@ async fn find_lot<O: Odoo>(
     Ok(ids_of(&v).first().copied())
 }
 
+/// How close an unmarked inventory move's quantity must be to a count's delta to be taken
+/// for that count applied by someone else (Odoo rounds to the unit's precision, 0.01 or finer
+/// for the units a warehouse counts in).
+const COUNT_DELTA_TOLERANCE: f64 = 0.005;
+
+/// An earlier attempt may have written `inventory_quantity` and lost its answer before
+/// applying it: Odoo then shows a pending count, and a person's "Apply all" applies it under
+/// their own reference, without our mark. Any inventory move on this quant since the entry
+/// was first sent that carries no Holdfast mark may be that one: applying the count again
+/// could count it twice, so the outcome is a person's call.
+async fn unmarked_counts<O: Odoo>(
+    odoo: &O,
+    op: &CountOp,
+    lot: Option<i64>,
+    since_ms: i64,
+    edge: &Value,
+) -> Result<Option<Finding>, Outcome> {
+    let since = jiff::Timestamp::from_millisecond(since_ms)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let mut domain = vec![
+        json!(["is_inventory", "=", true]),
+        json!(["state", "=", "done"]),
+        json!(["product_id", "=", op.product_id]),
+        json!(["create_date", ">=", since]),
+        json!("|"),
+        json!(["location_id", "=", op.location_id]),
+        json!(["location_dest_id", "=", op.location_id]),
+    ];
+    match lot {
+        Some(l) => domain.push(json!(["move_line_ids.lot_id", "=", l])),
+        // A lot Odoo did not know before this attempt has never been counted there.
+        None if op.lot_name.is_some() => return Ok(None),
+        None => {}
+    }
+    let moves = records(
+        run(
+            odoo,
+            Call::new("stock.move", "search_read")
+                .arg("domain", Value::Array(domain))
+                .arg(
+                    "fields",
+                    json!([
+                        "reference",
+                        "product_uom_qty",
+                        "location_id",
+                        "location_dest_id",
+                        "create_date"
+                    ]),
+                )
+                .arg("order", "id"),
+            edge,
+        )
+        .await?,
+    );
+    // Odoo fixes a pending count's difference when `inventory_quantity` is written
+    // (`inventory_diff_quantity` depends on it alone), so someone applying *our* pending count
+    // makes a move of exactly our delta, whatever moved since. A foreign move of another size
+    // (stock set by hand, another count) cannot be ours and is no reason to stop.
+    let ours = op.counted - op.expected;
+    let foreign: Vec<Value> = moves
+        .iter()
+        .filter(|m| !text(m, "reference").starts_with("holdfast:"))
+        .filter_map(|m| {
+            let into = m.get("location_dest_id").and_then(m2o_id) == Some(op.location_id);
+            let qty = num(m, "product_uom_qty");
+            let delta = if into { qty } else { -qty };
+            ((delta - ours).abs() < COUNT_DELTA_TOLERANCE).then(|| {
+                json!({
+                    "move_id": m.get("id"),
+                    "reference": text(m, "reference"),
+                    "delta": delta,
+                    "create_date": text(m, "create_date"),
+                })
+            })
+        })
+        .collect();
+    if foreign.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Finding {
+        kind: ConflictKind::CountUnconfirmed,
+        message: format!(
+            "this count's earlier attempt may have left it pending in Odoo, and {} count(s) were applied there since without the appliance's mark (e.g. \"{}\"): check whether Odoo already holds it before retrying",
+            foreign.len(),
+            foreign
+                .first()
+                .and_then(|m| m["reference"].as_str())
+                .unwrap_or_default()
+        ),
+        edge: edge.clone(),
+        cloud: json!({"inventory_moves": foreign}),
+    }))
+}
+
 /// Pushes a count as a delta merge onto the cloud's current quantity.
 pub async fn push_count<O: Odoo>(odoo: &O, entry: &PushEntry, op: &CountOp) -> Outcome {
     match push_count_inner(odoo, entry, op).await {
@@ -1090,6 +1342,12 @@ async fn push_count_inner<O: Odoo>(
         },
         None => None,
     };
+    if entry.ambiguous
+        && let Some(since) = entry.sent_since
+        && let Some(finding) = unmarked_counts(odoo, op, lot, since, &edge).await?
+    {
+        return Ok(Outcome::Conflict(finding));
+    }
     let mut domain = vec![
         json!(["product_id", "=", op.product_id]),
         json!(["location_id", "=", op.location_id]),
@@ -1209,26 +1467,24 @@ async fn push_count_inner<O: Odoo>(
 // New pickings: transfers, and pickings re-created by a conflict's resolution
 // ---------------------------------------------------------------------------------------
 
-/// The site's internal picking type (it may be archived without multi-step locations).
+/// The site's internal picking type: the warehouse's `int_type_id` ("Internal Transfers").
+/// Without multi-step routes a warehouse also has other internal types (Pick, Pack,
+/// Storage...) that exist archived; a transfer must not land on one of those.
 pub async fn internal_picking_type<O: Odoo>(
     odoo: &O,
     warehouse: i64,
 ) -> Result<Option<i64>, OdooError> {
     let v = odoo
         .call(
-            Call::new("stock.picking.type", "search")
-                .arg(
-                    "domain",
-                    json!([
-                        ["code", "=", "internal"],
-                        ["warehouse_id", "=", warehouse],
-                        ["active", "in", [true, false]]
-                    ]),
-                )
-                .arg("order", "active desc, id"),
+            Call::new("stock.warehouse", "read")
+                .ids(&[warehouse])
+                .arg("fields", json!(["int_type_id"])),
         )
         .await?;
-    Ok(ids_of(&v).first().copied())
+    Ok(records(v)
+        .first()
+        .and_then(|r| r.get("int_type_id"))
+        .and_then(m2o_id))
 }
 
 /// A picking the appliance creates in Odoo, done in one go.
@@ -1240,6 +1496,16 @@ pub struct NewPicking {
     /// Which side of each line the floor's bin names.
     pub side: Side,
     pub lines: Vec<NewPickingLine>,
+    /// The customer or vendor: a re-created delivery keeps its customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<i64>,
+    /// What `origin` says before the mark: a re-created picking names the original's source
+    /// document and the original itself, so people can follow it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Text for the picking's `note` (a re-creation: why, by whom, the manager's words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One line of a [`NewPicking`].
@@ -1267,8 +1533,33 @@ impl NewPicking {
                 location_id: op.from_location_id,
                 quantity: op.quantity,
             }],
+            partner_id: None,
+            origin: None,
+            note: None,
         }
     }
+
+    /// The `origin` the created picking carries: the context first, then the mark, found
+    /// again with `ilike` on the mark.
+    pub fn origin_with(&self, mark: &str) -> String {
+        match self.origin.as_deref().map(str::trim) {
+            Some(prefix) if !prefix.is_empty() => format!("{prefix} {mark}"),
+            _ => mark.to_owned(),
+        }
+    }
+}
+
+/// Plain text as the body of an Html field (`stock.picking.note`).
+fn html_paragraphs(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let escaped = line
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            format!("<p>{escaped}</p>")
+        })
+        .collect()
 }
 
 /// Pushes a transfer: an internal picking carrying the mark in `origin`.
@@ -1295,14 +1586,16 @@ async fn push_new_picking_inner<O: Odoo>(
     entry: &PushEntry,
     spec: &NewPicking,
 ) -> Result<Outcome, Outcome> {
-    let origin = mark(&entry.id);
+    let mark = mark(&entry.id);
+    let origin = spec.origin_with(&mark);
     let edge = serde_json::to_value(spec).unwrap_or(Value::Null);
     let mut found = None;
     if entry.ambiguous {
+        // `ilike`: the mark ends an origin that may name the original first.
         let v = run(
             odoo,
             Call::new("stock.picking", "search_read")
-                .arg("domain", json!([["origin", "=", origin]]))
+                .arg("domain", json!([["origin", "ilike", mark]]))
                 .arg("fields", json!(["state", "name"]))
                 .arg("order", "id"),
             &edge,
@@ -1323,6 +1616,24 @@ async fn push_new_picking_inner<O: Odoo>(
                 &edge,
             )
             .await?;
+            let serials: Vec<LineKey> = spec
+                .lines
+                .iter()
+                .filter(|l| {
+                    l.lot_name.as_deref().is_some_and(|n| !n.is_empty())
+                        && l.quantity > EPS
+                        && l.quantity <= 1.0 + EPS
+                })
+                .map(|l| LineKey {
+                    move_id: 0,
+                    product_id: l.product_id,
+                    lot: l.lot_name.clone().unwrap_or_default(),
+                    location_id: l.location_id,
+                    package_id: 0,
+                    side: spec.side,
+                })
+                .collect();
+            serials_in_use(odoo, &serials, &edge).await?;
             let mut per_product: BTreeMap<i64, f64> = BTreeMap::new();
             for l in &spec.lines {
                 *per_product.entry(l.product_id).or_insert(0.0) += l.quantity;
@@ -1332,21 +1643,25 @@ async fn push_new_picking_inner<O: Odoo>(
                 .map(|(product, qty)| {
                     let mut mv = json!({"product_id": product, "product_uom_qty": qty,
                                         "location_id": spec.location_id, "location_dest_id": spec.location_dest_id});
-                    if odoo.major() < 19 {
+                    if odoo.moves_take_name() {
                         // `stock.move.name` is required on 18 and gone on 19.
                         mv["name"] = json!(origin);
                     }
                     json!([0, 0, mv])
                 })
                 .collect();
+            let mut vals = json!({"picking_type_id": spec.picking_type_id, "location_id": spec.location_id,
+                                  "location_dest_id": spec.location_dest_id, "origin": origin,
+                                  "move_ids": moves});
+            if let Some(partner) = spec.partner_id {
+                vals["partner_id"] = json!(partner);
+            }
+            if let Some(note) = spec.note.as_deref().filter(|n| !n.trim().is_empty()) {
+                vals["note"] = json!(html_paragraphs(note));
+            }
             let created = run(
                 odoo,
-                Call::new("stock.picking", "create").arg(
-                    "vals_list",
-                    json!([{"picking_type_id": spec.picking_type_id, "location_id": spec.location_id,
-                            "location_dest_id": spec.location_dest_id, "origin": origin,
-                            "move_ids": moves}]),
-                ),
+                Call::new("stock.picking", "create").arg("vals_list", json!([vals])),
                 &edge,
             )
             .await?;

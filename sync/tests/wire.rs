@@ -5,9 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
-use holdfast_sync::odoo::mapping::{fields, map_record};
-use holdfast_sync::odoo::{ClientConfig, ErrorClass, OdooClient, OdooError, Protocol};
-use holdfast_sync::records::{Model, Record};
+use holdfast_sync::odoo::mapping::map_record;
+use holdfast_sync::odoo::{
+    Call, ClientConfig, ErrorClass, OdooClient, OdooError, PackagingSource, Protocol,
+};
+use holdfast_sync::pull::{PageQuery, Scope, read_page, scope_ids};
+use holdfast_sync::records::{Model, Packaging, PackagingId, ProductId, Record};
 use holdfast_sync::sim::{Fault, SimConfig, Simulator};
 use serde_json::json;
 
@@ -177,23 +180,39 @@ async fn the_demo_data_round_trips_through_odoos_read_format() {
         config.company_id = 1;
         let client = OdooClient::connect(config).await.unwrap();
         let expected: Vec<Record> = data.records().collect();
+        let map = client.models();
         for model in Model::ALL {
-            let rows = client
-                .call(
-                    holdfast_sync::odoo::Call::new(model.odoo_name(), "search_read")
-                        .arg("domain", json!([]))
-                        .arg("fields", json!(fields(*model)))
-                        .arg("order", "id asc")
-                        .context("allowed_company_ids", json!([1, 2])),
-                )
-                .await
-                .unwrap();
-            let got: Vec<Record> = rows
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| map_record(*model, r.as_object().unwrap()).unwrap())
-                .collect();
+            let got: Vec<Record> = if *model == Model::Packaging {
+                // 19's packagings are product.uom rows made into packagings by the pull.
+                let query = PageQuery {
+                    limit: 100_000,
+                    ..PageQuery::default()
+                };
+                let scope = Scope {
+                    company_id: 1,
+                    warehouse_id: 1,
+                };
+                read_page(&client, &scope, *model, &query)
+                    .await
+                    .unwrap()
+                    .records
+            } else {
+                let rows = client
+                    .call(
+                        Call::new(map.odoo_name(*model).unwrap(), "search_read")
+                            .arg("domain", json!([]))
+                            .arg("fields", json!(map.read_fields(*model)))
+                            .arg("order", "id asc")
+                            .context("allowed_company_ids", json!([1, 2])),
+                    )
+                    .await
+                    .unwrap();
+                rows.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| map_record(*model, r.as_object().unwrap()).unwrap())
+                    .collect()
+            };
             let want: Vec<&Record> = expected.iter().filter(|r| r.model() == *model).collect();
             assert_eq!(got.len(), want.len(), "{model:?} on Odoo {version}");
             for (g, w) in got.iter().zip(want) {
@@ -488,5 +507,295 @@ async fn cloud_side_edits_are_visible_to_the_client() {
             .await
             .unwrap()[0]["quantity"],
         json!(1234.0)
+    );
+}
+
+/// Odoo 19 lost `product.packaging`, renamed `stock.quant.package` and dropped
+/// `stock.move.name`: the simulator answers as a real 19 does, and the client's model map
+/// reads 19's models instead.
+#[tokio::test]
+async fn odoo_19_models_answer_like_odoo_19_and_the_map_follows_them() {
+    let (sim, data) = start(19).await;
+    let client = OdooClient::connect(client_config(&sim)).await.unwrap();
+    let map = client.models();
+    assert_eq!(map.odoo_name(Model::Package), Some("stock.package"));
+    assert_eq!(map.odoo_name(Model::Packaging), Some("product.uom"));
+    assert_eq!(map.packaging(), Some(PackagingSource::ProductUom));
+    assert!(!map.moves_take_name());
+    assert!(map.degraded().is_empty(), "{:?}", map.degraded());
+
+    // The models 19 removed: 404 NotFound, on the wire as real 19 answers.
+    for gone in ["product.packaging", "stock.quant.package"] {
+        let err = client
+            .search_read(gone, json!([]), &["id"], "id", None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            OdooError::Server {
+                name: "werkzeug.exceptions.NotFound".into(),
+                message: format!("the model '{gone}' does not exist"),
+                status: Some(404),
+            }
+        );
+        assert_eq!(err.class(), ErrorClass::Permanent);
+    }
+    let c = sim.config();
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/json/2/product.packaging/search_read",
+            sim.url()
+        ))
+        .bearer_auth(&c.api_key)
+        .header("X-Odoo-Database", &c.database)
+        .json(&json!({"domain": [], "fields": ["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["name"], "werkzeug.exceptions.NotFound");
+    assert_eq!(
+        body["message"],
+        "the model 'product.packaging' does not exist"
+    );
+
+    // stock.move.name is gone: reading, searching, writing or creating with it is a
+    // ValueError (500 on JSON-2), as Odoo's ORM raises for an unknown field.
+    let err = client
+        .search_read("stock.move", json!([]), &["name"], "id", Some(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (
+            err.exception(),
+            err.to_string().contains("Invalid field 'name'")
+        ),
+        (Some("ValueError"), true),
+        "{err}"
+    );
+    assert!(matches!(
+        err,
+        OdooError::Server {
+            status: Some(500),
+            ..
+        }
+    ));
+    let err = client
+        .search("stock.move", json!([["name", "=like", "holdfast:%"]]), "id")
+        .await
+        .unwrap_err();
+    assert_eq!(err.exception(), Some("ValueError"), "{err}");
+    let mv = &data.moves[0];
+    let err = client
+        .write("stock.move", &[mv.id.0], json!({"name": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exception(), Some("ValueError"), "{err}");
+    let err = client
+        .create(
+            "stock.move",
+            json!([{"name": "x", "product_id": mv.product_id.0, "product_uom_qty": 1.0,
+                    "location_id": mv.location_id.0, "location_dest_id": mv.location_dest_id.0}]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "builtins.ValueError: Invalid field 'name' in 'stock.move'"
+    );
+    // Moves are created without it, and marks are found through `reference`.
+    let created = client
+        .create(
+            "stock.move",
+            json!([{"product_id": mv.product_id.0, "product_uom_qty": 1.0,
+                    "location_id": mv.location_id.0, "location_dest_id": mv.location_dest_id.0}]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 1);
+    let fields = client
+        .call(Call::new("stock.move", "fields_get").arg("attributes", json!(["type"])))
+        .await
+        .unwrap();
+    assert!(
+        fields.get("name").is_none() && fields.get("reference").is_some(),
+        "{fields}"
+    );
+
+    // The new models hold the data set's packages and packagings.
+    let packages = client
+        .search_read("stock.package", json!([]), &["name"], "id", None)
+        .await
+        .unwrap();
+    assert_eq!(packages.len(), data.packages.len());
+    assert_eq!(packages[0]["name"], json!(data.packages[0].name));
+    let units = client
+        .search_read(
+            "product.uom",
+            json!([]),
+            &["product_id", "uom_id", "barcode"],
+            "id",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(units.len(), data.packagings.len());
+    assert_eq!(units[0]["uom_id"][1], json!("Box of 12"));
+    assert_eq!(units[0]["barcode"], json!(data.packagings[0].barcode));
+}
+
+#[tokio::test]
+async fn odoo_18_keeps_its_models_and_its_move_names() {
+    let (sim, data) = start(18).await;
+    let client = OdooClient::connect(client_config(&sim)).await.unwrap();
+    let map = client.models();
+    assert_eq!(map.odoo_name(Model::Package), Some("stock.quant.package"));
+    assert_eq!(map.odoo_name(Model::Packaging), Some("product.packaging"));
+    assert!(map.moves_take_name());
+    assert_eq!(
+        client
+            .search("product.packaging", json!([]), "id")
+            .await
+            .unwrap()
+            .len(),
+        data.packagings.len()
+    );
+    // Over JSON-RPC an unknown model is a UserError, on 18 as on 19.
+    let err = client
+        .search("stock.package", json!([]), "id")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "odoo.exceptions.UserError: Object stock.package doesn't exist"
+    );
+}
+
+/// A 19 packaging's quantity is its unit in the product's unit: `factor / product factor`.
+#[tokio::test]
+async fn odoo_19_packaging_quantities_come_from_the_unit_factors() {
+    let (sim, data) = start(19).await;
+    let product = data.packagings[0].product_id.0;
+    let (dozens, pallet, pack) = sim.with_tables(|t| {
+        let now = holdfast_sync::sim::odoo_now();
+        let unit = |t: &mut holdfast_sync::sim::store::Tables, name: &str, factor: f64| {
+            let id = t.next_id("uom.uom");
+            t.insert(
+                "uom.uom",
+                id,
+                serde_json::Map::from_iter([
+                    ("name".into(), json!(name)),
+                    ("relative_factor".into(), json!(factor)),
+                    ("relative_uom_id".into(), json!(1)),
+                    ("factor".into(), json!(factor)),
+                ]),
+                &now,
+            );
+            id
+        };
+        let dozens = unit(t, "Dozens", 12.0);
+        let pallet = unit(t, "Pallet", 480.0);
+        // The product is now counted in dozens; a pallet of 480 units is 40 dozens.
+        assert!(t.write("product.product", product, json!({"uom_id": dozens}), &now));
+        let pack = t.next_id("product.uom");
+        t.insert(
+            "product.uom",
+            pack,
+            serde_json::Map::from_iter([
+                ("product_id".into(), json!(product)),
+                ("uom_id".into(), json!(pallet)),
+                ("barcode".into(), json!("19999999999999")),
+                ("company_id".into(), json!(false)),
+            ]),
+            &now,
+        );
+        (dozens, pallet, pack)
+    });
+    let client = OdooClient::connect(client_config(&sim)).await.unwrap();
+    let scope = Scope {
+        company_id: 1,
+        warehouse_id: 1,
+    };
+    let query = PageQuery {
+        limit: 1_000,
+        ..PageQuery::default()
+    };
+    let page = read_page(&client, &scope, Model::Packaging, &query)
+        .await
+        .unwrap();
+    let of_product: Vec<&Packaging> = page
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Packaging(p) if p.product_id == ProductId(product) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        of_product,
+        [
+            &Packaging {
+                id: data.packagings[0].id,
+                product_id: ProductId(product),
+                name: "Box of 12".into(),
+                barcode: data.packagings[0].barcode.clone(),
+                qty: 1.0,
+            },
+            &Packaging {
+                id: PackagingId(pack),
+                product_id: ProductId(product),
+                name: "Pallet".into(),
+                barcode: Some("19999999999999".into()),
+                qty: 40.0,
+            }
+        ],
+        "units {dozens} and {pallet}"
+    );
+    assert_eq!(page.fetched, data.packagings.len() + 1);
+    assert_eq!(
+        scope_ids(&client, &scope, Model::Packaging)
+            .await
+            .unwrap()
+            .len(),
+        data.packagings.len() + 1
+    );
+
+    // A unit factor of zero is hostile input: a mapping error naming the record, no panic.
+    sim.with_tables(|t| {
+        t.write(
+            "uom.uom",
+            pallet,
+            json!({"factor": 0.0}),
+            &holdfast_sync::sim::odoo_now(),
+        )
+    });
+    let err = read_page(&client, &scope, Model::Packaging, &query)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("product.uom record {pack}: field uom_id")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn unverified_versions_are_refused_unless_allowed() {
+    let (sim, _) = start(17).await;
+    let err = OdooClient::connect(client_config(&sim)).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "odoo 17.0 has not been verified with holdfast; set odoo.allow_unverified_version = true to try it"
+    );
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let mut config = client_config(&sim);
+    config.allow_unverified_version = true;
+    let client = OdooClient::connect(config).await.unwrap();
+    assert_eq!(client.version().major, 17);
+    // Judged by what it has: 18's models.
+    assert_eq!(
+        client.models().odoo_name(Model::Package),
+        Some("stock.quant.package")
     );
 }

@@ -239,6 +239,40 @@ pub(super) fn step(
     Ok(appended)
 }
 
+/// Closes the open sessions of pickings cancelled in Odoo that the floor no longer owns (no
+/// open entries: none were recorded, or their conflicts were decided). Scanning on would only
+/// journal work on a picking that no longer exists for Odoo; what was recorded stays. While
+/// entries are still open the session stays, so the inbox's decision comes first. The device's
+/// next step on it is answered that the session is cancelled. Returns the sessions closed.
+pub(super) fn close_cancelled_sessions(conn: &Connection) -> Result<u64, StoreError> {
+    // Open sessions are few (one per device at most), so looking at each is cheap.
+    let candidates: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT s.id, s.picking_id FROM session s JOIN picking p ON p.id = s.picking_id
+             WHERE s.state = 'active' AND s.picking_id IS NOT NULL AND p.state = 'cancel'",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut closed = 0;
+    let now = now_ms();
+    for (id, picking_id) in candidates {
+        if super::mirror::picking_owned(conn, picking_id)? {
+            continue;
+        }
+        // A step racing this one finds the version moved and is refused, not written.
+        closed += conn
+            .prepare_cached(
+                "UPDATE session SET state = 'cancelled', version = version + 1, updated_at = ?2
+                 WHERE id = ?1 AND state = 'active'",
+            )?
+            .execute(params![id, now])? as u64;
+        conn.prepare_cached("UPDATE device_login SET session_id = NULL WHERE session_id = ?1")?
+            .execute([&id])?;
+        tracing::info!(session = %id, picking_id, "picking cancelled in odoo: closing its session");
+    }
+    Ok(closed)
+}
+
 /// Runs an administration or sign-in command (inside the writer's savepoint).
 pub(super) fn command(conn: &Connection, cmd: &FloorCmd) -> Result<(), StoreError> {
     let now = now_ms();

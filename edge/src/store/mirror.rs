@@ -73,6 +73,36 @@ impl EffectKey {
         }
     }
 
+    /// The key as `held_back` columns: (target, product, location, lot name, move).
+    fn columns(
+        &self,
+    ) -> (
+        &'static str,
+        Option<i64>,
+        Option<i64>,
+        Option<&str>,
+        Option<i64>,
+    ) {
+        match self {
+            EffectKey::Stock {
+                product_id,
+                location_id,
+                lot_name,
+            } => (
+                "stock",
+                Some(*product_id),
+                Some(*location_id),
+                Some(lot_name),
+                None,
+            ),
+            EffectKey::Move(id) => ("move", None, None, None, Some(*id)),
+            EffectKey::Lot {
+                product_id,
+                lot_name,
+            } => ("lot", Some(*product_id), None, Some(lot_name), None),
+        }
+    }
+
     /// Whether an entry touching this key is unconfirmed relative to the pull of `epoch`.
     fn held(&self, conn: &Connection, epoch: Epoch) -> Result<bool, StoreError> {
         let n = self.params().len();
@@ -171,7 +201,7 @@ pub(super) fn table(model: Model) -> &'static str {
 /// Asked once per pulled picking, move and line, so it must not scan the journal: the open
 /// states use the partial index on (causal_key, seq); conflicts and rejections are few and
 /// found through the (state, seq) index.
-fn picking_owned(conn: &Connection, picking_id: i64) -> Result<bool, StoreError> {
+pub(super) fn picking_owned(conn: &Connection, picking_id: i64) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM journal WHERE causal_key = ?1
@@ -185,11 +215,24 @@ fn picking_owned(conn: &Connection, picking_id: i64) -> Result<bool, StoreError>
 /// Records how a pulled picking, move or move line differs from the mirror when its picking
 /// has open journal entries (the floor owns it). Returns 1 when a change was recorded.
 fn note_owned_change(conn: &Connection, record: &Record, epoch: Epoch) -> Result<u64, StoreError> {
-    let (model, id, picking_id, new_text, old_sql) = match record {
+    // Ownership first: most pulled rows belong to pickings the floor does not own, and their
+    // summaries (a lot name lookup for lines) would be built for nothing.
+    let picking_id = match record {
+        Record::Picking(p) => Some(p.id.0),
+        Record::Move(m) => m.picking_id.map(|p| p.0),
+        Record::MoveLine(l) => l.picking_id.map(|p| p.0),
+        _ => None,
+    };
+    let Some(picking_id) = picking_id else {
+        return Ok(0);
+    };
+    if !picking_owned(conn, picking_id)? {
+        return Ok(0);
+    }
+    let (model, id, new_text, old_sql) = match record {
         Record::Picking(p) => (
             "stock.picking",
             p.id.0,
-            Some(p.id.0),
             format!(
                 "state {}, from {} to {}",
                 p.state, p.location_id, p.location_dest_id
@@ -199,33 +242,27 @@ fn note_owned_change(conn: &Connection, record: &Record, epoch: Epoch) -> Result
         Record::Move(m) => (
             "stock.move",
             m.id.0,
-            m.picking_id.map(|p| p.0),
             format!(
                 "product {}, demand {}, quantity {}, state {}",
                 m.product_id, m.product_uom_qty, m.quantity, m.state
             ),
             "SELECT 'product ' || product_id || ', demand ' || format('%g', product_uom_qty) || ', quantity ' || format('%g', quantity) || ', state ' || state FROM move WHERE id = ?1",
         ),
+        // The lot by `lot_id` first: Odoo leaves `lot_name` empty on lines reserved on
+        // existing lots, so a re-reservation on another lot changes only `lot_id`.
         Record::MoveLine(l) => (
             "stock.move.line",
             l.id.0,
-            l.picking_id.map(|p| p.0),
             format!(
                 "location {}, lot {}, quantity {}",
                 l.location_id,
-                l.lot_name.as_deref().unwrap_or("-"),
+                line_lot_label(conn, l.lot_id.map(|id| id.0), l.lot_name.as_deref())?,
                 l.quantity
             ),
-            "SELECT 'location ' || location_id || ', lot ' || COALESCE(lot_name, '-') || ', quantity ' || format('%g', quantity) FROM move_line WHERE id = ?1",
+            "SELECT 'location ' || location_id || ', lot ' || COALESCE((SELECT name FROM lot WHERE lot.id = move_line.lot_id), '#' || lot_id, NULLIF(lot_name, ''), '-') || ', quantity ' || format('%g', quantity) FROM move_line WHERE id = ?1",
         ),
         _ => return Ok(0),
     };
-    let Some(picking_id) = picking_id else {
-        return Ok(0);
-    };
-    if !picking_owned(conn, picking_id)? {
-        return Ok(0);
-    }
     let old: Option<String> = conn
         .prepare_cached(old_sql)?
         .query_row([id], |r| r.get(0))
@@ -249,6 +286,24 @@ fn note_owned_change(conn: &Connection, record: &Record, epoch: Epoch) -> Result
         wake_picking(conn, picking_id)?;
     }
     Ok(1)
+}
+
+/// How a cloud change names a move line's lot: the mirrored lot's name, `#id` for a lot not
+/// mirrored, the name of a lot still to be created, or `-` (as the SQL side of
+/// [`note_owned_change`] does).
+fn line_lot_label(
+    conn: &Connection,
+    lot_id: Option<i64>,
+    lot_name: Option<&str>,
+) -> Result<String, StoreError> {
+    if let Some(id) = lot_id {
+        let name: Option<String> = conn
+            .prepare_cached("SELECT name FROM lot WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        return Ok(name.unwrap_or_else(|| format!("#{id}")));
+    }
+    Ok(lot_name.filter(|n| !n.is_empty()).unwrap_or("-").to_owned())
 }
 
 /// Makes a picking's pending entries due now.
@@ -299,6 +354,10 @@ fn note_owned_deletion(
 
 /// Takes a new epoch for a pull that is about to read.
 pub(super) fn begin_pull(conn: &Connection) -> Result<Epoch, StoreError> {
+    // A picking cancelled in Odoo while the floor owned it keeps its session open until its
+    // entries are decided; a pull need not read the picking again after that decision, so
+    // every pull looks once at the start.
+    super::floor::close_cancelled_sessions(conn)?;
     Ok(Epoch(
         conn.prepare_cached(
             "UPDATE appliance_state SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
@@ -312,16 +371,20 @@ pub(super) fn apply(conn: &Connection, batch: &MirrorBatch) -> Result<MirrorOutc
     let mut out = MirrorOutcome::default();
     // Without an epoch (seeding an empty store) nothing is held back or folded.
     let epoch = batch.epoch;
+    let mut pickings = false;
     for record in &batch.upserts {
+        pickings |= matches!(record, Record::Picking(_));
         if let Some(epoch) = epoch {
             out.changes += note_owned_change(conn, record, epoch)?;
         }
         if let (Some(epoch), Some(key)) = (epoch, record_key(record)) {
             if key.held(conn, epoch)? {
+                remember_held(conn, record.model(), record.id(), &key, epoch)?;
                 out.held_back += 1;
                 continue;
             }
             out.folded += key.fold(conn, epoch)?;
+            forget_held(conn, record.model(), record.id())?;
         }
         upsert(conn, record)?;
         out.upserted += 1;
@@ -332,18 +395,88 @@ pub(super) fn apply(conn: &Connection, batch: &MirrorBatch) -> Result<MirrorOutc
         }
         if let (Some(epoch), Some(key)) = (epoch, stored_key(conn, model, id)?) {
             if key.held(conn, epoch)? {
+                remember_held(conn, model, id, &key, epoch)?;
                 out.held_back += 1;
                 continue;
             }
             out.folded += key.fold(conn, epoch)?;
         }
+        // Gone from Odoo: nothing left to read again (a held-back row never mirrored has no
+        // stored key, so this runs whatever the branch above found).
+        forget_held(conn, model, id)?;
         out.deleted += conn
             .prepare_cached(&format!("DELETE FROM {} WHERE id = ?1", table(model)))?
             .execute([id])? as u64;
     }
+    if pickings && epoch.is_some() {
+        super::floor::close_cancelled_sessions(conn)?;
+    }
     conn.prepare_cached("UPDATE appliance_state SET last_pull_at = ?1 WHERE id = 1")?
         .execute([now_ms()])?;
     Ok(out)
+}
+
+/// Remembers a row a pull held back, with the view key that held it: its `write_date` enters
+/// the cursor window all the same, so only reading it again by id brings Odoo's copy once the
+/// entries on that key have settled (see [`settled_held_back`]).
+fn remember_held(
+    conn: &Connection,
+    model: Model,
+    id: i64,
+    key: &EffectKey,
+    epoch: Epoch,
+) -> Result<(), StoreError> {
+    let (target, product_id, location_id, lot_name, move_id) = key.columns();
+    conn.prepare_cached(
+        "INSERT INTO held_back (model, record_id, target, product_id, location_id, lot_name, move_id, epoch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (model, record_id) DO UPDATE SET target = ?3, product_id = ?4,
+             location_id = ?5, lot_name = ?6, move_id = ?7, epoch = ?8",
+    )?
+    .execute(params![
+        model.odoo_name(),
+        id,
+        target,
+        product_id,
+        location_id,
+        lot_name,
+        move_id,
+        epoch.0
+    ])?;
+    Ok(())
+}
+
+/// Forgets a held-back row once a pull wrote (or deleted) it.
+fn forget_held(conn: &Connection, model: Model, id: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM held_back WHERE model = ?1 AND record_id = ?2")?
+        .execute(params![model.odoo_name(), id])?;
+    Ok(())
+}
+
+/// Ids of `model` held back by earlier pulls whose entries have settled relative to the pull
+/// of `epoch`: writing them now would not be held back, so the pull reads them again.
+pub(super) fn settled_held_back(
+    conn: &Connection,
+    model: Model,
+    epoch: Epoch,
+) -> Result<Vec<i64>, StoreError> {
+    // The same conditions as `EffectKey::held`, per target.
+    let mut stmt = conn.prepare_cached(
+        "SELECT h.record_id FROM held_back h
+         WHERE h.model = ?1 AND NOT EXISTS (
+             SELECT 1 FROM journal_effect e JOIN journal j ON j.seq = e.seq
+             WHERE e.live = 1 AND e.target = h.target
+               AND CASE h.target
+                   WHEN 'stock' THEN e.product_id = h.product_id AND e.location_id = h.location_id
+                                     AND e.lot_name = h.lot_name
+                   WHEN 'move' THEN e.move_id = h.move_id
+                   ELSE e.product_id = h.product_id AND e.lot_name = h.lot_name END
+               AND (j.state = 'in_flight' OR j.ambiguous = 1
+                    OR (j.state = 'applied' AND j.acked_epoch >= ?2)))
+         ORDER BY h.record_id",
+    )?;
+    let rows = stmt.query_map(params![model.odoo_name(), epoch.0], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Advances a model's pull cursor after its pages were committed.

@@ -35,6 +35,11 @@
 //!   began are folded: the new row includes them. Pending entries were not applied in Odoo, so
 //!   their effects stay live on top of the new row.
 //!
+//! A held-back row's `write_date` still reaches the pull's cursor, so an incremental pull
+//! would take it for unchanged from then on. The store remembers held-back rows (`held_back`)
+//! until a pull writes or deletes them, and every pull reads again, by id, those whose
+//! entries have settled.
+//!
 //! The property test in `tests` checks this against an in-memory model of the cloud.
 
 mod checkpoint;
@@ -64,7 +69,10 @@ pub use floor::{
 };
 pub use journal::{Appended, JournalEntry, NewEntry, OpState, Transition};
 pub use mirror::{MirrorBatch, MirrorOutcome};
-pub use push::{ConflictRow, NewConflict, PushCmd, PushQueue, ReadyKey, Settle};
+pub use push::{
+    AttemptFailure, AttemptRow, ConflictRow, NewConflict, PickingContext, PushCmd, PushQueue,
+    ReadyKey, Settle,
+};
 pub use read::{
     ApplianceState, BarcodeHit, CloudChange, Cursor, JournalFilter, LocationInfo, LotInfo,
     MoveDetail, MoveProgress, PickingSummary, ProductInfo, QueueStats, Reader,

@@ -55,13 +55,52 @@ pub enum Settle {
     Discard { conflict: NewConflict },
 }
 
+/// Why an attempt did not apply its entries, kept in its `push_attempt` row (the journal
+/// keeps only the last error).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptFailure {
+    /// The call that failed (`model.method`), when one did.
+    pub call: Option<String>,
+    /// `transient`, `ambiguous`, `auth`, `permanent` (the wire client's classes) or
+    /// `conflict` (Odoo answered, and disagrees).
+    pub class: String,
+    pub message: String,
+}
+
+/// One push attempt of an entry, as `holdfast journal show` lists them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// `applied`, `retry`, `conflict`, `rejected`, `discarded`, `interrupted`; `None` while
+    /// in flight.
+    pub outcome: Option<String>,
+    pub call: Option<String>,
+    pub class: Option<String>,
+    pub message: Option<String>,
+}
+
+/// What a re-created picking carries over from the mirror's copy of the original.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PickingContext {
+    pub name: String,
+    pub origin: Option<String>,
+    pub partner_id: Option<i64>,
+}
+
 /// Push commands for the writer.
 #[derive(Clone, Debug)]
 pub enum PushCmd {
-    /// Pending → in flight (one attempt more).
+    /// Pending → in flight (one attempt more, with its row in `push_attempt`).
     Begin { seqs: Vec<i64> },
-    /// In flight → wherever the outcome says.
-    Settle { seqs: Vec<i64>, settle: Settle },
+    /// In flight → wherever the outcome says; the attempt's row gets its end in the same
+    /// commit.
+    Settle {
+        seqs: Vec<i64>,
+        settle: Settle,
+        failure: Option<AttemptFailure>,
+    },
     /// On startup: whatever was in flight when the appliance stopped has an unknown outcome.
     Recover,
     /// A person's decision on a conflict, recorded as a `resolve` journal entry.
@@ -211,24 +250,75 @@ fn discard(conn: &Connection, seqs: &[i64], note: &str) -> Result<(), StoreError
     Ok(())
 }
 
+impl super::Reader<'_> {
+    /// An entry's push attempts, oldest first (`holdfast journal show`).
+    pub fn push_attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        read::attempts(self.conn(), seq)
+    }
+
+    /// When a person last told an entry to retry, and when it was first sent since (or at
+    /// all), unix ms.
+    pub fn push_sent_since(&self, seq: i64) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        read::sent_since(self.conn(), seq)
+    }
+
+    /// A mirrored picking's name, origin and partner (for a re-creation's context).
+    pub fn picking_context(&self, id: i64) -> Result<Option<PickingContext>, StoreError> {
+        read::picking_context(self.conn(), id)
+    }
+}
+
 /// Runs a push command inside the writer's transaction; answers a count or a seq.
 pub(super) fn command(conn: &Connection, site: &str, cmd: &PushCmd) -> Result<i64, StoreError> {
     match cmd {
         PushCmd::Begin { seqs } => {
+            let now = now_ms();
             for &seq in seqs {
                 check_state(conn, seq, &["pending"], "in_flight")?;
                 conn.prepare_cached(
                     "UPDATE journal SET state = 'in_flight', attempts = attempts + 1 WHERE seq = ?1",
                 )?
                 .execute([seq])?;
+                // Numbered on their own: an attempt that does not count (a paused queue)
+                // still happened.
+                conn.prepare_cached(
+                    "INSERT INTO push_attempt (seq, attempt, started_at)
+                     VALUES (?1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM push_attempt WHERE seq = ?1), ?2)",
+                )?
+                .execute(params![seq, now])?;
             }
             Ok(seqs.len() as i64)
         }
-        PushCmd::Settle { seqs, settle } => {
+        PushCmd::Settle {
+            seqs,
+            settle,
+            failure,
+        } => {
             for &seq in seqs {
                 check_state(conn, seq, &["in_flight"], "settled")?;
             }
             let now = now_ms();
+            let outcome = match settle {
+                Settle::Applied { .. } => "applied",
+                Settle::Retry { .. } => "retry",
+                Settle::Hold { rejected: true, .. } => "rejected",
+                Settle::Hold { .. } => "conflict",
+                Settle::Discard { .. } => "discarded",
+            };
+            for &seq in seqs {
+                conn.prepare_cached(
+                    "UPDATE push_attempt SET ended_at = ?2, outcome = ?3, call = ?4, class = ?5, message = ?6
+                     WHERE seq = ?1 AND ended_at IS NULL",
+                )?
+                .execute(params![
+                    seq,
+                    now,
+                    outcome,
+                    failure.as_ref().and_then(|f| f.call.as_deref()),
+                    failure.as_ref().map(|f| f.class.as_str()),
+                    failure.as_ref().map(|f| f.message.as_str()),
+                ])?;
+            }
             match settle {
                 Settle::Applied {
                     remote_ref,
@@ -308,11 +398,19 @@ pub(super) fn command(conn: &Connection, site: &str, cmd: &PushCmd) -> Result<i6
             }
             Ok(seqs.len() as i64)
         }
-        PushCmd::Recover => Ok(conn
-            .prepare_cached(
-                "UPDATE journal SET state = 'pending', ambiguous = 1 WHERE state = 'in_flight'",
+        PushCmd::Recover => {
+            conn.prepare_cached(
+                "UPDATE push_attempt SET ended_at = ?1, outcome = 'interrupted', class = 'ambiguous',
+                 message = 'the appliance stopped during this attempt'
+                 WHERE ended_at IS NULL",
             )?
-            .execute([])? as i64),
+            .execute([now_ms()])?;
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE journal SET state = 'pending', ambiguous = 1 WHERE state = 'in_flight'",
+                )?
+                .execute([])? as i64)
+        }
         PushCmd::Resolve {
             conflict_id,
             action,
@@ -525,6 +623,73 @@ pub(super) mod read {
         ))?;
         let rows = stmt.query_map([key], JournalEntry::from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// An entry's push attempts, oldest first.
+    pub fn attempts(conn: &Connection, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        // The CLI reads without migrating: a database the appliance has not upgraded yet has
+        // no attempts to show.
+        let exists: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'push_attempt')",
+            )?
+            .query_row([], |r| r.get(0))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT attempt, started_at, ended_at, outcome, call, class, message
+             FROM push_attempt WHERE seq = ?1 ORDER BY attempt",
+        )?;
+        let rows = stmt.query_map([seq], |r| {
+            Ok(AttemptRow {
+                attempt: r.get(0)?,
+                started_at: r.get(1)?,
+                ended_at: r.get(2)?,
+                outcome: r.get(3)?,
+                call: r.get(4)?,
+                class: r.get(5)?,
+                message: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When a person last told an entry to retry (unix ms), and when it was first sent
+    /// since (or at all, without such a decision).
+    pub fn sent_since(
+        conn: &Connection,
+        seq: i64,
+    ) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        let decided: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MAX(resolved_at) FROM conflict
+                 WHERE resolution = 'retry' AND EXISTS (SELECT 1 FROM json_each(conflict.seqs) WHERE value = ?1)",
+            )?
+            .query_row([seq], |r| r.get(0))?;
+        let first: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MIN(started_at) FROM push_attempt WHERE seq = ?1 AND started_at >= ?2",
+            )?
+            .query_row(params![seq, decided.unwrap_or(i64::MIN)], |r| r.get(0))?;
+        Ok((decided, first))
+    }
+
+    /// The mirror's picking a re-creation names: (name, origin, partner).
+    pub fn picking_context(
+        conn: &Connection,
+        id: i64,
+    ) -> Result<Option<PickingContext>, StoreError> {
+        Ok(conn
+            .prepare_cached("SELECT name, origin, partner_id FROM picking WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(PickingContext {
+                    name: r.get(0)?,
+                    origin: r.get(1)?,
+                    partner_id: r.get(2)?,
+                })
+            })
+            .optional()?)
     }
 
     /// Entries by seq.

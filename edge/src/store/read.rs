@@ -401,8 +401,12 @@ impl<'c> Reader<'c> {
             })?
             .collect::<Result<_, _>>()?;
         let mut lines = self.conn.prepare_cached(
-            "SELECT COALESCE(l.complete_name, ''), ml.lot_name, ml.quantity
+            // Odoo leaves `lot_name` empty on a line reserved on an existing lot (only
+            // `lot_id` is set); `lot_name` names a lot still to be created (receipts).
+            "SELECT COALESCE(l.complete_name, ''), COALESCE(lot.name, NULLIF(ml.lot_name, '')),
+                    ml.quantity
              FROM move_line ml LEFT JOIN location l ON l.id = ml.location_id
+                  LEFT JOIN lot ON lot.id = ml.lot_id
              WHERE ml.move_id = ?1 ORDER BY ml.id",
         )?;
         for m in &mut moves {
@@ -581,15 +585,8 @@ impl<'c> Reader<'c> {
     /// Rows per mirrored table.
     pub fn mirror_counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         let mut out = BTreeMap::new();
-        for table in [
-            "product",
-            "lot",
-            "location",
-            "quant",
-            "picking",
-            "move",
-            "move_line",
-        ] {
+        for &model in holdfast_sync::records::Model::ALL {
+            let table = super::mirror::table(model);
             let n: i64 =
                 self.conn
                     .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
@@ -605,6 +602,16 @@ impl<'c> Reader<'c> {
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ids of `model` that earlier pulls held back and that the pull of `epoch` would now
+    /// write: the pull reads them again by id (their `write_date` may be behind the cursor).
+    pub fn settled_held_back(
+        &self,
+        model: holdfast_sync::records::Model,
+        epoch: super::Epoch,
+    ) -> Result<Vec<i64>, StoreError> {
+        super::mirror::settled_held_back(self.conn, model, epoch)
     }
 
     /// A model's pull cursor (default when never pulled).
@@ -825,8 +832,11 @@ impl<'c> Reader<'c> {
     /// Move lines Odoo reserved for a move: (location, lot name, quantity).
     pub fn reservations(&self, move_id: i64) -> Result<Vec<(i64, String, f64)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT location_id, COALESCE(lot_name, ''), quantity FROM move_line
-             WHERE move_id = ?1 ORDER BY id",
+            // The lot's name through `lot_id` (see `picking`: Odoo leaves `lot_name` empty
+            // on lines reserved on existing lots).
+            "SELECT ml.location_id, COALESCE(lot.name, ml.lot_name, ''), ml.quantity
+             FROM move_line ml LEFT JOIN lot ON lot.id = ml.lot_id
+             WHERE ml.move_id = ?1 ORDER BY ml.id",
         )?;
         let rows = stmt.query_map([move_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// Every migration, in order. The index + 1 is the version it produces.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, HELD_BACK, PUSH_ATTEMPTS];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -473,6 +473,44 @@ CREATE TABLE sscc_counter (
     prefix TEXT PRIMARY KEY,
     next INTEGER NOT NULL
 );
+"#;
+
+/// Version 5: mirror rows a pull held back. A held-back row keeps its old copy, but its
+/// `write_date` still enters the pull's cursor window, so later incremental pulls would take
+/// it for unchanged; the store remembers it (with the view key that held it) until a pull
+/// writes it, and each pull reads the ones whose entries have settled again by id.
+const HELD_BACK: &str = r#"
+CREATE TABLE held_back (
+    model TEXT NOT NULL,
+    record_id INTEGER NOT NULL,
+    target TEXT NOT NULL CHECK (target IN ('stock', 'move', 'lot')),
+    product_id INTEGER,
+    location_id INTEGER,
+    lot_name TEXT,
+    move_id INTEGER,
+    -- The epoch of the pull that last held it back.
+    epoch INTEGER NOT NULL,
+    PRIMARY KEY (model, record_id)
+) WITHOUT ROWID;
+"#;
+
+/// Version 6: every push attempt of every entry (the journal keeps only the last error): when
+/// it began (written when the entry goes in flight, so a retry knows since when Odoo may hold
+/// its work), and how it ended, with the failed call and its error class, written in the same
+/// commit as the entry's settle. One cut off by a stop ends `interrupted` at the next start.
+const PUSH_ATTEMPTS: &str = r#"
+CREATE TABLE push_attempt (
+    seq INTEGER NOT NULL REFERENCES journal (seq),
+    attempt INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    outcome TEXT CHECK (outcome IN ('applied', 'retry', 'conflict', 'rejected', 'discarded', 'interrupted')),
+    call TEXT,
+    class TEXT,
+    message TEXT,
+    PRIMARY KEY (seq, attempt)
+) WITHOUT ROWID;
+CREATE INDEX push_attempt_open ON push_attempt (seq) WHERE ended_at IS NULL;
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

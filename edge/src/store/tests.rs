@@ -328,6 +328,12 @@ fn a_pull_during_push_never_bounces_the_view_back() {
         "cannot tell if the copy includes the pick"
     );
     assert_eq!(view(&store), (7.0, 3.0));
+    // Both rows are remembered: held at this pull's epoch, due for a re-read at the next.
+    let settled =
+        |store: &Store, model, epoch| store.read(|r| r.settled_held_back(model, epoch)).unwrap();
+    assert!(settled(&store, Model::Quant, epoch).is_empty());
+    assert_eq!(settled(&store, Model::Quant, Epoch(epoch.0 + 1)), vec![1]);
+    assert_eq!(settled(&store, Model::Move, Epoch(epoch.0 + 1)), vec![100]);
 
     // The next pull began after the acknowledgement: its copy includes the pick.
     let epoch = rt.block_on(store.begin_pull()).unwrap();
@@ -344,6 +350,38 @@ fn a_pull_during_push_never_bounces_the_view_back() {
         store.read(|r| r.effects(a.seq)).unwrap()[0]["live"],
         serde_json::json!(false)
     );
+    // Written: forgotten.
+    let later = Epoch(epoch.0 + 1);
+    assert!(settled(&store, Model::Quant, later).is_empty());
+    assert!(settled(&store, Model::Move, later).is_empty());
+
+    // A deletion held back by a pick in flight is remembered too, and done once it settles.
+    let b = rt
+        .block_on(store.append(Lane::Device, pick(100, 1, 10, "", 1.0)))
+        .unwrap();
+    rt.block_on(store.transition(Transition::InFlight { seq: b.seq }))
+        .unwrap();
+    let epoch = rt.block_on(store.begin_pull()).unwrap();
+    let gone = MirrorBatch {
+        epoch: Some(epoch),
+        upserts: vec![],
+        deletes: vec![(Model::Quant, 1)],
+    };
+    assert_eq!(rt.block_on(store.apply_mirror(gone)).unwrap().held_back, 1);
+    rt.block_on(store.transition(Transition::Applied {
+        seq: b.seq,
+        remote_ref: None,
+    }))
+    .unwrap();
+    let epoch = rt.block_on(store.begin_pull()).unwrap();
+    assert_eq!(settled(&store, Model::Quant, epoch), vec![1]);
+    let gone = MirrorBatch {
+        epoch: Some(epoch),
+        upserts: vec![],
+        deletes: vec![(Model::Quant, 1)],
+    };
+    assert_eq!(rt.block_on(store.apply_mirror(gone)).unwrap().deleted, 1);
+    assert!(settled(&store, Model::Quant, Epoch(epoch.0 + 1)).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------

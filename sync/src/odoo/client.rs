@@ -65,6 +65,12 @@ pub struct ClientConfig {
     pub identity_pem: Option<Vec<u8>>,
     /// Largest answer accepted.
     pub max_response_bytes: usize,
+    /// Time-out of a health probe (`GET /web/health`), well under `timeout`: Odoo answers
+    /// it without touching the database, so a probe this slow means the link is gone.
+    pub probe_timeout: Duration,
+    /// Connect to a major version other than the verified ones (18, 19) instead of
+    /// refusing it.
+    pub allow_unverified_version: bool,
 }
 
 impl ClientConfig {
@@ -82,6 +88,8 @@ impl ClientConfig {
             ca_pem: None,
             identity_pem: None,
             max_response_bytes: 256 * 1024 * 1024,
+            probe_timeout: Duration::from_secs(3),
+            allow_unverified_version: false,
         }
     }
 }
@@ -93,6 +101,25 @@ pub struct ServerVersion {
     pub major: u32,
     /// What the server said, e.g. `18.0-20250101`.
     pub raw: String,
+}
+
+/// The major versions Holdfast has been verified against (ODOO.md).
+pub const VERIFIED_MAJORS: &[u32] = &[18, 19];
+
+impl ServerVersion {
+    /// The version as people name it: `17.0` from `17.0-20240101`, `saas~17.4` as is.
+    pub fn label(&self) -> String {
+        let label: String = self
+            .raw
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '~'))
+            .collect();
+        if label.chars().any(|c| c.is_ascii_digit()) {
+            label
+        } else {
+            format!("{}.0", self.major)
+        }
+    }
 }
 
 /// The transport chosen at connect time.
@@ -154,6 +181,8 @@ struct Inner {
     config: ClientConfig,
     protocol: Protocol,
     version: ServerVersion,
+    /// The server's models and fields, asked once at connect.
+    models: super::models::ModelMap,
     permits: Semaphore,
     next_id: AtomicU64,
 }
@@ -229,8 +258,36 @@ async fn exchange(
     url: &str,
     config: &ClientConfig,
 ) -> Result<Answer, OdooError> {
-    let mut response = request
-        .send()
+    let (http, request) = request.build_split();
+    let request = request.map_err(|e| send_error(e, url, config.timeout))?;
+    // Only with HOLDFAST_ODOO_TRANSCRIPT set: the exchange as sent and as answered.
+    let recording = super::transcript::begin(&request, &config.api_key.0);
+    let received = receive(&http, request, url, config).await;
+    if let Some(recording) = recording {
+        recording.finish(match &received {
+            Ok((status, _, body)) => Ok((*status, body.as_slice())),
+            Err(e) => Err(e.to_string()),
+        });
+    }
+    let (status, headers, body) = received?;
+    if matches!(status, 429 | 502 | 503 | 504) {
+        return Err(OdooError::Busy {
+            status,
+            retry_after: retry_after(&headers),
+        });
+    }
+    Ok(Answer { status, body })
+}
+
+/// Sends `request` and reads the whole answer: status, headers, body.
+async fn receive(
+    http: &reqwest::Client,
+    request: reqwest::Request,
+    url: &str,
+    config: &ClientConfig,
+) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), OdooError> {
+    let mut response = http
+        .execute(request)
         .await
         .map_err(|e| send_error(e, url, config.timeout))?;
     let status = response.status().as_u16();
@@ -248,13 +305,7 @@ async fn exchange(
         }
         body.extend_from_slice(&chunk);
     }
-    if matches!(status, 429 | 502 | 503 | 504) {
-        return Err(OdooError::Busy {
-            status,
-            retry_after: retry_after(&headers),
-        });
-    }
-    Ok(Answer { status, body })
+    Ok((status, headers, body))
 }
 
 /// Reads a JSON-RPC answer (status and body as received); public for the fuzz targets.
@@ -370,30 +421,112 @@ fn json2_result(answer: Answer) -> Result<Value, OdooError> {
     }
 }
 
+/// How long a pooled connection may sit idle before it is closed. Reverse proxies in front
+/// of Odoo close idle keep-alive connections on their own (AWS ALB after 60 s, nginx after
+/// 75 s, Azure's load balancers drop them silently after 4 min): reusing one the proxy has
+/// just dropped either fails a call that may have been sent (an ambiguous write) or waits
+/// for the time-out. Closing ours first avoids both.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+/// TCP keepalive on every connection: probes after this much silence keep a middlebox's
+/// flow state alive and let the kernel find a connection whose path died silently...
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// ...probing this often...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// ...and giving up after this many unanswered probes (an idle dead connection is dropped
+/// from the pool after about 30 s instead of being handed to the next call).
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Data sent and not acknowledged for this long closes the connection (`TCP_USER_TIMEOUT`):
+/// a call written into a path that died silently fails well before the call time-out.
+const UNACKED_LIMIT: Duration = Duration::from_secs(15);
+
+/// The HTTP client every Odoo connection is made with: TLS settings, time-outs, a bounded
+/// idle pool and TCP keepalive (see the constants above).
+fn http_client(config: &ClientConfig) -> Result<reqwest::Client, OdooError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.timeout)
+        .pool_idle_timeout(POOL_IDLE)
+        .tcp_keepalive(KEEPALIVE_IDLE)
+        .tcp_keepalive_interval(KEEPALIVE_INTERVAL)
+        .tcp_keepalive_retries(KEEPALIVE_RETRIES)
+        .user_agent(concat!("holdfast/", env!("CARGO_PKG_VERSION")));
+    #[cfg(target_os = "linux")]
+    {
+        builder = builder.tcp_user_timeout(UNACKED_LIMIT);
+    }
+    if let Some(pem) = &config.ca_pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| OdooError::Config(format!("CA bundle: {}", chain(&e))))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let Some(pem) = &config.identity_pem {
+        let identity = reqwest::Identity::from_pem(pem)
+            .map_err(|e| OdooError::Config(format!("client certificate: {}", chain(&e))))?;
+        builder = builder.identity(identity);
+    }
+    builder.build().map_err(|e| OdooError::Config(chain(&e)))
+}
+
+/// `GET /web/health` within `config.probe_timeout`.
+async fn health(http: &reqwest::Client, config: &ClientConfig) -> Result<(), OdooError> {
+    let url = format!("{}/web/health", config.url);
+    let limit = config.probe_timeout.min(config.timeout);
+    let probe = ClientConfig {
+        // So that a probe's time-out reads as the probe's, not the call's.
+        timeout: limit,
+        ..config.clone()
+    };
+    let answer = exchange(http.get(&url).timeout(limit), &url, &probe).await?;
+    if answer.status == 200 {
+        Ok(())
+    } else {
+        Err(OdooError::Protocol {
+            status: answer.status,
+            reason: snippet(&answer.body),
+        })
+    }
+}
+
+/// A health probe that needs no login: the connectivity probe runs it from the start, while
+/// Odoo may still be unreachable or refuse the credentials. It has its own connections.
+#[derive(Clone, Debug)]
+pub struct HealthProbe {
+    http: reqwest::Client,
+    config: ClientConfig,
+}
+
+impl HealthProbe {
+    pub fn new(config: ClientConfig) -> Result<HealthProbe, OdooError> {
+        Ok(HealthProbe {
+            http: http_client(&config)?,
+            config,
+        })
+    }
+
+    /// Whether Odoo answers `GET /web/health` within the probe time-out.
+    pub async fn check(&self) -> Result<(), OdooError> {
+        health(&self.http, &self.config).await
+    }
+}
+
 impl OdooClient {
     /// Builds the HTTP client, detects the server version, picks the transport and checks the
     /// credentials.
     pub async fn connect(config: ClientConfig) -> Result<OdooClient, OdooError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("holdfast/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &config.ca_pem {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| OdooError::Config(format!("CA bundle: {}", chain(&e))))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if let Some(pem) = &config.identity_pem {
-            let identity = reqwest::Identity::from_pem(pem)
-                .map_err(|e| OdooError::Config(format!("client certificate: {}", chain(&e))))?;
-            builder = builder.identity(identity);
-        }
-        let http = builder.build().map_err(|e| OdooError::Config(chain(&e)))?;
+        let http = http_client(&config)?;
         let version = detect_version(&http, &config).await?;
+        if !VERIFIED_MAJORS.contains(&version.major) {
+            if !config.allow_unverified_version {
+                return Err(OdooError::UnverifiedVersion(version.label()));
+            }
+            tracing::warn!(
+                version = %version.raw,
+                "odoo version not verified with holdfast; connecting because allow_unverified_version is set"
+            );
+        }
         let use_json2 = match config.api {
             ApiChoice::Json2 => true,
             ApiChoice::JsonRpc => false,
@@ -406,12 +539,13 @@ impl OdooClient {
                 uid: authenticate(&http, &config).await?,
             }
         };
-        let client = OdooClient {
+        let mut client = OdooClient {
             inner: Arc::new(Inner {
                 http,
                 permits: Semaphore::new(config.max_concurrency.max(1)),
                 config,
                 protocol,
+                models: super::models::ModelMap::assumed(version.major),
                 version,
                 next_id: AtomicU64::new(1),
             }),
@@ -419,6 +553,17 @@ impl OdooClient {
         if use_json2 {
             // JSON-2 has no login step: check the key now, not on the first real call.
             client.call(Call::new("res.users", "context_get")).await?;
+        }
+        // Which models and fields this server has decides what is read and written; a
+        // server lacking a required one is refused here, by name.
+        let models = super::models::ModelMap::detect(&client).await?;
+        match Arc::get_mut(&mut client.inner) {
+            Some(inner) => inner.models = models,
+            None => {
+                return Err(OdooError::Config(
+                    "client shared before it connected".into(),
+                ));
+            }
         }
         Ok(client)
     }
@@ -433,6 +578,11 @@ impl OdooClient {
 
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// The server's models and fields (see [`super::models`]).
+    pub fn models(&self) -> &super::models::ModelMap {
+        &self.inner.models
     }
 
     /// Runs one call.
@@ -496,18 +646,10 @@ impl OdooClient {
     }
 
     /// `GET /web/health`: whether the server answers at all (no credentials involved).
+    /// Bounded by `probe_timeout`, not the call time-out: a probe that waits as long as a
+    /// call would find a dead link no sooner than the calls do.
     pub async fn health(&self) -> Result<(), OdooError> {
-        let config = &self.inner.config;
-        let url = format!("{}/web/health", config.url);
-        let answer = exchange(self.inner.http.get(&url), &url, config).await?;
-        if answer.status == 200 {
-            Ok(())
-        } else {
-            Err(OdooError::Protocol {
-                status: answer.status,
-                reason: snippet(&answer.body),
-            })
-        }
+        health(&self.inner.http, &self.inner.config).await
     }
 
     /// `search_read` with explicit fields and order (Odoo is ~30x slower without `fields`).
@@ -781,6 +923,18 @@ mod tests {
         assert_eq!(err.class(), super::super::ErrorClass::Ambiguous);
         let err = json2_result(answer(200, "<html>")).unwrap_err();
         assert!(matches!(err, OdooError::Protocol { .. }));
+    }
+
+    #[test]
+    fn versions_are_named_as_people_name_them() {
+        let v = |major, raw: &str| ServerVersion {
+            major,
+            raw: raw.to_owned(),
+        };
+        assert_eq!(v(17, "17.0-20240101").label(), "17.0");
+        assert_eq!(v(17, "saas~17.4+e").label(), "saas~17.4");
+        assert_eq!(v(20, "").label(), "20.0");
+        assert_eq!(v(16, "<script>").label(), "16.0");
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub enum OdooError {
     /// The client is misconfigured (bad CA bundle, bad URL).
     #[error("Odoo client configuration: {0}")]
     Config(String),
+    /// A major version Holdfast has not been verified with, refused unless allowed.
+    #[error(
+        "odoo {0} has not been verified with holdfast; set odoo.allow_unverified_version = true to try it"
+    )]
+    UnverifiedVersion(String),
+    /// The server lacks a model or field Holdfast cannot work without.
+    #[error(transparent)]
+    Incompatible(#[from] super::models::ModelMapError),
 }
 
 /// Exception names that mean "try again": the database was busy, nothing was applied.
@@ -86,7 +94,10 @@ impl OdooError {
                     ErrorClass::Permanent
                 }
             }
-            OdooError::TooLarge { .. } | OdooError::Config(_) => ErrorClass::Permanent,
+            OdooError::TooLarge { .. }
+            | OdooError::Config(_)
+            | OdooError::UnverifiedVersion(_)
+            | OdooError::Incompatible(_) => ErrorClass::Permanent,
         }
     }
 

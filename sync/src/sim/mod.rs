@@ -181,8 +181,10 @@ impl Cloud {
         Cloud::with_tables_of(config, tables)
     }
 
-    /// A simulated Odoo holding `tables`.
-    pub fn with_tables_of(config: SimConfig, tables: Tables) -> Cloud {
+    /// A simulated Odoo holding `tables`, shaped for the configured version's models (on
+    /// 19: packagings as `product.uom`, `stock.package`, moves without `name`).
+    pub fn with_tables_of(config: SimConfig, mut tables: Tables) -> Cloud {
+        tables.prepare(config.version, &odoo_now());
         Cloud {
             shared: Arc::new(Shared {
                 sms_pending: Mutex::new(config.sms_wizard),
@@ -221,7 +223,7 @@ impl Cloud {
         ]);
         self.with_tables(|t| {
             let mut sms = false;
-            stock::button_validate(t, &[picking], &ctx, 18, &odoo_now(), &mut sms)
+            stock::button_validate(t, &[picking], &ctx, t.version(), &odoo_now(), &mut sms)
                 .map(|_| ())
                 .map_err(|e| e.message)
         })
@@ -704,6 +706,15 @@ fn execute_kw(shared: &Shared, args: &[Value]) -> Result<Value, SimError> {
         Some(Value::Object(c)) => c,
         _ => Map::new(),
     };
+    // `execute_kw` looks the model up before anything else (odoo/service/model.py).
+    let known = shared
+        .tables
+        .lock()
+        .map(|t| t.has_model(model))
+        .unwrap_or_else(|p| p.into_inner().has_model(model));
+    if !known {
+        return Err(SimError::user(format!("Object {model} doesn't exist")));
+    }
     if method == "create" && positional.is_empty() {
         // Odoo 18's call_kw reads args[0] for create.
         return Err(SimError {
@@ -748,18 +759,12 @@ fn call(
     }
     let now = odoo_now();
     let mut tables = shared.tables.lock().unwrap_or_else(|p| p.into_inner());
-    if tables.table(model).is_none()
-        && !matches!(
-            model,
-            "res.users"
-                | "stock.backorder.confirmation"
-                | "confirm.stock.sms"
-                | "stock.inventory.conflict"
-        )
-    {
+    if !tables.has_model(model) {
+        // JSON-2's answer (odoo/addons/rpc/controllers/json2.py); JSON-RPC refused it
+        // before (see `execute_kw`).
         return Err(SimError {
-            name: "builtins.KeyError",
-            message: format!("'{model}'"),
+            name: "werkzeug.exceptions.NotFound",
+            message: format!("the model '{model}' does not exist"),
         });
     }
     shared
@@ -862,7 +867,7 @@ async fn json2(shared: &Shared, req: Request<Incoming>, route: String) -> Respon
             let status = match e.name {
                 "odoo.exceptions.AccessError" => StatusCode::FORBIDDEN,
                 "odoo.exceptions.MissingError"
-                | "builtins.KeyError"
+                | "werkzeug.exceptions.NotFound"
                 | "builtins.AttributeError" => StatusCode::NOT_FOUND,
                 "odoo.exceptions.UserError"
                 | "odoo.exceptions.ValidationError"
@@ -875,8 +880,15 @@ async fn json2(shared: &Shared, req: Request<Incoming>, route: String) -> Respon
 }
 
 fn error2(status: StatusCode, e: &SimError) -> Response<Full<Bytes>> {
+    // A werkzeug HTTP exception's arguments are its description and its status code (Odoo
+    // 19: `["the model 'x' does not exist", 404]`); Odoo's own exceptions carry the message.
+    let arguments = if e.name.starts_with("werkzeug.exceptions.") {
+        json!([e.message, status.as_u16()])
+    } else {
+        json!([e.message])
+    };
     json_response(
         status,
-        &json!({"name": e.name, "message": e.message, "arguments": [e.message], "context": {}, "debug": ""}),
+        &json!({"name": e.name, "message": e.message, "arguments": arguments, "context": {}, "debug": ""}),
     )
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::store::{Rel, SimError, Tables, is_computed, matches, relation};
+use super::store::{Rel, SimError, Tables, is_computed, matches};
 
 /// Methods bound to the model rather than to records (`@api.model`): no ids come first.
 const MODEL_METHODS: &[&str] = &[
@@ -66,7 +66,7 @@ fn create_one(tables: &mut Tables, model: &str, vals: Value, now: &str) -> Resul
         .ok_or_else(|| SimError::value("create() takes dicts"))?;
     let mut children = Vec::new();
     for key in vals.keys().cloned().collect::<Vec<_>>() {
-        if let Rel::One2many(target, inverse) = relation(model, &key) {
+        if let Rel::One2many(target, inverse) = tables.relation(model, &key) {
             let commands = vals.remove(&key).unwrap_or_default();
             for command in commands.as_array().into_iter().flatten() {
                 match command.as_array().map(Vec::as_slice) {
@@ -83,7 +83,7 @@ fn create_one(tables: &mut Tables, model: &str, vals: Value, now: &str) -> Resul
         }
     }
     let fields: Vec<String> = vals.keys().cloned().collect();
-    check_fields(tables, model, &fields)?;
+    check_fields(tables, model, &fields, Access::Write)?;
     let id = tables.next_id(model);
     // Defaults Odoo fills in on create.
     match model {
@@ -134,7 +134,19 @@ fn visible(rec: &Map<String, Value>, companies: &Option<Vec<i64>>) -> bool {
     }
 }
 
-fn check_fields(tables: &Tables, model: &str, fields: &[String]) -> Result<(), SimError> {
+/// Whether fields are read or written (Odoo words the refusal differently).
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    Read,
+    Write,
+}
+
+fn check_fields(
+    tables: &Tables,
+    model: &str,
+    fields: &[String],
+    access: Access,
+) -> Result<(), SimError> {
     let sample_has = |f: &str| {
         tables
             .table(model)
@@ -142,14 +154,36 @@ fn check_fields(tables: &Tables, model: &str, fields: &[String]) -> Result<(), S
             .is_none_or(|r| r.contains_key(f))
     };
     for f in fields {
-        if f != "id"
-            && f != "display_name"
-            && relation(model, f) == Rel::Plain
-            && !is_computed(model, f)
-            && !sample_has(f)
-        {
+        // A field the version removed is unknown even if a record still carries it.
+        let known = !tables.removed(model, f)
+            && (f == "id"
+                || f == "display_name"
+                || tables.relation(model, f) != Rel::Plain
+                || is_computed(model, f)
+                || sample_has(f)
+                || tables.has_field(model, f));
+        if !known {
+            // Odoo's own wording: `create`/`write` say "in", reads say "on model".
+            return Err(SimError::value(match access {
+                Access::Write => format!("Invalid field '{f}' in '{model}'"),
+                Access::Read => format!("Invalid field '{f}' on model '{model}'"),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a domain naming a field the version removed, before any record is looked at
+/// (Odoo checks the domain against the model, not against the rows).
+fn check_domain(tables: &Tables, model: &str, domain: &[Value]) -> Result<(), SimError> {
+    for term in domain {
+        let Some(path) = term.get(0).and_then(Value::as_str) else {
+            continue;
+        };
+        let field = path.split('.').next().unwrap_or(path);
+        if tables.removed(model, field) {
             return Err(SimError::value(format!(
-                "Invalid field '{f}' on model '{model}'"
+                "Invalid field {model}.{field} in leaf {term}"
             )));
         }
     }
@@ -211,6 +245,7 @@ fn search(tables: &Tables, call: &OrmCall<'_>) -> Result<Vec<i64>, SimError> {
             )));
         }
     };
+    check_domain(tables, call.model, &domain)?;
     let companies = allowed_companies(&call.context);
     // Archived records are left out unless the domain asks about `active` or the context
     // turns `active_test` off.
@@ -334,7 +369,7 @@ pub fn execute(tables: &mut Tables, call: &OrmCall<'_>) -> Option<Result<Value, 
         "search_read" => (|| {
             let fields = string_list(call.kwargs.get("fields"), "fields")?;
             if let Some(f) = &fields {
-                check_fields(tables, call.model, f)?;
+                check_fields(tables, call.model, f, Access::Read)?;
             }
             let ids = search(tables, call)?;
             Ok(Value::Array(
@@ -349,7 +384,7 @@ pub fn execute(tables: &mut Tables, call: &OrmCall<'_>) -> Option<Result<Value, 
         "read" => (|| {
             let fields = string_list(call.kwargs.get("fields"), "fields")?;
             if let Some(f) = &fields {
-                check_fields(tables, call.model, f)?;
+                check_fields(tables, call.model, f, Access::Read)?;
             }
             // Missing ids are left out, not an error.
             Ok(Value::Array(
@@ -370,7 +405,7 @@ pub fn execute(tables: &mut Tables, call: &OrmCall<'_>) -> Option<Result<Value, 
                     message: "write() missing 1 required positional argument: 'vals'".into(),
                 })?;
             let fields: Vec<String> = vals.keys().cloned().collect();
-            check_fields(tables, call.model, &fields)?;
+            check_fields(tables, call.model, &fields, Access::Write)?;
             for id in &call.ids {
                 if tables.get(call.model, *id).is_none() {
                     return Err(SimError::missing(format!(
@@ -411,20 +446,21 @@ pub fn execute(tables: &mut Tables, call: &OrmCall<'_>) -> Option<Result<Value, 
         })(),
         "context_get" => Ok(json!({"lang": "en_US", "tz": "Europe/Brussels", "uid": 2})),
         "fields_get" => {
-            // The fields the records hold, typed from their values (and the relations).
+            // The fields the model declares and its records hold, typed from their values
+            // (and the relations); never a field the version removed.
             let mut out = Map::new();
-            if let Some(sample) = tables.table(call.model).and_then(|t| t.values().next()) {
-                for (name, value) in sample {
-                    let kind = match (relation(call.model, name), value) {
-                        (Rel::Many2one(_), _) => "many2one",
-                        (Rel::One2many(..), _) => "one2many",
-                        (_, Value::Bool(_)) => "boolean",
-                        (_, Value::Number(n)) if n.is_i64() => "integer",
-                        (_, Value::Number(_)) => "float",
-                        _ => "char",
-                    };
-                    out.insert(name.clone(), json!({"type": kind}));
-                }
+            let sample = tables.table(call.model).and_then(|t| t.values().next());
+            for name in tables.field_names(call.model) {
+                let value = sample.and_then(|r| r.get(&name));
+                let kind = match (tables.relation(call.model, &name), value) {
+                    (Rel::Many2one(_), _) => "many2one",
+                    (Rel::One2many(..), _) => "one2many",
+                    (_, Some(Value::Bool(_))) => "boolean",
+                    (_, Some(Value::Number(n))) if n.is_i64() => "integer",
+                    (_, Some(Value::Number(_))) => "float",
+                    _ => "char",
+                };
+                out.insert(name, json!({"type": kind}));
             }
             Ok(Value::Object(out))
         }

@@ -233,7 +233,9 @@ pub fn action_assign(t: &mut Tables, picking: i64, now: &str) {
                     q,
                     json!({"reserved_quantity": f(&quant, "reserved_quantity") + take}),
                 );
-                let line = new_line(
+                // As in Odoo: a line reserved on an existing lot names it by `lot_id` only;
+                // `lot_name` stays empty (it is for lots a receipt will create).
+                new_line(
                     t,
                     mv,
                     picking,
@@ -244,10 +246,6 @@ pub fn action_assign(t: &mut Tables, picking: i64, now: &str) {
                     take,
                     now,
                 );
-                if let Some(lot) = id_of(&quant, "lot_id") {
-                    let name = t.display_name("stock.lot", lot);
-                    t.write_raw("stock.move.line", line, json!({"lot_name": name}));
-                }
                 reserved += take;
             }
         }
@@ -413,9 +411,12 @@ pub fn button_validate(
             .map(|m| f(m, "quantity"))
             .sum();
         if total <= 0.0 {
-            return Err(SimError::user(
-                "You cannot validate a transfer if no quantities are reserved.",
-            ));
+            // The same refusal, reworded in 19 (stock_picking.py, `_get_without_quantities_error_message`).
+            return Err(SimError::user(if version >= 19 {
+                "Transfer trouble alert! Validating a zero quantity transfer? You're not moving invisible goods around are you?\nSet some quantities and let's get moving!"
+            } else {
+                "You cannot validate a transfer if no quantities are reserved."
+            }));
         }
         for line in ids_where(t, "stock.move.line", |l| {
             id_of(l, "picking_id") == Some(p) && f(l, "quantity") > 0.0
@@ -432,8 +433,11 @@ pub fn button_validate(
                     product_name(t, product)
                 )));
             }
-            // A serial number received while it is in stock elsewhere.
+            // A serial number received where it is already in stock. Like Odoo
+            // (`stock.quant.check_quantity`, `child_of` the quant's location), only within one
+            // location: the same serial received into another bin is accepted.
             let src = id_of(&l, "location_id").unwrap_or(0);
+            let dest = children(t, id_of(&l, "location_dest_id").unwrap_or(0));
             if tracking == "serial" && usage(t, src) != "internal" {
                 let serial = id_of(&l, "lot_id")
                     .and_then(|lot| t.get("stock.lot", lot))
@@ -445,7 +449,7 @@ pub fn button_validate(
                         && id_of(q, "lot_id")
                             .and_then(|lot| t.get("stock.lot", lot))
                             .is_some_and(|lot| s(lot, "name") == serial)
-                        && usage(t, id_of(q, "location_id").unwrap_or(0)) == "internal"
+                        && id_of(q, "location_id").is_some_and(|loc| dest.contains(&loc))
                 });
                 if !in_stock.is_empty() {
                     return Err(SimError::validation(format!(
@@ -481,11 +485,15 @@ pub fn button_validate(
         })
         .collect();
     if !short.is_empty() && !ctx_true(ctx, "skip_backorder") {
-        return Ok(wizard(
+        let mut action = wizard(
             "Create Backorder?",
             "stock.backorder.confirmation",
             json!({"button_validate_picking_ids": pickings, "default_pick_ids": pickings.iter().map(|p| json!([4, p])).collect::<Vec<_>>()}),
-        ));
+        );
+        // Odoo names the wizard's form view here (and not for the other wizards); the
+        // simulator has no views.
+        action["view_id"] = Value::Bool(false);
+        return Ok(action);
     }
     let no_backorder = ctx_ids(ctx, "picking_ids_not_to_backorder");
     for &p in pickings {
@@ -809,7 +817,8 @@ pub fn execute(
             for &p in &call.ids {
                 do_unreserve(t, p, now);
             }
-            Value::Bool(true)
+            // Odoo's do_unreserve returns None.
+            Value::Null
         }),
         ("stock.picking", "action_cancel") => missing("stock.picking", &call.ids, t).map(|()| {
             for &p in &call.ids {
@@ -1047,7 +1056,9 @@ pub fn execute(
         })(),
         ("stock.quant", "action_apply_inventory") => (|| {
             missing("stock.quant", &call.ids, t)?;
-            let auto = ctx_true(ctx, "set_inventory_quantity_auto_apply");
+            // 19's `action_apply_inventory` returns the wizard for outdated quants whatever
+            // the context says.
+            let auto = version < 19 && ctx_true(ctx, "set_inventory_quantity_auto_apply");
             let moved: Vec<i64> = call
                 .ids
                 .iter()
@@ -1077,7 +1088,7 @@ pub fn execute(
                             t,
                             "stock.quant",
                             q,
-                            json!({"inventory_quantity": 0.0, "inventory_quantity_set": true}),
+                            json!({"inventory_quantity": 0.0, "inventory_quantity_set": true, "inventory_base": null}),
                             now,
                         );
                     } else {
@@ -1089,6 +1100,21 @@ pub fn execute(
             // Returns None: no `result` key on JSON-RPC, `null` on JSON-2.
             Ok(Value::Null)
         })(),
+        // Odoo's "Clear" on a count: the quant keeps its quantity, the count is forgotten.
+        ("stock.quant", "action_clear_inventory_quantity") => {
+            missing("stock.quant", &call.ids, t).map(|()| {
+                for &q in &call.ids {
+                    set(
+                        t,
+                        "stock.quant",
+                        q,
+                        json!({"inventory_quantity": 0.0, "inventory_quantity_set": false, "inventory_base": null, "user_id": false}),
+                        now,
+                    );
+                }
+                Value::Null
+            })
+        }
         (model, "load") => load(t, model, call, now),
         _ => return None,
     })
@@ -1108,7 +1134,13 @@ fn apply_inventory(t: &mut Tables, q: i64, name: &str, now: &str) {
     if id_of(&quant, "user_id").is_some() {
         move_name.push_str(" (Holdfast Integration)");
     }
-    let diff = f(&quant, "inventory_quantity") - f(&quant, "quantity");
+    // Odoo fixes the difference when the count is written (`inventory_diff_quantity`), so
+    // stock that moved since is kept: 9 counted as 8, then 1 delivered, applies to 7.
+    let base = quant
+        .get("inventory_base")
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| f(&quant, "quantity"));
+    let diff = f(&quant, "inventory_quantity") - base;
     let inventory = ids_where(t, "stock.location", |l| s(l, "usage") == "inventory")
         .first()
         .copied()
@@ -1120,11 +1152,17 @@ fn apply_inventory(t: &mut Tables, q: i64, name: &str, now: &str) {
         (location, inventory)
     };
     let id = t.next_id("stock.move");
+    // 19 has no `stock.move.name`: the name goes to `inventory_name` (the move's reference).
+    let name_field = if t.version() >= 19 {
+        "inventory_name"
+    } else {
+        "name"
+    };
     t.insert(
         "stock.move",
         id,
         Map::from_iter([
-            ("name".into(), json!(move_name)),
+            (name_field.into(), json!(move_name)),
             (
                 "product_id".into(),
                 quant
@@ -1143,11 +1181,28 @@ fn apply_inventory(t: &mut Tables, q: i64, name: &str, now: &str) {
         ]),
         now,
     );
+    // Odoo creates the move with its line (lot and package of the quant).
+    let line = new_line(
+        t,
+        id,
+        0,
+        id_of(&quant, "product_id").unwrap_or(0),
+        src,
+        dest,
+        id_of(&quant, "lot_id"),
+        diff.abs(),
+        now,
+    );
+    t.write_raw(
+        "stock.move.line",
+        line,
+        json!({"picking_id": false, "picked": true}),
+    );
     set(
         t,
         "stock.quant",
         q,
-        json!({"quantity": f(&quant, "inventory_quantity"), "inventory_quantity": 0.0, "inventory_quantity_set": false, "user_id": false}),
+        json!({"quantity": f(&quant, "quantity") + diff, "inventory_quantity": 0.0, "inventory_quantity_set": false, "inventory_base": null, "user_id": false}),
         now,
     );
 }
@@ -1213,7 +1268,7 @@ fn load(t: &mut Tables, model: &str, call: &OrmCall<'_>, now: &str) -> Result<Va
         planned.push((existing, xmlid, vals));
     }
     if !messages.is_empty() {
-        return Ok(json!({"ids": false, "messages": messages}));
+        return Ok(json!({"ids": false, "messages": messages, "nextrow": 0}));
     }
     let mut ids = Vec::new();
     for (existing, xmlid, vals) in planned {
@@ -1243,5 +1298,6 @@ fn load(t: &mut Tables, model: &str, call: &OrmCall<'_>, now: &str) -> Result<Va
         };
         ids.push(id);
     }
-    Ok(json!({"ids": ids, "messages": []}))
+    // `nextrow` is 0 once every row was imported.
+    Ok(json!({"ids": ids, "messages": [], "nextrow": 0}))
 }

@@ -58,15 +58,19 @@ pub enum Rel {
     One2many(&'static str, &'static str),
 }
 
-/// The relational fields of the simulated models; every other field is plain.
-pub fn relation(model: &str, field: &str) -> Rel {
+/// The relational fields of the simulated models of Odoo `version`; every other field is
+/// plain.
+pub fn relation(version: u32, model: &str, field: &str) -> Rel {
     use Rel::*;
     match (model, field) {
         (_, "company_id") => Many2one("res.company"),
         (_, "product_id") => Many2one("product.product"),
         (_, "lot_id") => Many2one("stock.lot"),
+        // Odoo 19 renamed the package model.
+        (_, "package_id" | "result_package_id") if version >= 19 => Many2one("stock.package"),
         (_, "package_id" | "result_package_id") => Many2one("stock.quant.package"),
-        (_, "picking_type_id") => Many2one("stock.picking.type"),
+        ("uom.uom", "relative_uom_id") => Many2one("uom.uom"),
+        (_, "picking_type_id" | "int_type_id" | "pick_type_id") => Many2one("stock.picking.type"),
         (_, "picking_id") => Many2one("stock.picking"),
         (_, "move_id") => Many2one("stock.move"),
         (_, "partner_id") => Many2one("res.partner"),
@@ -90,6 +94,71 @@ pub fn relation(model: &str, field: &str) -> Rel {
     }
 }
 
+/// Models every simulated version has (besides those holding records), wizards included.
+const COMMON_MODELS: &[&str] = &[
+    "res.company",
+    "res.partner",
+    "res.country",
+    "res.users",
+    "ir.model",
+    "ir.model.data",
+    "uom.uom",
+    "product.product",
+    "stock.warehouse",
+    "stock.lot",
+    "stock.location",
+    "stock.quant",
+    "stock.picking.type",
+    "stock.picking",
+    "stock.move",
+    "stock.move.line",
+    "stock.backorder.confirmation",
+    "confirm.stock.sms",
+    "stock.inventory.conflict",
+];
+
+/// Models only Odoo 18 has: 19 removed packagings (they are `product.uom` records now) and
+/// renamed `stock.quant.package` to `stock.package`.
+const MODELS_18: &[&str] = &["product.packaging", "stock.quant.package"];
+const MODELS_19: &[&str] = &["product.uom", "stock.package"];
+
+/// Fields Odoo 19 removed (ODOO.md): reading, writing or searching them is a `ValueError`.
+fn removed_in_19(model: &str, field: &str) -> bool {
+    matches!(
+        (model, field),
+        ("stock.move", "name" | "group_id")
+            | (
+                "stock.picking",
+                "date" | "group_id" | "move_ids_without_package"
+            )
+            | ("product.product", "uom_po_id")
+            | ("uom.uom", "category_id")
+    )
+}
+
+/// Fields each simulated model declares besides what its records hold, so that
+/// `fields_get` and field checks answer as Odoo does for a model with no records yet.
+fn declared(version: u32, model: &str) -> &'static [&'static str] {
+    use crate::odoo::mapping::fields;
+    use crate::records::Model;
+    match model {
+        "stock.package" | "stock.quant.package" => fields(Model::Package),
+        "product.packaging" => fields(Model::Packaging),
+        "product.uom" => &["id", "product_id", "uom_id", "barcode", "company_id"],
+        "uom.uom" if version >= 19 => {
+            &["id", "name", "factor", "relative_factor", "relative_uom_id"]
+        }
+        "uom.uom" => &["id", "name", "factor", "category_id"],
+        "stock.lot" => fields(Model::Lot),
+        "stock.move" if version >= 19 => &["reference", "is_inventory", "inventory_name"],
+        "stock.move" => &["name", "reference", "is_inventory"],
+        "ir.model" => &["id", "model", "name"],
+        // One2many fields hold nothing in the records: they are declared.
+        "stock.picking" => &["move_ids", "move_line_ids"],
+        _ => &[],
+    }
+}
+
 /// Fields Odoo computes and stores from other records (related or computed, stored), which
 /// the simulator derives on read instead of keeping in step.
 pub fn is_computed(model: &str, field: &str) -> bool {
@@ -105,6 +174,9 @@ pub struct Tables {
     pub models: HashMap<String, BTreeMap<i64, Map<String, Value>>>,
     /// Highest id ever given per model: ids are never reused, as with PostgreSQL sequences.
     sequences: HashMap<String, i64>,
+    /// The Odoo major version whose models the records are shaped for (0: not yet set,
+    /// 18's shapes, as [`Tables::load`] writes them).
+    version: u32,
 }
 
 fn b(v: bool) -> Value {
@@ -128,7 +200,7 @@ impl Tables {
                 )
             })
             .collect();
-        json!({"models": models, "sequences": self.sequences})
+        json!({"models": models, "sequences": self.sequences, "version": self.version})
     }
 
     /// Reads what [`Tables::to_json`] wrote.
@@ -161,7 +233,204 @@ impl Tables {
                     .insert(name.clone(), n.as_i64().unwrap_or(0));
             }
         }
+        tables.version = value
+            .get("version")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0);
         Ok(tables)
+    }
+
+    /// The Odoo major version the records are shaped for (see [`Tables::prepare`]).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// A relational field of this version's models (see [`relation`]).
+    pub fn relation(&self, model: &str, field: &str) -> Rel {
+        relation(self.version, model, field)
+    }
+
+    /// Whether the simulated Odoo has `model` (an unknown one is refused as Odoo does).
+    pub fn has_model(&self, model: &str) -> bool {
+        let (own, other) = if self.version >= 19 {
+            (MODELS_19, MODELS_18)
+        } else {
+            (MODELS_18, MODELS_19)
+        };
+        !other.contains(&model)
+            && (COMMON_MODELS.contains(&model)
+                || own.contains(&model)
+                || self.table(model).is_some())
+    }
+
+    /// Whether `model` has `field` in this version: declared, or held by its records, and
+    /// not removed by the version.
+    pub fn has_field(&self, model: &str, field: &str) -> bool {
+        if self.version >= 19 && removed_in_19(model, field) {
+            return false;
+        }
+        field == "id"
+            || field == "display_name"
+            || declared(self.version, model).contains(&field)
+            || self.relation(model, field) != Rel::Plain
+            || is_computed(model, field)
+            || self
+                .table(model)
+                .is_some_and(|t| t.values().any(|r| r.contains_key(field)))
+    }
+
+    /// Whether `field` is one Odoo `version` removed from `model`.
+    pub fn removed(&self, model: &str, field: &str) -> bool {
+        self.version >= 19 && removed_in_19(model, field)
+    }
+
+    /// The fields `fields_get` lists for `model`: declared ones and those its records hold.
+    pub fn field_names(&self, model: &str) -> Vec<String> {
+        let mut names: Vec<String> = declared(self.version, model)
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect();
+        for rec in self
+            .table(model)
+            .into_iter()
+            .flat_map(|t| t.values().take(1))
+        {
+            names.extend(rec.keys().cloned());
+        }
+        names.sort();
+        names.dedup();
+        names.retain(|f| !self.removed(model, f));
+        names
+    }
+
+    /// Shapes the records as Odoo `version` stores them, as Odoo's own upgrade would, and
+    /// lists the models in `ir.model`. From 19 on: packagings become units of measure per
+    /// product (`product.uom`, the same ids, each size a `uom.uom` relative to Units),
+    /// `stock.quant.package` becomes `stock.package`, and moves lose `name` (an inventory
+    /// move's name becomes its `inventory_name`).
+    pub fn prepare(&mut self, version: u32, now: &str) {
+        if version >= 19 && self.version < 19 {
+            self.upgrade_to_19(now);
+        }
+        self.version = self.version.max(version);
+        let listed: Vec<String> = self
+            .table("ir.model")
+            .into_iter()
+            .flat_map(|t| t.values())
+            .filter_map(|r| r.get("model").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let (own, _) = if self.version >= 19 {
+            (MODELS_19, MODELS_18)
+        } else {
+            (MODELS_18, MODELS_19)
+        };
+        let mut models: Vec<String> = COMMON_MODELS
+            .iter()
+            .chain(own)
+            .map(|m| (*m).to_owned())
+            .chain(self.models.keys().cloned())
+            .filter(|m| self.has_model(m) && !listed.contains(m))
+            .collect();
+        models.sort();
+        models.dedup();
+        for model in models {
+            let id = self.next_id("ir.model");
+            self.insert(
+                "ir.model",
+                id,
+                Map::from_iter([
+                    ("model".into(), json!(model)),
+                    ("name".into(), json!(model)),
+                ]),
+                now,
+            );
+        }
+    }
+
+    fn upgrade_to_19(&mut self, now: &str) {
+        // The reference unit gets 19's factors.
+        if let Some(units) = self.table_mut("uom.uom").get_mut(&1) {
+            units.remove("category_id");
+            units.insert("factor".into(), json!(1.0));
+            units.insert("relative_factor".into(), json!(1.0));
+            units.insert("relative_uom_id".into(), Value::Bool(false));
+        }
+        let packagings = self.models.remove("product.packaging").unwrap_or_default();
+        let mut units: Vec<(String, f64, i64)> = Vec::new();
+        for (id, packaging) in packagings {
+            let name = packaging
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("Pack")
+                .to_owned();
+            let qty = packaging.get("qty").and_then(Value::as_f64).unwrap_or(1.0);
+            let uom = match units.iter().find(|(n, q, _)| *n == name && *q == qty) {
+                Some((_, _, uom)) => *uom,
+                None => {
+                    let uom = self.next_id("uom.uom");
+                    self.insert(
+                        "uom.uom",
+                        uom,
+                        Map::from_iter([
+                            ("name".into(), json!(name)),
+                            ("relative_factor".into(), json!(qty)),
+                            ("relative_uom_id".into(), json!(1)),
+                            ("factor".into(), json!(qty)),
+                        ]),
+                        now,
+                    );
+                    units.push((name, qty, uom));
+                    uom
+                }
+            };
+            let written = packaging
+                .get("write_date")
+                .and_then(Value::as_str)
+                .unwrap_or(now)
+                .to_owned();
+            self.insert(
+                "product.uom",
+                id,
+                Map::from_iter([
+                    (
+                        "product_id".into(),
+                        packaging
+                            .get("product_id")
+                            .cloned()
+                            .unwrap_or(Value::Bool(false)),
+                    ),
+                    ("uom_id".into(), json!(uom)),
+                    (
+                        "barcode".into(),
+                        packaging
+                            .get("barcode")
+                            .cloned()
+                            .unwrap_or(Value::Bool(false)),
+                    ),
+                    ("company_id".into(), Value::Bool(false)),
+                ]),
+                &written,
+            );
+        }
+        if let Some(packages) = self.models.remove("stock.quant.package") {
+            self.models.insert("stock.package".into(), packages);
+        }
+        if let Some(n) = self.sequences.remove("stock.quant.package") {
+            self.sequences.insert("stock.package".into(), n);
+        }
+        if let Some(n) = self.sequences.remove("product.packaging") {
+            let seq = self.sequences.entry("product.uom".into()).or_insert(0);
+            *seq = (*seq).max(n);
+        }
+        for mv in self.table_mut("stock.move").values_mut() {
+            let name = mv.remove("name");
+            let inventory = mv.get("picking_id").and_then(Value::as_i64).is_none()
+                && mv.get("is_inventory") == Some(&Value::Bool(true));
+            if let (true, Some(name)) = (inventory, name) {
+                mv.insert("inventory_name".into(), name);
+            }
+        }
     }
 
     pub fn table(&self, model: &str) -> Option<&BTreeMap<i64, Map<String, Value>>> {
@@ -273,6 +542,28 @@ impl Tables {
             };
             self.insert(model, id, rec, &stamp(written));
         }
+        // Odoo creates a warehouse's "Pick" type with it and archives it without multi-step
+        // routes; the warehouse names its types (`int_type_id` is "Internal Transfers").
+        for t in &data.archived_picking_types {
+            let record = Record::PickingType(t.clone());
+            let (model, id, mut rec) = stored(&record);
+            rec.insert("active".into(), b(false));
+            self.insert(model, id, rec, &stamp(id));
+        }
+        for w in &data.warehouses {
+            let of = |types: &[crate::records::PickingType]| {
+                types
+                    .iter()
+                    .find(|t| {
+                        t.warehouse_id == Some(w.id)
+                            && t.code == crate::records::PickingCode::Internal
+                    })
+                    .map(|t| t.id.0)
+            };
+            let vals = json!({"int_type_id": opt(of(&data.picking_types)),
+                              "pick_type_id": opt(of(&data.archived_picking_types))});
+            self.write_raw("stock.warehouse", w.id.0, vals);
+        }
     }
 
     /// `display_name` of a record, as Odoo renders it in a many2one.
@@ -293,6 +584,8 @@ impl Tables {
             },
             "stock.location" => text("complete_name"),
             "stock.warehouse" => text("name"),
+            // A 19 packaging is named by its barcode (`_rec_name`).
+            "product.uom" => text("barcode"),
             _ => text("name"),
         }
     }
@@ -311,13 +604,15 @@ impl Tables {
                 .and_then(|m| self.get("stock.move", m))
                 .and_then(|m| m.get("state").cloned())
                 .unwrap_or(b(false)),
-            // `reference`: the picking's name, else the move's own (inventory) name.
+            // `reference`: the picking's name, else the move's own (inventory) name: `name`
+            // on 18, `inventory_name` on 19.
             ("stock.move", "reference") => own.unwrap_or_else(|| {
                 rec.get("picking_id")
                     .and_then(Value::as_i64)
                     .and_then(|p| self.get("stock.picking", p))
                     .and_then(|p| p.get("name").cloned())
                     .or_else(|| rec.get("name").cloned())
+                    .or_else(|| rec.get("inventory_name").cloned())
                     .unwrap_or(b(false))
             }),
             _ => own.unwrap_or(b(false)),
@@ -329,7 +624,7 @@ impl Tables {
         if let Some(v) = self.computed(model, rec, field) {
             return v;
         }
-        match relation(model, field) {
+        match self.relation(model, field) {
             Rel::Many2one(target) => match rec.get(field).and_then(Value::as_i64) {
                 Some(id) => json!([id, self.display_name(target, id)]),
                 None => b(false),
@@ -484,6 +779,8 @@ pub fn stored(record: &Record) -> (&'static str, i64, Map<String, Value>) {
                 ("location_dest_id", json!(r.location_dest_id.0)),
                 ("partner_id", opt(r.partner_id.map(|v| v.0))),
                 ("origin", opt(r.origin.clone())),
+                // An Html field on 18 and 19; the dataset writes none.
+                ("note", b(false)),
                 ("scheduled_date", opt(r.scheduled_date.clone())),
                 ("backorder_id", opt(r.backorder_id.map(|v| v.0))),
                 ("company_id", json!(r.company_id.0)),
@@ -604,17 +901,18 @@ fn leaf_matches(
         Some((f, r)) => (f, Some(r)),
         None => (path, None),
     };
-    if field != "id"
-        && !rec.contains_key(field)
-        && relation(model, field) == Rel::Plain
-        && !is_computed(model, field)
+    if tables.removed(model, field)
+        || field != "id"
+            && !rec.contains_key(field)
+            && tables.relation(model, field) == Rel::Plain
+            && !is_computed(model, field)
     {
         return Err(SimError::value(format!(
             "Invalid field {model}.{field} in leaf {path:?}"
         )));
     }
     if let Some(rest) = rest {
-        let (target, related): (&str, Vec<i64>) = match relation(model, field) {
+        let (target, related): (&str, Vec<i64>) = match tables.relation(model, field) {
             Rel::Many2one(target) => (
                 target,
                 rec.get(field).and_then(Value::as_i64).into_iter().collect(),
@@ -642,7 +940,7 @@ fn leaf_matches(
         }
         return Ok(false);
     }
-    let actual = match relation(model, field) {
+    let actual = match tables.relation(model, field) {
         _ if is_computed(model, field) => tables.read_field(model, rec, field),
         Rel::One2many(..) => tables.read_field(model, rec, field),
         _ => rec.get(field).cloned().unwrap_or(Value::Bool(false)),

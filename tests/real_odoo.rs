@@ -1,0 +1,765 @@
+//! The outage run against a real Odoo: the real `holdfast` binary, a real Odoo 18 or 19, and
+//! the fault proxy between them standing in for the WAN.
+//!
+//! Opt-in: it needs `HOLDFAST_ODOO_URL`, `_DB`, `_LOGIN`, `_KEY` (`../shared/odoo-lab/` writes
+//! them to `WORK_DIR/odoo.env`) and writes to that database, so it also needs
+//! `HOLDFAST_ODOO_ALLOW_WRITES=1`. Without them it prints that it skipped and why. Run it on a
+//! disposable database (`reset.sh` before and after):
+//!
+//! ```sh
+//! . ~/lab19/odoo.env
+//! HOLDFAST_ODOO_ALLOW_WRITES=1 cargo test -p holdfast --test real_odoo -- --nocapture
+//! ```
+//!
+//! What it does, as a site would:
+//! 1. sets up its own fixtures through the API (two bins with barcodes, an untracked and a
+//!    lot-tracked product, 50 on hand, a confirmed delivery of 20 for a customer, a receipt of
+//!    10), so it never depends on demo data ids;
+//! 2. `holdfast sync pull --full`, then compares every mirrored model's row count with Odoo's
+//!    `search_count` over the same domain;
+//! 3. starts the appliance, cuts the link, and on the floor (device API): picks 12 of the 20
+//!    and validates with a backorder, receives 4 of a new lot with a backorder, counts the bin
+//!    (3 more than the view shows), transfers 5 to the other bin;
+//! 4. SIGKILL, restart, link restored, SIGKILL during the drain, restart;
+//! 5. checks Odoo: each entry applied exactly once (by its mark), the quantities, the
+//!    backorders, the new lot, the transfer's operation type, and prints the figures.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use holdfast_sync::odoo::{ClientConfig, OdooClient};
+use holdfast_sync::push::mark;
+use holdfast_sync::sim::proxy::{FaultProxy, Link};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Map, Value, json};
+
+const DEVICE_TOKEN: &str = "real-odoo-handheld-token";
+const MANAGER_TOKEN: &str = "real-odoo-manager-token";
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The real Odoo to run against, or why not.
+fn target() -> Result<ClientConfig, String> {
+    let (Some(url), Some(db), Some(login), Some(key)) = (
+        env("HOLDFAST_ODOO_URL"),
+        env("HOLDFAST_ODOO_DB"),
+        env("HOLDFAST_ODOO_LOGIN"),
+        env("HOLDFAST_ODOO_KEY"),
+    ) else {
+        return Err("HOLDFAST_ODOO_URL, _DB, _LOGIN and _KEY are not all set".into());
+    };
+    if env("HOLDFAST_ODOO_ALLOW_WRITES").as_deref() != Some("1") {
+        return Err(format!(
+            "it writes to {db} at {url}; set HOLDFAST_ODOO_ALLOW_WRITES=1 to allow that"
+        ));
+    }
+    Ok(ClientConfig::new(&url, &db, &login, &key, 1))
+}
+
+fn holdfast() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdfast"));
+    cmd.env_remove("HOLDFAST_CONFIG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HOLDFAST__") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// The appliance process; killed when dropped, whatever happened.
+struct Appliance(Child);
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Appliance {
+    fn start(config: &Path, log: &Path) -> Appliance {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        Appliance(
+            holdfast()
+                .args(["--config", config.to_str().unwrap(), "run"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn sigkill(mut self) {
+        kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL).unwrap();
+        let _ = self.0.wait();
+    }
+}
+
+fn cli(config: &Path, args: &[&str]) -> String {
+    let out = holdfast()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "holdfast {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn idempotency_key() -> String {
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        fastrand::u32(..),
+        fastrand::u64(..) & 0xffff_ffff_ffff
+    )
+}
+
+/// The site: its config, data directory and device API.
+struct Site {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Site {
+    fn new(odoo: &ClientConfig, proxy: &FaultProxy, warehouse_id: i64) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("holdfast.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[site]\nid = \"real-odoo\"\n[store]\npath = \"{}\"\n\
+                 [http]\nlisten = \"127.0.0.1:{port}\"\nmanager_token = \"{MANAGER_TOKEN}\"\n\
+                 [log]\nlevel = \"info\"\n\
+                 [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\n\
+                 company_id = {}\nwarehouse_id = {warehouse_id}\ntimeout_secs = 10\n\
+                 [sync]\npull_interval_secs = 5\n\
+                 [push]\nretry_min_secs = 0.2\nretry_max_secs = 2\nprobe_secs = 0.5\n\
+                 [[devices]]\nid = \"hh1\"\ntoken = \"{DEVICE_TOKEN}\"\n",
+                dir.path().join("holdfast.db").display(),
+                proxy.url(),
+                odoo.database,
+                odoo.login,
+                odoo.api_key.0,
+                odoo.company_id,
+            ),
+        )
+        .unwrap();
+        Site {
+            dir,
+            config,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("holdfast.log")
+    }
+
+    async fn status(&self) -> Value {
+        match self
+            .http
+            .get(format!("{}/api/v1/status", self.base))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    async fn wait_until(&self, what: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.status().await;
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: never happened; last status {s}\nlog: {}",
+                std::fs::read_to_string(self.log()).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A device write with a fresh idempotency key; the floor must accept it.
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(DEVICE_TOKEN)
+            .header("Idempotency-Key", idempotency_key())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            status.is_success() && v["status"] != "error",
+            "POST {path} {body}: {status} {v}"
+        );
+        v
+    }
+
+    async fn scan(&self, code: &str) -> Value {
+        self.post("/api/v1/scan", json!({ "code": code })).await
+    }
+
+    async fn quantity(&self, session: &str, q: f64) -> Value {
+        self.post(
+            &format!("/api/v1/sessions/{session}/quantity"),
+            json!({ "quantity": q }),
+        )
+        .await
+    }
+
+    async fn start(&self, body: Value) -> String {
+        let v = self.post("/api/v1/sessions", body).await;
+        v["session"]["id"].as_str().unwrap().to_owned()
+    }
+
+    fn journal(&self) -> Vec<Value> {
+        cli(
+            &self.config,
+            &["journal", "list", "--json", "--limit", "10000"],
+        )
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+    }
+}
+
+/// The mirror's table of a model, as `status --json` names it (`MoveLine` → `move_line`).
+fn table(model: holdfast_sync::records::Model) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{model:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn drained(s: &Value) -> bool {
+    s["queue"]["pending"] == 0
+        && s["queue"]["in_flight"].as_i64().unwrap_or(0) == 0
+        && s["mode"] != "offline"
+}
+
+fn id_of(record: &Map<String, Value>, field: &str) -> i64 {
+    match &record[field] {
+        Value::Array(pair) => pair[0].as_i64().unwrap(),
+        Value::Number(n) => n.as_i64().unwrap(),
+        other => panic!("{field}: {other}"),
+    }
+}
+
+/// The records this run creates in Odoo, named with a per-run tag.
+struct Fixtures {
+    bin_a: (i64, String),
+    bin_b: (i64, String),
+    plain: (i64, String),
+    tracked: (i64, String),
+    packaging_barcode: String,
+    package: String,
+    delivery: i64,
+    receipt: i64,
+    int_type_id: i64,
+}
+
+async fn one(odoo: &OdooClient, model: &str, domain: Value, fields: &[&str]) -> Map<String, Value> {
+    let mut rows = odoo
+        .search_read(model, domain.clone(), fields, "id", Some(1))
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "no {model} with {domain}");
+    rows.remove(0)
+}
+
+async fn set_up(odoo: &OdooClient, tag: &str) -> (i64, Fixtures) {
+    let major = odoo.version().major;
+    let wh = one(
+        odoo,
+        "stock.warehouse",
+        json!([["company_id", "=", 1]]),
+        &["lot_stock_id", "in_type_id", "out_type_id", "int_type_id"],
+    )
+    .await;
+    let warehouse_id = wh["id"].as_i64().unwrap();
+    let stock = id_of(&wh, "lot_stock_id");
+    let mut bins = Vec::new();
+    for letter in ["A", "B"] {
+        let barcode = format!("HF{letter}{tag}");
+        let id = odoo
+            .create(
+                "stock.location",
+                json!([{"name": format!("HF-{letter}-{tag}"), "location_id": stock,
+                        "usage": "internal", "barcode": barcode}]),
+            )
+            .await
+            .unwrap()[0];
+        bins.push((id, barcode));
+    }
+    let mut products = Vec::new();
+    for (n, tracking) in [(1, "none"), (2, "lot")] {
+        let barcode = format!("9{tag}{n}");
+        let id = odoo
+            .create(
+                "product.product",
+                json!([{"name": format!("Holdfast test {tag}-{n}"), "type": "consu",
+                        "is_storable": true, "tracking": tracking, "barcode": barcode}]),
+            )
+            .await
+            .unwrap()[0];
+        products.push((id, barcode));
+    }
+    let (bin_a, bin_b) = (bins[0].clone(), bins[1].clone());
+    let (plain, tracked) = (products[0].clone(), products[1].clone());
+    // A packaging of 6 and an empty package, in each version's own models (18:
+    // `product.packaging`, `stock.quant.package`; 19: a `product.uom` barcode on the demo's
+    // "Pack of 6" unit, `stock.package`).
+    let packaging_barcode = format!("8{tag}6");
+    let (packaging_model, packaging) = if major < 19 {
+        (
+            "product.packaging",
+            json!([{"name": "Pack of 6", "product_id": plain.0, "qty": 6,
+                    "barcode": packaging_barcode}]),
+        )
+    } else {
+        let pack = one(
+            odoo,
+            "uom.uom",
+            json!([["name", "=", "Pack of 6"]]),
+            &["id"],
+        )
+        .await;
+        (
+            "product.uom",
+            json!([{"product_id": plain.0, "uom_id": pack["id"], "barcode": packaging_barcode}]),
+        )
+    };
+    odoo.create(packaging_model, packaging).await.unwrap();
+    let package_model = if major < 19 {
+        "stock.quant.package"
+    } else {
+        "stock.package"
+    };
+    let package = format!("HF-PKG-{tag}");
+    odoo.create(package_model, json!([{"name": package}]))
+        .await
+        .unwrap();
+    // 50 on hand in bin A, as an applied count (the way stock is usually set by hand).
+    let quant = odoo
+        .call(
+            holdfast_sync::odoo::Call::new("stock.quant", "create")
+                .arg(
+                    "vals_list",
+                    json!([{"product_id": plain.0, "location_id": bin_a.0, "inventory_quantity": 50}]),
+                )
+                .context("inventory_mode", true),
+        )
+        .await
+        .unwrap();
+    let quant = quant
+        .as_array()
+        .and_then(|a| a.first())
+        .or(Some(&quant))
+        .and_then(Value::as_i64)
+        .unwrap();
+    odoo.call(
+        holdfast_sync::odoo::Call::new("stock.quant", "action_apply_inventory").ids(&[quant]),
+    )
+    .await
+    .unwrap();
+
+    let picking = |type_field: &str, product: i64, qty: f64| {
+        let type_id = id_of(&wh, type_field);
+        async move {
+            let t = one(
+                odoo,
+                "stock.picking.type",
+                json!([["id", "=", type_id]]),
+                &["default_location_src_id", "default_location_dest_id"],
+            )
+            .await;
+            let (src, dest) = (
+                id_of(&t, "default_location_src_id"),
+                id_of(&t, "default_location_dest_id"),
+            );
+            let partner = one(
+                odoo,
+                "res.partner",
+                json!([["is_company", "=", true]]),
+                &["id"],
+            )
+            .await["id"]
+                .as_i64()
+                .unwrap();
+            let mut mv = json!({"product_id": product, "product_uom_qty": qty,
+                                "location_id": src, "location_dest_id": dest});
+            // Odoo 18 requires a move's name; 19 has no such field.
+            if major < 19 {
+                mv["name"] = json!(format!("Holdfast test {tag}"));
+            }
+            let id = odoo
+                .create(
+                    "stock.picking",
+                    json!([{"picking_type_id": type_id, "location_id": src,
+                            "location_dest_id": dest, "partner_id": partner,
+                            "origin": format!("HF-TEST-{tag}"),
+                            "move_ids": [[0, 0, mv]]}]),
+                )
+                .await
+                .unwrap()[0];
+            for method in ["action_confirm", "action_assign"] {
+                odoo.call(holdfast_sync::odoo::Call::new("stock.picking", method).ids(&[id]))
+                    .await
+                    .unwrap();
+            }
+            id
+        }
+    };
+    let delivery = picking("out_type_id", plain.0, 20.0).await;
+    let receipt = picking("in_type_id", tracked.0, 10.0).await;
+    (
+        warehouse_id,
+        Fixtures {
+            bin_a,
+            bin_b,
+            plain,
+            tracked,
+            packaging_barcode,
+            package,
+            delivery,
+            receipt,
+            int_type_id: id_of(&wh, "int_type_id"),
+        },
+    )
+}
+
+async fn on_hand(odoo: &OdooClient, product: i64, location: i64) -> f64 {
+    odoo.search_read(
+        "stock.quant",
+        json!([["product_id", "=", product], ["location_id", "=", location]]),
+        &["quantity"],
+        "id",
+        None,
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|q| q["quantity"].as_f64().unwrap())
+    .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
+    let config = match target() {
+        Ok(c) => c,
+        Err(why) => {
+            println!("skipped: an_outage_against_a_real_odoo_reconciles_exactly_once: {why}");
+            return;
+        }
+    };
+    let odoo = OdooClient::connect(config.clone()).await.unwrap();
+    println!(
+        "odoo {} ({:?}) at {}",
+        odoo.version().raw,
+        odoo.protocol(),
+        config.url
+    );
+    let tag = format!("{}", std::time::UNIX_EPOCH.elapsed().unwrap().as_secs());
+    let (warehouse_id, fx) = set_up(&odoo, &tag).await;
+
+    let upstream = config
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream).await.unwrap();
+    let site = Site::new(&config, &proxy, warehouse_id);
+    let cfg = site.config.clone();
+
+    // The full pull, counted against Odoo's own figures.
+    let started = Instant::now();
+    cli(&cfg, &["sync", "pull", "--full"]);
+    let pull_secs = started.elapsed().as_secs_f64();
+    let status: Value = serde_json::from_str(&cli(&cfg, &["status", "--json"])).unwrap();
+    let scope = holdfast_sync::pull::Scope {
+        company_id: 1,
+        warehouse_id,
+    };
+    let map = odoo.models();
+    let mut figures = Vec::new();
+    for &model in holdfast_sync::records::Model::ALL {
+        let Some(name) = map.odoo_name(model) else {
+            println!("{model:?}: not on this server (degraded feature)");
+            continue;
+        };
+        let odoo_count = odoo
+            .call(
+                holdfast_sync::odoo::Call::new(name, "search_count")
+                    .arg("domain", scope.domain(model)),
+            )
+            .await
+            .unwrap()
+            .as_i64()
+            .unwrap();
+        let mirror = status["mirror"][table(model)].as_i64().unwrap_or(-1);
+        figures.push(format!("{name} {mirror}/{odoo_count}"));
+        assert_eq!(mirror, odoo_count, "{name}: mirror vs search_count");
+    }
+    println!(
+        "full pull {pull_secs:.2} s; mirror/odoo: {}",
+        figures.join(", ")
+    );
+
+    cli(
+        &cfg,
+        &[
+            "operator", "add", "alice", "--name", "Alice", "--badge", "OP-ALICE",
+        ],
+    );
+    let app = Appliance::start(&cfg, &site.log());
+    site.wait_until("serving, online", 30, |s| s["mode"] == "online")
+        .await;
+
+    // The packaging and the package resolve on the floor.
+    let lookup = |code: String| {
+        let site = &site;
+        async move {
+            let r = site
+                .http
+                .post(format!("{}/api/v1/lookup", site.base))
+                .bearer_auth(DEVICE_TOKEN)
+                .json(&json!({ "code": code }))
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["matches"].clone()
+        }
+    };
+    let found = lookup(fx.packaging_barcode.clone()).await;
+    assert_eq!(
+        found,
+        json!([{"kind": "product", "product_id": fx.plain.0, "quantity": 6.0}]),
+        "the packaging scans as 6 of its product"
+    );
+    let found = lookup(fx.package.clone()).await;
+    assert!(
+        found.as_array().is_some_and(|m| !m.is_empty()),
+        "the package: {found}"
+    );
+    println!(
+        "packaging {} and package {} resolve: {found}",
+        fx.packaging_barcode, fx.package
+    );
+
+    // The WAN goes; the floor carries on.
+    proxy.set(Link::Refuse);
+    site.wait_until("offline", 30, |s| s["mode"] == "offline")
+        .await;
+    site.post("/api/v1/login", json!({"badge": "OP-ALICE"}))
+        .await;
+
+    // 12 of the delivery's 20, closed with a backorder.
+    let s = site
+        .start(json!({"workflow": "pick", "picking_id": fx.delivery}))
+        .await;
+    site.scan(&fx.bin_a.1).await;
+    site.scan(&fx.plain.1).await;
+    site.quantity(&s, 12.0).await;
+    site.post(
+        &format!("/api/v1/sessions/{s}/validate"),
+        json!({"backorder": "backorder"}),
+    )
+    .await;
+
+    // 4 of the receipt's 10, of a lot Odoo has never seen, with a backorder.
+    let lot = format!("HF-LOT-{tag}");
+    let s = site
+        .start(json!({"workflow": "receive", "picking_id": fx.receipt}))
+        .await;
+    site.scan(&fx.tracked.1).await;
+    site.scan(&lot).await;
+    site.quantity(&s, 4.0).await;
+    site.post(
+        &format!("/api/v1/sessions/{s}/validate"),
+        json!({"backorder": "backorder"}),
+    )
+    .await;
+
+    // A count finding 3 more than the view's 38, then a transfer of 5 to bin B.
+    let s = site.start(json!({"workflow": "count"})).await;
+    site.scan(&fx.bin_a.1).await;
+    site.scan(&fx.plain.1).await;
+    site.quantity(&s, 41.0).await;
+    site.post(&format!("/api/v1/sessions/{s}/finish"), json!({}))
+        .await;
+    let s = site.start(json!({"workflow": "transfer"})).await;
+    site.scan(&fx.bin_a.1).await;
+    site.scan(&fx.plain.1).await;
+    site.quantity(&s, 5.0).await;
+    site.scan(&fx.bin_b.1).await;
+    site.post(&format!("/api/v1/sessions/{s}/finish"), json!({}))
+        .await;
+
+    let s = site.status().await;
+    assert_eq!(
+        s["queue"]["applied"], 0,
+        "nothing reached Odoo offline: {s}"
+    );
+    let recorded = s["queue"]["pending"].as_i64().unwrap();
+
+    // Power cut; back up; the link returns; killed again mid-drain.
+    app.sigkill();
+    let app = Appliance::start(&cfg, &site.log());
+    site.wait_until("serving again", 30, |s| {
+        s["queue"]["pending"].as_i64().is_some()
+    })
+    .await;
+    proxy.set(Link::Up);
+    let drain_started = Instant::now();
+    site.wait_until("draining", 60, |s| {
+        s["queue"]["applied"].as_i64().unwrap_or(0) > 0 || drained(s)
+    })
+    .await;
+    app.sigkill();
+    let _app = Appliance::start(&cfg, &site.log());
+    let s = site.wait_until("drained", 120, drained).await;
+    let drain_secs = drain_started.elapsed().as_secs_f64();
+    println!(
+        "recorded {recorded} entries offline; drained in {drain_secs:.1} s through two SIGKILLs: \
+         queue {}, conflicts {}, push {}",
+        s["queue"], s["conflicts"], s["push"]
+    );
+
+    // Odoo holds each operation once.
+    let journal = site.journal();
+    assert_eq!(journal.len() as i64, recorded, "{journal:?}");
+    for e in &journal {
+        let id = e["id"].as_str().unwrap();
+        assert_eq!(e["state"], "applied", "{e}");
+        match e["kind"].as_str().unwrap() {
+            "count" => {
+                let moves = odoo
+                    .search_read(
+                        "stock.move",
+                        json!([
+                            ["is_inventory", "=", true],
+                            ["reference", "=like", format!("{}%", mark(id))]
+                        ]),
+                        &["quantity"],
+                        "id",
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(moves.len(), 1, "count {id}: {moves:?}");
+                assert_eq!(moves[0]["quantity"], 3.0, "count {id}: {moves:?}");
+            }
+            "transfer" => {
+                let p = odoo
+                    .search_read(
+                        "stock.picking",
+                        json!([["origin", "ilike", mark(id)]]),
+                        &["state", "picking_type_id"],
+                        "id",
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(p.len(), 1, "transfer {id}: {p:?}");
+                assert_eq!(p[0]["state"], "done");
+                assert_eq!(
+                    id_of(&p[0], "picking_type_id"),
+                    fx.int_type_id,
+                    "transfers use the warehouse's internal type"
+                );
+            }
+            _ => {}
+        }
+    }
+    let state = |rows: Vec<Map<String, Value>>| rows[0]["state"].clone();
+    for (picking, backorder_qty) in [(fx.delivery, 8.0), (fx.receipt, 6.0)] {
+        let p = odoo
+            .read("stock.picking", &[picking], &["state"])
+            .await
+            .unwrap();
+        assert_eq!(state(p), "done", "picking {picking}");
+        let backorders = odoo
+            .search_read(
+                "stock.move",
+                json!([["picking_id.backorder_id", "=", picking]]),
+                &["product_uom_qty"],
+                "id",
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            backorders.len(),
+            1,
+            "backorder of {picking}: {backorders:?}"
+        );
+        assert_eq!(backorders[0]["product_uom_qty"], backorder_qty);
+    }
+    let lots = odoo
+        .search_read(
+            "stock.lot",
+            json!([
+                ["name", "=", lot.clone()],
+                ["product_id", "=", fx.tracked.0]
+            ]),
+            &["id"],
+            "id",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(lots.len(), 1, "the received lot, once: {lots:?}");
+    let (a, b) = (
+        on_hand(&odoo, fx.plain.0, fx.bin_a.0).await,
+        on_hand(&odoo, fx.plain.0, fx.bin_b.0).await,
+    );
+    assert_eq!(
+        (a, b),
+        (36.0, 5.0),
+        "bin A: 50 - 12 picked + 3 counted - 5 moved; bin B: 5"
+    );
+    println!(
+        "odoo after the drain: delivery and receipt done with backorders of 8 and 6, lot {lot} \
+         once, bin A {a}, bin B {b}"
+    );
+}
