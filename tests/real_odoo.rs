@@ -21,8 +21,11 @@
 //!    and validates with a backorder, receives 4 of a new lot with a backorder, counts the bin
 //!    (3 more than the view shows), transfers 5 to the other bin;
 //! 4. SIGKILL, restart, link restored, SIGKILL during the drain, restart;
+//!    Meanwhile someone in Odoo books a serial into a bin, and the floor receives the same
+//!    serial on another receipt;
 //! 5. checks Odoo: each entry applied exactly once (by its mark), the quantities, the
-//!    backorders, the new lot, the transfer's operation type, and prints the figures.
+//!    backorders, the new lot, the transfer's operation type, the serial held once with its
+//!    receipt waiting as a `serial_in_use` conflict, and prints the figures.
 
 #![allow(clippy::unwrap_used)]
 
@@ -290,10 +293,12 @@ struct Fixtures {
     bin_b: (i64, String),
     plain: (i64, String),
     tracked: (i64, String),
+    serial: (i64, String),
     packaging_barcode: String,
     package: String,
     delivery: i64,
     receipt: i64,
+    serial_receipt: i64,
     int_type_id: i64,
 }
 
@@ -331,7 +336,7 @@ async fn set_up(odoo: &OdooClient, tag: &str) -> (i64, Fixtures) {
         bins.push((id, barcode));
     }
     let mut products = Vec::new();
-    for (n, tracking) in [(1, "none"), (2, "lot")] {
+    for (n, tracking) in [(1, "none"), (2, "lot"), (3, "serial")] {
         let barcode = format!("9{tag}{n}");
         let id = odoo
             .create(
@@ -344,7 +349,11 @@ async fn set_up(odoo: &OdooClient, tag: &str) -> (i64, Fixtures) {
         products.push((id, barcode));
     }
     let (bin_a, bin_b) = (bins[0].clone(), bins[1].clone());
-    let (plain, tracked) = (products[0].clone(), products[1].clone());
+    let (plain, tracked, serial) = (
+        products[0].clone(),
+        products[1].clone(),
+        products[2].clone(),
+    );
     // A packaging of 6 and an empty package, in each version's own models (18:
     // `product.packaging`, `stock.quant.package`; 19: a `product.uom` barcode on the demo's
     // "Pack of 6" unit, `stock.package`).
@@ -379,28 +388,11 @@ async fn set_up(odoo: &OdooClient, tag: &str) -> (i64, Fixtures) {
         .await
         .unwrap();
     // 50 on hand in bin A, as an applied count (the way stock is usually set by hand).
-    let quant = odoo
-        .call(
-            holdfast_sync::odoo::Call::new("stock.quant", "create")
-                .arg(
-                    "vals_list",
-                    json!([{"product_id": plain.0, "location_id": bin_a.0, "inventory_quantity": 50}]),
-                )
-                .context("inventory_mode", true),
-        )
-        .await
-        .unwrap();
-    let quant = quant
-        .as_array()
-        .and_then(|a| a.first())
-        .or(Some(&quant))
-        .and_then(Value::as_i64)
-        .unwrap();
-    odoo.call(
-        holdfast_sync::odoo::Call::new("stock.quant", "action_apply_inventory").ids(&[quant]),
+    set_stock(
+        odoo,
+        json!({"product_id": plain.0, "location_id": bin_a.0, "inventory_quantity": 50}),
     )
-    .await
-    .unwrap();
+    .await;
 
     let picking = |type_field: &str, product: i64, qty: f64| {
         let type_id = id_of(&wh, type_field);
@@ -451,6 +443,7 @@ async fn set_up(odoo: &OdooClient, tag: &str) -> (i64, Fixtures) {
     };
     let delivery = picking("out_type_id", plain.0, 20.0).await;
     let receipt = picking("in_type_id", tracked.0, 10.0).await;
+    let serial_receipt = picking("in_type_id", serial.0, 1.0).await;
     (
         warehouse_id,
         Fixtures {
@@ -458,13 +451,38 @@ async fn set_up(odoo: &OdooClient, tag: &str) -> (i64, Fixtures) {
             bin_b,
             plain,
             tracked,
+            serial,
             packaging_barcode,
             package,
             delivery,
             receipt,
+            serial_receipt,
             int_type_id: id_of(&wh, "int_type_id"),
         },
     )
+}
+
+/// Sets a quant's stock the way a person does in Odoo: a count, applied.
+async fn set_stock(odoo: &OdooClient, vals: Value) {
+    let quant = odoo
+        .call(
+            holdfast_sync::odoo::Call::new("stock.quant", "create")
+                .arg("vals_list", json!([vals]))
+                .context("inventory_mode", true),
+        )
+        .await
+        .unwrap();
+    let quant = quant
+        .as_array()
+        .and_then(|a| a.first())
+        .or(Some(&quant))
+        .and_then(Value::as_i64)
+        .unwrap();
+    odoo.call(
+        holdfast_sync::odoo::Call::new("stock.quant", "action_apply_inventory").ids(&[quant]),
+    )
+    .await
+    .unwrap();
 }
 
 async fn on_hand(odoo: &OdooClient, product: i64, location: i64) -> f64 {
@@ -635,6 +653,34 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
     site.post(&format!("/api/v1/sessions/{s}/finish"), json!({}))
         .await;
 
+    // Meanwhile in Odoo, someone books serial SN into bin B; the floor, not knowing, receives
+    // the same serial on another receipt. Odoo would take it (it refuses a duplicate serial
+    // only within one location): the push must find it and raise `serial_in_use`.
+    let serial_name = format!("HF-SN-{tag}");
+    let serial_lot = odoo
+        .create(
+            "stock.lot",
+            json!([{"name": serial_name, "product_id": fx.serial.0}]),
+        )
+        .await
+        .unwrap()[0];
+    set_stock(
+        &odoo,
+        json!({"product_id": fx.serial.0, "location_id": fx.bin_b.0, "lot_id": serial_lot,
+               "inventory_quantity": 1}),
+    )
+    .await;
+    let s = site
+        .start(json!({"workflow": "receive", "picking_id": fx.serial_receipt}))
+        .await;
+    site.scan(&fx.serial.1).await;
+    site.scan(&serial_name).await;
+    site.post(
+        &format!("/api/v1/sessions/{s}/validate"),
+        json!({"backorder": "no_backorder"}),
+    )
+    .await;
+
     let s = site.status().await;
     assert_eq!(
         s["queue"]["applied"], 0,
@@ -668,9 +714,15 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
     // Odoo holds each operation once.
     let journal = site.journal();
     assert_eq!(journal.len() as i64, recorded, "{journal:?}");
+    let serial_key = format!("picking:{}", fx.serial_receipt);
     for e in &journal {
         let id = e["id"].as_str().unwrap();
-        assert_eq!(e["state"], "applied", "{e}");
+        let want = if e["causal_key"] == serial_key.as_str() {
+            "conflict"
+        } else {
+            "applied"
+        };
+        assert_eq!(e["state"], want, "{e}");
         match e["kind"].as_str().unwrap() {
             "count" => {
                 let moves = odoo
@@ -749,6 +801,36 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
         .await
         .unwrap();
     assert_eq!(lots.len(), 1, "the received lot, once: {lots:?}");
+    assert_eq!(
+        s["conflicts"]["by_kind"]["open/serial_in_use"], 1,
+        "the serial Odoo holds in another bin: {}",
+        s["conflicts"]
+    );
+    let serial_total: f64 = odoo
+        .search_read(
+            "stock.quant",
+            json!([
+                ["lot_id", "=", serial_lot],
+                ["location_id.usage", "=", "internal"]
+            ]),
+            &["quantity"],
+            "id",
+            None,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q["quantity"].as_f64().unwrap())
+        .sum();
+    assert_eq!(serial_total, 1.0, "serial {serial_name} held once");
+    let p = odoo
+        .read("stock.picking", &[fx.serial_receipt], &["state"])
+        .await
+        .unwrap();
+    assert_ne!(
+        p[0]["state"], "done",
+        "the serial's receipt waits for a person"
+    );
     let (a, b) = (
         on_hand(&odoo, fx.plain.0, fx.bin_a.0).await,
         on_hand(&odoo, fx.plain.0, fx.bin_b.0).await,

@@ -5,6 +5,8 @@
 //! systemd credentials: a relative `*_file` path is looked up in `$CREDENTIALS_DIRECTORY`.
 //! Inline secrets are accepted for trials but never required, and never printed.
 
+// The push's settings are its own type; the config builds them (one-way: config → push).
+pub use crate::push::{Policies, PushConfig};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -225,23 +227,6 @@ pub struct StoreConfig {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub manager_token: Option<Secret>,
-}
-
-/// How the push drains the journal to Odoo.
-#[derive(Clone, Debug)]
-pub struct PushConfig {
-    /// Causal keys pushed at once.
-    pub concurrency: usize,
-    /// Cap on calls per second towards Odoo.
-    pub max_calls_per_sec: f64,
-    /// Entries of one picking coalesced into one write at most.
-    pub max_batch: usize,
-    pub retry_min: Duration,
-    pub retry_max: Duration,
-    /// Health probe period (shorter while offline).
-    pub probe: Duration,
-    /// Policy per conflict kind.
-    pub policies: crate::push::Policies,
 }
 
 #[derive(Clone, Debug)]
@@ -596,7 +581,7 @@ impl RawConfig {
         );
         // 5 s keeps a silent outage's detection within 15 s (see `connectivity`).
         let probe = secs("push.probe_secs", p.probe_secs, 5.0, 0.05..=3_600.0);
-        let mut policies = crate::push::Policies::default();
+        let mut policies = Policies::default();
         for (kind, policy) in &self.conflicts {
             if let Err(e) = policies.set(kind, policy) {
                 problem(&format!("conflicts.{kind}"), e);

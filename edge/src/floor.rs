@@ -1084,6 +1084,22 @@ fn own_open_session(
         )));
     }
     if row.state != "active" {
+        // A session the pull closed because Odoo cancelled its picking says so: the
+        // operator must stop picking, and "cancelled" alone reads as someone's tap.
+        if row.state == "cancelled"
+            && let Some(picking_id) = row.picking_id
+            && let Some((p, _)) = r.picking(picking_id)?
+            && p.state == "cancel"
+        {
+            return Ok(Err(Answer::error(
+                409,
+                "picking_cancelled",
+                format!(
+                    "{} was cancelled in Odoo: this session is closed; put back what you picked",
+                    p.name
+                ),
+            )));
+        }
         return Ok(Err(Answer::error(
             409,
             "session_closed",

@@ -34,7 +34,6 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PushConfig;
 use crate::connectivity::{Connectivity, Event, Mode};
 use crate::store::{
     AttemptFailure, ConflictRow, JournalEntry, NewConflict, OpState, PickingContext, PushCmd,
@@ -65,6 +64,23 @@ impl Policy {
             Policy::CloudWins => "cloud_wins",
         }
     }
+}
+
+/// How the push drains the journal to Odoo.
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    /// Causal keys pushed at once.
+    pub concurrency: usize,
+    /// Cap on calls per second towards Odoo.
+    pub max_calls_per_sec: f64,
+    /// Entries of one picking coalesced into one write at most.
+    pub max_batch: usize,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Health probe period (shorter while offline).
+    pub probe: Duration,
+    /// Policy per conflict kind.
+    pub policies: Policies,
 }
 
 /// The policy per conflict kind (`[conflicts]` in the config).
@@ -924,7 +940,8 @@ pub async fn resolve(
 /// runs the scheduler until `stop`.
 pub async fn run_push(
     store: Store,
-    odoo: crate::config::OdooConfig,
+    client_config: holdfast_sync::odoo::ClientConfig,
+    warehouse_id: i64,
     config: PushConfig,
     connectivity: Connectivity,
     stats: Arc<PushStats>,
@@ -933,7 +950,7 @@ pub async fn run_push(
     let mut attempt = 0u32;
     let client = loop {
         let started = Instant::now();
-        let mut client_config = crate::pull::client_config(&odoo);
+        let mut client_config = client_config.clone();
         // The push's own connections: as many as the batches it keeps in hand.
         client_config.max_concurrency = config.concurrency;
         match holdfast_sync::odoo::OdooClient::connect(client_config).await {
@@ -964,7 +981,7 @@ pub async fn run_push(
         store,
         client,
         config,
-        odoo.warehouse_id,
+        warehouse_id,
         connectivity,
         stats,
     ));

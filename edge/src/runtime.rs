@@ -164,7 +164,8 @@ pub async fn run_until(
         (Some(odoo), Some(stats)) => Some(tokio::spawn(
             crate::push::run_push(
                 store.clone(),
-                odoo.clone(),
+                crate::pull::client_config(odoo),
+                odoo.warehouse_id,
                 config.push.clone(),
                 connectivity.clone(),
                 stats,

@@ -660,8 +660,15 @@ fn a_session_ends_when_its_picking_is_cancelled_in_odoo_and_nothing_is_left_to_d
     );
     assert_eq!(
         (a.status, a.body["code"].as_str()),
-        (409, Some("session_closed")),
+        (409, Some("picking_cancelled")),
         "{}",
+        a.body
+    );
+    assert!(
+        a.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cancelled in Odoo")),
+        "the operator is told why: {}",
         a.body
     );
     // The device no longer points at it, and nothing was journalled on the cancelled picking.

@@ -542,12 +542,11 @@ impl Dataset {
                                 quant.reserved += take;
                             }
                             reserved += take;
-                            let (src_bin, lot_id, lot_name) =
-                                (quant.location_id, quant.lot_id, quant.lot_name.clone());
+                            let (src_bin, lot_id) = (quant.location_id, quant.lot_id);
                             let line =
                                 self.push_line(move_id, picking_id, &product, src_bin, dest, take);
+                            // As Odoo reserves an existing lot: `lot_id` set, `lot_name` empty.
                             line.lot_id = lot_id;
-                            line.lot_name = lot_name;
                         }
                     }
                 }

@@ -215,7 +215,78 @@ pub struct ResolveOp {
     pub entries: Vec<i64>,
     /// For `recreate`: the picking to create in Odoo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recreate: Option<crate::push::NewPicking>,
+    pub recreate: Option<NewPicking>,
+}
+
+/// Which side of a move line the floor's location names: the source bin of a pick, the
+/// destination bin of a receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// A picking the appliance creates in Odoo, done in one go.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewPicking {
+    pub picking_type_id: i64,
+    pub location_id: i64,
+    pub location_dest_id: i64,
+    /// Which side of each line the floor's bin names.
+    pub side: Side,
+    pub lines: Vec<NewPickingLine>,
+    /// The customer or vendor: a re-created delivery keeps its customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<i64>,
+    /// What `origin` says before the mark: a re-created picking names the original's source
+    /// document and the original itself, so people can follow it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Text for the picking's `note` (a re-creation: why, by whom, the manager's words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One line of a [`NewPicking`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewPickingLine {
+    pub product_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot_name: Option<String>,
+    /// The bin on the floor's side of the line.
+    pub location_id: i64,
+    pub quantity: f64,
+}
+
+impl NewPicking {
+    /// A transfer as a one-line internal picking.
+    pub fn transfer(op: &TransferOp, picking_type_id: i64) -> NewPicking {
+        NewPicking {
+            picking_type_id,
+            location_id: op.from_location_id,
+            location_dest_id: op.to_location_id,
+            side: Side::Source,
+            lines: vec![NewPickingLine {
+                product_id: op.product_id,
+                lot_name: op.lot_name.clone(),
+                location_id: op.from_location_id,
+                quantity: op.quantity,
+            }],
+            partner_id: None,
+            origin: None,
+            note: None,
+        }
+    }
+
+    /// The `origin` the created picking carries: the context first, then the mark, found
+    /// again with `ilike` on the mark.
+    pub fn origin_with(&self, mark: &str) -> String {
+        match self.origin.as_deref().map(str::trim) {
+            Some(prefix) if !prefix.is_empty() => format!("{prefix} {mark}"),
+            _ => mark.to_owned(),
+        }
+    }
 }
 
 /// One warehouse operation, as recorded in the journal.
@@ -476,8 +547,8 @@ impl Operation {
                         location_id: LocationId(l.location_id),
                         lot_name: lot_name(&l.lot_name),
                         delta: match spec.side {
-                            crate::push::Side::Source => -l.quantity,
-                            crate::push::Side::Destination => l.quantity,
+                            Side::Source => -l.quantity,
+                            Side::Destination => l.quantity,
                         },
                     })
                 })
