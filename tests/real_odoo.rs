@@ -29,16 +29,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/site.rs"]
+mod site;
+
+use std::time::Instant;
 
 use holdfast_sync::odoo::{ClientConfig, OdooClient};
 use holdfast_sync::push::mark;
 use holdfast_sync::sim::proxy::{FaultProxy, Link};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::{Map, Value, json};
+use site::{Site, cli, drained};
 
 const DEVICE_TOKEN: &str = "real-odoo-handheld-token";
 const MANAGER_TOKEN: &str = "real-odoo-manager-token";
@@ -65,200 +65,25 @@ fn target() -> Result<ClientConfig, String> {
     Ok(ClientConfig::new(&url, &db, &login, &key, 1))
 }
 
-fn holdfast() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdfast"));
-    cmd.env_remove("HOLDFAST_CONFIG");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("HOLDFAST__") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-/// The appliance process; killed when dropped, whatever happened.
-struct Appliance(Child);
-
-impl Drop for Appliance {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Appliance {
-    fn start(config: &Path, log: &Path) -> Appliance {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        Appliance(
-            holdfast()
-                .args(["--config", config.to_str().unwrap(), "run"])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
+fn new_site(odoo: &ClientConfig, proxy: &FaultProxy, warehouse_id: i64) -> Site {
+    Site::new(DEVICE_TOKEN, |port, dir| {
+        format!(
+            "[site]\nid = \"real-odoo\"\n[store]\npath = \"{}\"\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\nmanager_token = \"{MANAGER_TOKEN}\"\n\
+             [log]\nlevel = \"info\"\n\
+             [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\n\
+             company_id = {}\nwarehouse_id = {warehouse_id}\ntimeout_secs = 10\n\
+             [sync]\npull_interval_secs = 5\n\
+             [push]\nretry_min_secs = 0.2\nretry_max_secs = 2\nprobe_secs = 0.5\n\
+             [[devices]]\nid = \"hh1\"\ntoken = \"{DEVICE_TOKEN}\"\n",
+            dir.join("holdfast.db").display(),
+            proxy.url(),
+            odoo.database,
+            odoo.login,
+            odoo.api_key.0,
+            odoo.company_id,
         )
-    }
-
-    fn sigkill(mut self) {
-        kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL).unwrap();
-        let _ = self.0.wait();
-    }
-}
-
-fn cli(config: &Path, args: &[&str]) -> String {
-    let out = holdfast()
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "holdfast {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn idempotency_key() -> String {
-    format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        fastrand::u32(..),
-        fastrand::u64(..) & 0xffff_ffff_ffff
-    )
-}
-
-/// The site: its config, data directory and device API.
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Site {
-    fn new(odoo: &ClientConfig, proxy: &FaultProxy, warehouse_id: i64) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("holdfast.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[site]\nid = \"real-odoo\"\n[store]\npath = \"{}\"\n\
-                 [http]\nlisten = \"127.0.0.1:{port}\"\nmanager_token = \"{MANAGER_TOKEN}\"\n\
-                 [log]\nlevel = \"info\"\n\
-                 [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\n\
-                 company_id = {}\nwarehouse_id = {warehouse_id}\ntimeout_secs = 10\n\
-                 [sync]\npull_interval_secs = 5\n\
-                 [push]\nretry_min_secs = 0.2\nretry_max_secs = 2\nprobe_secs = 0.5\n\
-                 [[devices]]\nid = \"hh1\"\ntoken = \"{DEVICE_TOKEN}\"\n",
-                dir.path().join("holdfast.db").display(),
-                proxy.url(),
-                odoo.database,
-                odoo.login,
-                odoo.api_key.0,
-                odoo.company_id,
-            ),
-        )
-        .unwrap();
-        Site {
-            dir,
-            config,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("holdfast.log")
-    }
-
-    async fn status(&self) -> Value {
-        match self
-            .http
-            .get(format!("{}/api/v1/status", self.base))
-            .send()
-            .await
-        {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
-    }
-
-    async fn wait_until(&self, what: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.status().await;
-            if ok(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: never happened; last status {s}\nlog: {}",
-                std::fs::read_to_string(self.log()).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// A device write with a fresh idempotency key; the floor must accept it.
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(DEVICE_TOKEN)
-            .header("Idempotency-Key", idempotency_key())
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
-        assert!(
-            status.is_success() && v["status"] != "error",
-            "POST {path} {body}: {status} {v}"
-        );
-        v
-    }
-
-    async fn scan(&self, code: &str) -> Value {
-        self.post("/api/v1/scan", json!({ "code": code })).await
-    }
-
-    async fn quantity(&self, session: &str, q: f64) -> Value {
-        self.post(
-            &format!("/api/v1/sessions/{session}/quantity"),
-            json!({ "quantity": q }),
-        )
-        .await
-    }
-
-    async fn start(&self, body: Value) -> String {
-        let v = self.post("/api/v1/sessions", body).await;
-        v["session"]["id"].as_str().unwrap().to_owned()
-    }
-
-    fn journal(&self) -> Vec<Value> {
-        cli(
-            &self.config,
-            &["journal", "list", "--json", "--limit", "10000"],
-        )
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-    }
+    })
 }
 
 /// The mirror's table of a model, as `status --json` names it (`MoveLine` → `move_line`).
@@ -271,12 +96,6 @@ fn table(model: holdfast_sync::records::Model) -> String {
         out.push(c.to_ascii_lowercase());
     }
     out
-}
-
-fn drained(s: &Value) -> bool {
-    s["queue"]["pending"] == 0
-        && s["queue"]["in_flight"].as_i64().unwrap_or(0) == 0
-        && s["mode"] != "offline"
 }
 
 fn id_of(record: &Map<String, Value>, field: &str) -> i64 {
@@ -526,7 +345,7 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
         .parse()
         .unwrap();
     let proxy = FaultProxy::start(upstream).await.unwrap();
-    let site = Site::new(&config, &proxy, warehouse_id);
+    let site = new_site(&config, &proxy, warehouse_id);
     let cfg = site.config.clone();
 
     // The full pull, counted against Odoo's own figures.
@@ -569,7 +388,7 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
             "operator", "add", "alice", "--name", "Alice", "--badge", "OP-ALICE",
         ],
     );
-    let app = Appliance::start(&cfg, &site.log());
+    let app = site.start_appliance();
     site.wait_until("serving, online", 30, |s| s["mode"] == "online")
         .await;
 
@@ -690,7 +509,7 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
 
     // Power cut; back up; the link returns; killed again mid-drain.
     app.sigkill();
-    let app = Appliance::start(&cfg, &site.log());
+    let app = site.start_appliance();
     site.wait_until("serving again", 30, |s| {
         s["queue"]["pending"].as_i64().is_some()
     })
@@ -702,7 +521,7 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
     })
     .await;
     app.sigkill();
-    let _app = Appliance::start(&cfg, &site.log());
+    let _app = site.start_appliance();
     let s = site.wait_until("drained", 120, drained).await;
     let drain_secs = drain_started.elapsed().as_secs_f64();
     println!(

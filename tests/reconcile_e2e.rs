@@ -14,203 +14,39 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/site.rs"]
+mod site;
+
+use std::time::Duration;
 
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
 use holdfast_sync::odoo::Call;
 use holdfast_sync::push::mark;
 use holdfast_sync::sim::proxy::{FaultProxy, Link};
 use holdfast_sync::sim::{SimConfig, Simulator};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::{Value, json};
+use site::{Site, cli, drained};
 
 const DEVICE_TOKEN: &str = "e2e-handheld-token-0123";
 const MANAGER_TOKEN: &str = "e2e-manager-token-0123";
 
-fn holdfast() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdfast"));
-    cmd.env_remove("HOLDFAST_CONFIG");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("HOLDFAST__") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-/// The appliance process; killed when dropped, whatever happened.
-struct Appliance(Child);
-
-impl Drop for Appliance {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Appliance {
-    fn start(config: &Path) -> Appliance {
-        Appliance(
-            holdfast()
-                .args(["--config", config.to_str().unwrap(), "run"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+fn new_site(sim: &Simulator, proxy: &FaultProxy) -> Site {
+    let c = sim.config();
+    Site::new(DEVICE_TOKEN, |port, dir| {
+        format!(
+            "[site]\nid = \"e2e\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\nmanager_token = \"{MANAGER_TOKEN}\"\n\
+             [log]\nlevel = \"warn\"\n\
+             [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\ntimeout_secs = 2\n\
+             [sync]\npull_interval_secs = 5\n\
+             [push]\nretry_min_secs = 0.1\nretry_max_secs = 1\nprobe_secs = 0.2\n\
+             [[devices]]\nid = \"hh1\"\ntoken = \"{DEVICE_TOKEN}\"\n",
+            dir.join("holdfast.db").display(),
+            proxy.url(),
+            c.database,
+            c.login,
+            c.api_key
         )
-    }
-
-    fn sigkill(mut self) {
-        kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL).unwrap();
-        let _ = self.0.wait();
-    }
-}
-
-fn cli(config: &Path, args: &[&str]) -> String {
-    let out = holdfast()
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "holdfast {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Site {
-    fn new(sim: &Simulator, proxy: &FaultProxy) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("holdfast.toml");
-        let c = sim.config();
-        std::fs::write(
-            &config,
-            format!(
-                "[site]\nid = \"e2e\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\nmanager_token = \"{MANAGER_TOKEN}\"\n\
-                 [log]\nlevel = \"warn\"\n\
-                 [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\ntimeout_secs = 2\n\
-                 [sync]\npull_interval_secs = 5\n\
-                 [push]\nretry_min_secs = 0.1\nretry_max_secs = 1\nprobe_secs = 0.2\n\
-                 [[devices]]\nid = \"hh1\"\ntoken = \"{DEVICE_TOKEN}\"\n",
-                dir.path().join("holdfast.db").display(),
-                proxy.url(),
-                c.database,
-                c.login,
-                c.api_key
-            ),
-        )
-        .unwrap();
-        Site {
-            dir,
-            config,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn status(&self) -> Value {
-        match self
-            .http
-            .get(format!("{}/api/v1/status", self.base))
-            .send()
-            .await
-        {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
-    }
-
-    async fn wait_until(&self, what: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.status().await;
-            if ok(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: never happened; last status {s}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A device write with a fresh idempotency key; the floor must accept it.
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(DEVICE_TOKEN)
-            .header("Idempotency-Key", uuid_like())
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
-        assert!(
-            status.is_success() && v["status"] != "error",
-            "POST {path} {body}: {status} {v}"
-        );
-        v
-    }
-
-    async fn scan(&self, code: &str) -> Value {
-        self.post("/api/v1/scan", json!({ "code": code })).await
-    }
-
-    async fn quantity(&self, session: &str, q: f64) -> Value {
-        self.post(
-            &format!("/api/v1/sessions/{session}/quantity"),
-            json!({ "quantity": q }),
-        )
-        .await
-    }
-
-    async fn start(&self, body: Value) -> String {
-        let v = self.post("/api/v1/sessions", body).await;
-        v["session"]["id"].as_str().unwrap().to_owned()
-    }
-
-    fn journal(&self) -> Vec<Value> {
-        cli(
-            &self.config,
-            &["journal", "list", "--json", "--limit", "10000"],
-        )
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-    }
-}
-
-fn uuid_like() -> String {
-    format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        fastrand::u32(..),
-        fastrand::u64(..) & 0xffff_ffff_ffff
-    )
+    })
 }
 
 fn rows(sim: &Simulator, model: &str, domain: Value, fields: &[&str]) -> Vec<Value> {
@@ -224,10 +60,6 @@ fn rows(sim: &Simulator, model: &str, domain: Value, fields: &[&str]) -> Vec<Val
     .as_array()
     .unwrap()
     .clone()
-}
-
-fn drained(s: &Value) -> bool {
-    s["queue"]["pending"] == 0 && s["queue"]["in_flight"] == 0 && s["mode"] != "offline"
 }
 
 async fn cloud() -> (Simulator, FaultProxy) {
@@ -245,7 +77,7 @@ async fn cloud() -> (Simulator, FaultProxy) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_with_crashes_reconciles_exactly_once() {
     let (sim, proxy) = cloud().await;
-    let site = Site::new(&sim, &proxy);
+    let site = new_site(&sim, &proxy);
     let config = site.config.clone();
     cli(&config, &["sync", "pull", "--full"]);
     cli(
@@ -254,7 +86,7 @@ async fn an_outage_with_crashes_reconciles_exactly_once() {
             "operator", "add", "alice", "--name", "Alice", "--badge", "OP-ALICE",
         ],
     );
-    let app = Appliance::start(&config);
+    let app = site.start_appliance();
     site.wait_until("serving, online", 20, |s| s["mode"] == "online")
         .await;
 
@@ -338,7 +170,7 @@ async fn an_outage_with_crashes_reconciles_exactly_once() {
 
     // Power cut; back up; the link returns; killed again mid-drain.
     app.sigkill();
-    let app = Appliance::start(&config);
+    let app = site.start_appliance();
     site.wait_until("serving again", 20, |s| {
         s["queue"]["pending"].as_i64().is_some()
     })
@@ -350,7 +182,7 @@ async fn an_outage_with_crashes_reconciles_exactly_once() {
     })
     .await;
     app.sigkill();
-    let _app = Appliance::start(&config);
+    let _app = site.start_appliance();
     let s = site.wait_until("drained", 60, drained).await;
     println!(
         "recorded {recorded} entries offline; after two SIGKILLs: queue {}, conflicts {}, push {}",
@@ -491,7 +323,7 @@ async fn killing_the_appliance_during_drains_never_duplicates_or_loses() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let (sim, proxy) = cloud().await;
     sim.set_latency(Duration::from_millis(15));
-    let site = Site::new(&sim, &proxy);
+    let site = new_site(&sim, &proxy);
     let config = site.config.clone();
     cli(&config, &["sync", "pull", "--full"]);
     cli(
@@ -500,7 +332,7 @@ async fn killing_the_appliance_during_drains_never_duplicates_or_loses() {
             "operator", "add", "alice", "--name", "Alice", "--badge", "OP-ALICE",
         ],
     );
-    let mut app = Appliance::start(&config);
+    let mut app = site.start_appliance();
     site.wait_until("serving", 20, |s| s["mode"] == "online")
         .await;
     site.post("/api/v1/login", json!({"badge": "OP-ALICE"}))
@@ -538,7 +370,7 @@ async fn killing_the_appliance_during_drains_never_duplicates_or_loses() {
         tokio::time::sleep(Duration::from_millis(rng.u64(0..400))).await;
         app.sigkill();
         kills += 1;
-        app = Appliance::start(&config);
+        app = site.start_appliance();
         site.wait_until("drained", 60, drained).await;
         site.post("/api/v1/login", json!({"badge": "OP-ALICE"}))
             .await;

@@ -886,6 +886,9 @@ probe_secs = 5
 picking_done_differently = "manual"
 picking_cancelled = "manual"
 serial_in_use = "manual"
+# A count retried after a lost answer, when Odoo meanwhile applied an unmarked count of the
+# same size on that bin (someone's "Apply all" of the appliance's pending count, or not).
+count_unconfirmed = "manual"
 product_archived = "manual"
 validation = "manual"
 # Applied and flagged: the physical pick is the warehouse's truth.

@@ -412,35 +412,32 @@ async fn a_received_lot_with_another_expiry_is_applied_and_flagged() {
     }
 }
 
-/// The simulator, but the first call of `method` is lost on the way (the link broke before
-/// Odoo saw it): the caller gets an unknown outcome.
-struct LoseFirst {
+type Answer = Result<Value, holdfast_sync::odoo::OdooError>;
+
+/// The simulator, but the first call of `method` goes through `first` instead.
+struct FirstCall {
     cloud: Cloud,
     method: &'static str,
-    lost: std::sync::atomic::AtomicBool,
+    first: fn(&Cloud, Call) -> Answer,
+    fired: std::sync::atomic::AtomicBool,
 }
 
-impl LoseFirst {
-    fn new(cloud: &Cloud, method: &'static str) -> LoseFirst {
-        LoseFirst {
+impl FirstCall {
+    fn new(cloud: &Cloud, method: &'static str, first: fn(&Cloud, Call) -> Answer) -> FirstCall {
+        FirstCall {
             cloud: cloud.clone(),
             method,
-            lost: std::sync::atomic::AtomicBool::new(false),
+            first,
+            fired: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
 
-impl push::Odoo for LoseFirst {
-    fn call(
-        &self,
-        call: Call,
-    ) -> impl std::future::Future<Output = Result<Value, holdfast_sync::odoo::OdooError>> + Send
-    {
+impl push::Odoo for FirstCall {
+    fn call(&self, call: Call) -> impl std::future::Future<Output = Answer> + Send {
         use std::sync::atomic::Ordering;
-        let answer = if call.method == self.method && !self.lost.swap(true, Ordering::SeqCst) {
-            Err(holdfast_sync::odoo::OdooError::Lost(
-                "connection reset".into(),
-            ))
+        let answer = if call.method == self.method && !self.fired.swap(true, Ordering::SeqCst) {
+            (self.first)(&self.cloud, call)
         } else {
             self.cloud.execute(call)
         };
@@ -458,36 +455,24 @@ impl push::Odoo for LoseFirst {
     }
 }
 
-/// The simulator, but the first `button_validate` finds the picking validated a moment
-/// before (an earlier attempt, killed with its answer lost, still committing in Odoo when
-/// this one read the picking): Odoo refuses it.
-struct ValidatedMeanwhile {
-    cloud: Cloud,
-    done: std::sync::atomic::AtomicBool,
+/// The first call of `method` is lost on the way (the link broke before Odoo saw it): the
+/// caller gets an unknown outcome.
+fn lose_first(cloud: &Cloud, method: &'static str) -> FirstCall {
+    FirstCall::new(cloud, method, |_, _| {
+        Err(holdfast_sync::odoo::OdooError::Lost(
+            "connection reset".into(),
+        ))
+    })
 }
 
-impl push::Odoo for ValidatedMeanwhile {
-    fn call(
-        &self,
-        call: Call,
-    ) -> impl std::future::Future<Output = Result<Value, holdfast_sync::odoo::OdooError>> + Send
-    {
-        use std::sync::atomic::Ordering;
-        if call.method == "button_validate" && !self.done.swap(true, Ordering::SeqCst) {
-            self.cloud.execute(call.clone()).unwrap();
-        }
-        std::future::ready(self.cloud.execute(call))
-    }
-
-    fn major(&self) -> u32 {
-        18
-    }
-
-    fn probe(
-        &self,
-    ) -> impl std::future::Future<Output = Result<(), holdfast_sync::odoo::OdooError>> + Send {
-        std::future::ready(Ok(()))
-    }
+/// The first `button_validate` finds the picking validated a moment before (an earlier
+/// attempt, killed with its answer lost, still committing in Odoo when this one read the
+/// picking): Odoo refuses it.
+fn validated_meanwhile(cloud: &Cloud) -> FirstCall {
+    FirstCall::new(cloud, "button_validate", |cloud, call| {
+        cloud.execute(call.clone())?;
+        cloud.execute(call)
+    })
 }
 
 #[tokio::test]
@@ -500,10 +485,7 @@ async fn a_validation_refused_because_it_was_done_meanwhile_is_read_again_not_a_
         backorder: BackorderChoice::NoBackorder,
     }));
     let batch = entries(ops);
-    let racing = ValidatedMeanwhile {
-        cloud: cloud.clone(),
-        done: std::sync::atomic::AtomicBool::new(false),
-    };
+    let racing = validated_meanwhile(&cloud);
     match push::push_picking(&racing, picking, &[], &batch).await {
         Outcome::Failed(e) => assert_eq!(
             e.class(),
@@ -575,7 +557,7 @@ async fn a_pending_count_applied_by_someone_else_is_not_applied_twice() {
     let mut entry = entries(vec![Operation::Count(op.clone())]).remove(0);
     let sent = now_ms();
     // The apply is lost: `inventory_quantity` is written, the count pending in Odoo.
-    let lossy = LoseFirst::new(&cloud, "action_apply_inventory");
+    let lossy = lose_first(&cloud, "action_apply_inventory");
     match push::push_count(&lossy, &entry, &op).await {
         Outcome::Failed(e) => assert_eq!(e.class(), holdfast_sync::odoo::ErrorClass::Ambiguous),
         other => panic!("{other:?}"),
@@ -636,7 +618,7 @@ async fn a_pending_count_nobody_applied_is_applied_once_on_retry() {
     };
     let mut entry = entries(vec![Operation::Count(op.clone())]).remove(0);
     let sent = now_ms();
-    let lossy = LoseFirst::new(&cloud, "action_apply_inventory");
+    let lossy = lose_first(&cloud, "action_apply_inventory");
     assert!(matches!(
         push::push_count(&lossy, &entry, &op).await,
         Outcome::Failed(_)
@@ -673,7 +655,7 @@ async fn stock_set_by_hand_just_before_a_count_is_not_taken_for_it() {
     };
     let mut entry = entries(vec![Operation::Count(op.clone())]).remove(0);
     let sent = now_ms();
-    let lossy = LoseFirst::new(&cloud, "action_apply_inventory");
+    let lossy = lose_first(&cloud, "action_apply_inventory");
     assert!(matches!(
         push::push_count(&lossy, &entry, &op).await,
         Outcome::Failed(_)
@@ -1008,7 +990,7 @@ async fn a_re_created_picking_keeps_its_context_and_is_found_by_its_mark() {
         sent_since: None,
     });
     // The answer to the validation is lost; the retry finds the picking by its mark.
-    let lossy = LoseFirst::new(&cloud, "button_validate");
+    let lossy = lose_first(&cloud, "button_validate");
     let first = push::push_new_picking(&lossy, &entry, &spec).await;
     assert!(matches!(first, Outcome::Failed(_)), "{first:?}");
     entry.ambiguous = true;
