@@ -118,6 +118,7 @@ struct Fixtures {
     delivery: i64,
     receipt: i64,
     serial_receipt: i64,
+    lot_delivery: (i64, String),
     int_type_id: i64,
 }
 
@@ -261,6 +262,23 @@ async fn set_up(odoo: &OdooClient, tag: &str) -> (i64, Fixtures) {
         }
     };
     let delivery = picking("out_type_id", plain.0, 20.0).await;
+    // 5 of an existing lot in bin A, and a delivery of 3 that Odoo reserves on it (a line
+    // reserved on an existing lot has `lot_id` set and `lot_name` empty).
+    let reserved_lot = format!("HF-RES-{tag}");
+    let lot_id = odoo
+        .create(
+            "stock.lot",
+            json!([{"name": reserved_lot, "product_id": tracked.0}]),
+        )
+        .await
+        .unwrap()[0];
+    set_stock(
+        odoo,
+        json!({"product_id": tracked.0, "location_id": bin_a.0, "lot_id": lot_id,
+               "inventory_quantity": 5}),
+    )
+    .await;
+    let lot_delivery = picking("out_type_id", tracked.0, 3.0).await;
     let receipt = picking("in_type_id", tracked.0, 10.0).await;
     let serial_receipt = picking("in_type_id", serial.0, 1.0).await;
     (
@@ -276,6 +294,7 @@ async fn set_up(odoo: &OdooClient, tag: &str) -> (i64, Fixtures) {
             delivery,
             receipt,
             serial_receipt,
+            lot_delivery: (lot_delivery, reserved_lot),
             int_type_id: id_of(&wh, "int_type_id"),
         },
     )
@@ -412,6 +431,29 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
         found,
         json!([{"kind": "product", "product_id": fx.plain.0, "quantity": 6.0}]),
         "the packaging scans as 6 of its product"
+    );
+    let detail: Value = site
+        .http
+        .get(format!(
+            "{}/api/v1/pickings/{}",
+            site.base, fx.lot_delivery.0
+        ))
+        .bearer_auth(DEVICE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reserved = &detail["moves"][0]["reserved"];
+    assert!(
+        reserved.as_array().is_some_and(|r| r.len() == 1)
+            && reserved[0][0]
+                .as_str()
+                .is_some_and(|bin| bin.ends_with(&format!("HF-A-{tag}")))
+            && reserved[0][1] == fx.lot_delivery.1.as_str()
+            && reserved[0][2] == 3.0,
+        "the reserved lot is shown: {detail}"
     );
     let found = lookup(fx.package.clone()).await;
     assert!(
@@ -659,6 +701,20 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
         (36.0, 5.0),
         "bin A: 50 - 12 picked + 3 counted - 5 moved; bin B: 5"
     );
+    // The lot received offline reaches the mirror with the next pulls (its rows were held
+    // back while its entries were in flight) and the floor finds it.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let found = lookup(lot.clone()).await;
+        if found.to_string().contains("\"lot\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the received lot {lot} never reached the mirror: {found}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     println!(
         "odoo after the drain: delivery and receipt done with backorders of 8 and 6, lot {lot} \
          once, bin A {a}, bin B {b}"
