@@ -333,7 +333,7 @@ impl Puller {
             let mut upserts = Vec::with_capacity(n);
             for (record, stamp) in page.records.into_iter().zip(page.stamps) {
                 if let Some(stamp) = stamp {
-                    let key = (record.id(), stamp);
+                    let key = (record.id(), window_key(&stamp, &record));
                     if run.skip.contains(&key) {
                         report.unchanged += 1;
                         stamps.push(key);
@@ -499,6 +499,20 @@ impl Puller {
             .await?;
         Ok(true)
     }
+}
+
+/// A record's entry in the overlap window: its `write_date` (first, so the window is cut by
+/// comparing strings) and a digest of what was read. `write_date` reads to the second and is
+/// the transaction's start: a record changed again in the same second, or by a transaction
+/// that started in that second and committed after the read, comes back with the same stamp
+/// but other values, and must be written, not skipped as already pulled. (The digest is
+/// Rust's default hasher: it may change with the toolchain, which costs one rewrite of the
+/// window's records after an upgrade, nothing more.)
+fn window_key(stamp: &str, record: &holdfast_sync::records::Record) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{record:?}").hash(&mut h);
+    format!("{stamp} {:016x}", h.finish())
 }
 
 /// The wire client's settings for the configured Odoo.

@@ -504,9 +504,8 @@ async fn a_line_reserved_on_an_existing_lot_shows_the_lot() {
         .await
         .unwrap();
     let other = "LOT-MOVED-IN-ODOO";
-    // A later second than the reservation's: write_date reads to the second, and a pair
-    // already pulled is not a change.
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    // Usually within the same second as the reservation the last pull read: write_date reads
+    // to the second, so only the content tells this line changed.
     sim.with_tables(|t| {
         let now = odoo_now();
         let lot = t.next_id("stock.lot");
@@ -695,4 +694,40 @@ async fn an_odoo_without_optional_models_is_pulled_with_those_features_degraded(
         ["packages (odoo has neither stock.quant.package nor stock.package)"]
     );
     store.shutdown().await.unwrap();
+}
+
+/// `write_date` reads to the second (and is the transaction's start): a record changed again
+/// within the second the last pull read comes back with the same stamp and other values, and
+/// must still reach the mirror rather than pass for a record already pulled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_within_the_second_already_pulled_still_arrives() {
+    let data = Dataset::generate(&DatasetSpec::demo());
+    let sim = Simulator::start(SimConfig::default(), &data).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+    let stop = CancellationToken::new();
+    let mut puller = connect(&store, &odoo_config(&sim), Default::default())
+        .await
+        .unwrap();
+    puller.pull(PullKind::Full, &stop).await.unwrap();
+    // A product written in the last minute, read by the first incremental pull...
+    let id = data.products[0].id.0;
+    let now = odoo_now();
+    sim.with_tables(|t| {
+        assert!(t.write("product.product", id, json!({"name": "Renamed once"}), &now));
+    });
+    puller.pull(PullKind::Incremental, &stop).await.unwrap();
+    let name = |store: &Store| store.read(|r| r.product(id)).unwrap().unwrap().name;
+    assert_eq!(name(&store), "Renamed once");
+    // ...and written again by a transaction that started in that same second.
+    sim.with_tables(|t| {
+        assert!(t.write(
+            "product.product",
+            id,
+            json!({"name": "Renamed twice"}),
+            &now
+        ));
+    });
+    let again = puller.pull(PullKind::Incremental, &stop).await.unwrap();
+    assert_eq!(name(&store), "Renamed twice", "{again:?}");
 }
