@@ -644,6 +644,38 @@ async fn packages_and_packagings_are_mirrored_from_odoo_18_and_19() {
                     qty: 40.0
                 }]
             );
+            // The pallet becomes 48 in Odoo, months after its packaging was made: only the
+            // unit changes (the `product.uom` row keeps its old stamp, outside the pull's
+            // overlap), and the next incremental pull follows.
+            sim.with_tables(|t| {
+                let row = t
+                    .table("product.uom")
+                    .unwrap()
+                    .iter()
+                    .find(|(_, r)| r["barcode"] == json!("09999999000040"))
+                    .map(|(id, _)| *id)
+                    .unwrap();
+                let old = json!({"write_date": "2026-01-01 00:00:00"});
+                assert!(t.write_raw("product.uom", row, old));
+                let uom = t
+                    .table("uom.uom")
+                    .unwrap()
+                    .iter()
+                    .find(|(_, r)| r["name"] == json!("Pallet of 40"))
+                    .map(|(id, _)| *id)
+                    .unwrap();
+                let vals = json!({"name": "Pallet of 48", "relative_factor": 48.0, "factor": 48.0});
+                assert!(t.write("uom.uom", uom, vals, &odoo_now()));
+            });
+            puller.pull(PullKind::Incremental, &stop).await.unwrap();
+            assert_eq!(
+                store.read(|r| r.lookup_barcode("09999999000040")).unwrap(),
+                [BarcodeHit::Packaging {
+                    product_id: product,
+                    qty: 48.0
+                }],
+                "a unit's new factor reaches its packagings"
+            );
         }
         store.shutdown().await.unwrap();
     }

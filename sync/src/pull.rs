@@ -107,6 +107,16 @@ pub async fn read_page(
                 terms.push(json!("|"));
                 terms.push(json!(["write_date", ">", since]));
                 terms.push(json!(["move_ids.write_date", ">", since]));
+            } else if model == Model::Packaging
+                && map.packaging() == Some(PackagingSource::ProductUom)
+            {
+                // 19's packaging quantity comes from the units' factors: a unit (or the
+                // product's own unit) changed leaves the `product.uom` row's stamp alone.
+                terms.push(json!("|"));
+                terms.push(json!("|"));
+                terms.push(json!(["write_date", ">", since]));
+                terms.push(json!(["uom_id.write_date", ">", since]));
+                terms.push(json!(["product_id.uom_id.write_date", ">", since]));
             } else {
                 terms.push(json!(["write_date", ">", since]));
             }
