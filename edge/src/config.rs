@@ -6,7 +6,7 @@
 //! Inline secrets are accepted for trials but never required, and never printed.
 
 // The push's settings are its own type; the config builds them (one-way: config → push).
-pub use crate::push::{Policies, PushConfig};
+pub use crate::push::{LimitConfig, Policies, PushConfig};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +63,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawPush {
     pub concurrency: Option<usize>,
+    pub adaptive: Option<bool>,
     pub max_calls_per_sec: Option<f64>,
     pub max_batch: Option<usize>,
     pub retry_min_secs: Option<f64>,
@@ -199,6 +200,8 @@ pub struct Config {
     pub floor: FloorConfig,
     pub devices: Vec<DeviceConfig>,
     pub push: PushConfig,
+    /// Whether the batches in hand adapt to Odoo's latency (`push.adaptive`).
+    pub push_limit: LimitConfig,
     /// Scanners, printers and the MQTT broker on the warehouse LAN.
     pub lan: LanConfig,
 }
@@ -634,6 +637,9 @@ impl RawConfig {
                 probe,
                 policies,
             },
+            push_limit: LimitConfig {
+                adaptive: p.adaptive.unwrap_or(true),
+            },
             lan,
         })
     }
@@ -872,9 +878,13 @@ full_pull_hours = 24
 # allow_unverified_version = false
 
 [push]
-# How the journal drains to Odoo: causal keys (pickings, bins) at once, and a cap on calls
-# per second (a real Odoo 18 on 2 cores takes about 45; leave room for its other users).
+# How the journal drains to Odoo: causal keys (pickings, bins) at once, at most, and a cap
+# on calls per second (a real Odoo 18 on 2 cores takes about 45; leave room for its other
+# users). With adaptive = true the keys in hand start at 1 and grow while Odoo answers as
+# fast as when quiet, and shrink when it slows down or asks to retry; false keeps
+# concurrency keys in hand all the time.
 concurrency = 4
+adaptive = true
 max_calls_per_sec = 20
 # Backoff between attempts of a failed batch (jittered, exponential), and the health probe.
 retry_min_secs = 1
@@ -971,6 +981,24 @@ mod tests {
         assert_eq!(config.http.listen.port(), 8080);
         assert!(config.odoo.is_none());
         assert_eq!(config.sync.pull_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_push_adapts_its_concurrency_unless_told_not_to() {
+        for (text, adaptive, max) in [
+            ("", true, 4),
+            ("[push]\nadaptive = false\nconcurrency = 8\n", false, 8),
+            ("[push]\nadaptive = true\nconcurrency = 2\n", true, 2),
+        ] {
+            let config = RawConfig::from_toml(&format!("[site]\nid = \"s\"\n{text}"))
+                .unwrap()
+                .validate()
+                .unwrap();
+            assert_eq!(config.push_limit.adaptive, adaptive, "{text}");
+            assert_eq!(config.push.concurrency, max, "{text}");
+        }
+        let example = RawConfig::from_toml(EXAMPLE).unwrap().validate().unwrap();
+        assert!(example.push_limit.adaptive);
     }
 
     #[test]

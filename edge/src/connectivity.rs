@@ -27,7 +27,10 @@
 //! probe runs every `push.probe_secs` (5 s by default) with `push.probe_timeout_secs` (3 s);
 //! the first failure triggers another probe at once and then one every [`PROBE_FAST`], each
 //! on its own connection, so the third failure lands about `probe + 2 × timeout + 1 s` after
-//! the link died (12 s with the defaults).
+//! the link died. Every period is drawn within ±[`JITTER`] of its value, so that hundreds of
+//! sites restarted by one power cut, or waiting for the same cloud to come back, do not
+//! probe it in lockstep: 13.2 s at worst with the defaults (12 s on average), and a link
+//! that is back is found within 1.2 s.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -50,6 +53,8 @@ pub const ONLINE_AFTER: u32 = 5;
 /// How often to probe while the link is in doubt: before the first answer, offline, or
 /// after a failure.
 pub const PROBE_FAST: Duration = Duration::from_secs(1);
+/// How far a probe period strays from its value, either way (a fraction of it).
+pub const JITTER: f64 = 0.2;
 /// Recent calls the error rate and latency are judged on.
 const WINDOW: usize = 20;
 /// Answers slower than this (median of the window) make the cloud degraded...
@@ -201,6 +206,11 @@ impl Tracker {
 
     pub fn paused(&self) -> Option<&str> {
         self.paused.as_deref()
+    }
+
+    /// Entries waiting to reach Odoo, as last reported by the push.
+    pub fn backlog(&self) -> i64 {
+        self.backlog
     }
 
     /// Whether the link is in doubt (probes then come faster).
@@ -470,6 +480,12 @@ impl Connectivity {
         self.with_tracker(|t| t.paused().map(str::to_owned))
     }
 
+    /// Whether the push is draining a backlog of at least `busy` entries (and not paused,
+    /// where nothing drains).
+    pub fn draining(&self, busy: i64) -> bool {
+        self.with_tracker(|t| t.backlog() >= busy && t.paused().is_none())
+    }
+
     /// Remembers why the last network failure happened (shown while offline).
     pub fn note_problem(&self, problem: String) {
         self.with_tracker(|t| t.note_problem(problem));
@@ -566,6 +582,20 @@ impl PullWatch {
     }
 }
 
+/// `period` give or take [`JITTER`] of it, drawn afresh each time.
+pub fn jittered(period: Duration) -> Duration {
+    period.mul_f64(1.0 - JITTER + 2.0 * JITTER * unit_random())
+}
+
+/// A number in `[0, 1)`, different at each call and on each site. The standard library's
+/// hasher keys are random per process and change at each `RandomState`: enough to spread
+/// probes, with no generator to carry around (nothing here needs more than that).
+fn unit_random() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Probes in flight at most: with [`PROBE_FAST`] and a 3 s time-out, probes stuck in a
 /// black hole overlap (the third failure comes a second after the second) and one more is
 /// always free to find the link back.
@@ -608,7 +638,7 @@ pub async fn run_probes<H: HealthCheck>(
                         // period holds (a refused link fails at once, every time).
                         let now = tokio::time::Instant::now();
                         next = if connectivity.in_doubt() {
-                            next.min(now + PROBE_FAST)
+                            next.min(now + jittered(PROBE_FAST))
                         } else {
                             now
                         };
@@ -628,7 +658,7 @@ pub async fn run_probes<H: HealthCheck>(
                         (sent, result, sent.elapsed())
                     });
                 }
-                next = tokio::time::Instant::now() + connectivity.probe_period(every);
+                next = tokio::time::Instant::now() + jittered(connectivity.probe_period(every));
             }
         }
     }
@@ -935,6 +965,65 @@ mod tests {
         started.elapsed()
     }
 
+    /// A health endpoint that answers and remembers when it was asked.
+    #[derive(Default)]
+    struct Asked(Mutex<Vec<tokio::time::Instant>>);
+
+    impl HealthCheck for Asked {
+        fn check(&self) -> impl std::future::Future<Output = Result<(), OdooError>> + Send {
+            if let Ok(mut a) = self.0.lock() {
+                a.push(tokio::time::Instant::now());
+            }
+            async { Ok(()) }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sites_started_together_do_not_probe_in_lockstep() {
+        let every = Duration::from_secs(5);
+        let stop = CancellationToken::new();
+        let sites: Vec<Arc<Asked>> = (0..2).map(|_| Arc::new(Asked::default())).collect();
+        for site in &sites {
+            tokio::spawn(run_probes(
+                site.clone(),
+                Connectivity::with_limits(None, Limits::default()),
+                every,
+                None,
+                stop.clone(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        stop.cancel();
+        let times: Vec<Vec<tokio::time::Instant>> = sites
+            .iter()
+            .map(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect();
+        for asked in &times {
+            // The first answer ends the doubt; from then on, periods of 5 s ± 20%.
+            let gaps: Vec<Duration> = asked.windows(2).skip(1).map(|w| w[1] - w[0]).collect();
+            assert!(gaps.len() > 90, "{} probes", asked.len());
+            let (low, high) = (every.mul_f64(1.0 - JITTER), every.mul_f64(1.0 + JITTER));
+            for g in &gaps {
+                assert!(*g >= low && *g <= high, "a period of {g:?}");
+            }
+            let spread = gaps.iter().max().copied().unwrap_or_default()
+                - gaps.iter().min().copied().unwrap_or_default();
+            assert!(
+                spread > Duration::from_secs(1),
+                "periods spread over {spread:?} only"
+            );
+        }
+        // Started at the same instant, they drift apart: most of their probes are no
+        // longer sent together.
+        let together = (10..90)
+            .filter(|&i| {
+                let (a, b) = (times[0][i], times[1][i]);
+                a.max(b) - a.min(b) < Duration::from_millis(100)
+            })
+            .count();
+        assert!(together < 40, "{together} of 80 probes sent together");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_silent_black_hole_is_offline_within_15_s_whenever_it_starts() {
         let every = Duration::from_secs(5);
@@ -962,14 +1051,19 @@ mod tests {
             link.up.store(false, Ordering::SeqCst);
             let detected = time_to(&mut rx, Mode::Offline).await;
             worst = worst.max(detected);
+            // The slowest draws: a period 20% long, then a fast one 20% long.
+            let budget = every.mul_f64(1.0 + JITTER)
+                + 2 * timeout
+                + PROBE_FAST.mul_f64(1.0 + JITTER)
+                + Duration::from_millis(100);
             assert!(
-                detected <= Duration::from_secs(12) + Duration::from_millis(100),
+                detected <= budget,
                 "offset {offset_ms} ms: offline after {detected:?}"
             );
             link.up.store(true, Ordering::SeqCst);
             let back = time_to(&mut rx, Mode::Degraded).await;
             assert!(
-                back <= Duration::from_secs(3),
+                back <= Duration::from_secs(3) + PROBE_FAST.mul_f64(2.0 * JITTER),
                 "offset {offset_ms} ms: back after {back:?}"
             );
             stop.cancel();

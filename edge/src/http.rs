@@ -709,6 +709,10 @@ async fn status(
             applied: p.applied.load(std::sync::atomic::Ordering::Relaxed),
             drain_rate_per_sec: rate,
             eta_drain_secs: (rate > 0.0 && open > 0).then(|| open as f64 / rate),
+            limit: p.limit(),
+            waited_on_claims: p
+                .waited_on_claims
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     });
     status.with_live(&state.connectivity.now(), status.pull.clone().as_ref());

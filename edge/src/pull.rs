@@ -17,6 +17,11 @@
 //! The [`run_pull`] task schedules them: a full pull at start when none was done within
 //! `sync.full_pull_hours`, then incremental pulls every `sync.pull_interval_secs`. Until the
 //! push and its probes exist, the pull's outcome sets the connectivity mode shown in status.
+//!
+//! A pull does not start while the push drains a backlog of [`DRAIN_BUSY`] entries or more
+//! (the link just came back after an outage): both at once double Odoo's load at the moment
+//! it is busiest. It waits until the backlog falls below that, and never longer than
+//! [`DRAIN_YIELD_MAX`]: the floor needs Odoo's changes too.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -42,6 +47,37 @@ const OVERLAP: Duration = Duration::from_secs(120);
 
 /// Locations whose quants an incremental pull re-reads in full.
 const LOCATIONS_PER_PULL: usize = 8;
+
+/// Entries waiting to be pushed from which the drain has Odoo's attention first.
+pub const DRAIN_BUSY: i64 = 50;
+/// The longest a pull waits for a drain.
+pub const DRAIN_YIELD_MAX: Duration = Duration::from_secs(10);
+/// How often a waiting pull looks at the backlog again (the push reports it every second).
+const DRAIN_LOOK: Duration = Duration::from_millis(500);
+
+/// Waits while the push drains a backlog (see the module docs), at most
+/// [`DRAIN_YIELD_MAX`]; answers how long it waited.
+pub async fn yield_to_drain(connectivity: &Connectivity, stop: &CancellationToken) -> Duration {
+    let started = tokio::time::Instant::now();
+    let deadline = started + DRAIN_YIELD_MAX;
+    if connectivity.draining(DRAIN_BUSY) {
+        tracing::info!(
+            wait_at_most = ?DRAIN_YIELD_MAX,
+            "the push is draining a backlog; the pull waits for it"
+        );
+    }
+    while connectivity.draining(DRAIN_BUSY) {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline.min(now + DRAIN_LOOK)) => {}
+        }
+    }
+    started.elapsed()
+}
 
 /// Full or incremental.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -587,6 +623,10 @@ pub async fn run_pull(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        yield_to_drain(&connectivity, &stop).await;
+        if stop.is_cancelled() {
+            return;
+        }
         let started = std::time::Instant::now();
         if puller.is_none() {
             match connect(&store, &odoo, progress.clone()).await {
@@ -653,6 +693,40 @@ mod tests {
     use holdfast_sync::odoo::OdooError;
 
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pull_waits_for_a_busy_drain_but_not_for_long() {
+        let stop = CancellationToken::new();
+        let connectivity = Connectivity::with_limits(None, Default::default());
+        // Nothing to drain: the pull goes at once.
+        connectivity.observe(Event::Backlog(3)).await;
+        assert_eq!(yield_to_drain(&connectivity, &stop).await, Duration::ZERO);
+        // A backlog that never drains: the pull waits its bound, not a moment more.
+        connectivity.observe(Event::Backlog(500)).await;
+        assert_eq!(yield_to_drain(&connectivity, &stop).await, DRAIN_YIELD_MAX);
+        // A backlog that drains in 3 s: the pull goes within a look of it.
+        let push = connectivity.clone();
+        let drained = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            push.observe(Event::Backlog(DRAIN_BUSY - 1)).await;
+        });
+        let waited = yield_to_drain(&connectivity, &stop).await;
+        drained.await.expect("the drain task ran");
+        assert!(
+            waited >= Duration::from_secs(3) && waited <= Duration::from_secs(3) + DRAIN_LOOK,
+            "waited {waited:?}"
+        );
+        // A paused queue drains nothing: no reason to wait.
+        connectivity.observe(Event::Backlog(500)).await;
+        connectivity
+            .observe(Event::Paused(Some("credentials refused".into())))
+            .await;
+        assert_eq!(yield_to_drain(&connectivity, &stop).await, Duration::ZERO);
+        // A stop ends the wait.
+        connectivity.observe(Event::Paused(None)).await;
+        stop.cancel();
+        assert_eq!(yield_to_drain(&connectivity, &stop).await, Duration::ZERO);
+    }
 
     #[test]
     fn pull_outcomes_feed_the_connectivity_mode() {

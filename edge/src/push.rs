@@ -2,8 +2,13 @@
 //! Odoo can take.
 //!
 //! - Entries sharing a causal key go in journal order, one batch at a time; different keys
-//!   go in parallel, at most `push.concurrency` at once. A picking's pending picks (up to and
-//!   including its validation) are one batch: one write on the picking, not one per line.
+//!   go in parallel, as many as the adaptive limit allows ([`limit`]: grows while Odoo
+//!   answers as fast as it does when quiet, shrinks when it queues or shows retry
+//!   symptoms), at most `push.concurrency`. A picking's pending picks (up to and including
+//!   its validation) are one batch: one write on the picking, not one per line.
+//! - Batches that take stock of the same products (validations, counts, transfers,
+//!   re-creations) are never in flight together ([`exclusion`]): Odoo would serialize them
+//!   on the quants' lock and fail some.
 //! - Every call passes the [`Gate`]: a cap on calls per second (`push.max_calls_per_sec`), a
 //!   hold honouring 429/503 `Retry-After` for the whole queue, and the connectivity tracker
 //!   fed with each outcome.
@@ -16,7 +21,7 @@
 //! - While offline nothing is sent but probes; entries wait with their attempts intact.
 //! - On startup, entries left in flight become ambiguous (see `store::push`).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +44,12 @@ use crate::store::{
     AttemptFailure, ConflictRow, JournalEntry, NewConflict, OpState, PickingContext, PushCmd,
     Settle, Store, StoreError, now_ms,
 };
+
+pub mod exclusion;
+pub mod limit;
+
+pub use exclusion::{Claim, Claims, Exclusion};
+pub use limit::{LimitConfig, LimitStatus, Limiter, Signal};
 
 /// How far apart the appliance's clock and Odoo's may be when a retry asks Odoo for records
 /// made since its first attempt.
@@ -69,7 +80,8 @@ impl Policy {
 /// How the push drains the journal to Odoo.
 #[derive(Clone, Debug)]
 pub struct PushConfig {
-    /// Causal keys pushed at once.
+    /// Causal keys pushed at once, at most (the adaptive limit's ceiling; see
+    /// [`LimitConfig`] for whether it adapts).
     pub concurrency: usize,
     /// Cap on calls per second towards Odoo.
     pub max_calls_per_sec: f64,
@@ -158,6 +170,11 @@ pub struct PushStats {
     pub applied: AtomicU64,
     /// (when, entries applied) of recent batches, for the drain rate.
     recent: Mutex<VecDeque<(Instant, u64)>>,
+    /// The concurrency limit as of the last call (kept here for status, which has no
+    /// handle on the scheduler).
+    limit: Mutex<Option<LimitStatus>>,
+    /// Times a ready batch waited because a batch in flight claimed its products.
+    pub waited_on_claims: AtomicU64,
 }
 
 impl PushStats {
@@ -174,6 +191,18 @@ impl PushStats {
         }
     }
 
+    /// The concurrency limit, its baseline and the recent latency; `None` until the push
+    /// has started.
+    pub fn limit(&self) -> Option<LimitStatus> {
+        self.limit.lock().ok().and_then(|l| l.clone())
+    }
+
+    fn set_limit(&self, status: LimitStatus) {
+        if let Ok(mut l) = self.limit.lock() {
+            *l = Some(status);
+        }
+    }
+
     /// Entries applied per second over the last minute.
     pub fn drain_rate(&self) -> f64 {
         let Ok(r) = self.recent.lock() else {
@@ -187,7 +216,8 @@ impl PushStats {
     }
 }
 
-/// Every call to Odoo passes here: rate cap, Retry-After hold, connectivity.
+/// Every call to Odoo passes here: rate cap, Retry-After hold, connectivity, and the
+/// concurrency limit fed with each call's latency.
 #[derive(Debug)]
 pub struct Gate<O> {
     inner: O,
@@ -195,6 +225,8 @@ pub struct Gate<O> {
     hold_until: Mutex<Option<tokio::time::Instant>>,
     connectivity: Connectivity,
     stats: Arc<PushStats>,
+    /// Never held across an await: a call updates it once it has ended.
+    concurrency: Mutex<Limiter>,
 }
 
 impl<O: Odoo> Gate<O> {
@@ -203,6 +235,7 @@ impl<O: Odoo> Gate<O> {
         calls_per_sec: f64,
         connectivity: Connectivity,
         stats: Arc<PushStats>,
+        concurrency: Limiter,
     ) -> Gate<O> {
         let period = Duration::from_secs_f64(1.0 / calls_per_sec.max(0.001));
         // The average never exceeds the cap; a burst of a tenth of a second's worth lets the
@@ -211,6 +244,8 @@ impl<O: Odoo> Gate<O> {
         let burst =
             std::num::NonZeroU32::new((calls_per_sec / 10.0).ceil().clamp(1.0, 100.0) as u32)
                 .unwrap_or(std::num::NonZeroU32::MIN);
+        // Status shows the limit from the start, not only after the first call.
+        stats.set_limit(concurrency.status());
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN))
             .allow_burst(burst);
@@ -220,11 +255,22 @@ impl<O: Odoo> Gate<O> {
             hold_until: Mutex::new(None),
             connectivity,
             stats,
+            concurrency: Mutex::new(concurrency),
         }
     }
 
     pub fn inner(&self) -> &O {
         &self.inner
+    }
+
+    /// Batches in hand allowed now.
+    pub fn limit(&self) -> usize {
+        self.concurrency.lock().map_or(1, |l| l.limit())
+    }
+
+    fn set_limiter(&mut self, limiter: Limiter) {
+        self.stats.set_limit(limiter.status());
+        self.concurrency = Mutex::new(limiter);
     }
 
     async fn call_inner(&self, call: Call) -> Result<Value, OdooError> {
@@ -233,8 +279,18 @@ impl<O: Odoo> Gate<O> {
             tokio::time::sleep_until(until).await;
         }
         self.limiter.until_ready().await;
-        let started = Instant::now();
+        // Timed from here: the rate cap's and the hold's waits are ours, not Odoo's.
+        let name = format!("{}.{}", call.model, call.method);
+        let started = tokio::time::Instant::now();
         let result = self.inner.call(call).await;
+        let ended = tokio::time::Instant::now();
+        let status = self.concurrency.lock().ok().map(|mut l| {
+            l.observe(&name, started, ended, Signal::of(&result, ended - started));
+            l.status()
+        });
+        if let Some(status) = status {
+            self.stats.set_limit(status);
+        }
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         if let Err(e @ OdooError::Busy { .. }) = &result {
             // Odoo (or its proxy) is overloaded: the whole queue waits, not just this call.
@@ -248,7 +304,7 @@ impl<O: Odoo> Gate<O> {
             }
         }
         self.connectivity
-            .observe(Event::of(&result, started.elapsed()))
+            .observe(Event::of(&result, ended - started))
             .await;
         result
     }
@@ -320,6 +376,31 @@ fn class_name(class: ErrorClass) -> &'static str {
     }
 }
 
+/// A causal key's next batch, formed before it is sent so that its claims are known.
+#[derive(Debug)]
+enum Formed {
+    /// Nothing to send: no open entry, or the first is in flight.
+    Nothing,
+    /// The first open entry cannot be read by this build: held as a conflict, no call.
+    Unreadable {
+        entry: Box<JournalEntry>,
+        error: String,
+    },
+    Batch {
+        batch: Vec<(JournalEntry, Operation)>,
+        claims: Claims,
+    },
+}
+
+impl Formed {
+    fn claims(&self) -> Claims {
+        match self {
+            Formed::Batch { claims, .. } => claims.clone(),
+            Formed::Nothing | Formed::Unreadable { .. } => Claims::default(),
+        }
+    }
+}
+
 /// The push scheduler for one Odoo.
 #[derive(Debug)]
 pub struct Pusher<O> {
@@ -349,6 +430,7 @@ impl<O: Odoo + 'static> Pusher<O> {
                 config.max_calls_per_sec,
                 connectivity.clone(),
                 stats.clone(),
+                Limiter::new(config.concurrency, LimitConfig::default()),
             ),
             store,
             config,
@@ -358,6 +440,14 @@ impl<O: Odoo + 'static> Pusher<O> {
             internal_type: tokio::sync::OnceCell::new(),
             isolate: Mutex::default(),
         }
+    }
+
+    /// Whether the number of batches in hand adapts to Odoo's latency (the default) or
+    /// stays at `push.concurrency`.
+    pub fn with_limit(mut self, limit: LimitConfig) -> Pusher<O> {
+        self.gate
+            .set_limiter(Limiter::new(self.config.concurrency, limit));
+        self
     }
 
     pub fn stats(&self) -> &Arc<PushStats> {
@@ -382,8 +472,12 @@ impl<O: Odoo + 'static> Pusher<O> {
             tracing::error!(error = %e, "cannot recover entries left in flight; the push does not start");
             return;
         }
-        let mut tasks: JoinSet<String> = JoinSet::new();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        // The key of each batch in hand, by task: a task that panicked still frees its key
+        // and its claims.
+        let mut in_hand: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut busy: HashSet<String> = HashSet::new();
+        let mut exclusion = Exclusion::default();
         let mut probe = tokio::time::interval(self.config.probe);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backlog_at = Instant::now() - Duration::from_secs(10);
@@ -399,25 +493,46 @@ impl<O: Odoo + 'static> Pusher<O> {
             let sending =
                 self.connectivity.mode() != Mode::Offline && self.connectivity.paused().is_none();
             let mut wait = Duration::from_millis(250);
-            if sending && tasks.len() < self.config.concurrency {
+            if sending && tasks.len() < self.gate.limit() {
+                // Read further than the slots free: some ready keys may wait on claims.
                 match self
                     .store
-                    .read(|r| r.push_queue(now_ms(), self.config.concurrency * 4))
+                    .read(|r| r.push_queue(now_ms(), self.config.concurrency * 4 + 32))
                 {
                     Ok(queue) => {
+                        // Claims of batches that wait in this pass: later batches meeting
+                        // them wait too, so the first to wait is the first to go.
+                        let mut waiting = Claims::default();
                         for key in queue.ready {
-                            if tasks.len() >= self.config.concurrency {
+                            if tasks.len() >= self.gate.limit() {
                                 break;
                             }
-                            if busy.insert(key.causal_key.clone()) {
-                                let me = self.clone();
-                                tasks.spawn(async move {
-                                    if let Err(e) = me.push_key(&key.causal_key).await {
-                                        tracing::warn!(error = %e, key = %key.causal_key, "push bookkeeping failed; retrying");
-                                    }
-                                    key.causal_key
-                                });
+                            if busy.contains(&key.causal_key) {
+                                continue;
                             }
+                            let formed = match self.form(&key.causal_key) {
+                                Ok(f) => f,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, key = %key.causal_key, "cannot read the batch; retrying");
+                                    continue;
+                                }
+                            };
+                            let claims = formed.claims();
+                            if exclusion.blocks(&claims) || waiting.meets(&claims) {
+                                self.stats.waited_on_claims.fetch_add(1, Ordering::Relaxed);
+                                waiting.extend(&claims);
+                                continue;
+                            }
+                            exclusion.hold(&key.causal_key, claims);
+                            busy.insert(key.causal_key.clone());
+                            let me = self.clone();
+                            let causal_key = key.causal_key.clone();
+                            let handle = tasks.spawn(async move {
+                                if let Err(e) = me.push_formed(&causal_key, formed).await {
+                                    tracing::warn!(error = %e, key = %causal_key, "push bookkeeping failed; retrying");
+                                }
+                            });
+                            in_hand.insert(handle.id(), key.causal_key);
                         }
                         if let Some(at) = queue.next_at {
                             wait = wait
@@ -429,8 +544,16 @@ impl<O: Odoo + 'static> Pusher<O> {
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(key) = joined {
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let id = match joined {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a push task failed; entries it left in flight are retried after the next start");
+                            e.id()
+                        }
+                    };
+                    if let Some(key) = in_hand.remove(&id) {
+                        exclusion.release(&key);
                         busy.remove(&key);
                     }
                 }
@@ -493,70 +616,103 @@ impl<O: Odoo + 'static> Pusher<O> {
     }
 
     /// Pushes the next batch of one causal key and settles it.
-    async fn push_key(&self, key: &str) -> Result<(), StoreError> {
-        let entries = self
-            .store
-            .read(|r| r.push_batch(key, self.config.max_batch))?;
-        let Some(first) = entries.first() else {
-            return Ok(());
-        };
-        if first.state != OpState::Pending {
-            return Ok(());
-        }
+    pub async fn push_key(&self, key: &str) -> Result<(), StoreError> {
+        let formed = self.form(key)?;
+        self.push_formed(key, formed).await
+    }
+
+    /// The next batch of one causal key, and what it claims: a picking's picks up to and
+    /// including its validation (one by one once a coalesced batch was refused), or one
+    /// entry of any other kind.
+    fn form(&self, key: &str) -> Result<Formed, StoreError> {
         let isolated = self
             .isolate
             .lock()
             .map(|s| s.contains(key))
             .unwrap_or(false);
-        let mut batch: Vec<(JournalEntry, Operation)> = Vec::new();
-        for e in entries {
-            let op = match e.operation() {
-                Ok(op) => op,
-                Err(err) if batch.is_empty() => {
-                    let seqs = vec![e.seq];
-                    self.store
-                        .push(PushCmd::Begin { seqs: seqs.clone() })
-                        .await?;
-                    let conflict = NewConflict {
-                        kind: ConflictKind::Validation.as_str().into(),
-                        policy: Policy::Manual.as_str().into(),
-                        message: format!("this build cannot read the entry: {err}"),
-                        edge: e.payload.clone(),
-                        cloud: Value::Null,
-                    };
-                    tracing::warn!(op_id = %e.id, kind = %e.kind, class = "permanent", error = %conflict.message, "push attempt refused before any call");
-                    let failure = Some(AttemptFailure {
-                        call: None,
-                        class: "permanent".into(),
-                        message: conflict.message.clone(),
-                    });
-                    self.store
-                        .push(PushCmd::Settle {
-                            seqs,
-                            settle: Settle::Hold {
-                                rejected: true,
-                                conflict,
-                            },
-                            failure,
-                        })
-                        .await?;
-                    return Ok(());
-                }
-                Err(_) => break,
+        self.store.read(|r| {
+            let entries = r.push_batch(key, self.config.max_batch)?;
+            let Some(first) = entries.first() else {
+                return Ok(Formed::Nothing);
             };
-            let picking_part = matches!(
-                op,
-                Operation::Pick(_) | Operation::Receive(_) | Operation::Validate(_)
-            );
-            if !batch.is_empty() && (!picking_part || isolated) {
-                break;
+            if first.state != OpState::Pending {
+                return Ok(Formed::Nothing);
             }
-            let ends = !picking_part || matches!(op, Operation::Validate(_));
-            batch.push((e, op));
-            if ends {
-                break;
+            let mut batch: Vec<(JournalEntry, Operation)> = Vec::new();
+            for e in entries {
+                let op = match e.operation() {
+                    Ok(op) => op,
+                    Err(err) if batch.is_empty() => {
+                        return Ok(Formed::Unreadable {
+                            error: err.to_string(),
+                            entry: Box::new(e),
+                        });
+                    }
+                    Err(_) => break,
+                };
+                let picking_part = matches!(
+                    op,
+                    Operation::Pick(_) | Operation::Receive(_) | Operation::Validate(_)
+                );
+                if !batch.is_empty() && (!picking_part || isolated) {
+                    break;
+                }
+                let ends = !picking_part || matches!(op, Operation::Validate(_));
+                batch.push((e, op));
+                if ends {
+                    break;
+                }
             }
-        }
+            let validated = batch.iter().find_map(|(_, op)| match op {
+                Operation::Validate(v) => Some(v.picking_id),
+                _ => None,
+            });
+            let picking_products = match validated {
+                Some(picking) => r.picking_products(picking)?,
+                None => Vec::new(),
+            };
+            let ops: Vec<&Operation> = batch.iter().map(|(_, op)| op).collect();
+            let claims = Claims::of(&ops, &picking_products);
+            Ok(Formed::Batch { batch, claims })
+        })
+    }
+
+    /// Sends a formed batch and settles it.
+    async fn push_formed(&self, key: &str, formed: Formed) -> Result<(), StoreError> {
+        let batch = match formed {
+            Formed::Nothing => return Ok(()),
+            Formed::Unreadable { entry: e, error } => {
+                let seqs = vec![e.seq];
+                self.store
+                    .push(PushCmd::Begin { seqs: seqs.clone() })
+                    .await?;
+                let conflict = NewConflict {
+                    kind: ConflictKind::Validation.as_str().into(),
+                    policy: Policy::Manual.as_str().into(),
+                    message: format!("this build cannot read the entry: {error}"),
+                    edge: e.payload.clone(),
+                    cloud: Value::Null,
+                };
+                tracing::warn!(op_id = %e.id, kind = %e.kind, class = "permanent", error = %conflict.message, "push attempt refused before any call");
+                let failure = Some(AttemptFailure {
+                    call: None,
+                    class: "permanent".into(),
+                    message: conflict.message.clone(),
+                });
+                self.store
+                    .push(PushCmd::Settle {
+                        seqs,
+                        settle: Settle::Hold {
+                            rejected: true,
+                            conflict,
+                        },
+                        failure,
+                    })
+                    .await?;
+                return Ok(());
+            }
+            Formed::Batch { batch, .. } => batch,
+        };
         let seqs: Vec<i64> = batch.iter().map(|(e, _)| e.seq).collect();
         let mut push_entries: Vec<PushEntry> = Vec::with_capacity(batch.len());
         for (e, op) in &batch {
@@ -938,11 +1094,16 @@ pub async fn resolve(
 
 /// The push task for the configured Odoo: connects (retrying while the cloud is away) and
 /// runs the scheduler until `stop`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the limit's setting travels beside PushConfig, which callers build field by field"
+)]
 pub async fn run_push(
     store: Store,
     client_config: holdfast_sync::odoo::ClientConfig,
     warehouse_id: i64,
     config: PushConfig,
+    limit: LimitConfig,
     connectivity: Connectivity,
     stats: Arc<PushStats>,
     stop: CancellationToken,
@@ -977,14 +1138,9 @@ pub async fn run_push(
         }
     };
     connectivity.observe(Event::Paused(None)).await;
-    let pusher = Arc::new(Pusher::new(
-        store,
-        client,
-        config,
-        warehouse_id,
-        connectivity,
-        stats,
-    ));
+    let pusher = Arc::new(
+        Pusher::new(store, client, config, warehouse_id, connectivity, stats).with_limit(limit),
+    );
     pusher.run(stop).await;
 }
 
@@ -992,6 +1148,7 @@ pub async fn run_push(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::collections::BTreeSet;
     use std::sync::atomic::AtomicBool;
 
     use holdfast_sync::dataset::{Dataset, DatasetSpec};
@@ -1030,6 +1187,343 @@ mod tests {
         fn probe(&self) -> impl std::future::Future<Output = Result<(), OdooError>> + Send {
             std::future::ready(Ok(()))
         }
+    }
+
+    /// The simulator, with validations that take a while, recording which pickings'
+    /// validations were in Odoo's hands at the same time.
+    struct Overlaps {
+        cloud: Cloud,
+        seen: Arc<Seen>,
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        validating: Mutex<Vec<i64>>,
+        /// Every pair of pickings validated at once.
+        together: Mutex<HashSet<(i64, i64)>>,
+        most_at_once: AtomicU64,
+        validated: tokio::sync::watch::Sender<usize>,
+    }
+
+    impl Odoo for Overlaps {
+        fn call(
+            &self,
+            call: Call,
+        ) -> impl std::future::Future<Output = Result<Value, OdooError>> + Send {
+            let picking = (call.method == "button_validate")
+                .then(|| call.ids.as_ref().and_then(|ids| ids.first().copied()))
+                .flatten();
+            async move {
+                let Some(picking) = picking else {
+                    return self.cloud.execute(call);
+                };
+                let seen = &self.seen;
+                if let Ok(mut v) = seen.validating.lock() {
+                    if let Ok(mut t) = seen.together.lock() {
+                        for &other in v.iter() {
+                            t.insert((picking.min(other), picking.max(other)));
+                        }
+                    }
+                    v.push(picking);
+                    seen.most_at_once
+                        .fetch_max(v.len() as u64, Ordering::SeqCst);
+                }
+                // A validation keeps Odoo busy for a while (the quant lock held).
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let answer = self.cloud.execute(call);
+                if let Ok(mut v) = seen.validating.lock() {
+                    v.retain(|&p| p != picking);
+                }
+                seen.validated.send_modify(|n| *n += 1);
+                answer
+            }
+        }
+
+        fn major(&self) -> u32 {
+            18
+        }
+
+        fn probe(&self) -> impl std::future::Future<Output = Result<(), OdooError>> + Send {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn validations_of_pickings_sharing_a_product_never_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+        let data = Dataset::generate(&DatasetSpec {
+            seed: 7,
+            products: 40,
+            quants: 400,
+            pickings: 80,
+        });
+        store
+            .apply_mirror(MirrorBatch {
+                epoch: None,
+                upserts: data.records().collect(),
+                deletes: vec![],
+            })
+            .await
+            .unwrap();
+        let cloud = Cloud::new(SimConfig::default(), &data);
+        // Deliveries reserved in full: picked as reserved.
+        let outgoing: HashSet<_> = data
+            .picking_types
+            .iter()
+            .filter(|t| t.code == holdfast_sync::records::PickingCode::Outgoing)
+            .map(|t| t.id)
+            .collect();
+        let mut candidates: Vec<(i64, BTreeSet<i64>)> = data
+            .pickings
+            .iter()
+            .filter(|p| outgoing.contains(&p.picking_type_id))
+            .filter(|p| p.state == holdfast_sync::records::PickingState::Assigned)
+            .filter_map(|p| {
+                let lines: Vec<_> = data
+                    .move_lines
+                    .iter()
+                    .filter(|l| l.picking_id == Some(p.id))
+                    .collect();
+                let pickable = !lines.is_empty() && lines.iter().all(|l| l.quantity > 0.0);
+                let products: BTreeSet<i64> = data
+                    .moves
+                    .iter()
+                    .filter(|m| m.picking_id == Some(p.id))
+                    .map(|m| m.product_id.0)
+                    .collect();
+                pickable.then_some((p.id.0, products))
+            })
+            .collect();
+        candidates.sort();
+        let shared = candidates
+            .iter()
+            .enumerate()
+            .find_map(|(i, (a, pa))| {
+                candidates[i + 1..]
+                    .iter()
+                    .find(|(_, pb)| !pa.is_disjoint(pb))
+                    .map(|(b, pb)| (*a, *b, pa | pb))
+            })
+            .expect("two deliveries sharing a product");
+        let (a, b, mut taken) = shared;
+        let mut unrelated = Vec::new();
+        for (p, products) in &candidates {
+            if unrelated.len() < 4 && products.is_disjoint(&taken) {
+                taken.extend(products.iter().copied());
+                unrelated.push(*p);
+            }
+        }
+        assert!(unrelated.len() >= 2, "unrelated deliveries: {unrelated:?}");
+        // Each picked in full on the floor and validated, while offline.
+        for &picking in [a, b].iter().chain(&unrelated) {
+            let mut ops: Vec<Operation> = data
+                .move_lines
+                .iter()
+                .filter(|l| l.picking_id == Some(holdfast_sync::records::PickingId(picking)))
+                .map(|l| {
+                    Operation::Pick(holdfast_sync::ops::PickOp {
+                        picking_id: picking,
+                        move_id: l.move_id.unwrap().0,
+                        product_id: l.product_id.0,
+                        location_id: l.location_id.0,
+                        lot_name: l.lot_id.and_then(|lot| {
+                            data.lots
+                                .iter()
+                                .find(|x| x.id == lot)
+                                .map(|x| x.name.clone())
+                        }),
+                        package_id: None,
+                        quantity: l.quantity,
+                        view_quantity: l.quantity,
+                    })
+                })
+                .collect();
+            ops.push(Operation::Validate(holdfast_sync::ops::ValidateOp {
+                picking_id: picking,
+                backorder: holdfast_sync::ops::BackorderChoice::NoBackorder,
+            }));
+            for op in ops {
+                store
+                    .append(
+                        Lane::Background,
+                        NewEntry {
+                            id: None,
+                            device: "scanner-1".into(),
+                            operator: None,
+                            op,
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let seen = Arc::new(Seen::default());
+        let mut validated = seen.validated.subscribe();
+        let stats = Arc::new(PushStats::default());
+        let pusher = Arc::new(
+            Pusher::new(
+                store.clone(),
+                Overlaps {
+                    cloud: cloud.clone(),
+                    seen: seen.clone(),
+                },
+                PushConfig {
+                    concurrency: 8,
+                    ..config()
+                },
+                1,
+                Connectivity::new(store.clone()),
+                stats.clone(),
+            )
+            // Eight in hand from the first batch: the test is about claims, not the limit.
+            .with_limit(LimitConfig { adaptive: false }),
+        );
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(pusher.run(stop.clone()));
+        let n_pickings = 2 + unrelated.len();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            validated.wait_for(|n| *n >= n_pickings),
+        )
+        .await
+        .expect("every delivery validated within a minute")
+        .unwrap();
+        // The stop lets the batches in hand settle.
+        stop.cancel();
+        task.await.unwrap();
+        let q = store.read(|r| r.queue_stats()).unwrap();
+        assert_eq!(q.by_state.get("pending"), Some(&0), "{q:?}");
+        assert_eq!(q.by_state.get("in_flight"), Some(&0), "{q:?}");
+        let together = seen.together.lock().unwrap().clone();
+        assert!(
+            !together.contains(&(a.min(b), a.max(b))),
+            "{a} and {b} share a product and were validated at once: {together:?}"
+        );
+        assert!(
+            seen.most_at_once.load(Ordering::SeqCst) >= 2,
+            "unrelated deliveries go in parallel: {together:?}"
+        );
+        assert!(stats.waited_on_claims.load(Ordering::Relaxed) >= 1);
+        let done = cloud
+            .execute(Call::new("stock.picking", "search_count").arg(
+                "domain",
+                json!([["id", "in", [a, b]], ["state", "=", "done"]]),
+            ))
+            .unwrap();
+        assert_eq!(done, json!(2), "both validated in Odoo");
+    }
+
+    /// The simulator as a server that queues: each call takes 10 ms times the square of
+    /// the calls in its hands (two at once: 40 ms each).
+    struct Queueing {
+        cloud: Cloud,
+        in_flight: Arc<AtomicU64>,
+        most: Arc<AtomicU64>,
+        applied: tokio::sync::watch::Sender<usize>,
+    }
+
+    impl Odoo for Queueing {
+        async fn call(&self, call: Call) -> Result<Value, OdooError> {
+            let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10 * n * n)).await;
+            let applies = call.method == "action_apply_inventory";
+            let answer = self.cloud.execute(call);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if applies {
+                self.applied.send_modify(|n| *n += 1);
+            }
+            answer
+        }
+
+        fn major(&self) -> u32 {
+            18
+        }
+
+        fn probe(&self) -> impl std::future::Future<Output = Result<(), OdooError>> + Send {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queueing_odoo_gets_fewer_batches_than_the_maximum() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+        let data = Dataset::generate(&DatasetSpec::demo());
+        let cloud = Cloud::new(SimConfig::default(), &data);
+        // Counts that claim nothing in common: distinct products in distinct bins.
+        let (mut products, mut bins) = (HashSet::new(), HashSet::new());
+        let mut n_counts = 0;
+        for q in data.quants.iter().filter(|q| q.lot_id.is_none()) {
+            if n_counts == 12 || !products.insert(q.product_id) || !bins.insert(q.location_id) {
+                continue;
+            }
+            n_counts += 1;
+            store
+                .append(
+                    Lane::Background,
+                    NewEntry {
+                        id: None,
+                        device: "scanner-1".into(),
+                        operator: None,
+                        op: Operation::Count(CountOp {
+                            product_id: q.product_id.0,
+                            location_id: q.location_id.0,
+                            lot_name: None,
+                            counted: q.quantity + 1.0,
+                            expected: q.quantity,
+                        }),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        assert!(n_counts >= 6, "{n_counts} independent counts");
+        let most = Arc::new(AtomicU64::new(0));
+        let (applied, mut applied_rx) = tokio::sync::watch::channel(0);
+        let stats = Arc::new(PushStats::default());
+        let pusher = Arc::new(Pusher::new(
+            store.clone(),
+            Queueing {
+                cloud,
+                in_flight: Arc::default(),
+                most: most.clone(),
+                applied,
+            },
+            PushConfig {
+                concurrency: 8,
+                ..config()
+            },
+            1,
+            Connectivity::new(store.clone()),
+            stats.clone(),
+        ));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(pusher.run(stop.clone()));
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            applied_rx.wait_for(|n| *n >= n_counts),
+        )
+        .await
+        .expect("every count applied within a minute")
+        .unwrap();
+        stop.cancel();
+        task.await.unwrap();
+        let q = store.read(|r| r.queue_stats()).unwrap();
+        assert_eq!(q.by_state.get("applied"), Some(&(n_counts as i64)), "{q:?}");
+        let limit = stats.limit().unwrap();
+        let most = most.load(Ordering::SeqCst);
+        // It tried more batches, saw calls slow down fourfold whenever two met, and backed
+        // off: never near the eight a fixed limit keeps in hand (calls that happen not to
+        // meet, while the batches write to the store, let it climb a little at times).
+        assert!((2..=4).contains(&most), "{most} calls at once; {limit:?}");
+        assert!(limit.decreases >= 1, "{limit:?}");
+        assert!(limit.adaptive && limit.max == 8, "{limit:?}");
+        assert!(
+            limit.baseline_ms.is_some() && limit.recent_ms.is_some(),
+            "{limit:?}"
+        );
     }
 
     fn config() -> PushConfig {

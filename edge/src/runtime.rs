@@ -167,6 +167,7 @@ pub async fn run_until(
                 crate::pull::client_config(odoo),
                 odoo.warehouse_id,
                 config.push.clone(),
+                config.push_limit,
                 connectivity.clone(),
                 stats,
                 token.clone(),

@@ -85,6 +85,11 @@ pub struct PushStatus {
     pub drain_rate_per_sec: f64,
     /// Pending entries / drain rate; absent when nothing drains.
     pub eta_drain_secs: Option<f64>,
+    /// Batches in hand allowed now, with the latency they are judged on; absent before the
+    /// first call.
+    pub limit: Option<crate::push::LimitStatus>,
+    /// Times a ready batch waited for a batch in flight on the same products.
+    pub waited_on_claims: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -282,6 +287,17 @@ impl Status {
                     .map(|s| format!(", about {s:.0} s to go"))
                     .unwrap_or_default()
             ));
+            if let Some(l) = &push.limit {
+                let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} ms"));
+                out.push_str(&format!(
+                    "in hand   {} of {} batches ({}), calls {} against {} quiet\n",
+                    l.limit,
+                    l.max,
+                    if l.adaptive { "adaptive" } else { "fixed" },
+                    ms(l.recent_ms),
+                    ms(l.baseline_ms),
+                ));
+            }
         }
         for feature in &self.degraded_features {
             out.push_str(&format!("degraded  {feature}\n"));
@@ -415,6 +431,41 @@ mod tests {
                 .unwrap()
                 .starts_with("mirror stale: last pull 14 min ago: reading product.packaging")
         );
+    }
+
+    #[test]
+    fn the_push_s_concurrency_limit_shows_with_its_latency() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "s1")).unwrap();
+        let mut status = collect(&store, Some("https://odoo.example"));
+        status.push = Some(PushStatus {
+            paused: None,
+            calls: 120,
+            applied: 40,
+            drain_rate_per_sec: 2.0,
+            eta_drain_secs: Some(30.0),
+            limit: Some(crate::push::LimitStatus {
+                adaptive: true,
+                limit: 2,
+                max: 4,
+                baseline_ms: Some(61.4),
+                recent_ms: Some(88.0),
+                latency_ratio: Some(1.4),
+                decreases: 3,
+                symptoms: 1,
+            }),
+            waited_on_claims: 5,
+        });
+        let text = status.to_text();
+        assert!(
+            text.contains("in hand   2 of 4 batches (adaptive), calls 88 ms against 61 ms quiet\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["push"]["limit"]["limit"], 2);
+        assert_eq!(json["push"]["limit"]["baseline_ms"], 61.4);
+        assert_eq!(json["push"]["limit"]["recent_ms"], 88.0);
+        assert_eq!(json["push"]["waited_on_claims"], 5);
     }
 
     #[test]

@@ -262,6 +262,11 @@ impl super::Reader<'_> {
         read::sent_since(self.conn(), seq)
     }
 
+    /// The products of a mirrored picking's moves (what its validation takes stock of).
+    pub fn picking_products(&self, picking: i64) -> Result<Vec<i64>, StoreError> {
+        read::picking_products(self.conn(), picking)
+    }
+
     /// A mirrored picking's name, origin and partner (for a re-creation's context).
     pub fn picking_context(&self, id: i64) -> Result<Option<PickingContext>, StoreError> {
         read::picking_context(self.conn(), id)
@@ -673,6 +678,14 @@ pub(super) mod read {
             )?
             .query_row(params![seq, decided.unwrap_or(i64::MIN)], |r| r.get(0))?;
         Ok((decided, first))
+    }
+
+    pub fn picking_products(conn: &Connection, picking: i64) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT product_id FROM move WHERE picking_id = ?1 ORDER BY product_id",
+        )?;
+        let rows = stmt.query_map([picking], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The mirror's picking a re-creation names: (name, origin, partner).
