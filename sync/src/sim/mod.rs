@@ -11,6 +11,7 @@
 //! `search_count`, `write`, `create`) with domains, Odoo's read format, `write_date` and
 //! company scoping; Odoo's stock semantics (see `stock`); and faults on command ([`Fault`]).
 
+pub mod load;
 mod orm;
 pub mod proxy;
 mod stock;
@@ -71,6 +72,9 @@ struct Shared {
     sms_pending: Mutex<bool>,
     /// Capacity cap (see [`Cloud::set_capacity`]).
     pace: Mutex<Pace>,
+    /// Service times under concurrent load and serialization failures (see
+    /// [`Cloud::set_load`]); off unless a test or benchmark turns it on.
+    load: Mutex<Option<Arc<load::Load>>>,
     /// Model calls answered.
     calls: std::sync::atomic::AtomicU64,
 }
@@ -193,6 +197,7 @@ impl Cloud {
                 faults: Mutex::default(),
                 latency: Mutex::default(),
                 pace: Mutex::default(),
+                load: Mutex::default(),
                 calls: std::sync::atomic::AtomicU64::new(0),
             }),
         }
@@ -304,6 +309,21 @@ impl Cloud {
                 .filter(|c| *c > 0.0)
                 .map(|c| Duration::from_secs_f64(1.0 / c));
         }
+    }
+
+    /// Turns the load model on (`Some`, fresh counters) or off (`None`) for model calls
+    /// over HTTP from now on: each call takes its kind's service time, stretched while more
+    /// calls are in progress than the model has cores, and validations sharing products
+    /// fail and retry as in Odoo (see [`load`]).
+    pub fn set_load(&self, model: Option<load::LoadModel>) {
+        let mut l = self.shared.load.lock().unwrap_or_else(|p| p.into_inner());
+        *l = model.map(|m| Arc::new(load::Load::new(m)));
+    }
+
+    /// The load model's counters, while it is on.
+    pub fn load_stats(&self) -> Option<load::LoadStats> {
+        let l = self.shared.load.lock().unwrap_or_else(|p| p.into_inner());
+        l.as_ref().map(|l| l.stats())
     }
 
     /// Model calls answered so far (HTTP and in-process).
@@ -583,7 +603,13 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
                 return html(StatusCode::BAD_REQUEST, "400 Bad Request");
             }
             match read_json(req).await {
-                Ok(body) => jsonrpc(shared, body),
+                Ok(body) => {
+                    if let Err(e) = jsonrpc_load(shared, &body).await {
+                        let id = body.get("id").cloned().unwrap_or(Value::Null);
+                        return rpc_error(&shared.config, &id, &e);
+                    }
+                    jsonrpc(shared, body)
+                }
                 Err(_) => html(StatusCode::BAD_REQUEST, "400 Bad Request"),
             }
         }
@@ -592,6 +618,56 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         }
         _ => html(StatusCode::NOT_FOUND, "404 Not Found"),
     }
+}
+
+/// The load model's time for a model call (when it is on): the service time under the load
+/// of the moment, or the serialization failure Odoo gives after its own retries.
+async fn under_load(
+    shared: &Shared,
+    model: &str,
+    method: &str,
+    ids: &[i64],
+) -> Result<(), SimError> {
+    let Some(load) = shared
+        .load
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    else {
+        return Ok(());
+    };
+    let kind = load::CallKind::of(method);
+    let products =
+        if kind == load::CallKind::Validate && model == "stock.picking" && load.model().conflicts {
+            let tables = shared.tables.lock().unwrap_or_else(|p| p.into_inner());
+            load::products_of(&tables, ids)
+        } else {
+            std::collections::BTreeSet::new()
+        };
+    load.serve(kind, &products).await
+}
+
+/// [`under_load`] for a JSON-RPC body: only `object.execute_kw` calls are model calls.
+async fn jsonrpc_load(shared: &Shared, body: &Value) -> Result<(), SimError> {
+    let params = body.get("params");
+    let field = |name: &str| params.and_then(|p| p.get(name)).and_then(Value::as_str);
+    if field("service") != Some("object") || field("method") != Some("execute_kw") {
+        return Ok(());
+    }
+    let args = params.and_then(|p| p.get("args")).and_then(Value::as_array);
+    let arg = |i: usize| args.and_then(|a| a.get(i));
+    let (Some(model), Some(method)) = (
+        arg(3).and_then(Value::as_str),
+        arg(4).and_then(Value::as_str),
+    ) else {
+        return Ok(());
+    };
+    let ids: Vec<i64> = match arg(5).and_then(|p| p.get(0)) {
+        Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_i64).collect(),
+        Some(Value::Number(n)) => n.as_i64().into_iter().collect(),
+        _ => Vec::new(),
+    };
+    under_load(shared, model, method, &ids).await
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<Value, ()> {
@@ -850,7 +926,7 @@ async fn json2(shared: &Shared, req: Request<Incoming>, route: String) -> Respon
     let Value::Object(mut kwargs) = body else {
         return json_response(StatusCode::OK, &json!([]));
     };
-    let ids = kwargs
+    let ids: Vec<i64> = kwargs
         .remove("ids")
         .and_then(|v| {
             v.as_array()
@@ -861,7 +937,11 @@ async fn json2(shared: &Shared, req: Request<Incoming>, route: String) -> Respon
         Some(Value::Object(c)) => c,
         _ => Map::new(),
     };
-    match call(shared, &model, &method, ids, kwargs, context) {
+    let served = match under_load(shared, &model, &method, &ids).await {
+        Ok(()) => call(shared, &model, &method, ids, kwargs, context),
+        Err(e) => Err(e),
+    };
+    match served {
         Ok(value) => json_response(StatusCode::OK, &value),
         Err(e) => {
             let status = match e.name {
