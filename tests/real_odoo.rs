@@ -43,28 +43,6 @@ use site::{Site, cli, drained};
 const DEVICE_TOKEN: &str = "real-odoo-handheld-token";
 const MANAGER_TOKEN: &str = "real-odoo-manager-token";
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// The real Odoo to run against, or why not.
-fn target() -> Result<ClientConfig, String> {
-    let (Some(url), Some(db), Some(login), Some(key)) = (
-        env("HOLDFAST_ODOO_URL"),
-        env("HOLDFAST_ODOO_DB"),
-        env("HOLDFAST_ODOO_LOGIN"),
-        env("HOLDFAST_ODOO_KEY"),
-    ) else {
-        return Err("HOLDFAST_ODOO_URL, _DB, _LOGIN and _KEY are not all set".into());
-    };
-    if env("HOLDFAST_ODOO_ALLOW_WRITES").as_deref() != Some("1") {
-        return Err(format!(
-            "it writes to {db} at {url}; set HOLDFAST_ODOO_ALLOW_WRITES=1 to allow that"
-        ));
-    }
-    Ok(ClientConfig::new(&url, &db, &login, &key, 1))
-}
-
 fn new_site(odoo: &ClientConfig, proxy: &FaultProxy, warehouse_id: i64) -> Site {
     Site::new(DEVICE_TOKEN, |port, dir| {
         format!(
@@ -340,7 +318,7 @@ async fn on_hand(odoo: &OdooClient, product: i64, location: i64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
-    let config = match target() {
+    let config = match site::real_odoo() {
         Ok(c) => c,
         Err(why) => {
             println!("skipped: an_outage_against_a_real_odoo_reconciles_exactly_once: {why}");

@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use holdfast_sync::odoo::{Call, ClientConfig, OdooClient};
 use holdfast_sync::sim::proxy::{FaultProxy, Link};
 use serde_json::{Map, Value, json};
-use site::{Site, cli, drained};
+use site::{Site, cli, drained, env};
 
 const DEVICE_TOKEN: &str = "drain-handheld-token";
 const PRODUCTS: usize = 20;
@@ -63,28 +63,6 @@ const LINES: usize = 5;
 const STOCK: f64 = 400.0;
 /// How long the other client reads while Odoo is idle.
 const IDLE_PROBE: Duration = Duration::from_secs(5);
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// The real Odoo to run against, or why not.
-fn target() -> Result<ClientConfig, String> {
-    let (Some(url), Some(db), Some(login), Some(key)) = (
-        env("HOLDFAST_ODOO_URL"),
-        env("HOLDFAST_ODOO_DB"),
-        env("HOLDFAST_ODOO_LOGIN"),
-        env("HOLDFAST_ODOO_KEY"),
-    ) else {
-        return Err("HOLDFAST_ODOO_URL, _DB, _LOGIN and _KEY are not all set".into());
-    };
-    if env("HOLDFAST_ODOO_ALLOW_WRITES").as_deref() != Some("1") {
-        return Err(format!(
-            "it writes to {db} at {url}; set HOLDFAST_ODOO_ALLOW_WRITES=1 to allow that"
-        ));
-    }
-    Ok(ClientConfig::new(&url, &db, &login, &key, 1))
-}
 
 /// The push settings of this run.
 /// Each `None` is not written: the appliance's default.
@@ -423,7 +401,7 @@ fn serialization_in_log(path: &str, from: u64) -> (usize, usize, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_against_a_real_odoo_leaves_its_other_users_and_its_stock_sound() {
     let name = "a_drain_against_a_real_odoo_leaves_its_other_users_and_its_stock_sound";
-    let config = match target() {
+    let config = match site::real_odoo() {
         Ok(c) => c,
         Err(why) => {
             println!("skipped: {name}: {why}");

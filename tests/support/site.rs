@@ -12,6 +12,33 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+/// An environment variable that is set and not empty.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The real Odoo named by `HOLDFAST_ODOO_URL`, `_DB`, `_LOGIN`, `_KEY` (`../shared/odoo-lab/`
+/// writes them to `WORK_DIR/odoo.env`), writable only with `HOLDFAST_ODOO_ALLOW_WRITES=1`;
+/// or why a run against it is skipped.
+pub fn real_odoo() -> Result<holdfast_sync::odoo::ClientConfig, String> {
+    let (Some(url), Some(db), Some(login), Some(key)) = (
+        env("HOLDFAST_ODOO_URL"),
+        env("HOLDFAST_ODOO_DB"),
+        env("HOLDFAST_ODOO_LOGIN"),
+        env("HOLDFAST_ODOO_KEY"),
+    ) else {
+        return Err("HOLDFAST_ODOO_URL, _DB, _LOGIN and _KEY are not all set".into());
+    };
+    if env("HOLDFAST_ODOO_ALLOW_WRITES").as_deref() != Some("1") {
+        return Err(format!(
+            "it writes to {db} at {url}; set HOLDFAST_ODOO_ALLOW_WRITES=1 to allow that"
+        ));
+    }
+    Ok(holdfast_sync::odoo::ClientConfig::new(
+        &url, &db, &login, &key, 1,
+    ))
+}
+
 /// The `holdfast` binary, with none of the caller's Holdfast settings leaking in.
 pub fn holdfast() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdfast"));
