@@ -454,31 +454,40 @@ impl Puller {
         const IDS_PER_QUERY: usize = 500;
         let settled = self.store.read(|r| r.settled_held_back(model, epoch))?;
         for ids in settled.chunks(IDS_PER_QUERY) {
-            let query = PageQuery {
-                extra: vec![json!(["id", "in", ids])],
-                limit: PAGE,
-                ..PageQuery::default()
-            };
-            let Some((seen, _, _)) = self
-                .pages(
-                    model,
-                    query,
-                    &PageRun {
-                        epoch,
-                        track_resume: false,
-                        skip: &HashSet::new(),
-                    },
-                    report,
-                    stop,
-                )
-                .await?
-            else {
+            let term = json!(["id", "in", ids]);
+            let Some(seen) = self.read_again(model, term, epoch, report, stop).await? else {
                 return Ok(false);
             };
             self.delete_missing(model, ids.to_vec(), &seen, epoch, report)
                 .await?;
         }
         Ok(true)
+    }
+
+    /// Reads every record matching `term` again and writes it (nothing skipped, no resume
+    /// point): the ids seen, or `None` when stopped.
+    async fn read_again(
+        &self,
+        model: Model,
+        term: serde_json::Value,
+        epoch: Epoch,
+        report: &mut PullReport,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<HashSet<i64>>> {
+        let query = PageQuery {
+            extra: vec![term],
+            limit: PAGE,
+            ..PageQuery::default()
+        };
+        let run = PageRun {
+            epoch,
+            track_resume: false,
+            skip: &HashSet::new(),
+        };
+        Ok(self
+            .pages(model, query, &run, report, stop)
+            .await?
+            .map(|(seen, _, _)| seen))
     }
 
     /// Re-reads every quant of the next few locations and deletes the mirror's extras.
@@ -503,24 +512,10 @@ impl Puller {
             .copied()
             .collect();
         self.next_location = start + slice.len();
-        let query = PageQuery {
-            extra: vec![json!(["location_id", "in", slice])],
-            limit: PAGE,
-            ..PageQuery::default()
-        };
         let before = report.records;
-        let Some((seen, _, _)) = self
-            .pages(
-                Model::Quant,
-                query,
-                &PageRun {
-                    epoch,
-                    track_resume: false,
-                    skip: &HashSet::new(),
-                },
-                report,
-                stop,
-            )
+        let term = json!(["location_id", "in", slice]);
+        let Some(seen) = self
+            .read_again(Model::Quant, term, epoch, report, stop)
             .await?
         else {
             return Ok(false);
