@@ -58,7 +58,7 @@ fn new_site(odoo: &ClientConfig, proxy: &FaultProxy, warehouse_id: i64) -> Site 
             proxy.url(),
             odoo.database,
             odoo.login,
-            odoo.api_key.0,
+            odoo.api_key.expose(),
             odoo.company_id,
         )
     })

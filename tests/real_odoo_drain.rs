@@ -145,7 +145,7 @@ fn new_site(odoo: &ClientConfig, proxy: &FaultProxy, warehouse_id: i64, s: &Sett
             proxy.url(),
             odoo.database,
             odoo.login,
-            odoo.api_key.0,
+            odoo.api_key.expose(),
             odoo.company_id,
             s.toml(),
         )

@@ -260,7 +260,7 @@ enum OperatorCommand {
         /// Badge barcode that signs them in.
         #[arg(long)]
         badge: Option<String>,
-        /// Read a PIN (4 to 12 digits) from standard input.
+        /// Read a PIN (floor.min_pin_digits, default 4, to 12 digits) from standard input.
         #[arg(long)]
         pin_stdin: bool,
     },
@@ -568,7 +568,11 @@ async fn print_command(store: &Store, config: &Config, cmd: PrintCommand) -> any
     Ok(())
 }
 
-async fn operator_command(store: &Store, cmd: OperatorCommand) -> anyhow::Result<()> {
+async fn operator_command(
+    store: &Store,
+    cmd: OperatorCommand,
+    min_pin_digits: usize,
+) -> anyhow::Result<()> {
     match cmd {
         OperatorCommand::Add {
             id,
@@ -586,8 +590,12 @@ async fn operator_command(store: &Store, cmd: OperatorCommand) -> anyhow::Result
                     .read_line(&mut pin)
                     .context("reading the PIN from standard input")?;
                 let pin = pin.trim();
-                if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
-                    bail!("a PIN is 4 to 12 digits");
+                if !(min_pin_digits..=12).contains(&pin.len())
+                    || !pin.bytes().all(|b| b.is_ascii_digit())
+                {
+                    bail!(
+                        "a PIN is {min_pin_digits} to 12 digits at this site (floor.min_pin_digits)"
+                    );
                 }
                 Some(crate::floor::hash_pin(pin).map_err(anyhow::Error::msg)?)
             } else {
@@ -1073,9 +1081,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 result
             })?
         }
-        Command::Operator(cmd) => with_store(&cli.config, async |store| {
-            operator_command(store, cmd).await
-        })?,
+        Command::Operator(cmd) => {
+            let min_pin_digits = load_config(&cli.config)?.floor.min_pin_digits;
+            with_store(&cli.config, async |store| {
+                operator_command(store, cmd, min_pin_digits).await
+            })?
+        }
         Command::Session(cmd) => {
             with_store(&cli.config, async |store| session_command(store, cmd).await)?
         }

@@ -18,6 +18,7 @@ pub use lan::{LanConfig, PrinterConfig, PrintingConfig, ScannerConfig, ScannerLi
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Where `holdfast` looks for its config unless told otherwise.
@@ -77,6 +78,10 @@ pub struct RawFloor {
     pub require_source_location: Option<bool>,
     pub over_pick: Option<String>,
     pub gs1_separator: Option<String>,
+    pub sign_in_failures: Option<u32>,
+    pub sign_in_lock_secs: Option<u64>,
+    pub site_sign_in_failures: Option<u32>,
+    pub min_pin_digits: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -98,7 +103,7 @@ pub struct RawStore {
 pub struct RawHttp {
     pub listen: Option<String>,
     /// Bearer token of the site manager (conflicts inbox); none: the inbox is CLI-only.
-    pub manager_token: Option<String>,
+    pub manager_token: Option<SecretString>,
     pub manager_token_file: Option<PathBuf>,
 }
 
@@ -115,7 +120,7 @@ pub struct RawOdoo {
     pub url: Option<String>,
     pub database: Option<String>,
     pub login: Option<String>,
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretString>,
     pub api_key_file: Option<PathBuf>,
     pub api: Option<String>,
     pub company_id: Option<i64>,
@@ -146,19 +151,37 @@ pub struct RawSync {
 #[serde(deny_unknown_fields)]
 pub struct RawDevice {
     pub id: Option<String>,
-    pub token: Option<String>,
+    pub token: Option<SecretString>,
     pub token_file: Option<PathBuf>,
 }
 
-/// A secret value; its `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A secret value (API key, token, password): `Debug` and `Display` never show it, and it is
+/// wiped from memory when dropped.
+#[derive(Clone)]
+pub struct Secret(SecretString);
 
 impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(SecretString::from(value.into()))
+    }
+
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
+
+impl PartialEq for Secret {
+    /// In constant time: a token compared with a guess says nothing about how close it was.
+    fn eq(&self, other: &Secret) -> bool {
+        use subtle::ConstantTimeEq;
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -212,6 +235,10 @@ pub struct FloorConfig {
     pub policy: crate::workflow::FloorPolicy,
     /// What keyboard-wedge scanners send in place of GS (0x1D).
     pub gs1_separator: Option<char>,
+    /// Wrong badges and PINs allowed per device and per site, on every transport.
+    pub lockout: crate::floor::LockoutPolicy,
+    /// Shortest PIN `holdfast operator add --pin-stdin` accepts (4..=12).
+    pub min_pin_digits: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -274,6 +301,50 @@ pub struct DeviceConfig {
     pub token: Secret,
 }
 
+/// A TOML syntax error, told by line and column only: the parser's own message quotes the
+/// offending line, which may be `api_key = "…` (and the error goes to the journal).
+fn check_syntax(text: &str, origin: &str) -> Result<(), ConfigError> {
+    let Err(e) = toml::from_str::<toml::Table>(text) else {
+        return Ok(());
+    };
+    let at = e.span().map(|span| {
+        let before = &text.as_bytes()[..span.start.min(text.len())];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        format!(" at line {line}, column {column}")
+    });
+    // The message names what was expected, never the text that was found.
+    let message = e.message().lines().next().unwrap_or("syntax error");
+    Err(ConfigError::Parse(format!(
+        "{origin}: TOML syntax error{}: {message}",
+        at.unwrap_or_default()
+    )))
+}
+
+/// Keys whose values are never echoed in an error.
+fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+    ["key", "token", "password", "secret", "pin", "credential"]
+        .iter()
+        .any(|s| last.contains(s))
+}
+
+/// A type error at `key`, without the value when the key holds a secret.
+fn describe(key: &str, kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    if !is_secret_key(key) {
+        return kind.to_string();
+    }
+    match kind {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            format!("invalid value (not shown), expected {expected}")
+        }
+        Kind::InvalidLength(_, expected) => format!("invalid length, expected {expected}"),
+        Kind::Message(_) => "invalid value (not shown)".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// One problem with the configuration: which key, what is wrong, what is allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -305,11 +376,22 @@ impl RawConfig {
         if !optional && !path.exists() {
             return Err(ConfigError::Missing(path.to_owned()));
         }
+        match std::fs::read_to_string(path) {
+            Ok(text) => check_syntax(&text, &path.display().to_string())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && optional => {}
+            Err(e) => {
+                return Err(ConfigError::Parse(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
+        }
         Self::from_figment(Figment::new().merge(Toml::file(path)))
     }
 
     /// Parses TOML text (and environment overrides).
     pub fn from_toml(text: &str) -> Result<RawConfig, ConfigError> {
+        check_syntax(text, "the text")?;
         Self::from_figment(Figment::new().merge(Toml::string(text)))
     }
 
@@ -322,7 +404,7 @@ impl RawConfig {
                     e.into_iter()
                         .map(|e| {
                             let key = e.path.join(".");
-                            let what = e.kind.to_string();
+                            let what = describe(&key, &e.kind);
                             if key.is_empty() {
                                 what
                             } else {
@@ -479,7 +561,7 @@ impl RawConfig {
             }
             if let Some(token) = secret(
                 &key("token"),
-                d.token.as_deref(),
+                d.token.as_ref().map(ExposeSecret::expose_secret),
                 d.token_file.as_deref(),
                 &mut problem,
             ) {
@@ -523,11 +605,52 @@ impl RawConfig {
             }
         };
 
+        let mut lockout = crate::floor::LockoutPolicy::default();
+        let f = &self.floor;
+        if let Some(n) = f.sign_in_failures {
+            if (1..=100).contains(&n) {
+                lockout.device_failures = n;
+            } else {
+                problem(
+                    "floor.sign_in_failures",
+                    format!("{n} is out of range 1..=100"),
+                );
+            }
+        }
+        if let Some(secs) = f.sign_in_lock_secs {
+            if (1..=3_600).contains(&secs) {
+                lockout.base_lock = Duration::from_secs(secs);
+                lockout.max_lock = lockout.max_lock.max(lockout.base_lock);
+            } else {
+                problem(
+                    "floor.sign_in_lock_secs",
+                    format!("{secs} is out of range 1..=3600"),
+                );
+            }
+        }
+        if let Some(n) = f.site_sign_in_failures {
+            if (1..=100_000).contains(&n) {
+                lockout.site_failures = n;
+            } else {
+                problem(
+                    "floor.site_sign_in_failures",
+                    format!("{n} is out of range 1..=100000"),
+                );
+            }
+        }
+        let min_pin_digits = f.min_pin_digits.unwrap_or(4);
+        if !(4..=12).contains(&min_pin_digits) {
+            problem(
+                "floor.min_pin_digits",
+                format!("{min_pin_digits} is out of range 4..=12"),
+            );
+        }
+
         let manager_token = match (&self.http.manager_token, &self.http.manager_token_file) {
             (None, None) => None,
             (inline, file) => secret(
                 "http.manager_token",
-                inline.as_deref(),
+                inline.as_ref().map(ExposeSecret::expose_secret),
                 file.as_deref(),
                 &mut problem,
             ),
@@ -626,6 +749,8 @@ impl RawConfig {
             floor: FloorConfig {
                 policy,
                 gs1_separator,
+                lockout,
+                min_pin_digits,
             },
             devices,
             push: PushConfig {
@@ -735,10 +860,10 @@ fn validate_odoo(o: &RawOdoo, problem: &mut impl FnMut(&str, String)) -> Option<
         }
     };
     let ca_pem = pem("odoo.ca_file", &o.ca_file).map(String::into_bytes);
-    let client_identity_pem = pem("odoo.client_cert_file", &o.client_cert_file).map(Secret);
+    let client_identity_pem = pem("odoo.client_cert_file", &o.client_cert_file).map(Secret::new);
     let api_key = secret(
         "odoo.api_key",
-        o.api_key.as_deref(),
+        o.api_key.as_ref().map(ExposeSecret::expose_secret),
         o.api_key_file.as_deref(),
         problem,
     );
@@ -775,7 +900,7 @@ fn secret(
             problem(key, "is empty".into());
             None
         }
-        (Some(v), None) => Some(Secret(v.trim().to_owned())),
+        (Some(v), None) => Some(Secret::new(v.trim())),
         (None, Some(path)) => {
             let resolved = if path.is_relative() {
                 match std::env::var_os("CREDENTIALS_DIRECTORY") {
@@ -786,7 +911,7 @@ fn secret(
                 path.to_owned()
             };
             match std::fs::read_to_string(&resolved) {
-                Ok(text) if !text.trim().is_empty() => Some(Secret(text.trim().to_owned())),
+                Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
                 Ok(_) => {
                     problem(
                         &format!("{key}_file"),
@@ -912,6 +1037,15 @@ over_pick = "warn"
 # Keyboard-wedge scanners often drop the GS1 separator (0x1D); if yours is set to send a
 # substitute character instead, name it here, e.g. "~".
 # gs1_separator = "~"
+# Wrong badges or PINs a device may try in a row (any scan on a signed-out device counts)
+# before it is locked for sign_in_lock_secs, doubled at each further lock-out (up to 15 min).
+sign_in_failures = 5
+sign_in_lock_secs = 30
+# Failures across all devices within 5 minutes that pause sign-in on every device (5 min).
+site_sign_in_failures = 50
+# Shortest operator PIN accepted (4..=12 digits). A 4-digit PIN is only as strong as the
+# lock-out above: 10,000 PINs at 5 tries per 30 s and more is days, not seconds.
+min_pin_digits = 4
 
 # Devices allowed on the device API. Prefer issuing tokens with
 #   holdfast device issue handheld-01
@@ -972,6 +1106,74 @@ mod tests {
             Err(ConfigError::Invalid(list)) => list.into_iter().map(|p| p.to_string()).collect(),
             Err(other) => vec![other.to_string()],
         }
+    }
+
+    const KNOWN: &str = "s3cr3t-XYZZY-42-do-not-print";
+
+    /// A config holding `KNOWN` as every secret there is, with `tail` appended.
+    fn with_secrets(tail: &str) -> String {
+        format!(
+            "[site]\nid = \"s\"\n[http]\nmanager_token = \"{KNOWN}\"\n\
+             [odoo]\nurl = \"https://o.example\"\ndatabase = \"d\"\nlogin = \"l\"\n\
+             api_key = \"{KNOWN}\"\ncompany_id = 1\nwarehouse_id = 1\n\
+             [[devices]]\nid = \"hh1\"\ntoken = \"{KNOWN}\"\n{tail}"
+        )
+    }
+
+    #[test]
+    fn no_error_or_debug_output_shows_a_secret() {
+        // A syntax error on the secret's own line: told by line and column, not quoted.
+        let broken = with_secrets("").replace(
+            &format!("api_key = \"{KNOWN}\""),
+            &format!("api_key = \"{KNOWN}"),
+        );
+        let e = RawConfig::from_toml(&broken).unwrap_err().to_string();
+        assert!(e.contains("line 9"), "{e}");
+        assert!(!e.contains("XYZZY"), "{e}");
+        // A value of the wrong type at a secret key: the value is not shown.
+        let e = RawConfig::from_toml("[odoo]\napi_key = 98765432123456789\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("odoo.api_key") && !e.contains("98765432123456789"),
+            "{e}"
+        );
+        let e = RawConfig::from_toml(&format!("[http]\nmanager_token = [\"{KNOWN}\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("XYZZY"), "{e}");
+        // Other keys still show what was wrong with them.
+        let e = RawConfig::from_toml("[push]\nconcurrency = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("many"), "{e}");
+        // Neither the raw nor the checked config prints a secret in Debug.
+        let raw = RawConfig::from_toml(&with_secrets("")).unwrap();
+        let config = raw.validate().unwrap();
+        for shown in [
+            format!("{raw:?}"),
+            format!("{config:?}"),
+            format!("{:#?}", config.odoo),
+        ] {
+            assert!(!shown.contains("XYZZY"), "{shown}");
+        }
+        assert_eq!(config.odoo.unwrap().api_key.expose(), KNOWN);
+    }
+
+    #[test]
+    fn sign_in_lock_out_and_pin_length_are_site_settings() {
+        let config = RawConfig::from_toml(
+            "[site]\nid = \"s\"\n[floor]\nsign_in_failures = 3\nsign_in_lock_secs = 120\nsite_sign_in_failures = 500\nmin_pin_digits = 6\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(config.floor.lockout.device_failures, 3);
+        assert_eq!(config.floor.lockout.base_lock, Duration::from_secs(120));
+        assert_eq!(config.floor.lockout.site_failures, 500);
+        assert_eq!(config.floor.min_pin_digits, 6);
+        let p = problems("[site]\nid = \"s\"\n[floor]\nsign_in_failures = 0\nmin_pin_digits = 3\n");
+        assert_eq!(p.len(), 2, "{p:?}");
     }
 
     #[test]

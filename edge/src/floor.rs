@@ -14,9 +14,8 @@
 //! writer finds the version moved and its step is not written (it gets the stored answer if
 //! it was a retry, else `session_busy`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use holdfast_devices::gs1::{DecodeOptions, ScanData};
 use holdfast_devices::scan::RawScan;
@@ -36,10 +35,11 @@ use crate::workflow::{
     self, Cx, FloorPolicy, Input, Machine, PickState, ReceiveState, Scan, StepError, Workflow,
 };
 
-/// Failed sign-ins a device may make before it has to wait.
-const MAX_LOGIN_FAILURES: u32 = 5;
-/// How long a device waits after too many failed sign-ins.
-const LOGIN_LOCKOUT: Duration = Duration::from_secs(60);
+pub mod lockout;
+
+use lockout::{Attempt, Kind, Locked, SignInGuard};
+pub use lockout::{LockoutPolicy, LockoutStatus};
+
 /// Longest idempotency key accepted.
 pub const MAX_KEY_LEN: usize = 128;
 
@@ -183,7 +183,8 @@ struct FloorInner {
     decode: DecodeOptions,
     configured: Vec<DeviceConfig>,
     /// Failed sign-ins per device: (count, locked until).
-    failures: Mutex<HashMap<String, (u32, Option<Instant>)>>,
+    /// Sign-in lock-out, per device and per site, for every transport.
+    guard: SignInGuard,
     /// Labels printed by steps (receipts' lot/serial labels), when printers are configured.
     printing: std::sync::OnceLock<crate::printing::Printing>,
 }
@@ -226,6 +227,10 @@ fn verify_pin(pin: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+fn locked_answer(locked: &Locked) -> Answer {
+    Answer::error(429, "too_many_attempts", locked.message())
+}
+
 fn operator_json(op: &OperatorRow) -> Value {
     json!({"id": op.id, "name": op.name})
 }
@@ -245,7 +250,7 @@ impl Floor {
                     separator: gs1_separator,
                 },
                 configured,
-                failures: Mutex::new(HashMap::new()),
+                guard: SignInGuard::new(LockoutPolicy::default()),
                 printing: std::sync::OnceLock::new(),
             }),
         }
@@ -511,40 +516,30 @@ impl Floor {
         })
     }
 
-    /// Counts a sign-in attempt before it is checked (so parallel guesses count too);
-    /// refuses it while the device is locked out.
-    fn count_attempt(&self, device: &str) -> Option<Answer> {
-        let mut failures = self
-            .inner
-            .failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let entry = failures.entry(device.to_owned()).or_insert((0, None));
-        if let Some(until) = entry.1 {
-            if Instant::now() < until {
-                return Some(Answer::error(
-                    429,
-                    "too_many_attempts",
-                    format!(
-                        "too many failed sign-ins; try again in {} s",
-                        until.saturating_duration_since(Instant::now()).as_secs() + 1
-                    ),
-                ));
-            }
-            *entry = (0, None);
-        }
-        entry.0 += 1;
-        if entry.0 >= MAX_LOGIN_FAILURES {
-            // The next attempts wait; a success before then clears the count.
-            entry.1 = Some(Instant::now() + LOGIN_LOCKOUT);
-        }
-        None
+    /// The site's sign-in lock-out policy (`[floor]`).
+    pub fn set_lockout(&self, policy: LockoutPolicy) {
+        self.inner.guard.set_policy(policy);
+    }
+
+    /// Sign-in lock-out figures, for status.
+    pub fn lockout(&self) -> LockoutStatus {
+        self.inner.guard.status()
     }
 
     async fn login(&self, caller: &Caller, by: LoginBy) -> Result<Answer, StoreError> {
-        if let Some(refused) = self.count_attempt(&caller.device) {
-            return Ok(refused);
+        // Counted before the lookup, so parallel guesses count too.
+        match self.inner.guard.attempt(&caller.device, Kind::SignIn) {
+            Ok(attempt) => self.login_counted(caller, by, attempt).await,
+            Err(locked) => Ok(locked_answer(&locked)),
         }
+    }
+
+    async fn login_counted(
+        &self,
+        caller: &Caller,
+        by: LoginBy,
+        attempt: Attempt<'_>,
+    ) -> Result<Answer, StoreError> {
         let operator = match &by {
             LoginBy::Badge(badge) => self.inner.store.read(|r| r.operator_by_badge(badge))?,
             LoginBy::Pin { operator, pin } => {
@@ -573,11 +568,7 @@ impl Floor {
                 "unknown badge, or wrong operator or PIN",
             ));
         };
-        self.inner
-            .failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&caller.device);
+        attempt.succeeded();
         let sessions = self
             .inner
             .store
@@ -887,8 +878,7 @@ impl Floor {
                 // Another operator's badge: they take over the device (shift change).
                 Ok(scan)
                     if scan.resolved.is_empty()
-                        && r.operator_by_badge(&scan.text)?
-                            .is_some_and(|o| o.id != login.operator) =>
+                        && self.takeover_badge(r, caller, &scan.text, &login.operator)? =>
                 {
                     return Ok(Pre::Badge(scan.text));
                 }
@@ -923,6 +913,29 @@ impl Floor {
         }
     }
 
+    /// Whether a scan that matched nothing is another operator's badge (a shift change). The
+    /// lookup is a sign-in attempt: counted for the device, and skipped while it is locked
+    /// (the scan then goes to the session, which refuses it as unknown).
+    fn takeover_badge(
+        &self,
+        r: &Reader<'_>,
+        caller: &Caller,
+        text: &str,
+        signed_in: &str,
+    ) -> Result<bool, StoreError> {
+        let Ok(attempt) = self.inner.guard.attempt(&caller.device, Kind::Takeover) else {
+            return Ok(false);
+        };
+        match r.operator_by_badge(text)? {
+            Some(o) => {
+                // A real badge is no guess, whoever's it is; the sign-in counts on its own.
+                attempt.succeeded();
+                Ok(o.id != signed_in)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Nobody is signed in on the device: a scanner's first scan of the shift may be the
     /// operator's badge.
     async fn sign_in_by_scan(
@@ -930,9 +943,15 @@ impl Floor {
         caller: &Caller,
         input: &RawInput,
     ) -> Result<Answer, StoreError> {
-        if let RawInput::Scan(bytes) = input
-            && let Ok(raw) = RawScan::parse(bytes)
-        {
+        let RawInput::Scan(bytes) = input else {
+            return Ok(not_signed_in());
+        };
+        // Any scan here may be a badge guess: counted before the lookup, whatever it is.
+        let attempt = match self.inner.guard.attempt(&caller.device, Kind::SignIn) {
+            Ok(attempt) => attempt,
+            Err(locked) => return Ok(locked_answer(&locked)),
+        };
+        if let Ok(raw) = RawScan::parse(bytes) {
             let badge = raw.as_str().to_owned();
             if self
                 .inner
@@ -940,9 +959,12 @@ impl Floor {
                 .read(|r| r.operator_by_badge(&badge))?
                 .is_some()
             {
-                return self.login(caller, LoginBy::Badge(badge)).await;
+                return self
+                    .login_counted(caller, LoginBy::Badge(badge), attempt)
+                    .await;
             }
         }
+        tracing::warn!(device = %caller.device, "scan on a signed-out device is no badge");
         Ok(not_signed_in())
     }
 

@@ -54,6 +54,7 @@ pub async fn run_until(
         config.floor.gs1_separator,
         config.devices.clone(),
     );
+    floor.set_lockout(config.floor.lockout);
     let registry =
         crate::registry::Registry::load(&store).context("loading the device registry")?;
     let printing = crate::printing::Printing::new(store.clone(), config.lan.clone());

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use holdfast::floor::{Answer, Caller, Floor, FloorRequest, LoginBy, RawInput};
+use holdfast::floor::{Answer, Caller, Floor, FloorRequest, LockoutPolicy, LoginBy, RawInput};
 use holdfast::store::{JournalFilter, Store, StoreOptions};
 use holdfast::workflow::{FloorPolicy, OverPick, Workflow};
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
@@ -576,6 +576,92 @@ fn sign_in_by_badge_or_pin_and_wrong_ones_are_refused() {
         pin("alice", "9999");
     }
     assert_eq!(pin("alice", "1234").status, 429);
+}
+
+/// What a scanner on any transport sends before anyone signed in is a badge guess: 2,000
+/// guesses from one device get five looked at, then even the right badge waits.
+#[test]
+fn badge_guesses_by_scan_are_locked_out_per_device() {
+    let (_dir, s) = site(FloorPolicy::default());
+    let started = std::time::Instant::now();
+    let mut looked_at = 0;
+    for i in 0..2_000 {
+        let a = s.scan("sc1", &format!("OP-{i:04}"));
+        match (a.status, a.body["code"].as_str()) {
+            (401, Some("not_signed_in")) => looked_at += 1,
+            (429, Some("too_many_attempts")) => {}
+            other => panic!("{other:?}: {}", a.body),
+        }
+    }
+    assert_eq!(looked_at, 5, "in {:?}", started.elapsed());
+    let a = s.scan("sc1", "OP-ALICE");
+    assert_eq!(a.body["code"], "too_many_attempts", "{}", a.body);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("try again in"),
+        "{}",
+        a.body
+    );
+    // Another device is not locked by this one.
+    assert_eq!(s.scan("sc2", "OP-ALICE").body["operator"]["id"], "alice");
+    let status = s.floor.lockout();
+    assert_eq!(status.locked_devices, vec!["sc1".to_owned()]);
+    assert_eq!(status.device_lockouts, 1);
+    assert_eq!(status.refused_while_locked, 1_996);
+}
+
+/// A badge scanned on a signed-in device takes it over (a shift change): looking up scans
+/// that matched nothing is a guess too, locked per device; the operator's task goes on.
+#[test]
+fn takeover_guesses_are_locked_out_and_the_task_goes_on() {
+    let (_dir, s) = site(FloorPolicy::default());
+    s.login("sc1", "OP-ALICE");
+    s.start("sc1", Workflow::Pick, Some(INTERNAL));
+    for i in 0..5 {
+        let a = s.scan("sc1", &format!("OP-{i:04}"));
+        assert_eq!(a.status, 422, "{}", a.body);
+    }
+    // Bob's real badge no longer takes the device over while it is locked.
+    let a = s.scan("sc1", "OP-BOB");
+    assert!(a.body["operator"].is_null(), "{}", a.body);
+    assert_eq!(s.floor.lockout().locked_devices, vec!["sc1".to_owned()]);
+    expect(&s.scan("sc1", "WH-A-02-03"), "ok", "location");
+    // The site is not locked by a busy floor's stray scans.
+    assert_eq!(s.floor.lockout().site_lockouts, 0);
+}
+
+/// Guessing from many device ids at once is as slow as from one: the site's count locks
+/// sign-in everywhere, PINs included.
+#[test]
+fn guesses_spread_over_many_devices_lock_the_site() {
+    let (_dir, s) = site(FloorPolicy::default());
+    s.floor.set_lockout(LockoutPolicy {
+        site_failures: 20,
+        ..LockoutPolicy::default()
+    });
+    let mut looked_at = 0;
+    for i in 0..200 {
+        let a = s.scan(&format!("sc{}", i % 50), &format!("OP-{i:04}"));
+        if a.status == 401 {
+            looked_at += 1;
+        } else {
+            assert_eq!(a.body["code"], "too_many_attempts", "{}", a.body);
+        }
+    }
+    assert_eq!(looked_at, 21);
+    let a = s.send(
+        "fresh",
+        FloorRequest::Login(LoginBy::Pin {
+            operator: "alice".into(),
+            pin: "1234".into(),
+        }),
+    );
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("at this site"),
+        "{}",
+        a.body
+    );
+    assert_eq!(s.floor.lockout().site_lockouts, 1);
 }
 
 proptest! {

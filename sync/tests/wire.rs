@@ -47,7 +47,7 @@ async fn refused_credentials_are_auth_errors() {
     for version in [18, 19] {
         let (sim, _) = start(version).await;
         let mut config = client_config(&sim);
-        config.api_key.0 = "wrong".into();
+        config.api_key = holdfast_sync::odoo::ApiKey::new("wrong");
         let err = OdooClient::connect(config).await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Auth, "Odoo {version}: {err}");
         assert!(!err.to_string().contains("wrong"), "the key leaked: {err}");

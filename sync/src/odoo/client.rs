@@ -25,9 +25,20 @@ use tokio::sync::Semaphore;
 
 use super::error::OdooError;
 
-/// An API key; never shown.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(pub String);
+/// An API key: never shown (`Debug` says `ApiKey(***)`), wiped from memory when dropped.
+#[derive(Clone)]
+pub struct ApiKey(secrecy::SecretString);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(secrecy::SecretString::from(key.into()))
+    }
+
+    /// The key itself, for the wire (and nothing else).
+    pub fn expose(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(&self.0)
+    }
+}
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,7 +90,7 @@ impl ClientConfig {
             url: url.trim_end_matches('/').to_owned(),
             database: database.to_owned(),
             login: login.to_owned(),
-            api_key: ApiKey(api_key.to_owned()),
+            api_key: ApiKey::new(api_key),
             api: ApiChoice::Auto,
             company_id,
             timeout: Duration::from_secs(30),
@@ -261,7 +272,7 @@ async fn exchange(
     let (http, request) = request.build_split();
     let request = request.map_err(|e| send_error(e, url, config.timeout))?;
     // Only with HOLDFAST_ODOO_TRANSCRIPT set: the exchange as sent and as answered.
-    let recording = super::transcript::begin(&request, &config.api_key.0);
+    let recording = super::transcript::begin(&request, config.api_key.expose());
     let received = receive(&http, request, url, config).await;
     if let Some(recording) = recording {
         recording.finish(match &received {
@@ -619,7 +630,7 @@ impl OdooClient {
                     "params": {
                         "service": "object",
                         "method": "execute_kw",
-                        "args": [config.database, uid, config.api_key.0, call.model, call.method, args, kwargs],
+                        "args": [config.database, uid, config.api_key.expose(), call.model, call.method, args, kwargs],
                     },
                     "id": inner.next_id.fetch_add(1, Ordering::Relaxed),
                 });
@@ -636,7 +647,7 @@ impl OdooClient {
                 let request = inner
                     .http
                     .post(&url)
-                    .bearer_auth(&config.api_key.0)
+                    .bearer_auth(config.api_key.expose())
                     .header("X-Odoo-Database", &config.database)
                     .json(&body);
                 let answer = exchange(request, &url, config).await?;
@@ -823,7 +834,7 @@ async fn authenticate(http: &reqwest::Client, config: &ClientConfig) -> Result<i
         "params": {
             "service": "common",
             "method": "authenticate",
-            "args": [config.database, config.login, config.api_key.0, {}],
+            "args": [config.database, config.login, config.api_key.expose(), {}],
         },
         "id": 0,
     });
