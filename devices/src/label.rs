@@ -130,6 +130,12 @@ pub fn sscc(extension: u8, company_prefix: &str, serial: u64) -> Result<String, 
 }
 
 /// GS1 values are bounded and in character set 82; label data is checked before it is encoded.
+/// Whether a lot or serial number fits a GS1 element (AI 10 / 21: 1 to 20 characters of GS1's
+/// character set 82), and so can be printed on a lot label.
+pub fn lot_printable(lot: &str) -> bool {
+    gs1_value("lot", lot, 20).is_ok()
+}
+
 fn gs1_value(what: &'static str, value: &str, max: usize) -> Result<String, LabelError> {
     let ok = !value.is_empty()
         && value.chars().count() <= max

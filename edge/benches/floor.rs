@@ -860,6 +860,7 @@ fn main() {
         FloorPolicy {
             require_source_location: false,
             over_pick: OverPick::Allow,
+            ..FloorPolicy::default()
         },
         None,
         vec![],

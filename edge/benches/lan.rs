@@ -343,6 +343,7 @@ fn main() {
     let policy = FloorPolicy {
         require_source_location: false,
         over_pick: OverPick::Allow,
+        ..FloorPolicy::default()
     };
     let floor = Floor::new(store.clone(), policy, None, vec![]);
     let registry = Registry::default();

@@ -82,6 +82,8 @@ pub struct RawFloor {
     pub sign_in_lock_secs: Option<u64>,
     pub site_sign_in_failures: Option<u32>,
     pub min_pin_digits: Option<usize>,
+    pub max_quantity: Option<u32>,
+    pub over_pick_factor: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -586,6 +588,26 @@ impl RawConfig {
                 format!("{other:?} is not one of: refuse, warn, allow"),
             ),
         }
+        if let Some(max) = self.floor.max_quantity {
+            if (1..=1_000_000_000).contains(&max) {
+                policy.max_quantity = max;
+            } else {
+                problem(
+                    "floor.max_quantity",
+                    format!("{max} is out of range 1..=1000000000"),
+                );
+            }
+        }
+        if let Some(factor) = self.floor.over_pick_factor {
+            if (1..=1_000).contains(&factor) {
+                policy.over_pick_factor = factor;
+            } else {
+                problem(
+                    "floor.over_pick_factor",
+                    format!("{factor} is out of range 1..=1000"),
+                );
+            }
+        }
         let gs1_separator = match self.floor.gs1_separator.as_deref() {
             None | Some("") => None,
             Some(s) => {
@@ -1034,6 +1056,11 @@ over_pick = "edge_wins"
 require_source_location = true
 # More than a line's demand: refuse, warn (record it and say so), or allow.
 over_pick = "warn"
+# Where over-picks are warned of or allowed, a line stays within its demand times this.
+over_pick_factor = 10
+# The most one entered or scanned quantity may be (a slip of extra digits is refused).
+# Quantities are also whole multiples of the product's unit rounding, as Odoo keeps them.
+max_quantity = 1000000
 # Keyboard-wedge scanners often drop the GS1 separator (0x1D); if yours is set to send a
 # substitute character instead, name it here, e.g. "~".
 # gs1_separator = "~"

@@ -227,6 +227,13 @@ fn verify_pin(pin: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a step's receipts print their lot labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Labels {
+    None,
+    Receipts,
+}
+
 fn locked_answer(locked: &Locked) -> Answer {
     Answer::error(429, "too_many_attempts", locked.message())
 }
@@ -681,8 +688,16 @@ impl Floor {
             device: caller.device.clone(),
             session: Some(id.clone()),
         };
-        self.write_step(caller, row, None, Vec::new(), body, 201, current)
-            .await
+        self.write_step(
+            caller,
+            row,
+            None,
+            (Vec::new(), Labels::None),
+            body,
+            201,
+            current,
+        )
+        .await
     }
 
     async fn resume(&self, caller: &Caller, id: &str) -> Result<Answer, StoreError> {
@@ -706,8 +721,16 @@ impl Floor {
             device: caller.device.clone(),
             session: Some(id.to_owned()),
         };
-        self.write_step(caller, row, Some(expected), Vec::new(), body, 200, current)
-            .await
+        self.write_step(
+            caller,
+            row,
+            Some(expected),
+            (Vec::new(), Labels::None),
+            body,
+            200,
+            current,
+        )
+        .await
     }
 
     async fn cancel(&self, caller: &Caller, id: &str) -> Result<Answer, StoreError> {
@@ -730,8 +753,16 @@ impl Floor {
         });
         // The store clears whichever device pointed at it.
         let current = Current::Keep;
-        self.write_step(caller, row, Some(expected), Vec::new(), body, 200, current)
-            .await
+        self.write_step(
+            caller,
+            row,
+            Some(expected),
+            (Vec::new(), Labels::None),
+            body,
+            200,
+            current,
+        )
+        .await
     }
 
     /// Decodes and resolves a scan from the view.
@@ -835,8 +866,22 @@ impl Floor {
         } else {
             Current::Keep
         };
-        self.write_step(caller, next, Some(expected), entries, body, 200, current)
-            .await
+        // A quantity entered for a received line changes how many came; its label was printed
+        // when the line was scanned (with the lot's expiry), not again for the difference.
+        let labels = match input {
+            RawInput::Quantity(_) => Labels::None,
+            _ => Labels::Receipts,
+        };
+        self.write_step(
+            caller,
+            next,
+            Some(expected),
+            (entries, labels),
+            body,
+            200,
+            current,
+        )
+        .await
     }
 
     /// Everything a session input needs to know before anything is written.
@@ -1012,7 +1057,7 @@ impl Floor {
         caller: &Caller,
         row: SessionRow,
         expected_version: Option<i64>,
-        entries: Vec<NewEntry>,
+        (entries, labels): (Vec<NewEntry>, Labels),
         mut body: Value,
         status: u16,
         current: Current,
@@ -1021,19 +1066,31 @@ impl Floor {
         let written = row.clone();
         let n_entries = entries.len();
         // Labels go into the same transaction as the step: a receipt acknowledged is a label
-        // spooled. A label that cannot be made (no printer) does not stop the receipt.
+        // spooled. A printer missing does not stop the receipt; a lot whose label cannot be
+        // made (characters a GS1 barcode cannot carry) is refused, never received unlabelled.
         let prints = match self.inner.printing.get() {
-            Some(printing) if printing.labels_receipts(&entries) => self
-                .inner
-                .store
-                .read(|r| {
-                    Ok(printing
-                        .receipt_labels(r, &caller.device, &entries)
-                        .unwrap_or_else(|e| {
-                            tracing::warn!(device = %caller.device, error = %e, "receipt label not printed");
-                            Vec::new()
-                        }))
-                })?,
+            Some(printing) if labels == Labels::Receipts && printing.labels_receipts(&entries) => {
+                let made = self
+                    .inner
+                    .store
+                    .read(|r| Ok(printing.receipt_labels(r, &caller.device, &entries)))?;
+                match made {
+                    Ok(prints) => prints,
+                    Err(e @ crate::printing::PrintError::Lot(_)) => {
+                        return Ok(Answer::error(
+                            422,
+                            "bad_lot",
+                            format!(
+                                "{e}: use at most 20 letters, digits and - . / _ ( ) : in a lot name"
+                            ),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(device = %caller.device, error = %e, "receipt label not printed");
+                        Vec::new()
+                    }
+                }
+            }
             _ => Vec::new(),
         };
         let printers: Vec<String> = prints.iter().map(|p| p.printer.clone()).collect();

@@ -57,6 +57,8 @@ pub enum PrintError {
     NoPrinter,
     #[error("label: {0}")]
     Label(String),
+    #[error("lot {0:?} has characters a lot label's barcode cannot carry")]
+    Lot(String),
     #[error("package labels need printing.gs1_company_prefix (SSCCs are issued from it)")]
     NoSsccPrefix,
     #[error(transparent)]
@@ -329,6 +331,9 @@ impl Printing {
             let Some(lot) = op.lot_name.clone().filter(|_| op.quantity > 0.0) else {
                 continue;
             };
+            if !holdfast_devices::label::lot_printable(&lot) {
+                return Err(PrintError::Lot(lot));
+            }
             // A put-away bin scanned after the line moves it (minus here, plus there): the
             // goods already have their label.
             let moved = entries.iter().any(|e| {

@@ -61,11 +61,16 @@ fn command(data: &[u8]) -> Result<Command, Feedback> {
         "LOGOUT" => Ok(Command::Floor(FloorRequest::Logout)),
         "CANCEL" => Ok(Command::CancelTask),
         "LABEL" => Ok(Command::PackageLabel),
-        other => match other.strip_prefix("QTY:").map(str::parse::<f64>) {
-            Some(Ok(q)) if q.is_finite() && q >= 0.0 => input(RawInput::Quantity(q)),
-            Some(_) => Err(Feedback::bad(
+        other => match other
+            .strip_prefix("QTY:")
+            .map(crate::workflow::parse_quantity)
+        {
+            Some(Some(q)) => input(RawInput::Quantity(q)),
+            Some(None) => Err(Feedback::bad(
                 "invalid_quantity",
-                format!("{other:?}: the quantity must be a number, e.g. HF:QTY:12"),
+                format!(
+                    "{other:?}: the quantity must be a plain number, e.g. HF:QTY:12 or HF:QTY:2.5"
+                ),
             )),
             None => Err(Feedback::bad(
                 "unknown_command",

@@ -20,6 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::resolve::Resolved;
 use crate::store::{MoveDetail, PickingSummary, Reader, StoreError};
 
+mod quantity;
+
+use quantity::Zero;
+pub use quantity::{DEFAULT_ROUNDING, parse as parse_quantity, snap};
+
 /// Quantities closer than this are equal (Odoo's default UoM rounding is 0.01 and finer).
 const EPSILON: f64 = 1e-6;
 
@@ -30,6 +35,11 @@ pub struct FloorPolicy {
     pub require_source_location: bool,
     /// What happens when a line gets more than its demand.
     pub over_pick: OverPick,
+    /// The most one quantity may be (`floor.max_quantity`).
+    pub max_quantity: u32,
+    /// Where over-picks are allowed or warned of, a line's total stays within its demand
+    /// times this (`floor.over_pick_factor`).
+    pub over_pick_factor: u32,
 }
 
 impl Default for FloorPolicy {
@@ -37,6 +47,8 @@ impl Default for FloorPolicy {
         FloorPolicy {
             require_source_location: true,
             over_pick: OverPick::Warn,
+            max_quantity: 1_000_000,
+            over_pick_factor: 10,
         }
     }
 }
@@ -539,16 +551,14 @@ impl Machine {
                 let Some(item) = &mut s.item else {
                     return Err(refuse("product_first", "scan a product first"));
                 };
-                if !(q.is_finite() && *q > 0.0) {
-                    return Err(refuse("bad_quantity", "enter a quantity greater than zero"));
-                }
-                serial_quantity(cx, item.product_id, *q)?;
-                item.quantity = *q;
+                let q = quantity::checked(cx, item.product_id, *q, Zero::Refused)?;
+                serial_quantity(cx, item.product_id, q)?;
+                item.quantity = q;
                 out.ok(
                     "quantity_set",
                     format!(
                         "{} x {}: scan the destination",
-                        fmt_qty(*q),
+                        fmt_qty(q),
                         cx.product_name(item.product_id)?
                     ),
                 );
@@ -755,13 +765,13 @@ impl Out {
 
 /// Shows a quantity without a pointless ".0".
 pub fn fmt_qty(q: f64) -> String {
-    if (q - q.round()).abs() < EPSILON {
-        format!("{}", q.round() as i64)
+    // Quantities are kept to millionths (see `quantity::snap`): six places show them all.
+    let text = format!("{:.6}", snap(q));
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
     } else {
-        format!("{q:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_owned()
+        text.to_owned()
     }
 }
 
@@ -812,6 +822,19 @@ fn over_check(
     let total = m.picked + added;
     if added <= 0.0 || total <= m.demand + EPSILON {
         return Ok(None);
+    }
+    let ceiling = m.demand * f64::from(cx.policy.over_pick_factor.max(1));
+    if cx.policy.over_pick != OverPick::Refuse && m.demand > 0.0 && total > ceiling + EPSILON {
+        return Err(refuse(
+            "over_pick_limit",
+            format!(
+                "{} x {} would be more than {} times the {} ordered; check the number",
+                fmt_qty(total),
+                m.product,
+                cx.policy.over_pick_factor.max(1),
+                fmt_qty(m.demand)
+            ),
+        ));
     }
     let message = format!(
         "{} {}/{} {}: more than ordered",
@@ -966,12 +989,7 @@ fn record_pick(
     package_id: Option<i64>,
     out: &mut Out,
 ) -> Result<(), StepError> {
-    if !(quantity.is_finite() && quantity > 0.0) {
-        return Err(refuse(
-            "bad_quantity",
-            "the scan carries no usable quantity",
-        ));
-    }
+    let quantity = quantity::checked(cx, m.product_id, quantity, Zero::Refused)?;
     serial_quantity(cx, m.product_id, quantity)?;
     let lot_key = lot.clone().unwrap_or_default();
     // The bin: scanned, else where Odoo reserved this lot, else the move's source.
@@ -1034,7 +1052,7 @@ fn record_pick(
         l.move_id == m.move_id && l.location_id == location_id && l.lot_name == lot
     });
     match &mut s.line {
-        Some(line) if same_line => line.quantity += quantity,
+        Some(line) if same_line => line.quantity = snap(line.quantity + quantity),
         _ => {
             s.line = Some(Line {
                 move_id: m.move_id,
@@ -1071,9 +1089,7 @@ fn line_quantity(
     let Some(l) = line.as_mut() else {
         return Err(refuse("product_first", "scan a product first"));
     };
-    if !(quantity.is_finite() && quantity >= 0.0) {
-        return Err(refuse("bad_quantity", "enter a quantity of zero or more"));
-    }
+    let quantity = quantity::checked(cx, l.product_id, quantity, Zero::Allowed)?;
     if cx.tracking(l.product_id)? == "serial" {
         return Err(refuse(
             "serial_quantity",
@@ -1085,7 +1101,7 @@ fn line_quantity(
         .iter()
         .find(|m| m.move_id == l.move_id)
         .ok_or_else(|| refuse("not_found", "that line is no longer on the picking"))?;
-    let delta = quantity - l.quantity;
+    let delta = snap(quantity - l.quantity);
     let verb = if workflow == Workflow::Pick {
         "Picked"
     } else {
@@ -1296,12 +1312,7 @@ fn record_receive(
     quantity: f64,
     out: &mut Out,
 ) -> Result<(), StepError> {
-    if !(quantity.is_finite() && quantity > 0.0) {
-        return Err(refuse(
-            "bad_quantity",
-            "the scan carries no usable quantity",
-        ));
-    }
+    let quantity = quantity::checked(cx, m.product_id, quantity, Zero::Refused)?;
     serial_quantity(cx, m.product_id, quantity)?;
     let dest = s.dest_location_id.unwrap_or(m.location_dest_id);
     let mut warning = None;
@@ -1438,9 +1449,14 @@ fn count_quantity(
     let (Some(item), Some(location_id)) = (s.counting.take(), s.location_id) else {
         return Err(refuse("product_first", "scan a product to count first"));
     };
-    if !(counted.is_finite() && counted >= 0.0) {
-        return Err(refuse("bad_quantity", "enter a count of zero or more"));
-    }
+    let counted = match quantity::checked(cx, item.product_id, counted, Zero::Allowed) {
+        Ok(counted) => counted,
+        Err(e) => {
+            // Still counting the same item: the operator enters the number again.
+            s.counting = Some(item);
+            return Err(e);
+        }
+    };
     let lot_key = item.lot_name.clone().unwrap_or_default();
     let expected = cx.reader.on_hand(item.product_id, location_id, &lot_key)?;
     out.ops.push(Operation::Count(CountOp {
@@ -1452,7 +1468,7 @@ fn count_quantity(
     }));
     s.n_counted += 1;
     let name = cx.product_name(item.product_id)?;
-    let diff = counted - expected;
+    let diff = snap(counted - expected);
     if diff.abs() <= EPSILON {
         out.ok("counted", format!("Counted {} x {name}", fmt_qty(counted)));
     } else {
@@ -1568,12 +1584,7 @@ fn take_item(
     quantity: f64,
     out: &mut Out,
 ) -> Result<(), StepError> {
-    if !(quantity.is_finite() && quantity > 0.0) {
-        return Err(refuse(
-            "bad_quantity",
-            "the scan carries no usable quantity",
-        ));
-    }
+    let quantity = quantity::checked(cx, product_id, quantity, Zero::Refused)?;
     let name = cx.product_name(product_id)?;
     let total = match &s.item {
         Some(item) if item.product_id == product_id && item.lot_name == lot => {
@@ -1583,7 +1594,8 @@ fn take_item(
                     "that serial is already in hand: scan the destination",
                 ));
             }
-            item.quantity + quantity
+            let total = snap(item.quantity + quantity);
+            quantity::checked(cx, product_id, total, Zero::Refused)?
         }
         Some(item) => {
             return Err(refuse(

@@ -289,6 +289,7 @@ fn over_pick_follows_the_site_policy() {
         let (_dir, s) = site(FloorPolicy {
             require_source_location: false,
             over_pick: policy,
+            ..FloorPolicy::default()
         });
         s.login("hh1", "OP-ALICE");
         s.start("hh1", Workflow::Pick, Some(INTERNAL));
@@ -499,6 +500,7 @@ fn concurrent_steps_on_one_session_never_double_record() {
     let (_dir, s) = site(FloorPolicy {
         require_source_location: false,
         over_pick: OverPick::Allow,
+        ..FloorPolicy::default()
     });
     s.login("hh1", "OP-ALICE");
     s.start("hh1", Workflow::Pick, Some(INTERNAL));
@@ -662,6 +664,107 @@ fn guesses_spread_over_many_devices_lock_the_site() {
         a.body
     );
     assert_eq!(s.floor.lockout().site_lockouts, 1);
+}
+
+/// One line of WH/INT/00001 in hand: 4 x [HF-00011] at WH-A-03-03, one picked.
+fn line_in_hand() -> (tempfile::TempDir, Site) {
+    let (dir, s) = site(FloorPolicy {
+        require_source_location: false,
+        ..FloorPolicy::default()
+    });
+    s.login("hh1", "OP-ALICE");
+    s.start("hh1", Workflow::Pick, Some(INTERNAL));
+    expect(&s.scan("hh1", P11), "ok", "picked");
+    (dir, s)
+}
+
+/// The journal's total of the line, in hundredths: each entry must itself be whole
+/// hundredths (what Odoo's default unit rounding keeps).
+fn journal_hundredths(s: &Site) -> i64 {
+    let entries = s
+        .store
+        .read(|r| {
+            r.journal(&JournalFilter {
+                limit: 10_000,
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    entries
+        .iter()
+        .map(|e| {
+            let q = e.payload["quantity"].as_f64().unwrap();
+            let h = (q * 100.0).round();
+            assert!((q * 100.0 - h).abs() < 1e-6, "journalled {q}");
+            h as i64
+        })
+        .sum()
+}
+
+/// What an answer told the operator the line now holds ("Picked 2.5/4 …"), in hundredths.
+fn told_hundredths(a: &Answer) -> i64 {
+    let message = a.body["message"].as_str().unwrap();
+    let told = message
+        .split_whitespace()
+        .find_map(|w| w.split_once('/').map(|(picked, _)| picked.to_owned()))
+        .unwrap_or_else(|| panic!("no total in {message:?}"));
+    (told.parse::<f64>().unwrap() * 100.0).round() as i64
+}
+
+#[test]
+fn absurd_or_too_precise_quantities_are_refused_and_nothing_is_journalled() {
+    let (_dir, s) = line_in_hand();
+    let before = s.n_entries();
+    for (q, code) in [
+        (1e300, "quantity_too_large"),
+        (1e20, "quantity_too_large"),
+        (-0.0, "bad_quantity"),
+        (-1.0, "bad_quantity"),
+        (f64::NAN, "bad_quantity"),
+        (1.005, "quantity_precision"),
+        (41.0, "over_pick_limit"),
+    ] {
+        let a = s.qty("hh1", q);
+        assert_eq!(
+            (a.status, a.body["code"].as_str()),
+            (422, Some(code)),
+            "{q}: {}",
+            a.body
+        );
+    }
+    assert_eq!(s.n_entries(), before);
+    // The line is as it was: setting it to 1 is no change, to 2.5 adds 1.5.
+    let a = s.qty("hh1", 1.0);
+    assert_eq!(told_hundredths(&a), 100, "{}", a.body);
+    let a = s.qty("hh1", 2.5);
+    assert_eq!(told_hundredths(&a), 250, "{}", a.body);
+    assert_eq!(journal_hundredths(&s), 250);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// No sequence of quantities, sensible or not, makes the journal's total of a line differ
+    /// from the decimal the operator was last told.
+    #[test]
+    fn the_journal_holds_exactly_what_the_operator_was_told(inputs in prop::collection::vec(
+        prop_oneof![
+            4 => (0u32..4_000).prop_map(|h| f64::from(h) / 100.0),
+            1 => (0u32..100_000).prop_map(|t| f64::from(t) / 1000.0),
+            1 => prop::sample::select(vec![1e300, 1e20, -0.0, -1.0, 0.1 + 0.2, 1e-7, 39.99, 40.0, 40.01]),
+        ], 1..12)) {
+        let (_dir, s) = line_in_hand();
+        let mut told = 100;
+        for q in inputs {
+            let a = s.qty("hh1", q);
+            if a.status == 200 {
+                told = told_hundredths(&a);
+            } else {
+                prop_assert_eq!(a.status, 422, "{}", a.body);
+            }
+            prop_assert_eq!(journal_hundredths(&s), told, "after {}: {}", q, a.body);
+        }
+    }
 }
 
 proptest! {

@@ -306,9 +306,16 @@ async fn a_serial_scanner_runs_a_receipt_and_its_lot_labels_print() {
         ("WH/IN/00003", 0x06),
         // GS1-128: GTIN, expiry, lot and count, with the group separator as a real 0x1D.
         ("]C101059012300000351727020010LOT-NEW\u{1d}3020", 0x06),
+        // Fewer came, then a few more: the line changes, its label is not printed again.
+        ("HF:QTY:15", 0x06),
+        ("HF:QTY:18", 0x06),
         // A put-away bin moves the line: no second label.
         ("WH-A-01-01", 0x06),
         ("NOT-A-BARCODE", 0x15),
+        // A lot typed with a label printer's control character: refused, not received
+        // without its label.
+        ("5901230000035", 0x06),
+        ("LOT^XZ^FDX", 0x15),
     ];
     for (scan, beep) in scans {
         let heard = tokio::task::block_in_place(|| serial_scan(master.as_mut(), scan.as_bytes()));

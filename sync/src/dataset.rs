@@ -346,6 +346,7 @@ impl Dataset {
                 name,
                 tracking,
                 uom: "Units".into(),
+                uom_rounding: Some(0.01),
                 active: i % 50 != 49,
             });
             if i % 4 == 0 {

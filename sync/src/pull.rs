@@ -117,6 +117,11 @@ pub async fn read_page(
                 terms.push(json!(["write_date", ">", since]));
                 terms.push(json!(["uom_id.write_date", ">", since]));
                 terms.push(json!(["product_id.uom_id.write_date", ">", since]));
+            } else if model == Model::Product {
+                // A product's rounding is its unit's: a unit changed leaves the product alone.
+                terms.push(json!("|"));
+                terms.push(json!(["write_date", ">", since]));
+                terms.push(json!(["uom_id.write_date", ">", since]));
             } else {
                 terms.push(json!(["write_date", ">", since]));
             }
@@ -139,6 +144,9 @@ pub async fn read_page(
     };
     if model == Model::Packaging && map.packaging() == Some(PackagingSource::ProductUom) {
         rows = packagings_from_units(client, rows).await?;
+    }
+    if model == Model::Product {
+        with_uom_rounding(client, &mut rows).await?;
     }
     for row in &rows {
         if let Some(stamp) = row.get("write_date").and_then(Value::as_str)
@@ -174,6 +182,46 @@ pub async fn scope_ids(
         })
 }
 
+/// A many2one of a raw row: `[id, "name"]`, else nothing.
+fn m2o(row: &Map<String, Value>, field: &str) -> Option<(i64, String)> {
+    let pair = row.get(field)?.as_array()?;
+    let id = pair.first()?.as_i64().filter(|id| *id > 0)?;
+    let name = pair.get(1).and_then(Value::as_str).unwrap_or_default();
+    Some((id, name.to_owned()))
+}
+
+/// Joins each product row's unit `rounding` (`uom.uom.rounding`: a stored field on 18, on 19
+/// computed from the "Product Unit" decimal precision) in as `uom_rounding`: one batched read
+/// per page.
+async fn with_uom_rounding(
+    client: &OdooClient,
+    rows: &mut [Map<String, Value>],
+) -> Result<(), PullError> {
+    const UOM: &str = "uom.uom";
+    let uoms: BTreeSet<i64> = rows
+        .iter()
+        .filter_map(|r| m2o(r, "uom_id").map(|(id, _)| id))
+        .collect();
+    if uoms.is_empty() {
+        return Ok(());
+    }
+    let uoms: Vec<i64> = uoms.into_iter().collect();
+    let uom_rows = client
+        .read(UOM, &uoms, &["rounding"])
+        .await
+        .map_err(|source| PullError::Odoo { model: UOM, source })?;
+    let rounding: HashMap<i64, Value> = uom_rows
+        .into_iter()
+        .filter_map(|r| Some((r.get("id")?.as_i64()?, r.get("rounding")?.clone())))
+        .collect();
+    for row in rows {
+        if let Some(r) = m2o(row, "uom_id").and_then(|(id, _)| rounding.get(&id)) {
+            row.insert("uom_rounding".into(), r.clone());
+        }
+    }
+    Ok(())
+}
+
 /// Odoo 19's packagings: `product.uom` rows (product, unit, barcode) made into the rows
 /// `product.packaging` gave on 18: `name` is the unit's, `qty` the unit's quantity in the
 /// product's own unit (`uom.factor / product.uom_id.factor`, as `uom.uom._compute_quantity`
@@ -186,12 +234,6 @@ async fn packagings_from_units(
 ) -> Result<Vec<Map<String, Value>>, PullError> {
     const PRODUCT: &str = "product.product";
     const UOM: &str = "uom.uom";
-    let m2o = |row: &Map<String, Value>, field: &str| -> Option<(i64, String)> {
-        let pair = row.get(field)?.as_array()?;
-        let id = pair.first()?.as_i64().filter(|id| *id > 0)?;
-        let name = pair.get(1).and_then(Value::as_str).unwrap_or_default();
-        Some((id, name.to_owned()))
-    };
     let products: BTreeSet<i64> = rows
         .iter()
         .filter_map(|r| m2o(r, "product_id").map(|(id, _)| id))

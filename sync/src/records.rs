@@ -176,6 +176,9 @@ pub struct Product {
     pub name: String,
     pub tracking: Tracking,
     pub uom: String,
+    /// The unit's `rounding` (`uom.uom.rounding`): quantities of this product are multiples of
+    /// it. `None` when Odoo did not give it.
+    pub uom_rounding: Option<f64>,
     pub active: bool,
 }
 

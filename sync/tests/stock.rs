@@ -864,6 +864,20 @@ async fn the_pull_reads_every_model_with_its_field_list() {
             )
             .await;
         }
+        // The pull joins a product's unit rounding in from `uom.uom` (stored on 18, computed
+        // from the "Product Unit" precision on 19): both answer a positive step.
+        let product_rows = c
+            .read("product.product", &[product], &["uom_id"])
+            .await
+            .unwrap();
+        let uom = product_rows[0]["uom_id"][0].as_i64().unwrap();
+        let units = c.read("uom.uom", &[uom], &["rounding"]).await.unwrap();
+        let rounding = units[0]["rounding"].as_f64().unwrap();
+        assert!(
+            rounding > 0.0 && rounding <= 1.0,
+            "{}: rounding {rounding}",
+            t.what()
+        );
         for model in Model::ALL {
             let name = model.odoo_name();
             let mut wanted: Vec<&str> = fields(*model).to_vec();

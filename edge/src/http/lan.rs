@@ -33,7 +33,7 @@ impl From<PrintError> for ApiError {
                 code: "printing_not_configured",
                 message: e.to_string(),
             },
-            PrintError::Label(_) => ApiError {
+            PrintError::Label(_) | PrintError::Lot(_) => ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid_label",
                 message: e.to_string(),

@@ -585,8 +585,8 @@ fn upsert(conn: &Connection, record: &Record) -> Result<(), StoreError> {
             ])?,
         Record::Product(r) => conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO product (id, default_code, barcode, name, tracking, uom, active)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO product (id, default_code, barcode, name, tracking, uom, active, uom_rounding)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 r.id.0,
@@ -595,7 +595,8 @@ fn upsert(conn: &Connection, record: &Record) -> Result<(), StoreError> {
                 r.name,
                 r.tracking.as_str(),
                 r.uom,
-                r.active
+                r.active,
+                r.uom_rounding.filter(|r| r.is_finite() && *r > 0.0)
             ])?,
         Record::Packaging(r) => conn
             .prepare_cached(

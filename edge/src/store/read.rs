@@ -87,6 +87,8 @@ pub struct ProductInfo {
     /// `none`, `lot` or `serial`.
     pub tracking: String,
     pub uom: String,
+    /// The unit's rounding, when Odoo gave it.
+    pub uom_rounding: Option<f64>,
     pub active: bool,
 }
 
@@ -784,7 +786,7 @@ impl<'c> Reader<'c> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT id, name, default_code, barcode, tracking, uom, active FROM product WHERE id = ?1",
+                "SELECT id, name, default_code, barcode, tracking, uom, active, uom_rounding FROM product WHERE id = ?1",
             )?
             .query_row([id], |r| {
                 Ok(ProductInfo {
@@ -795,6 +797,7 @@ impl<'c> Reader<'c> {
                     tracking: r.get(4)?,
                     uom: r.get(5)?,
                     active: r.get(6)?,
+                    uom_rounding: r.get(7)?,
                 })
             })
             .optional()?)

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// Every migration, in order. The index + 1 is the version it produces.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, HELD_BACK, PUSH_ATTEMPTS];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, HELD_BACK, PUSH_ATTEMPTS, UOM_ROUNDING];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -511,6 +511,14 @@ CREATE TABLE push_attempt (
     PRIMARY KEY (seq, attempt)
 ) WITHOUT ROWID;
 CREATE INDEX push_attempt_open ON push_attempt (seq) WHERE ended_at IS NULL;
+"#;
+
+/// A product's unit rounding (`uom.uom.rounding`): quantities are multiples of it. NULL until
+/// the product is pulled again (the floor then takes Odoo's default, 0.01); the product
+/// cursor is dropped so the next pull reads every product.
+const UOM_ROUNDING: &str = r#"
+ALTER TABLE product ADD COLUMN uom_rounding REAL CHECK (uom_rounding IS NULL OR uom_rounding > 0);
+DELETE FROM sync_cursor WHERE model = 'product.product';
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

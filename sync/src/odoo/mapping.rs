@@ -258,6 +258,11 @@ pub fn map_record(model: Model, rec: &Map<String, Value>) -> Result<Record, Mapp
                 .m2o("uom_id")?
                 .map(|(_, n)| n)
                 .unwrap_or_else(|| "Units".into()),
+            // Joined in by the pull from `uom.uom` (see `pull::with_uom_rounding`).
+            uom_rounding: match f.rec.get("uom_rounding") {
+                None | Some(Value::Bool(false)) | Some(Value::Null) => None,
+                Some(_) => Some(f.float("uom_rounding")?).filter(|r| *r > 0.0),
+            },
             active: f.boolean("active")?,
         }),
         Model::Packaging => Record::Packaging(Packaging {

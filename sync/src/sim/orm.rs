@@ -97,6 +97,12 @@ fn create_one(tables: &mut Tables, model: &str, vals: Value, now: &str) -> Resul
             vals.entry("quantity").or_insert_with(|| json!(0.0));
             vals.entry("picked").or_insert_with(|| json!(false));
         }
+        // A product's unit is Units unless given (`product.template._get_default_uom_id`).
+        "product.product" => {
+            vals.entry("uom_id").or_insert_with(|| json!(1));
+            vals.entry("tracking").or_insert_with(|| json!("none"));
+            vals.entry("active").or_insert_with(|| json!(true));
+        }
         _ => {}
     }
     tables.insert(model, id, vals, now);

@@ -145,10 +145,15 @@ fn declared(version: u32, model: &str) -> &'static [&'static str] {
         "stock.package" | "stock.quant.package" => fields(Model::Package),
         "product.packaging" => fields(Model::Packaging),
         "product.uom" => &["id", "product_id", "uom_id", "barcode", "company_id"],
-        "uom.uom" if version >= 19 => {
-            &["id", "name", "factor", "relative_factor", "relative_uom_id"]
-        }
-        "uom.uom" => &["id", "name", "factor", "category_id"],
+        "uom.uom" if version >= 19 => &[
+            "id",
+            "name",
+            "factor",
+            "relative_factor",
+            "relative_uom_id",
+            "rounding",
+        ],
+        "uom.uom" => &["id", "name", "factor", "category_id", "rounding"],
         "stock.lot" => fields(Model::Lot),
         "stock.move" if version >= 19 => &["reference", "is_inventory", "inventory_name"],
         "stock.move" => &["name", "reference", "is_inventory"],
@@ -377,6 +382,7 @@ impl Tables {
                             ("relative_factor".into(), json!(qty)),
                             ("relative_uom_id".into(), json!(1)),
                             ("factor".into(), json!(qty)),
+                            ("rounding".into(), json!(0.01)),
                         ]),
                         now,
                     );
@@ -507,8 +513,13 @@ impl Tables {
         self.insert(
             "uom.uom",
             1,
-            Map::from_iter([("name".into(), json!("Units"))]),
-            now,
+            // Odoo's default rounding (18: stored per unit; 19: the "Product Unit" precision).
+            Map::from_iter([
+                ("name".into(), json!("Units")),
+                ("rounding".into(), json!(0.01)),
+            ]),
+            // Installed with the database, long before any product was written.
+            &stamp(0),
         );
         let mut countries: Vec<String> = data
             .partners
