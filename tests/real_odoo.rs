@@ -378,6 +378,19 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
         "full pull {pull_secs:.2} s; mirror/odoo: {}",
         figures.join(", ")
     );
+    // Every product came with its unit's rounding, as Odoo answers it for that unit.
+    let plain_rounding = odoo.read("uom.uom", &[1], &["rounding"]).await.unwrap()[0]["rounding"]
+        .as_f64()
+        .unwrap();
+    let db = holdfast::store::Store::open(holdfast::store::StoreOptions::new(
+        &site.dir.path().join("holdfast.db"),
+        "real-odoo",
+    ))
+    .unwrap();
+    let product = db.read(|r| r.product(fx.plain.0)).unwrap().unwrap();
+    assert_eq!(product.uom_rounding, Some(plain_rounding), "{product:?}");
+    db.shutdown().await.unwrap();
+    println!("unit rounding mirrored: {plain_rounding}");
 
     cli(
         &cfg,
