@@ -79,6 +79,23 @@ impl Appliance {
         )
     }
 
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Still running: not exited, not a zombie waiting to be reaped.
+    #[allow(dead_code)]
+    pub fn running(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.0.id()))
+            .ok()
+            .and_then(|stat| {
+                let after_name = &stat[stat.rfind(')')? + 1..];
+                after_name.split_whitespace().next().map(|s| s != "Z")
+            })
+            .unwrap_or(false)
+    }
+
     /// The power goes.
     pub fn sigkill(mut self) {
         kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL).unwrap();
