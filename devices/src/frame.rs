@@ -7,11 +7,23 @@
 //! past `max_len`) and reported once, with its length, when its terminator arrives. A stray CR
 //! or LF next to a CR or LF terminator (a scanner sending CRLF to a port set for CR) is
 //! dropped rather than made into a bad scan. GS (0x1D) inside a frame is data.
+//!
+//! A scanner sends a frame in one burst. A partial frame whose next byte does not come
+//! within the inter-character time-out ([`DEFAULT_FRAME_TIMEOUT`], per scanner) is stale (a
+//! scanner reset mid-frame, line noise, a half-sent scan): the transports drop it with
+//! [`Framer::discard`] and report it, so it never sticks to the front of the next scan.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::scan::MAX_SCAN_LEN;
+
+/// Inter-character time-out a scanner gets unless configured. The bytes of one frame come
+/// in one burst (a 100-byte scan takes about 0.1 s at 9600 baud, byte gaps are about 1 ms;
+/// a serial-to-Ethernet converter or a TCP retransmission on a LAN adds tens to a couple of
+/// hundred ms), while the next scan needs a person to aim and pull the trigger again (a
+/// second or more): 500 ms sits between the two with room on both sides.
+pub const DEFAULT_FRAME_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What ends a scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,6 +220,40 @@ impl Framer {
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
+
+    /// Whether a frame is in progress (bytes seen since the last terminator).
+    pub fn partial(&self) -> bool {
+        self.seen > 0 || self.pending_cr
+    }
+
+    /// Drops the frame in progress (it went stale); says how many bytes it had, if any.
+    pub fn discard(&mut self) -> Option<usize> {
+        let len = self.seen + usize::from(self.pending_cr);
+        self.buf.clear();
+        self.seen = 0;
+        self.overflow = false;
+        self.pending_cr = false;
+        (len > 0).then_some(len)
+    }
+}
+
+/// Reports a stale partial frame that was dropped.
+pub fn report_stale<H: crate::hub::Hub>(
+    hub: &H,
+    device: &str,
+    len: usize,
+    timeout: std::time::Duration,
+) {
+    hub.event(
+        device,
+        crate::hub::DeviceEvent::Refused {
+            reason: crate::hub::Refusal::StaleFrame,
+            error: format!(
+                "a partial scan of {len} bytes got no terminator within {} ms: dropped",
+                timeout.as_millis()
+            ),
+        },
+    );
 }
 
 /// Hands a frame to the hub: a scan is answered by it, a line that was too long is refused
@@ -215,15 +261,17 @@ impl Framer {
 pub async fn deliver<H: crate::hub::Hub>(
     hub: &H,
     device: &str,
+    transport: crate::hub::Transport,
     frame: Frame,
     config: &FrameConfig,
 ) -> bool {
     match frame {
-        Frame::Scan(data) => hub.scan(device, data, None).await.good,
+        Frame::Scan(data) => hub.scan(device, transport, data, None).await.good,
         Frame::TooLong { len } => {
             hub.event(
                 device,
                 crate::hub::DeviceEvent::Refused {
+                    reason: crate::hub::Refusal::TooLong,
                     error: format!(
                         "a line of {len} bytes without terminator ({}), longer than {} bytes: dropped",
                         config.terminator, config.max_len
@@ -246,6 +294,23 @@ mod tests {
         f.push(input, &mut out);
         out.extend(f.finish());
         out
+    }
+
+    #[test]
+    fn a_discarded_partial_frame_leaves_nothing_behind() {
+        let mut f = Framer::new(FrameConfig {
+            terminator: Terminator::CrLf,
+            ..FrameConfig::default()
+        });
+        let mut out = Vec::new();
+        assert!(!f.partial());
+        assert_eq!(f.discard(), None);
+        f.push(b"0105901234\r", &mut out);
+        assert!(out.is_empty() && f.partial());
+        assert_eq!(f.discard(), Some(11));
+        assert!(!f.partial());
+        f.push(b"WH-A-01\r\n", &mut out);
+        assert_eq!(out, vec![Frame::Scan(b"WH-A-01".to_vec())]);
     }
 
     fn scans(list: &[&str]) -> Vec<Frame> {

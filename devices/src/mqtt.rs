@@ -15,9 +15,25 @@
 //! off), never dropped. Acknowledgements go out in arrival order, as MQTT requires, while
 //! devices are answered in parallel (each device's scans in order).
 //!
+//! Who may scan: only the device ids the site lists (`mqtt.devices`) or that match the
+//! pattern it opted into (`mqtt.device_pattern`, e.g. `scanner-*`, which the config checks
+//! against every id of another transport); a scan under any other id is refused, counted
+//! and never reaches the floor. A topic is only a claim, though: which client may publish
+//! on which device's topic is the broker's to enforce, with a login per scanner and an ACL
+//! (`systemd/mosquitto/` ships one for Mosquitto: each scanner writes only its own scan topic
+//! and reads only its own reply topic).
+//!
 //! A retained message on the scan topic is an old scan the broker hands out on every
-//! subscription: it is refused, never acted on. A device that sends faster than it is
-//! answered has its excess answered `busy`.
+//! subscription: anything arriving with the retain flag is refused and counted, never acted
+//! on. (Under MQTT 3.1.1 a broker clears the flag when it forwards a retained publish live;
+//! the shipped Mosquitto config therefore turns retained messages off at the broker.) A
+//! device that sends faster than it is answered has its excess answered `busy`.
+//!
+//! An oversized or malformed message is answered with an error once and acknowledged, so the
+//! broker forgets it. The link reads packets up to [`MAX_PACKET`] to be able to do that: a
+//! packet the client cannot read breaks the link before it can be acknowledged, and a
+//! persistent session hands it over again on every reconnect, silencing every scanner. The
+//! broker should refuse anything bigger first (Mosquitto: `message_size_limit`, as shipped).
 //!
 //! TLS is rustls with the ring provider (the stack the Odoo client uses), with the site's CA
 //! and optionally a client certificate; or username and password, or both.
@@ -33,7 +49,9 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{DeviceEvent, Feedback, Hub};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::hub::{DeviceEvent, Feedback, Hub, Refusal};
 
 /// Placeholder for the device id in topic patterns.
 pub const DEVICE: &str = "{device}";
@@ -43,9 +61,11 @@ const MAX_DEVICE_LEN: usize = 64;
 const MAX_PAYLOAD: usize = 4096;
 /// Largest packet taken from the broker. A bigger one breaks the link (the client cannot
 /// read past it), and the broker offers it again on every reconnect: this is generous so
-/// that an oversized scan is read, refused and acknowledged instead. Sites should also cap
-/// messages at the broker (Mosquitto: `message_size_limit`).
-const MAX_PACKET: usize = 1024 * 1024;
+/// that an oversized scan is read, refused and acknowledged instead (a packet is held in
+/// memory once, so 16 MiB costs at most that, briefly). Brokers at defaults accept up to
+/// 256 MiB, so sites should cap messages at the broker well below this (Mosquitto:
+/// `message_size_limit`, as the shipped config does).
+pub const MAX_PACKET: usize = 16 * 1024 * 1024;
 /// Most of a scan echoed in its reply (a valid scan is far shorter).
 const MAX_ECHO: usize = 512;
 /// Recent packet ids remembered per device, to answer a redelivery without acting twice
@@ -71,8 +91,8 @@ pub struct TlsSettings {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
-/// How to reach the broker and which topics scanners use.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How to reach the broker and which topics scanners use. `Debug` never shows the password.
+#[derive(Clone, Debug)]
 pub struct MqttSettings {
     /// Name of the broker link in the device registry (e.g. `mqtt-broker`).
     pub link: String,
@@ -80,15 +100,18 @@ pub struct MqttSettings {
     pub port: u16,
     pub client_id: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     pub tls: Option<TlsSettings>,
     /// Scan topic pattern, with `{device}` as one whole topic level.
     pub scan_topic: String,
     /// Reply topic pattern, with `{device}`.
     pub reply_topic: String,
     pub keep_alive: Duration,
-    /// Only these devices are served (empty: any device id on the scan topic).
+    /// The devices served: these ids, and those matching `device_pattern`. Any other id
+    /// is refused.
     pub devices: Vec<String>,
+    /// Ids the site opted to serve without listing them (e.g. `scanner-*`).
+    pub device_pattern: Option<DevicePattern>,
     pub retry_min: Duration,
     pub retry_max: Duration,
 }
@@ -143,6 +166,57 @@ impl TopicPattern {
             .strip_prefix(self.prefix.as_str())?
             .strip_suffix(self.suffix.as_str())?;
         valid_device(id).then_some(id)
+    }
+}
+
+/// A pattern of device ids: letters, digits, `.`, `_`, `-` and `*` (any run of them, maybe
+/// none), e.g. `scanner-*` or `dock-*-mqtt`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevicePattern(String);
+
+impl std::str::FromStr for DevicePattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DevicePattern, String> {
+        let literal = s.replace('*', "");
+        let ok = !s.is_empty()
+            && s.len() <= MAX_DEVICE_LEN
+            && (literal.is_empty() || valid_device(&literal));
+        if !ok {
+            return Err(format!(
+                "{s:?}: a pattern of 1-64 letters, digits, '.', '_', '-' and '*' (e.g. \"scanner-*\")"
+            ));
+        }
+        Ok(DevicePattern(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for DevicePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl DevicePattern {
+    /// Whether `id` matches (`*` matches any run of characters, the rest literally).
+    pub fn matches(&self, id: &str) -> bool {
+        let mut parts = self.0.split('*');
+        let first = parts.next().unwrap_or_default();
+        let Some(mut rest) = id.strip_prefix(first) else {
+            return false;
+        };
+        let parts: Vec<&str> = parts.collect();
+        let Some((last, middle)) = parts.split_last() else {
+            // No `*`: the whole id.
+            return rest.is_empty();
+        };
+        for part in middle {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+        rest.len() >= last.len() && rest.ends_with(last)
     }
 }
 
@@ -265,7 +339,12 @@ fn options(settings: &MqttSettings) -> Result<MqttOptions, MqttError> {
         .set_manual_acks(true)
         .set_max_packet_size(MAX_PACKET, MAX_PAYLOAD * 4);
     if let Some(user) = &settings.username {
-        options.set_credentials(user, settings.password.clone().unwrap_or_default());
+        let password = settings
+            .password
+            .as_ref()
+            .map(|p| p.expose_secret().to_owned())
+            .unwrap_or_default();
+        options.set_credentials(user, password);
     }
     if let Some(tls) = &settings.tls {
         let config = tls_config(tls)?;
@@ -356,8 +435,10 @@ pub async fn run<H: Hub>(
                 let done = queue_ack(&publish);
                 let device = match admit(&publish, &scans, &settings, &workers) {
                     Ok(device) => device,
-                    Err(error) => {
-                        hub.event(&settings.link, DeviceEvent::Refused { error });
+                    // Acknowledged (the broker forgets it) but never answered: a reply would
+                    // go to a topic nobody is known to own.
+                    Err((reason, error)) => {
+                        hub.event(&settings.link, DeviceEvent::Refused { reason, error });
                         let _ = done.send(());
                         continue;
                     }
@@ -401,7 +482,13 @@ pub async fn run<H: Hub>(
                     {
                         tracing::warn!(%device, "MQTT busy reply not sent");
                     }
-                    hub.event(&device, DeviceEvent::Refused { error });
+                    hub.event(
+                        &device,
+                        DeviceEvent::Refused {
+                            reason: Refusal::Busy,
+                            error,
+                        },
+                    );
                     let _ = job.done.send(());
                 }
             }
@@ -464,29 +551,46 @@ fn admit(
     scans: &TopicPattern,
     settings: &MqttSettings,
     workers: &HashMap<String, mpsc::Sender<Job>>,
-) -> Result<String, String> {
+) -> Result<String, (Refusal, String)> {
     // A retained message is an old scan the broker hands every new subscriber: acting on it
     // would repeat it after each reconnect.
     if publish.retain {
-        return Err(format!(
-            "retained scan on {:?} ignored: scanners must publish with retain off (clear it with an empty retained message)",
-            publish.topic
+        return Err((
+            Refusal::Retained,
+            format!(
+                "retained scan on {:?} ignored: scanners must publish with retain off (clear it with an empty retained message)",
+                publish.topic
+            ),
         ));
     }
     let Some(device) = scans.device(&publish.topic) else {
-        return Err(format!(
-            "scan on a topic with no valid device id: {:?}",
-            publish.topic
+        return Err((
+            Refusal::BadTopic,
+            format!(
+                "scan on a topic with no valid device id: {:?}",
+                publish.topic
+            ),
         ));
     };
-    if !settings.devices.is_empty() && !settings.devices.iter().any(|d| d == device) {
-        return Err(format!(
-            "scan from unknown device {device:?} (not in mqtt.devices)"
+    let listed = settings.devices.iter().any(|d| d == device)
+        || settings
+            .device_pattern
+            .as_ref()
+            .is_some_and(|p| p.matches(device));
+    if !listed {
+        return Err((
+            Refusal::UnlistedDevice,
+            format!(
+                "scan from unlisted device {device:?} refused (not in mqtt.devices nor mqtt.device_pattern)"
+            ),
         ));
     }
     if workers.len() >= MAX_DEVICES && !workers.contains_key(device) {
-        return Err(format!(
-            "scan from {device:?}: already serving {MAX_DEVICES} devices (set mqtt.devices)"
+        return Err((
+            Refusal::TooManyDevices,
+            format!(
+                "scan from {device:?}: already serving {MAX_DEVICES} devices (list them in mqtt.devices)"
+            ),
         ));
     }
     Ok(device.to_owned())
@@ -537,13 +641,21 @@ async fn serve_device<H: Hub>(
                 let reply = match parse_payload(payload) {
                     Ok(message) => {
                         let key = message.id.as_ref().map(|id| format!("mqtt:{id}"));
-                        let feedback = hub.scan(&device, message.data.clone(), key).await;
+                        let feedback = hub
+                            .scan(
+                                &device,
+                                crate::hub::Transport::Mqtt,
+                                message.data.clone(),
+                                key,
+                            )
+                            .await;
                         reply_payload(message.id.as_deref(), &message.data, &feedback)
                     }
                     Err(error) => {
                         hub.event(
                             &device,
                             DeviceEvent::Refused {
+                                reason: Refusal::BadPayload,
                                 error: error.clone(),
                             },
                         );
@@ -590,8 +702,34 @@ impl ScannerClient {
         reply_topic: &str,
         timeout: Duration,
     ) -> Result<ScannerClient, String> {
+        Self::connect_with_login(
+            host,
+            port,
+            client_id,
+            None,
+            scan_topic,
+            reply_topic,
+            timeout,
+        )
+        .await
+    }
+
+    /// [`ScannerClient::connect`] with a login (username, password), as a scanner on a
+    /// broker with per-device credentials.
+    pub async fn connect_with_login(
+        host: &str,
+        port: u16,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+        scan_topic: &str,
+        reply_topic: &str,
+        timeout: Duration,
+    ) -> Result<ScannerClient, String> {
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(30));
+        if let Some((user, password)) = login {
+            options.set_credentials(user, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         no_delay(&mut eventloop);
         let me = ScannerClient {
@@ -751,6 +889,52 @@ mod tests {
             assert!(parse_payload(bad).is_err());
         }
         assert!(parse_payload(&vec![b'1'; MAX_PAYLOAD + 1]).is_err());
+    }
+
+    #[test]
+    fn device_patterns_match_only_what_they_say() {
+        let p = |s: &str| s.parse::<DevicePattern>().unwrap();
+        for (pattern, id, expected) in [
+            ("scanner-*", "scanner-07", true),
+            ("scanner-*", "scanner-", true),
+            ("scanner-*", "scanner", false),
+            ("scanner-*", "demo-handheld", false),
+            ("scanner-*", "xscanner-1", false),
+            ("dock-*-mqtt", "dock-3-mqtt", true),
+            ("dock-*-mqtt", "dock-mqtt", false),
+            ("*-mqtt", "a-mqtt", true),
+            ("*", "anything", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+        ] {
+            assert_eq!(p(pattern).matches(id), expected, "{pattern} ~ {id}");
+        }
+        for bad in ["", "scan ner*", "a/+", "#", &"x".repeat(65)] {
+            assert!(bad.parse::<DevicePattern>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_of_the_settings_never_shows_the_password() {
+        let settings = MqttSettings {
+            link: "b".into(),
+            host: "h".into(),
+            port: 1,
+            client_id: "c".into(),
+            username: Some("u".into()),
+            password: Some(SecretString::from("hunter2-broker")),
+            tls: None,
+            scan_topic: "s/{device}".into(),
+            reply_topic: "r/{device}".into(),
+            keep_alive: Duration::from_secs(5),
+            devices: vec![],
+            device_pattern: None,
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(1),
+        };
+        assert!(!format!("{settings:?}").contains("hunter2"));
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub struct SerialScanner {
     pub good_beep: Vec<u8>,
     /// Bytes written back after a refused scan.
     pub bad_beep: Vec<u8>,
+    /// Inter-character time-out: a partial frame quiet this long is dropped
+    /// ([`crate::frame::DEFAULT_FRAME_TIMEOUT`] unless configured; `None`: never).
+    pub frame_timeout: Option<Duration>,
     pub retry_min: Duration,
     pub retry_max: Duration,
 }
@@ -210,9 +213,20 @@ fn serve_port<H: crate::hub::Hub>(
     let mut buf = [0u8; 1024];
     let mut frames = Vec::new();
     let mut empty_reads = 0;
+    // When the last byte came; reads time out every READ_TIMEOUT, so a stale partial frame
+    // is found within that much of its time-out.
+    let mut last_byte = std::time::Instant::now();
     loop {
         if cancel.is_cancelled() {
             return "stopping".into();
+        }
+        if let Some(timeout) = scanner.frame_timeout
+            && framer.partial()
+            && last_byte.elapsed() >= timeout
+            && let Some(len) = framer.discard()
+        {
+            tracing::warn!(device = %scanner.device, len, "stale partial scan dropped");
+            crate::frame::report_stale(hub, &scanner.device, len, timeout);
         }
         let n = match port.read(&mut buf) {
             Ok(0) => {
@@ -234,11 +248,23 @@ fn serve_port<H: crate::hub::Hub>(
             Err(e) => return format!("read failed (device unplugged?): {e}"),
         };
         empty_reads = 0;
+        // A byte after a long silence: a partial frame before it is stale even if the
+        // read loop did not look in between.
+        if let Some(timeout) = scanner.frame_timeout
+            && framer.partial()
+            && last_byte.elapsed() >= timeout
+            && let Some(len) = framer.discard()
+        {
+            tracing::warn!(device = %scanner.device, len, "stale partial scan dropped");
+            crate::frame::report_stale(hub, &scanner.device, len, timeout);
+        }
+        last_byte = std::time::Instant::now();
         framer.push(&buf[..n], &mut frames);
         for frame in frames.drain(..) {
             let good = runtime.block_on(crate::frame::deliver(
                 hub,
                 &scanner.device,
+                crate::hub::Transport::Serial,
                 frame,
                 &scanner.frame,
             ));

@@ -98,6 +98,8 @@ fn settings(port: u16) -> MqttSettings {
         reply_topic: "site/scanner/{device}/reply".into(),
         keep_alive: Duration::from_secs(5),
         devices: vec![],
+        // These tests scan under many ids; what is served is tested on its own below.
+        device_pattern: Some("*".parse().unwrap()),
         retry_min: Duration::from_millis(50),
         retry_max: Duration::from_millis(300),
     }
@@ -460,7 +462,7 @@ async fn tls_with_a_client_certificate_and_a_login() {
             client_cert: client,
         });
         s.username = Some("holdfast".into());
-        s.password = Some("s3cret".into());
+        s.password = Some(secrecy::SecretString::from("s3cret"));
         s
     };
 
@@ -512,7 +514,7 @@ async fn tls_with_a_client_certificate_and_a_login() {
     // A wrong password (all else as in the first run): TLS works, the broker drops the
     // login.
     let mut wrong = good.clone();
-    wrong.password = Some("guess".into());
+    wrong.password = Some(secrecy::SecretString::from("guess"));
     let (_, report) = first_report(wrong).await;
     assert!(
         matches!(report, DeviceEvent::Disconnected { error: Some(_) }),
@@ -697,7 +699,7 @@ async fn mosquitto_tls_with_a_client_certificate_and_a_password_file() {
             client_cert: client,
         });
         s.username = Some("holdfast".into());
-        s.password = Some(password.into());
+        s.password = Some(secrecy::SecretString::from(password));
         s
     };
     let both = Some((client_cert, client_key));
@@ -831,6 +833,11 @@ async fn a_retained_scan_is_never_acted_on() {
     let hub = TestHub::default();
     let (cancel, task) = start_link(settings(port), &hub).await;
     eventually("the retained scan is refused", || hub.refusals() == 1).await;
+    assert_eq!(
+        refusals_of(&hub, holdfast_devices::hub::Refusal::Retained),
+        1,
+        "counted as retained"
+    );
     let s = scanner(port, "dock-r").await;
     let reply = s
         .scan_with_id("r1", "NEW-SCAN", Duration::from_secs(10))
@@ -838,6 +845,389 @@ async fn a_retained_scan_is_never_acted_on() {
         .unwrap();
     assert_eq!(reply["ok"], true);
     assert_eq!(hub.data(), vec![b"NEW-SCAN".to_vec()]);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// A message as a bare client received it: topic, payload.
+type Received = (String, Vec<u8>);
+
+/// What a bare client saw: publishes received and how its subscriptions were answered.
+#[derive(Clone, Default)]
+struct Seen {
+    publishes: Arc<Mutex<Vec<Received>>>,
+    sub_acks: Arc<Mutex<Vec<rumqttc::SubAck>>>,
+    disconnects: Arc<Mutex<usize>>,
+}
+
+/// A bare MQTT client with a login, recording what it receives, once the broker took it.
+/// It does not reconnect: its event loop stops (counted) at the first error.
+async fn client_as(
+    port: u16,
+    id: &str,
+    login: Option<(&str, &str)>,
+) -> (rumqttc::AsyncClient, Seen) {
+    let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    options.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+    if let Some((user, password)) = login {
+        options.set_credentials(user, password);
+    }
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+    let seen = Seen::default();
+    let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+    let mut connected_tx = Some(connected_tx);
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    if let Some(tx) = connected_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => s
+                    .publishes
+                    .lock()
+                    .unwrap()
+                    .push((p.topic.clone(), p.payload.to_vec())),
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a))) => {
+                    s.sub_acks.lock().unwrap().push(a)
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    *s.disconnects.lock().unwrap() += 1;
+                    return;
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), connected_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    (client, seen)
+}
+
+fn refusals_of(hub: &TestHub, reason: holdfast_devices::hub::Refusal) -> usize {
+    hub.count(|e| matches!(e, DeviceEvent::Refused { reason: r, .. } if *r == reason))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlisted_device_id_is_refused_counted_and_never_served() {
+    use holdfast_devices::hub::Refusal;
+    let broker = start_broker();
+    let hub = TestHub::default();
+    let mut listed = settings(broker.port());
+    listed.devices = vec!["dock-1".into()];
+    listed.device_pattern = Some("gun-*".parse().unwrap());
+    let (cancel, task) = start_link(listed, &hub).await;
+
+    // Anyone on the broker publishing as a handheld the appliance knows from HTTP, or as
+    // any id nobody listed: refused, counted on the link, no reply, nothing reaches the hub.
+    let stranger = scanner(broker.port(), "demo-handheld").await;
+    stranger.publish_raw(b"OP-ALICE".to_vec()).await.unwrap();
+    let other = scanner(broker.port(), "gun").await;
+    other.publish_raw(b"OP-ALICE".to_vec()).await.unwrap();
+    eventually("both refused", || {
+        refusals_of(&hub, Refusal::UnlistedDevice) == 2
+    })
+    .await;
+
+    // The listed id and an id matching the pattern are served.
+    let listed = scanner(broker.port(), "dock-1").await;
+    let r = listed
+        .scan_with_id("l1", "WH-A-01", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    let matched = scanner(broker.port(), "gun-7").await;
+    let r = matched
+        .scan_with_id("g1", "WH-A-02", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+
+    let served: Vec<String> = hub
+        .scans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.0.clone())
+        .collect();
+    assert_eq!(served, vec!["dock-1".to_owned(), "gun-7".to_owned()]);
+    assert!(stranger.replies().is_empty() && other.replies().is_empty());
+    let on_link = hub
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(d, e)| {
+            d == "broker"
+                && matches!(
+                    e,
+                    DeviceEvent::Refused {
+                        reason: Refusal::UnlistedDevice,
+                        ..
+                    }
+                )
+        })
+        .count();
+    assert_eq!(on_link, 2, "counted on the broker link");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_huge_message_is_refused_once_and_silences_no_scanner_across_restarts() {
+    let Some(bin) = mosquitto::required("one_huge_message") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Mosquitto at its defaults: it takes publishes up to 256 MiB.
+    let broker = Mosquitto::plain(&bin, dir.path(), free_addr(), true);
+    let port = broker.addr().port();
+    let hub = TestHub::default();
+    let (cancel, task) = start_link(settings(port), &hub).await;
+    let victim = scanner(port, "dock-a").await;
+    let other = scanner(port, "dock-b").await;
+
+    let (big, _) = client_as(port, "big-sender", None).await;
+    big.publish(
+        "site/scanner/dock-a/scan",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        vec![b'7'; 1536 * 1024],
+    )
+    .await
+    .unwrap();
+    let replies = wait_replies(&victim, 1).await;
+    assert_eq!(replies[0]["code"], "bad_payload", "{}", replies[0]);
+
+    // Another scanner is answered at once: the link did not break over it.
+    let started = std::time::Instant::now();
+    let r = other
+        .scan_with_id("b1", "WH-A-01", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(
+        hub.disconnects(),
+        0,
+        "the link stayed up: {:?}; broker log: {}",
+        link_events(&hub),
+        broker.log_text()
+    );
+
+    // The appliance restarts: the huge message was acknowledged, so its session does not
+    // hold it; no redelivery, no loop, scanners served.
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let (cancel, task) = start_link(settings(port), &hub).await;
+    let r = other
+        .scan_with_id("b2", "WH-A-02", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        victim.replies().len(),
+        1,
+        "answered once: {:?}",
+        victim.replies()
+    );
+    assert_eq!(hub.disconnects(), 0, "{:?}", link_events(&hub));
+    assert_eq!(hub.data(), vec![b"WH-A-01".to_vec(), b"WH-A-02".to_vec()]);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_mosquitto_config_holds_each_scanner_to_its_own_topics() {
+    let Some(bin) = mosquitto::required("the_shipped_mosquitto_config") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("holdfast.passwd");
+    mosquitto::password_file_with(
+        &passwd,
+        &[
+            ("holdfast", "appliance-pw"),
+            ("dock-a", "a-pw"),
+            ("dock-b", "b-pw"),
+        ],
+    );
+    let addr = free_addr();
+    let broker = Mosquitto::start(
+        &bin,
+        dir.path(),
+        addr,
+        &mosquitto::shipped_config(addr, &passwd),
+    );
+    let port = addr.port();
+    let topic = |device: &str, kind: &str| format!("holdfast/s1/scanner/{device}/{kind}");
+
+    let hub = TestHub::default();
+    let mut link = settings(port);
+    link.scan_topic = topic("{device}", "scan");
+    link.reply_topic = topic("{device}", "reply");
+    link.username = Some("holdfast".into());
+    link.password = Some(secrecy::SecretString::from("appliance-pw"));
+    link.devices = vec!["dock-a".into(), "dock-b".into()];
+    link.device_pattern = None;
+    let (cancel, task) = start_link(link, &hub).await;
+
+    // Nobody gets in without a login.
+    let anonymous = rumqttc::MqttOptions::new("anon", "127.0.0.1", port);
+    let (_anon, mut anon_loop) = rumqttc::AsyncClient::new(anonymous, 8);
+    let refused = tokio::time::timeout(Duration::from_secs(5), anon_loop.poll())
+        .await
+        .unwrap();
+    assert!(refused.is_err(), "{refused:?}");
+
+    let login = |user: &'static str, pw: &'static str| Some((user, pw));
+    let a = ScannerClient::connect_with_login(
+        "127.0.0.1",
+        port,
+        "dock-a",
+        login("dock-a", "a-pw"),
+        &topic("dock-a", "scan"),
+        &topic("dock-a", "reply"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let b = ScannerClient::connect_with_login(
+        "127.0.0.1",
+        port,
+        "dock-b",
+        login("dock-b", "b-pw"),
+        &topic("dock-b", "scan"),
+        &topic("dock-b", "reply"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let r = a
+        .scan_with_id("a1", "A-OWN", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r}; broker log: {}", broker.log_text());
+
+    // dock-a, logged in as itself, publishes on dock-b's scan topic and listens on dock-b's
+    // reply topic.
+    let (forger, forger_seen) = client_as(port, "dock-a-forger", login("dock-a", "a-pw")).await;
+    forger
+        .subscribe(topic("dock-b", "reply"), rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    forger
+        .publish(
+            topic("dock-b", "scan"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            b"FORGED".to_vec(),
+        )
+        .await
+        .unwrap();
+    eventually("the snooping subscription was answered", || {
+        !forger_seen.sub_acks.lock().unwrap().is_empty()
+    })
+    .await;
+    // dock-b scans; dock-a scans after the forgery (the broker handles one client's packets
+    // in order, so the forgery would have reached the appliance first).
+    let r = b
+        .scan_with_id("b1", "B-OWN", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true);
+    let r = a
+        .scan_with_id("a2", "A-AFTER", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        hub.data(),
+        vec![b"A-OWN".to_vec(), b"B-OWN".to_vec(), b"A-AFTER".to_vec()],
+        "the forged scan never reached the appliance; broker log: {}",
+        broker.log_text()
+    );
+    assert!(
+        forger_seen.publishes.lock().unwrap().is_empty(),
+        "dock-a read dock-b's reply: {:?}",
+        forger_seen.publishes.lock().unwrap()
+    );
+    assert_eq!(b.replies().len(), 1, "dock-b got its own reply");
+
+    // A retained scan, published while the appliance is connected: the broker does not take
+    // it (and under MQTT 3.1.1 the appliance could not tell it from a live one).
+    let (retainer, retainer_seen) = client_as(port, "dock-b-retain", login("dock-b", "b-pw")).await;
+    let _ = retainer
+        .publish(
+            topic("dock-b", "scan"),
+            rumqttc::QoS::AtLeastOnce,
+            true,
+            b"RETAINED".to_vec(),
+        )
+        .await;
+    eventually("the retaining client is dropped", || {
+        *retainer_seen.disconnects.lock().unwrap() == 1
+    })
+    .await;
+
+    // A huge publish is dropped by the broker and the sender disconnected; the appliance
+    // and the other scanners carry on.
+    let (big, big_seen) = client_as(port, "dock-b-big", login("dock-b", "b-pw")).await;
+    let _ = big
+        .publish(
+            topic("dock-b", "scan"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            vec![b'7'; 1536 * 1024],
+        )
+        .await;
+    eventually("the huge publisher is dropped", || {
+        *big_seen.disconnects.lock().unwrap() == 1
+    })
+    .await;
+    let r = a
+        .scan_with_id("a3", "A-LAST", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true);
+
+    // The appliance restarts: nothing retained or queued comes back to be acted on.
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let mut link = settings(port);
+    link.scan_topic = topic("{device}", "scan");
+    link.reply_topic = topic("{device}", "reply");
+    link.username = Some("holdfast".into());
+    link.password = Some(secrecy::SecretString::from("appliance-pw"));
+    link.devices = vec!["dock-a".into(), "dock-b".into()];
+    link.device_pattern = None;
+    let (cancel, task) = start_link(link, &hub).await;
+    let r = b
+        .scan_with_id("b2", "B-LAST", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        hub.data(),
+        vec![
+            b"A-OWN".to_vec(),
+            b"B-OWN".to_vec(),
+            b"A-AFTER".to_vec(),
+            b"A-LAST".to_vec(),
+            b"B-LAST".to_vec()
+        ],
+        "broker log: {}",
+        broker.log_text()
+    );
+    assert_eq!(hub.disconnects(), 0, "{:?}", link_events(&hub));
     cancel.cancel();
     task.await.unwrap().unwrap();
 }

@@ -42,6 +42,7 @@ fn scanner(path: PathBuf, terminator: Terminator) -> SerialScanner {
         },
         good_beep: vec![0x06],
         bad_beep: vec![0x15],
+        frame_timeout: None,
         retry_min: Duration::from_millis(20),
         retry_max: Duration::from_millis(200),
     }
@@ -156,6 +157,43 @@ async fn an_unplugged_scanner_is_found_again_when_replugged() {
     assert_eq!(hub.data(), vec![b"BEFORE".to_vec(), b"AFTER".to_vec()]);
     // While unplugged the failed reopens were reported once, not once per retry.
     assert!(hub.disconnects() <= 2, "{}", hub.disconnects());
+    cancel.cancel();
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_partial_scan_is_dropped_and_never_sticks_to_the_next() {
+    use holdfast_devices::hub::{DeviceEvent, Refusal};
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("scanner-stale");
+    let mut master = plug(&link);
+    let hub = TestHub::default();
+    let mut s = scanner(link, Terminator::Cr);
+    s.frame_timeout = Some(Duration::from_millis(300));
+    let (cancel, thread) = start(&hub, s).await;
+    eventually("port open", || hub.connects() == 1).await;
+
+    // A scan cut short (the scanner reset mid-frame), then, a person's while later, a scan.
+    master.write_all(b"0105901234").unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    master.write_all(b"WH-A-01\r").unwrap();
+    assert_eq!(beep(&master).await, 0x06);
+    // A scan whose bytes come in pieces well inside the time-out is one scan.
+    master.write_all(b"WH-").unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    master.write_all(b"B-02\r").unwrap();
+    assert_eq!(beep(&master).await, 0x06);
+    assert_eq!(hub.data(), vec![b"WH-A-01".to_vec(), b"WH-B-02".to_vec()]);
+    assert_eq!(
+        hub.count(|e| matches!(
+            e,
+            DeviceEvent::Refused {
+                reason: Refusal::StaleFrame,
+                ..
+            }
+        )),
+        1
+    );
     cancel.cancel();
     thread.join().unwrap();
 }

@@ -22,6 +22,8 @@ fn scanner(mode: TcpMode, idle: Option<Duration>) -> TcpScanner {
         mode,
         frame: FrameConfig::default(),
         idle_timeout: idle,
+        frame_timeout: None,
+        allow: vec![],
         good_beep: vec![0x06],
         bad_beep: vec![0x15],
         retry_min: Duration::from_millis(20),
@@ -229,6 +231,92 @@ async fn a_scanner_connection_without_idle_time_out_is_watched_by_keepalive() {
     assert_eq!(ours, Some(2), "keepalive timer on the appliance's socket");
     // The scanner's end has no keepalive: the check tells them apart.
     assert_eq!(tcp_timer(s.local_addr().unwrap(), addr), Some(0));
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// Connects to `addr` from the loopback address `from` (Linux routes all of 127/8 to lo).
+async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_is_turned_away_and_never_replaces_the_scanner() {
+    use holdfast_devices::hub::{DeviceEvent, Refusal};
+    let addr = free_addr();
+    let mut s = scanner(TcpMode::Listen(addr), None);
+    s.allow = vec!["127.0.0.1".parse().unwrap(), "10.0.5.0/24".parse().unwrap()];
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_scanner(s, hub.clone(), cancel.clone()));
+    let mut real = connect(addr).await;
+    real.write_all(b"OP-ALICE\r").await.unwrap();
+    assert_eq!(beeps(&mut real, 1).await, vec![0x06]);
+
+    // Someone else on the network connects and scans: closed at once, counted, and the
+    // scanner's own connection goes on as before.
+    let mut stranger = connect_from("127.0.0.2", addr).await;
+    let _ = stranger.write_all(b"HF:LOGOUT\r").await;
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), stranger.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    assert!(rest.is_empty(), "the stranger heard a beep");
+    eventually("the stranger counted", || {
+        hub.count(|e| {
+            matches!(
+                e,
+                DeviceEvent::Refused {
+                    reason: Refusal::AddressNotAllowed,
+                    ..
+                }
+            )
+        }) == 1
+    })
+    .await;
+    real.write_all(b"WH-A-01\r").await.unwrap();
+    assert_eq!(beeps(&mut real, 1).await, vec![0x06]);
+    assert_eq!(hub.data(), vec![b"OP-ALICE".to_vec(), b"WH-A-01".to_vec()]);
+    assert_eq!(
+        hub.connects(),
+        1,
+        "the scanner's connection was never replaced"
+    );
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_partial_scan_is_dropped_on_tcp() {
+    use holdfast_devices::hub::{DeviceEvent, Refusal};
+    let addr = free_addr();
+    let mut s = scanner(TcpMode::Listen(addr), Some(Duration::from_secs(30)));
+    s.frame_timeout = Some(Duration::from_millis(200));
+    let hub = TestHub::default();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_scanner(s, hub.clone(), cancel.clone()));
+    let mut c = connect(addr).await;
+    c.write_all(b"0105901234").await.unwrap();
+    eventually("the stale part dropped", || {
+        hub.count(|e| {
+            matches!(
+                e,
+                DeviceEvent::Refused {
+                    reason: Refusal::StaleFrame,
+                    ..
+                }
+            )
+        }) == 1
+    })
+    .await;
+    c.write_all(b"WH-").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    c.write_all(b"A-01\r").await.unwrap();
+    assert_eq!(beeps(&mut c, 1).await, vec![0x06]);
+    assert_eq!(hub.data(), vec![b"WH-A-01".to_vec()]);
+    assert_eq!(hub.disconnects(), 0, "the connection stays up");
     cancel.cancel();
     task.await.unwrap().unwrap();
 }

@@ -320,7 +320,7 @@ fn main() {
         ));
     }
     lan.push_str(&format!(
-        "[mqtt]\nhost = \"127.0.0.1\"\nport = {broker}\nclient_id = \"bench-appliance\"\n"
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {broker}\nclient_id = \"bench-appliance\"\ndevice_pattern = \"m*\"\n"
     ));
     let config = lan_config(dir.path(), &lan);
 
@@ -402,7 +402,7 @@ fn main() {
                 let link = lan_config(
                     mdir.path(),
                     &format!(
-                        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"bench-appliance-{i}\"\n",
+                        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"bench-appliance-{i}\"\ndevice_pattern = \"m*\"\n",
                         addr.port()
                     ),
                 );

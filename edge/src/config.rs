@@ -736,8 +736,10 @@ impl RawConfig {
             }
         }
 
+        let http_ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
         let lan = lan::validate(
             &site_id,
+            &http_ids,
             &self.scanners,
             self.mqtt.as_ref(),
             &self.printers,

@@ -4,12 +4,18 @@
 //! It lives in memory (a scan must not cost a database write of its own) and is written to the
 //! store every few seconds when it changed, and once more at shutdown, so `holdfast devices
 //! list` (another process) and the next start see it too.
+//!
+//! Refused input is counted by why ([`Refusal`]) in the row's `detail`, as JSON
+//! `{"refused_by": {"unlisted_device": 3, "retained": 1}}`: on the broker link for what an
+//! MQTT client sent under an unlisted or foreign id, or retained; on the scanner for a
+//! stranger's TCP connection or a stale partial scan. A site sees someone probing as a
+//! climbing counter in `holdfast devices list` and the devices API.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use holdfast_devices::hub::DeviceEvent;
+use holdfast_devices::hub::{DeviceEvent, Refusal};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{DeviceCmd, RegistryRow, Store, StoreError, now_ms};
@@ -46,6 +52,20 @@ fn empty(id: &str, kind: &str, transport: &str) -> RegistryRow {
         errors: 0,
         detail: None,
     }
+}
+
+/// Adds one to the row's count of `reason` in its detail (kept as JSON text, which the store
+/// and the devices API carry as they are).
+fn count_refusal(row: &mut RegistryRow, reason: Refusal) {
+    let mut detail = row
+        .detail
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    let counts = &mut detail["refused_by"][reason.as_str()];
+    *counts = serde_json::json!(counts.as_i64().unwrap_or(0) + 1);
+    row.detail = Some(detail.to_string());
 }
 
 impl Registry {
@@ -132,7 +152,8 @@ impl Registry {
                     row.last_error_at = Some(now);
                 }
             }
-            DeviceEvent::Refused { error } => {
+            DeviceEvent::Refused { reason, error } => {
+                count_refusal(row, *reason);
                 row.refused += 1;
                 row.last_error = Some(error.clone());
                 row.last_error_at = Some(now);
@@ -159,6 +180,16 @@ impl Registry {
                 row.last_error_at = Some(now);
             }
         });
+    }
+
+    /// A device's refusals by why (`unlisted_device`, `retained`, ...).
+    pub fn refusals(&self, id: &str) -> BTreeMap<String, i64> {
+        self.get(id)
+            .and_then(|row| row.detail)
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .and_then(|v| v.get("refused_by").cloned())
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
     }
 
     /// One device.
@@ -204,5 +235,31 @@ impl Registry {
         if let Err(e) = self.flush(&store).await {
             tracing::warn!(error = %e, "device registry not saved at shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_counted_by_why() {
+        let registry = Registry::default();
+        let refuse = |reason| DeviceEvent::Refused {
+            reason,
+            error: "x".into(),
+        };
+        registry.configure("mqtt-broker", "broker", "mqtt", None);
+        for reason in [
+            Refusal::UnlistedDevice,
+            Refusal::UnlistedDevice,
+            Refusal::Retained,
+        ] {
+            registry.event("mqtt-broker", "broker", "mqtt", &refuse(reason));
+        }
+        let counts = registry.refusals("mqtt-broker");
+        assert_eq!(counts.get("unlisted_device"), Some(&2));
+        assert_eq!(counts.get("retained"), Some(&1));
+        assert_eq!(registry.get("mqtt-broker").unwrap().refused, 3);
     }
 }

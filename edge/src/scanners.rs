@@ -13,8 +13,14 @@
 //!
 //! The answer goes back as a good or bad beep (serial, TCP) or a reply message (MQTT) with the
 //! next prompt or the reason for refusal.
+//!
+//! Each device id belongs to one transport ([`crate::config::LanConfig`] refuses an id used
+//! twice): a scan that names an id on a transport that does not own it (an MQTT client
+//! publishing as a serial scanner or an HTTP handheld) is refused, logged and counted on
+//! the link it came over, and never reaches the floor.
 
-use holdfast_devices::hub::{DeviceEvent, Feedback, Hub};
+use holdfast_devices::hub::{DeviceEvent, Feedback, Hub, Refusal, Transport};
+use holdfast_devices::mqtt::DevicePattern;
 use holdfast_sync::ops::BackorderChoice;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -118,8 +124,19 @@ pub struct ScanHub {
     printing: Printing,
     /// Transport name of each configured scanner (others are MQTT).
     transports: std::sync::Arc<std::collections::HashMap<String, &'static str>>,
+    /// Who may scan over MQTT.
+    mqtt: std::sync::Arc<MqttOwners>,
+    /// Ids of the HTTP handhelds: no scanner transport acts as them.
+    http_devices: std::sync::Arc<Vec<String>>,
     /// Id of the MQTT broker link in the registry.
     broker: Option<String>,
+}
+
+/// The ids MQTT owns: listed, or matching the site's pattern.
+#[derive(Debug, Default)]
+struct MqttOwners {
+    devices: Vec<String>,
+    pattern: Option<DevicePattern>,
 }
 
 impl ScanHub {
@@ -134,12 +151,68 @@ impl ScanHub {
             registry,
             printing,
             transports: std::sync::Arc::new(transports),
+            mqtt: std::sync::Arc::new(
+                lan.mqtt
+                    .as_ref()
+                    .map(|(m, _)| MqttOwners {
+                        devices: m.devices.clone(),
+                        pattern: m.device_pattern.clone(),
+                    })
+                    .unwrap_or_default(),
+            ),
+            http_devices: std::sync::Arc::new(lan.http_devices.clone()),
             broker: lan.mqtt.as_ref().map(|(m, _)| m.link.clone()),
         }
     }
 
     fn transport(&self, device: &str) -> &'static str {
         self.transports.get(device).copied().unwrap_or("mqtt")
+    }
+
+    /// Why `device` may not scan over `transport`, if it may not.
+    fn foreign(&self, device: &str, transport: Transport) -> Option<String> {
+        // Handhelds are `[[devices]]` and those issued by `holdfast device issue` (in the
+        // store; a store that cannot be read refuses the scan rather than guess).
+        let issued = self
+            .floor
+            .store()
+            .read(|r| r.issued_devices())
+            .map(|list| list.iter().any(|(id, _, _)| id == device));
+        let issued = match issued {
+            Ok(issued) => issued,
+            Err(e) => return Some(format!("cannot tell whether {device:?} is a handheld: {e}")),
+        };
+        if issued || self.http_devices.iter().any(|d| d == device) {
+            return Some(format!(
+                "{device:?} is an HTTP handheld; a {} scan may not act as it",
+                transport.as_str()
+            ));
+        }
+        let owner = match self.transports.get(device) {
+            Some(&"serial") => Some(Transport::Serial),
+            Some(_) => Some(Transport::Tcp),
+            None => {
+                let mqtt = self.mqtt.devices.iter().any(|d| d == device)
+                    || self
+                        .mqtt
+                        .pattern
+                        .as_ref()
+                        .is_some_and(|p| p.matches(device));
+                mqtt.then_some(Transport::Mqtt)
+            }
+        };
+        match owner {
+            Some(owner) if owner == transport => None,
+            Some(owner) => Some(format!(
+                "{device:?} is a {} scanner; a {} scan may not act as it",
+                owner.as_str(),
+                transport.as_str()
+            )),
+            None => Some(format!(
+                "{device:?} is not a configured {} scanner",
+                transport.as_str()
+            )),
+        }
     }
 
     async fn run(&self, device: &str, data: &[u8], key: Option<String>) -> Feedback {
@@ -208,7 +281,29 @@ impl ScanHub {
 }
 
 impl Hub for ScanHub {
-    async fn scan(&self, device: &str, data: Vec<u8>, key: Option<String>) -> Feedback {
+    async fn scan(
+        &self,
+        device: &str,
+        transport: Transport,
+        data: Vec<u8>,
+        key: Option<String>,
+    ) -> Feedback {
+        if let Some(error) = self.foreign(device, transport) {
+            // Counted on the link it came over (for MQTT the broker link): the device it
+            // names did nothing.
+            let link = match (transport, &self.broker) {
+                (Transport::Mqtt, Some(broker)) => broker.as_str(),
+                _ => device,
+            };
+            self.event(
+                link,
+                DeviceEvent::Refused {
+                    reason: Refusal::ForeignDevice,
+                    error: error.clone(),
+                },
+            );
+            return Feedback::bad("foreign_device", error);
+        }
         let feedback = self.run(device, &data, key).await;
         let error = (!feedback.good).then(|| format!("{}: {}", feedback.code, feedback.message));
         self.registry.scanned(
@@ -234,8 +329,8 @@ impl Hub for ScanHub {
             DeviceEvent::Disconnected { error } => {
                 tracing::warn!(%device, error = error.as_deref().unwrap_or("closed"), "device disconnected")
             }
-            DeviceEvent::Refused { error } => {
-                tracing::warn!(%device, %error, "device input refused")
+            DeviceEvent::Refused { reason, error } => {
+                tracing::warn!(%device, reason = reason.as_str(), %error, "device input refused")
             }
         }
         self.registry
@@ -281,6 +376,7 @@ pub fn spawn(
                     frame: s.frame.clone(),
                     good_beep: s.good_beep.clone(),
                     bad_beep: s.bad_beep.clone(),
+                    frame_timeout: s.frame_timeout,
                     retry_min,
                     retry_max,
                 };
@@ -297,11 +393,16 @@ pub fn spawn(
                 }));
             }
             ScannerLink::Tcp(mode) => {
+                if matches!(mode, holdfast_devices::tcp::TcpMode::Listen(_)) && s.allow.is_empty() {
+                    tracing::warn!(device = %s.id, "TCP scanner listener takes connections from any address (set allow)");
+                }
                 let scanner = holdfast_devices::tcp::TcpScanner {
                     device: s.id.clone(),
                     mode: mode.clone(),
                     frame: s.frame.clone(),
                     idle_timeout: s.idle_timeout,
+                    frame_timeout: s.frame_timeout,
+                    allow: s.allow.clone(),
                     good_beep: s.good_beep.clone(),
                     bad_beep: s.bad_beep.clone(),
                     retry_min,

@@ -171,7 +171,7 @@ async fn an_mqtt_scanner_runs_a_pick_and_a_duplicate_is_acted_on_once() {
     let config = config(
         dir.path(),
         &format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"appliance\"\n\
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"appliance\"\ndevices = [\"dock-7\"]\n\
              [[printers]]\nid = \"dock\"\naddress = \"127.0.0.1:{}\"\n\
              [printing]\ndefault_printer = \"dock\"\ngs1_company_prefix = \"5901230\"\n",
             free_port()

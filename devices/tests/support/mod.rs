@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use holdfast_devices::hub::{DeviceEvent, Feedback, Hub};
+use holdfast_devices::hub::{DeviceEvent, Feedback, Hub, Transport};
 
 /// A scan as the hub saw it: device, bytes, idempotency key.
 pub type Seen = (String, Vec<u8>, Option<String>);
@@ -21,7 +21,13 @@ pub struct TestHub {
 }
 
 impl Hub for TestHub {
-    async fn scan(&self, device: &str, data: Vec<u8>, key: Option<String>) -> Feedback {
+    async fn scan(
+        &self,
+        device: &str,
+        _transport: Transport,
+        data: Vec<u8>,
+        key: Option<String>,
+    ) -> Feedback {
         *self.arrived.lock().unwrap() += 1;
         let delay = *self.delay.lock().unwrap();
         if !delay.is_zero() {

@@ -159,3 +159,51 @@ pub fn password_file(path: &Path, user: &str, password: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Writes a Mosquitto password file with several logins.
+pub fn password_file_with(path: &Path, logins: &[(&str, &str)]) {
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, "").unwrap();
+    let tool = ["/usr/bin/mosquitto_passwd", "/usr/sbin/mosquitto_passwd"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("mosquitto_passwd"));
+    for (user, password) in logins {
+        let out = Command::new(&tool)
+            .arg("-b")
+            .arg(path)
+            .arg(user)
+            .arg(password)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
+        assert!(
+            out.status.success(),
+            "mosquitto_passwd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The broker config Holdfast ships (`systemd/mosquitto/`), with its listener moved to
+/// `addr` and its password file at `passwd`; the shipped ACL file as it is.
+pub fn shipped_config(addr: SocketAddr, passwd: &Path) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/mosquitto");
+    let conf = std::fs::read_to_string(dir.join("holdfast.conf")).unwrap();
+    let acl = dir.join("holdfast.acl").canonicalize().unwrap();
+    let replaced = conf
+        .replace(
+            "\nlistener 1883\n",
+            &format!("\nlistener {} {}\n", addr.port(), addr.ip()),
+        )
+        .replace(
+            "/etc/mosquitto/holdfast.passwd",
+            &passwd.display().to_string(),
+        )
+        .replace("/etc/mosquitto/holdfast.acl", &acl.display().to_string());
+    assert!(
+        replaced.contains(&format!("listener {} ", addr.port())),
+        "the shipped config has no `listener 1883` line to move"
+    );
+    replaced
+}

@@ -11,11 +11,21 @@
 //! good_beep = ""                # bytes in hex the scanner beeps on, e.g. "07"
 //! bad_beep = ""
 //! printer = "dock-printer"      # where labels of this scanner's workflows go
+//! frame_timeout_ms = 500        # a partial scan quiet this long is dropped (0: never)
+//!
+//! [[scanners]]
+//! id = "dock-2"
+//! transport = "tcp-listen"
+//! address = "0.0.0.0:4001"
+//! allow = ["10.0.0.21", "10.0.5.0/24"]   # only these peers (default: anyone who reaches it)
 //!
 //! [mqtt]
 //! host = "broker.site.lan"      # port = 1883, tls = false, ca_file, client_cert_file, client_key_file
+//! username = "holdfast"         # password or password_file
 //! scan_topic = "holdfast/{site}/scanner/{device}/scan"
 //! reply_topic = "holdfast/{site}/scanner/{device}/reply"
+//! devices = ["mqtt-1", "mqtt-2"]   # the MQTT scanners; any other id is refused
+//! device_pattern = "scanner-*"  # or/and ids matching this (never one of another transport)
 //!
 //! [[printers]]
 //! id = "dock-printer"
@@ -29,18 +39,24 @@
 //! gs1_company_prefix = "0590123"
 //! templates = "/etc/holdfast/labels"   # site ZPL templates (product.zpl, lot.zpl, ...)
 //! ```
+//!
+//! Device ids are one namespace: an id belongs to exactly one of `[[devices]]` (HTTP
+//! handhelds), `[[scanners]]` (serial, TCP), `mqtt.devices` / `mqtt.device_pattern` and
+//! `[[printers]]`. A scan is acted on in the session of the id it names, so an id on two
+//! transports would let one device act as the other; the config refuses it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use holdfast_devices::frame::{FrameConfig, Terminator};
-use holdfast_devices::mqtt::{MqttSettings, TlsSettings, TopicPattern};
+use holdfast_devices::mqtt::{DevicePattern, MqttSettings, TlsSettings, TopicPattern};
 use holdfast_devices::printer::PrinterAddress;
 use holdfast_devices::serial::{self, SerialSettings};
-use holdfast_devices::tcp::TcpMode;
+use holdfast_devices::tcp::{AllowedNet, TcpMode};
 use holdfast_devices::template::Templates;
 use holdfast_devices::zpl::{Dpi, LabelSize};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{Secret, secret};
@@ -63,6 +79,10 @@ pub struct RawScanner {
     pub good_beep: Option<String>,
     pub bad_beep: Option<String>,
     pub idle_timeout_secs: Option<u64>,
+    /// Inter-character time-out in ms (0: never).
+    pub frame_timeout_ms: Option<u64>,
+    /// `tcp-listen`: the peers taken, addresses or networks.
+    pub allow: Option<Vec<String>>,
     pub printer: Option<String>,
 }
 
@@ -73,7 +93,8 @@ pub struct RawMqtt {
     pub port: Option<u16>,
     pub client_id: Option<String>,
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// Held as a secret from the moment it is read: `Debug` of the raw config never shows it.
+    pub password: Option<SecretString>,
     pub password_file: Option<PathBuf>,
     pub tls: Option<bool>,
     pub ca_file: Option<PathBuf>,
@@ -83,6 +104,7 @@ pub struct RawMqtt {
     pub reply_topic: Option<String>,
     pub keep_alive_secs: Option<u64>,
     pub devices: Option<Vec<String>>,
+    pub device_pattern: Option<String>,
     pub printer: Option<String>,
 }
 
@@ -131,6 +153,10 @@ pub struct ScannerConfig {
     pub good_beep: Vec<u8>,
     pub bad_beep: Vec<u8>,
     pub idle_timeout: Option<Duration>,
+    /// Inter-character time-out (`None`: never).
+    pub frame_timeout: Option<Duration>,
+    /// `tcp-listen`: the peers taken (empty: any).
+    pub allow: Vec<AllowedNet>,
     pub printer: Option<String>,
 }
 
@@ -163,6 +189,8 @@ pub struct PrintingConfig {
 #[derive(Clone, Debug, Default)]
 pub struct LanConfig {
     pub scanners: Vec<ScannerConfig>,
+    /// Ids of the HTTP handhelds (`[[devices]]`): no scanner transport may act as them.
+    pub http_devices: Vec<String>,
     pub mqtt: Option<(MqttSettings, Option<String>)>,
     pub printers: Vec<PrinterConfig>,
     pub printing: PrintingConfig,
@@ -268,17 +296,23 @@ fn secs(
     Duration::from_secs_f64(v)
 }
 
-/// Checks the LAN sections; problems go to `problem` under their keys.
+/// Checks the LAN sections; problems go to `problem` under their keys. `http_devices` are
+/// the ids of `[[devices]]`, which no LAN device may reuse.
 pub fn validate(
     site: &str,
+    http_devices: &[String],
     scanners: &[RawScanner],
     mqtt: Option<&RawMqtt>,
     printers: &[RawPrinter],
     printing: &RawPrinting,
     problem: &mut impl FnMut(&str, String),
 ) -> LanConfig {
-    let mut lan = LanConfig::default();
+    let mut lan = LanConfig {
+        http_devices: http_devices.to_vec(),
+        ..LanConfig::default()
+    };
     let mut ids: Vec<String> = Vec::new();
+    let http_owned = |id: &str| http_devices.iter().any(|d| d == id);
 
     for (i, p) in printers.iter().enumerate() {
         let key = |field: &str| format!("printers[{i}].{field}");
@@ -292,6 +326,13 @@ pub fn validate(
         }
         if ids.contains(&id) {
             problem(&key("id"), format!("{id:?} is used twice"));
+            continue;
+        }
+        if http_owned(&id) {
+            problem(
+                &key("id"),
+                format!("{id:?} is also a [[devices]] id; each device id belongs to one device"),
+            );
             continue;
         }
         ids.push(id.clone());
@@ -405,6 +446,15 @@ pub fn validate(
             );
             continue;
         }
+        if http_owned(&id) {
+            problem(
+                &key("id"),
+                format!(
+                    "{id:?} is also an HTTP handheld ([[devices]]); each device id belongs to exactly one transport"
+                ),
+            );
+            continue;
+        }
         ids.push(id.clone());
         let link = match s.transport.as_deref().unwrap_or("") {
             "serial" => serial_settings(
@@ -479,6 +529,39 @@ pub fn validate(
         let good_beep = bytes("good_beep", &s.good_beep);
         let bad_beep = bytes("bad_beep", &s.bad_beep);
         printer_ref(&key("printer"), &s.printer, problem);
+        let frame_timeout = match s.frame_timeout_ms {
+            None => Some(holdfast_devices::frame::DEFAULT_FRAME_TIMEOUT),
+            Some(0) => None,
+            Some(ms) if ms <= 60_000 => Some(Duration::from_millis(ms)),
+            Some(ms) => {
+                problem(
+                    &key("frame_timeout_ms"),
+                    format!("{ms} is out of range 0..=60000 (0: never)"),
+                );
+                None
+            }
+        };
+        let mut allow = Vec::new();
+        if let Some(list) = &s.allow {
+            if !matches!(link, Some(ScannerLink::Tcp(TcpMode::Listen(_)))) {
+                problem(
+                    &key("allow"),
+                    "only a tcp-listen scanner takes connections; allow is for those".into(),
+                );
+            }
+            if list.is_empty() {
+                problem(
+                    &key("allow"),
+                    "is empty, which would refuse every connection; list the scanner's addresses or leave allow out".into(),
+                );
+            }
+            for entry in list {
+                match entry.parse::<AllowedNet>() {
+                    Ok(net) => allow.push(net),
+                    Err(e) => problem(&key("allow"), e),
+                }
+            }
+        }
         if let Some(link) = link {
             lan.scanners.push(ScannerConfig {
                 id,
@@ -490,6 +573,8 @@ pub fn validate(
                     .idle_timeout_secs
                     .filter(|&t| t > 0)
                     .map(Duration::from_secs),
+                frame_timeout,
+                allow,
                 printer: s.printer.clone(),
             });
         }
@@ -568,7 +653,7 @@ pub fn validate(
             }
             secret(
                 "mqtt.password",
-                m.password.as_deref(),
+                m.password.as_ref().map(|p| p.expose_secret()),
                 m.password_file.as_deref(),
                 problem,
             )
@@ -576,13 +661,60 @@ pub fn validate(
             None
         };
         let devices = m.devices.clone().unwrap_or_default();
-        for d in &devices {
+        for (i, d) in devices.iter().enumerate() {
             if !valid_id(d) {
                 problem(
                     "mqtt.devices",
                     format!("{d:?}: use 1-64 letters, digits, '.', '_' or '-'"),
                 );
+            } else if devices[..i].contains(d) {
+                problem("mqtt.devices", format!("{d:?} is listed twice"));
+            } else if http_owned(d) {
+                problem(
+                    "mqtt.devices",
+                    format!(
+                        "{d:?} is also an HTTP handheld ([[devices]]); each device id belongs to exactly one transport"
+                    ),
+                );
+            } else if ids.contains(d) {
+                problem(
+                    "mqtt.devices",
+                    format!(
+                        "{d:?} is also a [[scanners]] or [[printers]] id; each device id belongs to exactly one transport"
+                    ),
+                );
             }
+        }
+        let device_pattern = match m.device_pattern.as_deref().map(str::parse::<DevicePattern>) {
+            None => None,
+            Some(Err(e)) => {
+                problem("mqtt.device_pattern", e);
+                None
+            }
+            Some(Ok(pattern)) => {
+                let taken: Vec<&String> = http_devices
+                    .iter()
+                    .chain(&ids)
+                    .filter(|id| pattern.matches(id))
+                    .collect();
+                if taken.is_empty() {
+                    Some(pattern)
+                } else {
+                    problem(
+                        "mqtt.device_pattern",
+                        format!(
+                            "{pattern:?} matches {taken:?}, owned by another transport; narrow it (e.g. \"scanner-*\")"
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        if devices.is_empty() && m.device_pattern.is_none() {
+            problem(
+                "mqtt.devices",
+                "no MQTT scanner is listed: name them (devices = [\"mqtt-1\"]) or opt into a pattern (device_pattern = \"scanner-*\"); a scan under any other id is refused".into(),
+            );
         }
         printer_ref("mqtt.printer", &m.printer, problem);
         let keep_alive = m.keep_alive_secs.unwrap_or(30).clamp(5, 3600);
@@ -596,12 +728,13 @@ pub fn validate(
                     .clone()
                     .unwrap_or_else(|| format!("holdfast-{site}")),
                 username: m.username.clone(),
-                password: password.map(|p| p.expose().to_owned()),
+                password: password.map(|p| SecretString::from(p.expose())),
                 tls: tls_settings,
                 scan_topic,
                 reply_topic,
                 keep_alive: Duration::from_secs(keep_alive),
                 devices,
+                device_pattern,
                 retry_min: Duration::from_millis(500),
                 retry_max: Duration::from_secs(30),
             },
@@ -673,7 +806,7 @@ mod tests {
             "[[scanners]]\nid = \"dock-1\"\ntransport = \"serial\"\npath = \"/dev/serial/by-id/x\"\nbaud = 115200\nparity = \"even\"\nterminator = \"0x03\"\ngood_beep = \"07\"\nprinter = \"p1\"\n\
              [[scanners]]\nid = \"tun\"\ntransport = \"tcp-listen\"\naddress = \"0.0.0.0:4001\"\n\
              [[scanners]]\nid = \"box\"\ntransport = \"tcp-connect\"\naddress = \"10.0.0.9:51236\"\n\
-             [mqtt]\nhost = \"broker\"\nusername = \"u\"\npassword = \"secret-pass\"\n\
+             [mqtt]\nhost = \"broker\"\nusername = \"u\"\npassword = \"secret-pass\"\ndevices = [\"mq-1\"]\n\
              [[printers]]\nid = \"p1\"\naddress = \"10.0.0.50\"\ndpi = 300\n\
              [printing]\ngs1_company_prefix = \"5901230\"\n",
         )
@@ -753,6 +886,95 @@ mod tests {
                 "{expected} missing in:\n{problems}"
             );
         }
+    }
+
+    #[test]
+    fn each_device_id_belongs_to_one_transport() {
+        let handheld = "[[devices]]\nid = \"hh-1\"\ntoken = \"0123456789abcdef0123\"\n";
+        let problems = check(&format!(
+            "{handheld}\
+             [[scanners]]\nid = \"hh-1\"\ntransport = \"serial\"\npath = \"/dev/x\"\n\
+             [[scanners]]\nid = \"dock-1\"\ntransport = \"tcp-listen\"\naddress = \"0.0.0.0:4001\"\n\
+             [mqtt]\nhost = \"b\"\ndevices = [\"hh-1\", \"dock-1\", \"mq-1\", \"mq-1\"]\ndevice_pattern = \"*-1\"\n"
+        ))
+        .unwrap_err()
+        .join("\n");
+        for expected in [
+            "scanners[0].id: \"hh-1\" is also an HTTP handheld",
+            "mqtt.devices: \"hh-1\" is also an HTTP handheld",
+            "mqtt.devices: \"dock-1\" is also a [[scanners]] or [[printers]] id",
+            "mqtt.devices: \"mq-1\" is listed twice",
+            "mqtt.device_pattern: ",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} missing in:\n{problems}"
+            );
+        }
+        // MQTT scanners must be named, by list or by a pattern the site opts into.
+        let problems = check("[mqtt]\nhost = \"b\"\n").unwrap_err().join("\n");
+        assert!(
+            problems.contains("mqtt.devices: no MQTT scanner is listed"),
+            "{problems}"
+        );
+        let c = check(&format!(
+            "{handheld}[mqtt]\nhost = \"b\"\ndevice_pattern = \"scanner-*\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.lan.http_devices, vec!["hh-1".to_owned()]);
+        let (mqtt, _) = c.lan.mqtt.unwrap();
+        assert!(mqtt.device_pattern.unwrap().matches("scanner-9"));
+    }
+
+    #[test]
+    fn listeners_take_allowed_peers_and_partial_scans_time_out() {
+        let c = check(
+            "[[scanners]]\nid = \"t\"\ntransport = \"tcp-listen\"\naddress = \"0.0.0.0:4001\"\nallow = [\"10.0.0.21\", \"10.0.5.0/24\"]\n\
+             [[scanners]]\nid = \"s\"\ntransport = \"serial\"\npath = \"/dev/x\"\nframe_timeout_ms = 0\n",
+        )
+        .unwrap();
+        let t = &c.lan.scanners[0];
+        assert_eq!(t.allow.len(), 2);
+        assert!(t.allow[1].contains("10.0.5.9".parse().unwrap()));
+        assert_eq!(
+            t.frame_timeout,
+            Some(holdfast_devices::frame::DEFAULT_FRAME_TIMEOUT)
+        );
+        assert_eq!(c.lan.scanners[1].frame_timeout, None);
+        let problems = check(
+            "[[scanners]]\nid = \"t\"\ntransport = \"tcp-listen\"\naddress = \"0.0.0.0:4001\"\nallow = [\"10.0.0.300\"]\n\
+             [[scanners]]\nid = \"u\"\ntransport = \"tcp-listen\"\naddress = \"0.0.0.0:4002\"\nallow = []\n\
+             [[scanners]]\nid = \"s\"\ntransport = \"serial\"\npath = \"/dev/x\"\nallow = [\"10.0.0.1\"]\nframe_timeout_ms = 999999\n",
+        )
+        .unwrap_err()
+        .join("\n");
+        for expected in [
+            "scanners[0].allow",
+            "scanners[1].allow: is empty",
+            "scanners[2].allow: only a tcp-listen scanner",
+            "scanners[2].frame_timeout_ms",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} missing in:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_of_the_config_never_shows_the_mqtt_password() {
+        let text = "[site]\nid = \"s1\"\n[mqtt]\nhost = \"b\"\nusername = \"holdfast\"\npassword = \"hunter2-mqtt-pw\"\ndevices = [\"mq-1\"]\n";
+        let raw = crate::config::RawConfig::from_toml(text).unwrap();
+        assert!(!format!("{raw:?}").contains("hunter2"), "{raw:?}");
+        let config = raw.validate().unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        let (mqtt, _) = config.lan.mqtt.unwrap();
+        assert!(!format!("{mqtt:?}").contains("hunter2"));
+        assert_eq!(
+            mqtt.password.as_ref().map(|p| p.expose_secret().to_owned()),
+            Some("hunter2-mqtt-pw".to_owned()),
+            "the link still gets it"
+        );
     }
 
     #[test]

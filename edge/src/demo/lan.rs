@@ -6,9 +6,11 @@
 //!   `<data dir>/scanner-tty`); the appliance opens it like a USB scanner. The demo holds the
 //!   master side: `holdfast demo-scan --via serial CODE` writes `CODE\r` into it, and the
 //!   appliance's beep bytes come back (ACK for good, NAK for bad).
-//! - The MQTT broker runs in this process (rumqttd, loopback only); `holdfast demo-scan --via
-//!   mqtt CODE` publishes the scan as scanner `demo-mqtt` and waits for its reply. A build
-//!   without the `demo-broker` feature (site images) has no broker and no MQTT scanner.
+//! - The MQTT broker runs in this process (rumqttd, loopback only: it has no logins, so
+//!   [`start_broker`] refuses any other address); `holdfast demo-scan --via mqtt CODE`
+//!   publishes the scan as scanner `demo-mqtt`, the one MQTT id the demo serves, and waits for
+//!   its reply. A build without the `demo-broker` feature (site images) has no broker and no
+//!   MQTT scanner.
 //! - The printer is a fake Zebra on loopback that answers `~HS` and writes every label it
 //!   receives to `<data dir>/labels/NNNNNN.zpl`.
 
@@ -39,8 +41,13 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Starts an MQTT broker on `addr` in its own thread (it runs until the process exits).
+/// Loopback addresses only: the demo's broker takes anyone, so it must not be on the LAN.
 #[cfg(feature = "demo-broker")]
 pub fn start_broker(addr: SocketAddr) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "the demo MQTT broker listens on loopback only (it has no logins), not on {addr}"
+    );
     let config: rumqttd::Config = serde_json::from_value(json!({
         "id": 0,
         "router": {
@@ -153,7 +160,7 @@ impl DemoLan {
     pub fn config(&self) -> String {
         let mqtt = match &self.mqtt {
             Some((broker, _)) => format!(
-                "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"holdfast-demo\"\n\n",
+                "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"holdfast-demo\"\ndevices = [\"{MQTT_SCANNER}\"]\n\n",
                 broker.port()
             ),
             None => String::new(),
@@ -165,6 +172,11 @@ impl DemoLan {
             self.scanner_path.display(),
             self.printer.addr(),
         )
+    }
+
+    /// Where the demo's MQTT broker listens, if this build has one.
+    pub fn broker(&self) -> Option<SocketAddr> {
+        self.mqtt.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Where labels are written.
@@ -222,5 +234,41 @@ impl DemoLan {
                 Err(e) => Err(anyhow::Error::new(e).context("reading the scanner's beep")),
             }
         })
+    }
+}
+
+#[cfg(all(test, feature = "demo-broker"))]
+mod tests {
+    use super::*;
+
+    /// A non-loopback address of this machine, if it has one (found by asking the kernel
+    /// which source address a datagram to a LAN address would use; nothing is sent).
+    fn lan_ip() -> Option<std::net::IpAddr> {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        socket.connect("10.255.255.1:9").ok()?;
+        let ip = socket.local_addr().ok()?.ip();
+        (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_broker_is_on_loopback_only() {
+        assert!(start_broker("0.0.0.0:1883".parse().unwrap()).is_err());
+        assert!(start_broker("[::]:1883".parse().unwrap()).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let lan = DemoLan::start(dir.path()).await.unwrap();
+        let broker = lan.broker().unwrap();
+        assert!(broker.ip().is_loopback(), "{broker}");
+        // From the LAN side of this machine the port is closed.
+        if let Some(ip) = lan_ip() {
+            let outside = SocketAddr::new(ip, broker.port());
+            assert!(
+                std::net::TcpStream::connect_timeout(&outside, Duration::from_secs(2)).is_err(),
+                "the demo broker answers on {outside}"
+            );
+        }
+        assert!(
+            lan.config()
+                .contains(&format!("devices = [\"{MQTT_SCANNER}\"]"))
+        );
     }
 }
