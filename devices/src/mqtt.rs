@@ -497,6 +497,15 @@ pub async fn run<H: Hub>(
                 if up_since.take().is_some_and(|t| t.elapsed() >= STABLE) {
                     delays = backoff(&settings);
                 }
+                // A message bigger than MAX_PACKET cannot be read, so it cannot be
+                // acknowledged: the broker offers it again on every reconnect until a person
+                // removes it or caps messages at the broker.
+                if let rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                    rumqttc::Error::PayloadSizeLimitExceeded(size),
+                )) = &e
+                {
+                    tracing::error!(broker = %address, size, max = MAX_PACKET, "MQTT message too big to read blocks the link; cap messages at the broker (Mosquitto: message_size_limit, see systemd/mosquitto/holdfast.conf)");
+                }
                 if !down {
                     down = true;
                     tracing::warn!(broker = %address, error = %e, "MQTT link down; retrying");

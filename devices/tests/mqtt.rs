@@ -1011,6 +1011,7 @@ async fn one_huge_message_is_refused_once_and_silences_no_scanner_across_restart
         .unwrap();
     assert_eq!(r["ok"], true);
     let took = started.elapsed();
+    eprintln!("after a 1.5 MB publish, another scanner was answered in {took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(
         hub.disconnects(),
@@ -1160,6 +1161,10 @@ async fn the_shipped_mosquitto_config_holds_each_scanner_to_its_own_topics() {
         forger_seen.publishes.lock().unwrap()
     );
     assert_eq!(b.replies().len(), 1, "dock-b got its own reply");
+    eprintln!(
+        "the broker answered the snooping subscription with {:?}",
+        forger_seen.sub_acks.lock().unwrap()
+    );
 
     // A retained scan, published while the appliance is connected: the broker does not take
     // it (and under MQTT 3.1.1 the appliance could not tell it from a live one).
