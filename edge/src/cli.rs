@@ -388,10 +388,19 @@ fn valid_id(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn device_command(store: &Store, cmd: DeviceCommand) -> anyhow::Result<()> {
+async fn device_command(
+    store: &Store,
+    cmd: DeviceCommand,
+    lan: &crate::config::LanConfig,
+) -> anyhow::Result<()> {
     match cmd {
         DeviceCommand::Issue { id } => {
             valid_id(&id)?;
+            if let Some(owner) = lan.owner_of(&id) {
+                bail!(
+                    "{id:?} is {owner} in the config: a device id belongs to one transport; give the handheld another id"
+                );
+            }
             let token = crate::floor::new_token();
             store
                 .floor(FloorCmd::IssueDevice {
@@ -1070,7 +1079,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Device(cmd) => {
-            with_store(&cli.config, async |store| device_command(store, cmd).await)?
+            let lan = load_config(&cli.config)?.lan;
+            with_store(&cli.config, async |store| {
+                device_command(store, cmd, &lan).await
+            })?
         }
         Command::Print(cmd) => {
             let config = load_config(&cli.config)?;

@@ -1109,6 +1109,7 @@ min_pin_digits = 4
 # ca_file = "/etc/holdfast/mqtt-ca.pem"
 # username = "holdfast"
 # password_file = "mqtt-password"       # a systemd credential
+# devices = ["dock-1", "dock-2"]          # the MQTT scanners served (or device_pattern = "dock-*")
 
 # Label printers (ZPL, raw port 9100 or serial) and what prints.
 # [[printers]]

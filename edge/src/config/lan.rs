@@ -200,6 +200,21 @@ impl LanConfig {
     pub fn printer(&self, id: &str) -> Option<&PrinterConfig> {
         self.printers.iter().find(|p| p.id == id)
     }
+
+    /// The LAN transport that owns `id` (a serial or TCP scanner, a listed or matching MQTT
+    /// scanner, a printer), if one does: such an id is never a handheld's.
+    pub fn owner_of(&self, id: &str) -> Option<&'static str> {
+        if self.scanners.iter().any(|s| s.id == id) {
+            return Some("a [[scanners]] entry");
+        }
+        if let Some((mqtt, _)) = &self.mqtt
+            && (mqtt.devices.iter().any(|d| d == id)
+                || mqtt.device_pattern.as_ref().is_some_and(|p| p.matches(id)))
+        {
+            return Some("an MQTT scanner (mqtt.devices or mqtt.device_pattern)");
+        }
+        self.printer(id).map(|_| "a [[printers]] entry")
+    }
 }
 
 /// Hex bytes as written in the config: `"1b 07"`, `"1B07"`, or empty.
@@ -922,6 +937,9 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.lan.http_devices, vec!["hh-1".to_owned()]);
+        // `holdfast device issue` asks this before issuing a handheld id.
+        assert!(c.lan.owner_of("scanner-9").is_some());
+        assert_eq!(c.lan.owner_of("hh-2"), None);
         let (mqtt, _) = c.lan.mqtt.unwrap();
         assert!(mqtt.device_pattern.unwrap().matches("scanner-9"));
     }
