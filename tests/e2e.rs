@@ -185,8 +185,12 @@ fn bad_config_is_refused_with_every_problem_listed() {
 #[test]
 fn run_serves_probes_honours_env_overrides_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    // The file says one port; the environment overrides it.
-    let config = write_config(dir.path(), "[http]\nlisten = \"127.0.0.1:1\"\n");
+    // The file says one port; the environment overrides it. `holdfast status` asks the
+    // appliance with the manager's token from the same file.
+    let config = write_config(
+        dir.path(),
+        &format!("[http]\nlisten = \"127.0.0.1:1\"\nmanager_token = \"{E2E_MANAGER}\"\n"),
+    );
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = holdfast()
         .args(["--config", config.to_str().unwrap(), "run"])
@@ -210,9 +214,22 @@ fn run_serves_probes_honours_env_overrides_and_stops_cleanly_on_sigterm() {
         said.contains("why       no odoo configured"),
         "the running appliance's own words: {said}"
     );
-    assert_eq!(get(&addr, "/readyz").unwrap().0, 200);
-    let (status, body) = get(&addr, "/api/v1/status").unwrap();
+    let (status, body) = get(&addr, "/readyz").unwrap();
     assert_eq!(status, 200);
+    assert_eq!(body, r#"{"ready":true}"#);
+    // Without a token the status names nothing: no path, no URL.
+    let (status, body) = get(&addr, "/api/v1/status").unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("holdfast.db"), "{body}");
+    let manager = format!("Bearer {E2E_MANAGER}");
+    let (status, body) = request(
+        &addr,
+        "GET",
+        "/api/v1/status",
+        &[("Authorization", manager.as_str())],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["site"]["id"], "e2e");
     assert_eq!(json["cloud"]["target"], serde_json::Value::Null);
@@ -228,6 +245,21 @@ fn run_serves_probes_honours_env_overrides_and_stops_cleanly_on_sigterm() {
         !logged.contains('\x1b'),
         "ANSI escapes in piped logs: {logged:?}"
     );
+}
+
+/// The site manager's token in the configs these tests write.
+const E2E_MANAGER: &str = "e2e-manager-token-0123456789";
+
+/// `GET path` with the demo's manager token.
+fn get_as_manager(addr: &str, path: &str) -> (u16, String) {
+    let manager = format!("Bearer {}", holdfast::demo::DEMO_MANAGER_TOKEN);
+    request(
+        addr,
+        "GET",
+        path,
+        &[("Authorization", manager.as_str())],
+        b"",
+    )
 }
 
 /// Starts `holdfast demo` on a port of the system's choosing; returns it and the address its
@@ -275,7 +307,7 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
     // The banner names the real address.
     let (child, addr) = start_demo(&data);
     wait_for(&addr);
-    let (status, body) = get(&addr, "/api/v1/status").unwrap();
+    let (status, body) = get_as_manager(&addr, "/api/v1/status");
     assert_eq!(status, 200, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["site"]["id"], "demo");
@@ -296,7 +328,7 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
     // The scheduled pull succeeds against the simulated cloud: the site is online.
     let start = Instant::now();
     loop {
-        let (_, body) = get(&addr, "/api/v1/status").unwrap();
+        let (_, body) = get_as_manager(&addr, "/api/v1/status");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         if json["mode"] == "online" {
             break;
@@ -1043,8 +1075,11 @@ fn demo_scanners_on_a_pty_and_mqtt_run_picks_and_labels_reach_the_printer() {
         "{label}"
     );
     assert!(label.contains("^FD>;>800"), "SSCC as GS1-128: {label}");
-    // The registry knows both scanners and the printer.
-    let (status, body) = get(&addr, "/api/v1/devices").unwrap();
+    // The registry knows both scanners and the printer (with a token: it names serial
+    // ports and addresses).
+    assert_eq!(get(&addr, "/api/v1/devices").unwrap().0, 401);
+    assert_eq!(get(&addr, "/api/v1/printers").unwrap().0, 401);
+    let (status, body) = get_as_manager(&addr, "/api/v1/devices");
     assert_eq!(status, 200);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let devices = json["devices"].as_array().unwrap();

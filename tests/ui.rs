@@ -299,7 +299,10 @@ async fn an_operator_picks_validates_counts_and_transfers_on_the_handheld() {
     // 8 picks + validation, a count, a transfer, 2 receipts + validation.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let status: serde_json::Value = reqwest::get(format!("http://{}/api/v1/status", demo.addr))
+        let status: serde_json::Value = reqwest::Client::new()
+            .get(format!("http://{}/api/v1/status", demo.addr))
+            .bearer_auth(holdfast::demo::DEMO_MANAGER_TOKEN)
+            .send()
             .await
             .unwrap()
             .json()
@@ -323,4 +326,75 @@ async fn an_operator_picks_validates_counts_and_transfers_on_the_handheld() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_with_another_token_asks_before_replacing_the_handhelds_token() {
+    let browser = match Browser::start().await {
+        Ok(b) => b,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("SKIPPED: no headless Chromium here ({e}); scripts/test.sh installs it");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let demo = start_demo().await;
+    let b = &browser;
+    let stored = async || {
+        b.execute("return localStorage.getItem('holdfast.token');", vec![])
+            .await
+            .unwrap()
+    };
+    // A handheld without a token takes the one its set-up link carries, without asking.
+    b.goto(&format!(
+        "http://{}/ui/#token={}",
+        demo.addr,
+        holdfast::demo::DEMO_TOKEN
+    ))
+    .await
+    .unwrap();
+    b.wait_for_text("#login h1", "Sign in", T).await.unwrap();
+    assert_eq!(stored().await, holdfast::demo::DEMO_TOKEN);
+    assert!(
+        !b.url().await.unwrap().contains("token="),
+        "the token left the address bar"
+    );
+
+    // A link with another token asks first; keeping the current one changes nothing.
+    let other = format!("http://{}/ui/#token=someone-elses-device-token", demo.addr);
+    b.goto("about:blank").await.unwrap();
+    b.goto(&other).await.unwrap();
+    b.wait_for_text("#replace-token h1", "Replace this device", T)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored().await,
+        holdfast::demo::DEMO_TOKEN,
+        "replaced before asking"
+    );
+    b.find("#replace-token-no")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_text("#login h1", "Sign in", T).await.unwrap();
+    assert_eq!(stored().await, holdfast::demo::DEMO_TOKEN);
+
+    // The same link, now accepted: the handheld uses the new token (which this appliance
+    // does not know, so it asks to be set up).
+    b.goto("about:blank").await.unwrap();
+    b.goto(&other).await.unwrap();
+    b.wait_for_text("#replace-token h1", "Replace this device", T)
+        .await
+        .unwrap();
+    b.find("#replace-token-yes")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_text("#setup h1", "Set up this device", T)
+        .await
+        .unwrap();
 }

@@ -227,7 +227,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"bench\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"{addr}\"\n[log]\nlevel = \"warn\"\n",
+            "[site]\nid = \"bench\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"{addr}\"\npublic_status = true\n[log]\nlevel = \"warn\"\n",
             db.display()
         ),
     )

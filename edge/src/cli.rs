@@ -746,8 +746,9 @@ fn loopback_addr(config_path: &Path, config: &Config) -> std::net::SocketAddr {
     addr
 }
 
-/// The running appliance's status (`GET /api/v1/status`, which needs no token), as JSON or
-/// as the lines to print; `Err` holds the note to print above the database's figures.
+/// The running appliance's status (`GET /api/v1/status`, with the manager's token from the
+/// config), as JSON or as the lines to print; `Err` holds the note to print above the
+/// database's figures.
 async fn ask_appliance(config_path: &Path, config: &Config, json: bool) -> Result<String, String> {
     let addr = loopback_addr(config_path, config);
     let base = format!("http://{addr}/api/v1/status");
@@ -759,7 +760,11 @@ async fn ask_appliance(config_path: &Path, config: &Config, json: bool) -> Resul
         .build()
         .map_err(|e| format!("cannot ask the appliance ({e}); figures from the database"))?;
     let get = async |url: &str| -> Result<String, String> {
-        let answer = client.get(url).send().await.map_err(|e| {
+        let mut request = client.get(url);
+        if let Some(token) = &config.http.manager_token {
+            request = request.bearer_auth(token.expose());
+        }
+        let answer = request.send().await.map_err(|e| {
             if e.is_connect() {
                 crate::status::NOT_RUNNING.to_owned()
             } else {
@@ -774,6 +779,10 @@ async fn ask_appliance(config_path: &Path, config: &Config, json: bool) -> Resul
         })?;
         if status.is_success() {
             Ok(body)
+        } else if status == reqwest::StatusCode::UNAUTHORIZED {
+            Err(format!(
+                "the appliance at {addr} wants the manager's token for its status (set http.manager_token_file in the config); figures from the database"
+            ))
         } else {
             Err(format!(
                 "the appliance at {addr} answered {status}; figures from the database"
@@ -1009,6 +1018,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     demo::DEMO_OPERATORS[0].id,
                     demo::DEMO_OPERATORS[0].pin
                 );
+                // Tests and scripts read the address from this line: keep its shape.
                 println!("  status:   http://{addr}/api/v1/status");
                 println!(
                     "  devices:  http://{addr}/api/v1/pickings with \"Authorization: Bearer {}\"",

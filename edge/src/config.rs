@@ -107,6 +107,8 @@ pub struct RawHttp {
     /// Bearer token of the site manager (conflicts inbox); none: the inbox is CLI-only.
     pub manager_token: Option<SecretString>,
     pub manager_token_file: Option<PathBuf>,
+    /// `GET /api/v1/status` without a token answers mode and queue counts (default: off).
+    pub public_status: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -259,6 +261,8 @@ pub struct StoreConfig {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub manager_token: Option<Secret>,
+    /// A minimal status (mode, queue counts) is open on the LAN; the rest takes a token.
+    pub public_status: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -762,6 +766,7 @@ impl RawConfig {
             http: HttpConfig {
                 listen,
                 manager_token,
+                public_status: self.http.public_status.unwrap_or(false),
             },
             log: LogConfig { format, level },
             odoo,
@@ -986,8 +991,11 @@ max_size_mb = 0
 # Device API, handheld pages and status. Scanners and handhelds on the LAN connect here.
 listen = "0.0.0.0:8080"
 # The site manager's bearer token for the conflicts inbox over HTTP (16+ characters). Without
-# it, conflicts are decided with `holdfast conflicts` on the appliance.
+# it, conflicts are decided with `holdfast conflicts` on the appliance. `holdfast status`
+# uses it to ask the running appliance (the status takes a device or the manager's token).
 # manager_token_file = "/etc/holdfast/manager.token"
+# Let anyone on the LAN read the mode and queue counts (no URLs, paths or devices).
+# public_status = false
 
 [log]
 # plain (for people) or json (for log shippers). Logs go to standard error.

@@ -2,10 +2,19 @@
 //! device API under `/api/v1/` (bearer device tokens, bodies of at most 64 KiB, JSON errors
 //! with stable codes, an `Idempotency-Key` header on every write).
 //!
+//! Only `/healthz` and `/readyz` are open, and they say nothing about the site (no paths, no
+//! URLs). The status, devices and printers name the Odoo URL, the database path, serial
+//! ports, printer addresses and scanned text in errors: they take a device or the site
+//! manager's token. `http.public_status` opens a minimal status (mode and queue counts) for
+//! a wall screen. Connections are capped and timed out in [`conn`].
+//!
 //! Device endpoints answer from the local store only, never by asking the cloud. Workflow
 //! logic lives in [`crate::floor`]; this module only translates HTTP to it and back.
 
+mod conn;
 mod lan;
+
+pub use conn::{ConnLimits, FD_RESERVE};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,8 +112,22 @@ impl IntoResponse for ApiError {
 /// Largest request body accepted on the device API.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// How the server runs, beside what handlers reach ([`AppState`]).
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    pub limits: ConnLimits,
+    /// `GET /api/v1/status` without a token answers mode and queue counts (no URLs, paths).
+    pub public_status: bool,
+}
+
+/// The router with the default options (see [`router_with`]).
 pub fn router(state: AppState) -> Router {
+    router_with(state, &ServeOptions::default())
+}
+
+pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
     let state = Arc::new(state);
+    let public_status = options.public_status;
     let devices = Router::new()
         .route("/api/v1/pickings", get(pickings))
         .route("/api/v1/pickings/{id}", get(picking))
@@ -129,6 +152,8 @@ pub fn router(state: AppState) -> Router {
             require_manager,
         ));
     let staff = Router::new()
+        .route("/api/v1/devices", get(lan::devices))
+        .route("/api/v1/printers", get(lan::printers))
         .route("/api/v1/print-jobs", get(lan::print_jobs))
         .route("/api/v1/print-jobs/{id}/reprint", post(lan::reprint))
         .route("/api/v1/print-jobs/{id}/cancel", post(lan::cancel))
@@ -139,16 +164,118 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/devices", get(lan::devices))
-        .route("/api/v1/printers", get(lan::printers))
+        .route(
+            "/api/v1/status",
+            get(
+                move |State(s): State<Arc<AppState>>,
+                      headers: axum::http::HeaderMap,
+                      Query(q): Query<StatusQuery>| async move {
+                    status(s, &headers, q, public_status).await
+                },
+            ),
+        )
         .merge(staff)
         .merge(crate::ui::routes())
         .merge(devices)
         .merge(managers)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            options.limits.body_timeout,
+            read_body,
+        ))
         .fallback(not_found)
         .with_state(state)
+}
+
+/// The router of connections over the caps (see [`conn`]): probes only.
+fn health_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(busy)
+        .with_state(Arc::new(state))
+}
+
+/// The answer to a connection over the caps that is not a probe.
+async fn busy() -> Response {
+    let mut response = ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "busy",
+        message: "too many connections; try again shortly".into(),
+    }
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// Reads the whole body (at most [`MAX_BODY`]) within `limit` of the head, before any
+/// handler runs: a client that trickles its body is answered 408 and its connection closed,
+/// instead of holding it for as long as it likes.
+async fn read_body(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use http_body_util::BodyExt;
+    let too_large = || ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "body_too_large",
+        message: format!("the request body is larger than {MAX_BODY} bytes"),
+    };
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return close(too_large().into_response());
+    }
+    let (parts, mut body) = request.into_parts();
+    let collect = async {
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::bad_request(format!("the request body could not be read: {e}"))
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if bytes.len() + data.len() > MAX_BODY {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Ok(bytes)
+    };
+    match tokio::time::timeout(limit, collect).await {
+        Ok(Ok(bytes)) => {
+            let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(request).await
+        }
+        Ok(Err(e)) => close(e.into_response()),
+        Err(_) => close(
+            ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "body_timeout",
+                message: format!(
+                    "the request body did not arrive within {} s",
+                    limit.as_secs_f64()
+                ),
+            }
+            .into_response(),
+        ),
+    }
+}
+
+/// Marks an answer as the last on its connection (its body may be unread).
+fn close(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// The device a request came from (set by [`require_device`]).
@@ -174,8 +301,12 @@ async fn require_device(
 
 /// The `Authorization: Bearer` token of a request.
 fn bearer(request: &axum::extract::Request) -> Option<&[u8]> {
-    request
-        .headers()
+    bearer_of(request.headers())
+}
+
+/// The `Authorization: Bearer` token in `headers`.
+fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&[u8]> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
@@ -197,7 +328,12 @@ fn device_of(
 
 /// The request carries the site manager's token.
 fn is_manager(state: &AppState, request: &axum::extract::Request) -> bool {
-    match (&state.manager_token, bearer(request)) {
+    is_manager_token(state, bearer(request))
+}
+
+/// `presented` is the site manager's token.
+fn is_manager_token(state: &AppState, presented: Option<&[u8]>) -> bool {
+    match (&state.manager_token, presented) {
         (Some(expected), Some(presented)) => bool::from(subtle::ConstantTimeEq::ct_eq(
             presented,
             expected.expose().as_bytes(),
@@ -619,15 +755,28 @@ fn write_routes() -> Router<Arc<AppState>> {
         )
 }
 
-/// Serves until `shutdown` is cancelled, then lets requests in hand finish.
+/// Serves with the default options until `shutdown` is cancelled (see [`serve_with`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_with(listener, state, ServeOptions::default(), shutdown).await
+}
+
+/// Serves until `shutdown` is cancelled, then lets requests in hand finish; connections are
+/// capped and timed out as `options.limits` says (see [`conn`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let routers = conn::Routers {
+        health: health_router(state.clone()),
+        main: router_with(state, &options),
+    };
+    conn::run_accept_loop(listener, routers, options.limits, shutdown).await
 }
 
 async fn not_found() -> ApiError {
@@ -666,10 +815,26 @@ struct StatusQuery {
     format: Option<String>,
 }
 
+/// `GET /api/v1/status`: everything for a device or the manager; mode and queue counts
+/// without a token when `public` (`http.public_status`); otherwise 401.
 async fn status(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<StatusQuery>,
+    state: Arc<AppState>,
+    headers: &axum::http::HeaderMap,
+    query: StatusQuery,
+    public: bool,
 ) -> Result<Response, ApiError> {
+    let presented = bearer_of(headers);
+    let staff = is_manager_token(&state, presented)
+        || match presented {
+            Some(token) => state.floor.authenticate(token)?.is_some(),
+            None => false,
+        };
+    if !staff {
+        if !public {
+            return Ok(unauthorized("a device or manager token is required"));
+        }
+        return public_status(&state, &query);
+    }
     let store = &state.store;
     let mut status = store.read(|r| {
         Status::collect(
@@ -719,6 +884,33 @@ async fn status(
     match query.format.as_deref() {
         None | Some("json") => Ok(Json(status).into_response()),
         Some("text") => Ok(status.to_text().into_response()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format {other:?} is not one of: json, text"
+        ))),
+    }
+}
+
+/// The status anyone on the LAN may read when `http.public_status` is on: the mode and the
+/// queue counts, nothing that names a host, a path or a device.
+fn public_status(state: &AppState, query: &StatusQuery) -> Result<Response, ApiError> {
+    let queue = state.store.read(|r| r.queue_stats())?.by_state;
+    let live = state.connectivity.now();
+    let mode = live.mode.as_str();
+    let mode_since = crate::status::rfc3339(live.since_ms);
+    match query.format.as_deref() {
+        None | Some("json") => Ok(Json(json!({
+            "mode": mode,
+            "mode_since": mode_since,
+            "queue": queue,
+        }))
+        .into_response()),
+        Some("text") => {
+            let mut text = format!("mode: {mode} since {mode_since}\n");
+            for (state, n) in &queue {
+                text.push_str(&format!("queue {state}: {n}\n"));
+            }
+            Ok(text.into_response())
+        }
         Some(other) => Err(ApiError::bad_request(format!(
             "format {other:?} is not one of: json, text"
         ))),

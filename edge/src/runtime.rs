@@ -120,7 +120,18 @@ pub async fn run_until(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, site = %config.site.id, "holdfast is serving");
 
-    let mut http_task = tokio::spawn(http::serve(listener, state, token.clone()));
+    let fd_limit = raise_fd_limit();
+    let options = http::ServeOptions {
+        limits: http::ConnLimits::for_fd_limit(fd_limit),
+        public_status: config.http.public_status,
+    };
+    tracing::info!(
+        fd_limit,
+        max_connections = options.limits.max_connections,
+        per_client = options.limits.per_client,
+        "http connection caps"
+    );
+    let mut http_task = tokio::spawn(http::serve_with(listener, state, options, token.clone()));
     let pull_task = match (&config.odoo, pull_progress.clone()) {
         (Some(odoo), Some(progress)) => Some(tokio::spawn(
             crate::pull::run_pull(
@@ -257,6 +268,32 @@ pub async fn run_until(
     store.shutdown().await.context("store shutdown")?;
     tracing::info!("stopped");
     result
+}
+
+/// Raises the soft limit on open descriptors to the hard one (a login shell often starts at
+/// 1,024 while the hard limit is far higher) and returns the soft limit in force. Under
+/// systemd, `LimitNOFILE=` sets both and nothing is changed (the unit's system call filter
+/// does not allow `setrlimit`).
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    // An unlimited hard limit still meets the kernel's own ceiling (fs.nr_open).
+    let target = hard.min(1 << 20);
+    if soft >= target {
+        return soft;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+        Ok(()) => {
+            tracing::debug!(from = soft, to = target, "raised the open-file limit");
+            target
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            soft
+        }
+    }
 }
 
 /// How long a device's idempotency key is remembered: far longer than any retry.

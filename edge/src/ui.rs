@@ -1,6 +1,10 @@
 //! The handheld UI: a small web app served by the appliance itself, so it works with no
 //! internet. Its three files are compiled into the binary (no CDN, no build step) and
 //! speak only the device API (`/api/v1/`), like any other device.
+//!
+//! The page may not be framed by another site (`frame-ancestors 'none'`, and
+//! `X-Frame-Options: DENY` for older browsers): a page that framed it could trick an
+//! operator into tapping its buttons (clickjacking).
 
 use axum::Router;
 use axum::http::header;
@@ -33,11 +37,16 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/ui/",
             get(|| async {
                 let mut response = asset("text/html; charset=utf-8", INDEX);
-                response.headers_mut().insert(
+                let headers = response.headers_mut();
+                headers.insert(
                     header::CONTENT_SECURITY_POLICY,
                     axum::http::HeaderValue::from_static(
-                        "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:",
+                        "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
                     ),
+                );
+                headers.insert(
+                    header::X_FRAME_OPTIONS,
+                    axum::http::HeaderValue::from_static("DENY"),
                 );
                 response
             }),

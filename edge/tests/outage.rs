@@ -16,9 +16,13 @@ use holdfast_sync::sim::{SimConfig, Simulator};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+/// The site manager's token in this test's config.
+const MANAGER: &str = "outage-manager-token-0123456789";
+
 /// The appliance's status, as a site manager's tools read it.
 async fn status(http: &reqwest::Client, base: &str) -> Value {
     http.get(format!("{base}/api/v1/status"))
+        .bearer_auth(MANAGER)
         .send()
         .await
         .unwrap()
@@ -66,7 +70,7 @@ async fn a_silent_black_hole_behind_a_keep_alive_proxy_is_offline_within_15_s() 
     let c = sim.config();
     // Default time-outs and probe period: the 15 s bound holds for a site as shipped.
     let text = format!(
-        "[site]\nid = \"outage\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+        "[site]\nid = \"outage\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\nmanager_token = \"{MANAGER}\"\n\
          [sync]\npull_interval_secs = 5\n\
          [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\n",
         dir.path().join("h.db").display(),

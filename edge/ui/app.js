@@ -5,14 +5,14 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const SCREENS = ['setup', 'login', 'home', 'pickings', 'session', 'journal'];
-const state = { token: null, operator: null, session: null, workflow: null, cancelArmed: false };
+const SCREENS = ['setup', 'replace-token', 'login', 'home', 'pickings', 'session', 'journal'];
+const state = { token: null, offeredToken: null, operator: null, session: null, workflow: null, cancelArmed: false };
 let audio = null;
 
 function show(name) {
   for (const s of SCREENS) $(s).hidden = s !== name;
   $('who').hidden = !state.operator || name === 'setup' || name === 'login';
-  const focus = { login: 'badge', pickings: 'picking-scan', session: 'scan', setup: 'token' }[name];
+  const focus = { login: 'badge', pickings: 'picking-scan', session: 'scan', setup: 'token', 'replace-token': 'replace-token-no' }[name];
   if (focus) setTimeout(() => $(focus).focus(), 0);
 }
 
@@ -97,7 +97,16 @@ function ago(iso) {
 async function refreshBanner() {
   const banner = $('banner');
   try {
-    const response = await fetch('/api/v1/status');
+    // The status takes the device token (unless the site made a minimal one public).
+    const init = state.token ? { headers: { Authorization: 'Bearer ' + state.token } } : {};
+    const response = await fetch('/api/v1/status', init);
+    if (response.status === 401) {
+      banner.className = 'mode-unknown';
+      banner.dataset.mode = 'unknown';
+      $('banner-mode').textContent = 'Appliance reachable';
+      $('banner-detail').textContent = 'set up this device to see its status';
+      return;
+    }
     const s = await response.json();
     const queued = (s.queue.pending || 0) + (s.queue.in_flight || 0);
     banner.className = 'mode-' + s.mode;
@@ -116,15 +125,36 @@ async function refreshBanner() {
 
 // --- start-up, sign-in ---------------------------------------------------------------
 
-async function boot() {
-  const hash = new URLSearchParams(location.hash.slice(1));
-  if (hash.get('token')) {
-    localStorage.setItem('holdfast.token', hash.get('token'));
-    history.replaceState(null, '', location.pathname);
+// A set-up link (`/ui/#token=...`) offers a device token. A handheld without one takes it;
+// one that already has a different token asks first: a link sent by someone else must not
+// silently turn this handheld into another device.
+async function takeOfferedToken() {
+  const offered = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (!offered) return false;
+  // The token never stays in the address bar or the history.
+  history.replaceState(null, '', location.pathname);
+  if (offered === state.token) return false;
+  if (!state.token) {
+    saveToken(offered);
+    return false;
   }
+  state.offeredToken = offered;
+  show('replace-token');
+  return true;
+}
+
+function saveToken(token) {
+  localStorage.setItem('holdfast.token', token);
+  state.token = token;
+}
+
+async function boot() {
   state.token = localStorage.getItem('holdfast.token');
+  const asking = await takeOfferedToken();
   refreshBanner();
   setInterval(refreshBanner, 5000);
+  window.addEventListener('hashchange', takeOfferedToken);
+  if (asking) return;
   if (!state.token) return show('setup');
   await loadMe();
 }
@@ -387,6 +417,18 @@ async function showJournal() {
 // --- wiring ----------------------------------------------------------------------------
 
 document.addEventListener('DOMContentLoaded', () => {
+  $('replace-token-yes').addEventListener('click', async () => {
+    if (state.offeredToken) saveToken(state.offeredToken);
+    state.offeredToken = null;
+    state.operator = null;
+    refreshBanner();
+    await loadMe();
+  });
+  $('replace-token-no').addEventListener('click', async () => {
+    state.offeredToken = null;
+    if (!state.token) return show('setup');
+    await loadMe();
+  });
   $('save-token').addEventListener('click', async () => {
     state.token = $('token').value.trim();
     if (!state.token) return;

@@ -182,6 +182,7 @@ impl Site {
         match self
             .http
             .get(format!("{}/api/v1/status", self.base))
+            .bearer_auth(&self.device_token)
             .send()
             .await
         {

@@ -1,10 +1,11 @@
 //! Devices on the LAN over HTTP: the registry, printers and the print spool.
 //!
-//! `GET /api/v1/devices` and `/printers` are open on the LAN like `/api/v1/status`: they name
-//! devices and their health, nothing more. Print jobs carry label data (ship-to addresses), so
-//! listing, reprinting and cancelling them take a device or the site manager's token (an
-//! operator at the printer reprints a jammed label); spooling a label (`POST /api/v1/print`)
-//! takes a device token.
+//! `GET /api/v1/devices` and `/printers` name serial ports, printer addresses and the last
+//! error (which may quote a scanned code), so like `/api/v1/status` they take a device or the
+//! site manager's token. Print jobs carry label data (ship-to addresses): listing, reprinting
+//! and cancelling them take a device or the site manager's token too (an operator at the
+//! printer reprints a jammed label); spooling a label (`POST /api/v1/print`) takes a device
+//! token.
 
 use std::sync::Arc;
 
