@@ -380,6 +380,33 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
     // A second backup to the same file is refused rather than overwriting it.
     let out = run(&["--config", c, "db", "backup", backup.to_str().unwrap()]);
     assert!(!out.status.success());
+    // Backups are owner-only whatever the umask (the test runs under the usual 022).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn db_check_fails_clearly_on_an_empty_or_foreign_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let c = config.to_str().unwrap();
+    let db = dir.path().join("holdfast.db");
+    // (what the file holds, what the error says)
+    for (content, said) in [
+        (&b""[..], "the file is empty (0 bytes)"),
+        (
+            &b"this is a text file, not a database\n"[..],
+            "not an SQLite database",
+        ),
+    ] {
+        std::fs::write(&db, content).unwrap();
+        let out = run(&["--config", c, "db", "check"]);
+        assert_eq!(out.status.code(), Some(1), "{content:?}");
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: ") && err.contains(said), "{err}");
+        assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    }
 }
 
 #[test]

@@ -792,9 +792,15 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The store accepts writes: the writer committed a no-op within a second.
+/// The store accepts writes: the writer committed a no-op within a second, and a write would
+/// be taken (not full, not read-only; see [`Store::writable`]). The reason, when not ready,
+/// names no path.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
+    let ready = async {
+        state.store.ping().await?;
+        state.store.writable()
+    };
+    match tokio::time::timeout(Duration::from_secs(1), ready).await {
         Ok(Ok(())) => Json(json!({"ready": true})).into_response(),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -24,6 +24,7 @@ const DEVICE: &str = "device-token-for-the-connection-tests";
 
 struct Server {
     addr: SocketAddr,
+    store: Store,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
@@ -39,15 +40,23 @@ impl Server {
     }
 
     async fn start_with(options: ServeOptions) -> Server {
+        Server::start_capped(options, None).await
+    }
+
+    /// A server on a store capped at `max_size_bytes`.
+    async fn start_capped(options: ServeOptions, max_size_bytes: Option<u64>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config = config();
-        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+        let mut store_options = StoreOptions::new(dir.path().join("h.db"), "t");
+        store_options.max_size_bytes = max_size_bytes;
+        let store = Store::open(store_options).unwrap();
         let floor = holdfast::floor::Floor::new(
             store.clone(),
             Default::default(),
             None,
             config.devices.clone(),
         );
+        let server_store = store.clone();
         let state = AppState {
             store: store.clone(),
             floor,
@@ -76,6 +85,7 @@ impl Server {
         ));
         Server {
             addr,
+            store: server_store,
             stop,
             task,
             _dir: dir,
@@ -499,5 +509,49 @@ async fn the_handheld_page_cannot_be_framed() {
         .find(|l| l.starts_with("content-security-policy:"))
         .unwrap_or_default();
     assert!(csp.contains("frame-ancestors 'none'"), "{head}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_with_the_reason_while_the_store_cannot_take_writes() {
+    let server = Server::start_capped(ServeOptions::default(), Some(1024 * 1024)).await;
+    let (status, _) = get_with(server.addr, "/readyz", None).await;
+    assert_eq!(status, 200);
+    // Fill the store to its cap, as scans would.
+    let entry = || holdfast::store::NewEntry {
+        id: None,
+        device: "h1".into(),
+        operator: Some("op-1".into()),
+        op: holdfast_sync::ops::Operation::Pick(holdfast_sync::ops::PickOp {
+            picking_id: 1,
+            move_id: 1,
+            product_id: 1,
+            location_id: 10,
+            lot_name: None,
+            package_id: None,
+            quantity: 1.0,
+            view_quantity: 0.0,
+        }),
+    };
+    let mut n = 0;
+    let err = loop {
+        match server
+            .store
+            .append(holdfast::store::Lane::Device, entry())
+            .await
+        {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+        assert!(n < 100_000, "the cap never bit");
+    };
+    assert!(matches!(err, holdfast::store::StoreError::Full), "{err}");
+    let (status, answer) = get_with(server.addr, "/readyz", None).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains(r#""ready":false"#), "{answer}");
+    assert!(answer.contains("the database is full"), "{answer}");
+    assert!(!answer.contains("h.db"), "{answer}");
+    // Alive all the same.
+    assert_eq!(get_with(server.addr, "/healthz", None).await.0, 200);
     server.stop().await;
 }

@@ -105,10 +105,46 @@ pub struct StoreOptions {
     /// Most commands in one transaction.
     pub max_batch: usize,
     pub busy_timeout: Duration,
-    /// Cap on the database size; writes past it fail with [`StoreError::Full`] while there is
-    /// still room on the disk for the operating system.
+    /// Cap on the store's size on disk, the database file and its WAL together; writes past
+    /// it fail with [`StoreError::Full`] while there is still room on the disk for the
+    /// operating system (see [`SizeCap`]).
     pub max_size_bytes: Option<u64>,
 }
+
+/// How a cap on the store's size is shared between the database file and its WAL.
+///
+/// The WAL holds every page written since the last completed checkpoint, so a cap on the
+/// database alone lets the WAL grow far past it (a reader holding an old snapshot keeps the
+/// checkpoint from completing; without a cap the writer restarts the WAL only past 16,384
+/// frames, 64 MiB). The WAL gets an eighth of the cap (at most 64 MiB): the writer completes
+/// a checkpoint once the WAL is half that, `journal_size_limit` truncates the file back to it
+/// when the WAL restarts, and the database gets the rest (`max_page_count`). Before each
+/// batch the writer checks the two files together; over the cap it truncates the WAL if no
+/// reader holds it (without waiting), and otherwise refuses the batch's writes as full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizeCap {
+    /// Database file and WAL together.
+    pub total_bytes: u64,
+    /// The WAL's share.
+    pub wal_bytes: u64,
+}
+
+impl SizeCap {
+    pub fn new(total_bytes: u64) -> SizeCap {
+        SizeCap {
+            total_bytes,
+            wal_bytes: (total_bytes / 8).min(64 * 1024 * 1024),
+        }
+    }
+
+    /// The database file's share.
+    pub fn db_bytes(&self) -> u64 {
+        self.total_bytes - self.wal_bytes
+    }
+}
+
+/// Room a write needs for `/readyz` to call the store ready: a step writes a few pages.
+const READY_HEADROOM_BYTES: u64 = 64 * 1024;
 
 impl StoreOptions {
     pub fn new(path: impl Into<PathBuf>, site: impl Into<String>) -> StoreOptions {
@@ -194,7 +230,15 @@ pub struct WriterStats {
     pub failed_commits: AtomicU64,
     /// Frames in the WAL when the checkpointer last looked.
     pub wal_frames: std::sync::atomic::AtomicI64,
+    /// Why the last write was refused, until a write commits again: [`REFUSED_FULL`],
+    /// [`REFUSED_READ_ONLY`] or 0.
+    pub refusing: std::sync::atomic::AtomicU8,
 }
+
+/// [`WriterStats::refusing`]: the disk or the size cap is full.
+pub const REFUSED_FULL: u8 = 1;
+/// [`WriterStats::refusing`]: the database or its file system is read-only.
+pub const REFUSED_READ_ONLY: u8 = 2;
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone, Debug)]
@@ -208,6 +252,7 @@ struct Inner {
     background_tx: mpsc::Sender<WriteCmd>,
     readers: ReadPool,
     path: PathBuf,
+    cap: Option<SizeCap>,
     stats: Arc<WriterStats>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Stops the checkpoint thread (dropping it does too).
@@ -221,6 +266,25 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError
     Ok(())
 }
 
+/// The WAL file beside a database.
+pub fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// The database file and its WAL, in bytes on disk (a missing file counts 0).
+pub fn size_on_disk(db: &Path) -> u64 {
+    size_on_disk_with(db, 0)
+}
+
+/// [`size_on_disk`], counting the database file at least at `logical_db` bytes (its pages,
+/// some of which may still be only in the WAL).
+pub fn size_on_disk_with(db: &Path, logical_db: u64) -> u64 {
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    len(db).max(logical_db) + len(&wal_path(db))
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the database, and starts the writer thread.
     pub fn open(options: StoreOptions) -> Result<Store, StoreError> {
@@ -231,6 +295,8 @@ impl Store {
                 reason: format!("cannot create directory {}: {e}", parent.display()),
             })?;
         }
+        let cap = options.max_size_bytes.map(SizeCap::new);
+        private_files(&options.path)?;
         let mut conn = Connection::open(&options.path).map_err(|e| StoreError::Open {
             path: path_text.clone(),
             reason: e.to_string(),
@@ -250,13 +316,20 @@ impl Store {
         // Checkpoints run on their own thread (see `checkpoint`), never inside a commit; once
         // the WAL has been copied back and restarts, keep its file from staying huge.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        let wal_limit = cap.map_or(64 * 1024 * 1024, |c| c.wal_bytes as i64);
+        conn.pragma_update(None, "journal_size_limit", wal_limit)?;
         schema::migrate(&mut conn, &path_text)?;
-        if let Some(max) = options.max_size_bytes {
-            let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-            let pages = (max as i64 / page_size).max(1);
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        if let Some(cap) = cap {
+            let pages = (cap.db_bytes() as i64 / page_size).max(1);
             conn.pragma_update(None, "max_page_count", pages)?;
         }
+        // Frames of a page and its header; the writer completes a checkpoint at half the
+        // WAL's share of the cap.
+        let frame_bytes = page_size + 24;
+        let wal_restart_frames = cap.map_or(checkpoint::WAL_RESTART_FRAMES, |c| {
+            (c.wal_bytes as i64 / frame_bytes / 2).clamp(1, checkpoint::WAL_RESTART_FRAMES)
+        });
 
         let readers = ReadPool::open(&options.path, options.readers.max(1), options.busy_timeout)?;
         let (device_tx, device_rx) = mpsc::channel(options.queue_depth.max(1));
@@ -269,6 +342,10 @@ impl Store {
             writer::WriterConfig {
                 max_batch: options.max_batch.max(2),
                 site: options.site.clone(),
+                path: options.path.clone(),
+                cap,
+                wal_restart_frames,
+                busy_timeout: options.busy_timeout,
             },
             stats.clone(),
         )?;
@@ -281,6 +358,7 @@ impl Store {
                 background_tx,
                 readers,
                 path: options.path,
+                cap,
                 stats,
                 writer: Mutex::new(Some(writer)),
                 checkpoint: Mutex::new(Some((stop_tx, checkpointer))),
@@ -452,6 +530,51 @@ impl Store {
         self.request(Lane::Device, WriteCmd::Ping).await
     }
 
+    /// Whether a write would be taken now (readiness; [`Store::ping`] says the writer is
+    /// alive). Not when the last write was refused as full or read-only and none committed
+    /// since, when the size cap leaves less than a step's room (database pages free within
+    /// the cap, or the database and WAL together at the cap), or when the file system has
+    /// less than that free. The error says which, without naming a path.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        match self.inner.stats.refusing.load(Ordering::Relaxed) {
+            REFUSED_FULL => return Err(StoreError::Full),
+            REFUSED_READ_ONLY => return Err(StoreError::ReadOnly),
+            _ => {}
+        }
+        if let Some(cap) = self.inner.cap {
+            let (page_size, pages, free) = self.inner.readers.with(|conn| {
+                let get = |pragma: &str| -> Result<u64, StoreError> {
+                    Ok(conn.pragma_query_value(None, pragma, |r| r.get::<_, i64>(0))? as u64)
+                };
+                Ok((
+                    get("page_size")?,
+                    get("page_count")?,
+                    get("freelist_count")?,
+                ))
+            })?;
+            let room_in_db = (cap.db_bytes() / page_size.max(1))
+                .saturating_sub(pages)
+                .saturating_add(free)
+                * page_size;
+            let on_disk = size_on_disk_with(&self.inner.path, pages * page_size);
+            if room_in_db < READY_HEADROOM_BYTES || on_disk + READY_HEADROOM_BYTES > cap.total_bytes
+            {
+                return Err(StoreError::Full);
+            }
+        }
+        let dir = match self.inner.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if let Ok(fs) = nix::sys::statvfs::statvfs(dir) {
+            let free = fs.blocks_available().saturating_mul(fs.fragment_size());
+            if free < READY_HEADROOM_BYTES {
+                return Err(StoreError::Full);
+            }
+        }
+        Ok(())
+    }
+
     /// Runs a read on a pooled read-only connection.
     pub fn read<T>(
         &self,
@@ -518,14 +641,65 @@ impl Store {
     }
 }
 
-/// Copies `src` into a new database at `dest`.
-pub fn backup(src: &Connection, dest: &Path) -> Result<(), StoreError> {
-    if dest.exists() {
-        return Err(StoreError::Open {
-            path: dest.display().to_string(),
-            reason: "file exists; choose a new path".into(),
-        });
+/// Permissions of every file of the store (database, WAL, shared memory, backups): the
+/// journal names operators and what they did, the device table holds token digests. Only
+/// the appliance's user reads them, whatever the umask of whoever started it.
+const PRIVATE_MODE: u32 = 0o600;
+
+/// Creates the database file owner-only before SQLite opens it (SQLite gives the WAL and
+/// shared-memory files the database's permissions when it creates them), and tightens the
+/// files of a store made before this rule.
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |e: std::io::Error| StoreError::Open {
+        path: path.display().to_string(),
+        reason: format!("cannot create it owner-only: {e}"),
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_MODE)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fail(e)),
     }
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    for file in [path.to_path_buf(), wal_path(path), PathBuf::from(shm)] {
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            // The umask cannot widen what chmod sets.
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(PRIVATE_MODE))
+                .map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies `src` into a new database at `dest` (owner-only, like the store).
+pub fn backup(src: &Connection, dest: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |reason: String| StoreError::Open {
+        path: dest.display().to_string(),
+        reason,
+    };
+    // `create_new`: an existing file is never overwritten, even one that appears meanwhile.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_MODE)
+        .open(dest)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => fail("file exists; choose a new path".into()),
+            _ => fail(e.to_string()),
+        })?;
+    file.set_permissions(std::fs::Permissions::from_mode(PRIVATE_MODE))
+        .map_err(|e| fail(e.to_string()))?;
+    drop(file);
     let mut out = Connection::open(dest).map_err(|e| StoreError::Open {
         path: dest.display().to_string(),
         reason: e.to_string(),
@@ -545,6 +719,7 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
             reason: "no such file (has the appliance run yet? check store.path)".into(),
         });
     }
+    check_header(path)?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -555,8 +730,46 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     })?;
     configure(&conn, Duration::from_secs(5))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == 0 {
+        // SQLite, but never migrated by holdfast: another program's file, or an empty one.
+        return Err(StoreError::Open {
+            path: text,
+            reason: "an SQLite database without holdfast's schema (is store.path right?)".into(),
+        });
+    }
     schema::check_version(version, &text)?;
     Ok(conn)
+}
+
+/// Refuses a file that cannot be a database: empty (SQLite would take it for a new, empty
+/// database and call it sound) or without SQLite's header.
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let fail = |reason: String| StoreError::Open {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut header = [0u8; 16];
+    let mut n = 0;
+    while n < header.len() {
+        match file.read(&mut header[n..]) {
+            Ok(0) => break,
+            Ok(read) => n += read,
+            Err(e) => return Err(fail(format!("cannot read it: {e}"))),
+        }
+    }
+    if n == 0 {
+        return Err(fail(
+            "the file is empty (0 bytes), not a holdfast database; restore a backup (holdfast db backup makes them) or remove it so the appliance starts afresh".into(),
+        ));
+    }
+    if n < header.len() || &header != b"SQLite format 3\0" {
+        return Err(fail(
+            "not an SQLite database (the file does not start with SQLite's header); is store.path right?".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Address space each reader maps of the database file (SQLite falls back to read() beyond it).

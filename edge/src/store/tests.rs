@@ -211,8 +211,123 @@ fn full_database_refuses_writes_and_keeps_reads() {
         store.read(|r| r.on_hand(1, 10, "")).unwrap(),
         -(acked as f64)
     );
-    // The writer survives: a ping still commits.
+    // The writer survives: a ping still commits; but the store is not ready for writes.
     rt.block_on(store.ping()).unwrap();
+    assert!(matches!(store.writable(), Err(StoreError::Full)));
+}
+
+#[test]
+fn the_size_cap_counts_the_wal_and_readiness_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("holdfast.db");
+    let cap = 4 * 1024 * 1024;
+    let mut options = StoreOptions::new(&path, "s");
+    options.max_size_bytes = Some(cap);
+    let store = Store::open(options).unwrap();
+    let rt = rt();
+    rt.block_on(store.append(Lane::Device, pick(1, 1, 10, "", 1.0)))
+        .unwrap();
+    store.writable().unwrap();
+    // A reader on an old snapshot (a long report, a backup) keeps every later page in the
+    // WAL: no checkpoint can complete while it reads.
+    let reader = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+        .unwrap();
+    let mut acked = 1;
+    let err = loop {
+        match rt.block_on(store.append(Lane::Device, pick(1, 1, 10, "", 1.0))) {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+        let on_disk = size_on_disk(&path);
+        assert!(
+            on_disk <= 2 * cap,
+            "the WAL grew past the cap: {on_disk} bytes on disk after {acked} appends"
+        );
+    };
+    assert!(matches!(err, StoreError::Full), "{err}");
+    let on_disk = size_on_disk(&path);
+    assert!(on_disk <= cap, "{on_disk} bytes on disk, cap {cap}");
+    // Not ready, and it says why without a path; the writer itself is alive.
+    let why = store.writable().unwrap_err();
+    assert!(matches!(why, StoreError::Full), "{why}");
+    assert!(!why.to_string().contains("holdfast.db"));
+    rt.block_on(store.ping()).unwrap();
+    // Once the reader lets go, the WAL is truncated and writes are taken again; nothing
+    // acknowledged is lost.
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    rt.block_on(store.append(Lane::Device, pick(1, 1, 10, "", 1.0)))
+        .unwrap();
+    acked += 1;
+    store.writable().unwrap();
+    assert!(size_on_disk(&path) <= cap);
+    assert_eq!(
+        store.read(|r| r.queue_stats()).unwrap().by_state["pending"],
+        acked
+    );
+}
+
+#[test]
+fn store_files_and_backups_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("holdfast.db");
+    let store = open(&dir);
+    let rt = rt();
+    rt.block_on(store.append(Lane::Device, pick(1, 1, 10, "", 1.0)))
+        .unwrap();
+    let backup_path = dir.path().join("backup.db");
+    store.backup(&backup_path).unwrap();
+    nix::sys::stat::umask(old);
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    for file in [
+        path.clone(),
+        wal_path(&path),
+        PathBuf::from(shm),
+        backup_path,
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    // A store made before the rule is tightened when opened.
+    rt.block_on(store.shutdown()).unwrap();
+    drop(store);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _store = open(&dir);
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+fn opening_for_reading_refuses_an_empty_or_foreign_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // (what the file holds, what the refusal says)
+    for (content, said) in [
+        (&b""[..], "the file is empty (0 bytes)"),
+        (&b"[site]\nid = \"x\"\n"[..], "not an SQLite database"),
+        (&b"SQLite"[..], "not an SQLite database"),
+    ] {
+        let path = dir.path().join("x.db");
+        std::fs::write(&path, content).unwrap();
+        let err = open_read_only(&path).unwrap_err().to_string();
+        assert!(err.contains(said), "{content:?}: {err}");
+    }
+    // SQLite, but not ours.
+    let path = dir.path().join("other.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let err = open_read_only(&path).unwrap_err().to_string();
+    assert!(err.contains("without holdfast's schema"), "{err}");
+    // A real store opens.
+    let store = open(&dir);
+    rt().block_on(store.shutdown()).unwrap();
+    open_read_only(&dir.path().join("holdfast.db")).unwrap();
 }
 
 #[test]

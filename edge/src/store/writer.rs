@@ -5,6 +5,11 @@
 //! batch in one `BEGIN IMMEDIATE` transaction with a savepoint per command, commits, and only
 //! then answers every caller. If the commit fails, every caller in the batch gets the error:
 //! nothing is acknowledged that is not on disk.
+//!
+//! With a size cap ([`SizeCap`]) it checks the database and WAL files before each batch;
+//! over the cap it truncates the WAL if no reader holds it and otherwise refuses the batch's
+//! writes as full (pings still answer: the writer is alive). It records whether writes are
+//! being refused, for readiness ([`WriterStats::refusing`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,7 +23,7 @@ use super::floor::{self, FloorCmd, StepWrite};
 use super::journal::{self, Appended, NewEntry, Transition};
 use super::mirror::{self, MirrorBatch, MirrorOutcome};
 use super::push::{self, PushCmd};
-use super::{Epoch, StoreError, WriterStats};
+use super::{Epoch, REFUSED_FULL, REFUSED_READ_ONLY, SizeCap, StoreError, WriterStats};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -47,6 +52,12 @@ pub(super) enum WriteCmd {
 pub(super) struct WriterConfig {
     pub max_batch: usize,
     pub site: String,
+    /// The database file (its WAL is beside it).
+    pub path: std::path::PathBuf,
+    pub cap: Option<SizeCap>,
+    /// WAL frames past which the writer completes a checkpoint after a batch.
+    pub wal_restart_frames: i64,
+    pub busy_timeout: std::time::Duration,
 }
 
 /// Sends a command's result once the batch's fate is known.
@@ -149,6 +160,51 @@ fn run_writer(
     }
 }
 
+/// Whether the database and WAL leave room for a batch within the cap, after truncating the
+/// WAL if it can be done without waiting for a reader. The room kept is a quarter of the
+/// WAL's share: a batch of device writes takes far less (a batch's size is only known once
+/// it is written, so one very large pull page can still pass the cap by its own size).
+fn within_cap(conn: &Connection, config: &WriterConfig) -> bool {
+    let Some(cap) = config.cap else { return true };
+    let limit = cap.total_bytes - cap.wal_bytes / 4;
+    // The database file counts at its full size even where a checkpoint has not copied
+    // its pages from the WAL yet: they will be, and then both files hold them for a while.
+    let size = || {
+        let logical = conn
+            .query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+            .ok()
+            .zip(
+                conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+                    .ok(),
+            )
+            .map_or(0, |(n, size)| (n * size) as u64);
+        super::size_on_disk_with(&config.path, logical)
+    };
+    if size() <= limit {
+        return true;
+    }
+    // A reader on an old snapshot keeps the WAL; do not wait for it with every caller of
+    // this batch waiting too: without the busy handler the checkpoint does what it can now.
+    let _ = conn.busy_timeout(std::time::Duration::ZERO);
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "WAL checkpoint failed");
+    }
+    let _ = conn.busy_timeout(config.busy_timeout);
+    let fits = size() <= limit;
+    if !fits {
+        tracing::warn!(
+            cap_bytes = cap.total_bytes,
+            "the database and its WAL are over store.max_size_mb and a reader holds the WAL: writes are refused until it lets go"
+        );
+    }
+    fits
+}
+
+/// A command that writes nothing (it only waits for the commit before it).
+fn writes_nothing(cmd: &WriteCmd) -> bool {
+    matches!(cmd, WriteCmd::Ping(_) | WriteCmd::Shutdown(_))
+}
+
 fn run_batch(
     conn: &mut Connection,
     batch: &mut Vec<WriteCmd>,
@@ -156,11 +212,42 @@ fn run_batch(
     stats: &WriterStats,
 ) {
     let mut done: Vec<Finish> = Vec::with_capacity(batch.len());
+    if !within_cap(conn, config) {
+        // Nothing is written: pings and shutdown still answer, writes are refused as full.
+        stats.refusing.store(REFUSED_FULL, Ordering::Relaxed);
+        let n_commands = batch.len();
+        for cmd in batch.drain(..) {
+            if writes_nothing(&cmd) {
+                match cmd {
+                    WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Ok(())).0(None),
+                    _ => {}
+                }
+            } else {
+                reject(cmd)(Some(&StoreError::Full));
+            }
+        }
+        stats
+            .commands
+            .fetch_add(n_commands as u64, Ordering::Relaxed);
+        return;
+    }
+    let mut wrote = false;
+    let mut refused: Option<u8> = None;
+    let mut note_refusal = |e: &StoreError| match e {
+        StoreError::Full => refused = Some(REFUSED_FULL),
+        StoreError::ReadOnly => refused = refused.or(Some(REFUSED_READ_ONLY)),
+        _ => {}
+    };
     batch.reverse(); // run in arrival order while popping from the end
     let outcome = (|| -> Result<(), StoreError> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         while let Some(cmd) = batch.pop() {
+            let writes = !writes_nothing(&cmd);
             let (f, error) = execute(&mut tx, cmd, config);
+            match &error {
+                Some(e) => note_refusal(e),
+                None => wrote |= writes,
+            }
             done.push(f);
             // On SQLITE_FULL or an I/O error SQLite may roll the whole transaction back on
             // its own: then nothing of this batch is on disk, whatever the savepoints said.
@@ -185,9 +272,16 @@ fn run_batch(
             stats.commits.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => {
+            note_refusal(e);
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, n_commands = done.len(), "store commit failed");
         }
+    }
+    // Refused writes make the store unready until a write commits again.
+    match refused {
+        Some(why) => stats.refusing.store(why, Ordering::Relaxed),
+        None if wrote && outcome.is_ok() => stats.refusing.store(0, Ordering::Relaxed),
+        None => {}
     }
     let error = outcome.err();
     for f in done {
@@ -195,7 +289,7 @@ fn run_batch(
     }
     // After the replies, not before: finish what the checkpointer could not, so the next
     // transaction starts the WAL afresh (see `checkpoint`).
-    if stats.wal_frames.load(Ordering::Relaxed) > super::checkpoint::WAL_RESTART_FRAMES {
+    if stats.wal_frames.load(Ordering::Relaxed) > config.wal_restart_frames {
         stats.wal_frames.store(0, Ordering::Relaxed);
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "WAL checkpoint failed");
