@@ -1342,3 +1342,82 @@ fn what_the_demo_pushed_is_still_in_its_cloud_after_a_restart() {
     );
     assert!(terminate(child).success());
 }
+
+#[test]
+fn a_connection_flood_leaves_probes_and_scanners_served_under_a_low_descriptor_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let http_port = free_port();
+    let scanner_port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+             [[scanners]]\nid = \"dock-1\"\ntransport = \"tcp-listen\"\naddress = \"127.0.0.1:{scanner_port}\"\n\
+             terminator = \"lf\"\ngood_beep = \"07\"\nbad_beep = \"15\"\n"
+        ),
+    );
+    let addr = format!("127.0.0.1:{http_port}");
+    // 400 descriptors, soft and hard (the appliance cannot raise it): fewer than the
+    // connections the flood opens.
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 400 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_holdfast"),
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+        ])
+        .env_remove("HOLDFAST_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&addr);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server: std::net::SocketAddr = addr.parse().unwrap();
+    // 600 idle connections from four addresses.
+    let flood = rt.block_on(async {
+        let mut flood = Vec::new();
+        for i in 0..600u32 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(std::net::SocketAddr::from((
+                    [127, 0, 4, (i % 4) as u8 + 1],
+                    0,
+                )))
+                .unwrap();
+            flood.push(socket.connect(server).await.unwrap());
+        }
+        flood
+    });
+    let ask = |path: &str| {
+        let started = Instant::now();
+        let answer = get(&addr, path);
+        (answer.map(|a| a.0).unwrap_or(0), started.elapsed())
+    };
+    // Probes answer at once; a page is refused at once (the cap is reached), not held.
+    let (status, took) = ask("/healthz");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+    let (status, took) = ask("/readyz");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(1), "/readyz took {took:?}");
+    let (status, took) = ask("/ui/");
+    assert_eq!(status, 503);
+    assert!(took < Duration::from_secs(1), "/ui/ took {took:?}");
+    // A fixed-mount scanner still connects and gets its beep (a refusal: nobody signed in).
+    let mut scanner = TcpStream::connect(("127.0.0.1", scanner_port)).unwrap();
+    scanner
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    scanner.write_all(b"5901230000363\n").unwrap();
+    let mut beep = [0u8; 1];
+    scanner.read_exact(&mut beep).unwrap();
+    assert!(beep == [0x07] || beep == [0x15], "{beep:?}");
+    drop(flood);
+    assert!(terminate(child).success());
+}

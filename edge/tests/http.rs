@@ -335,6 +335,7 @@ async fn over_the_caps_only_probes_are_served_and_other_clients_are_not_starved(
         max_connections: 40,
         per_client: 20,
         health_connections: 8,
+        health_per_client: 4,
         header_timeout: Duration::from_secs(30),
         over_cap_header_timeout: Duration::from_secs(1),
         ..Default::default()
@@ -372,14 +373,19 @@ async fn over_the_caps_only_probes_are_served_and_other_clients_are_not_starved(
     let (status, _) = get([127, 0, 3, 3], addr, "/ui/", Duration::from_secs(1)).await;
     assert_eq!(status, 503);
 
-    // Silent connections fill the probes' budget: the next is closed at once, not held...
+    // Silent connections from two clients fill the probes' budget (four each): the next is
+    // closed at once, not held...
     let mut silent = Vec::new();
-    for _ in 0..8 {
-        silent.push(connect([127, 0, 3, 4], addr).await);
+    for client in [4, 6] {
+        for _ in 0..4 {
+            silent.push(connect([127, 0, 3, client], addr).await);
+        }
     }
-    let mut refused = connect([127, 0, 3, 4], addr).await;
-    let closed = closed_within(&mut refused, Duration::from_secs(1)).await;
-    assert!(closed.is_some(), "a connection over every budget was held");
+    for from in [[127, 0, 3, 9], [127, 0, 3, 4]] {
+        let mut refused = connect(from, addr).await;
+        let closed = closed_within(&mut refused, Duration::from_secs(1)).await;
+        assert!(closed.is_some(), "a connection over every budget was held");
+    }
     // ...and the silent ones time out after a second, freeing the budget for a probe.
     for mut s in silent {
         let closed = closed_within(&mut s, Duration::from_secs(3)).await;

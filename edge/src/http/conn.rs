@@ -10,7 +10,8 @@
 //!   connection over either cap is not held waiting: it is admitted to a small separate
 //!   budget ([`ConnLimits::health_connections`]) that answers only `/healthz` and `/readyz`
 //!   (anything else gets 503 `busy` with `Retry-After`), one request each, under a short
-//!   header time-out; past that budget it is closed at once;
+//!   header time-out, at most [`ConnLimits::health_per_client`] from one address (so one
+//!   flooding client cannot take the probes' budget too); past that it is closed at once;
 //! - the request head must arrive within [`ConnLimits::header_timeout`] of the connection
 //!   opening or of the previous response (hyper starts that timer whenever it waits for a
 //!   head, so it is also the idle keep-alive time-out);
@@ -49,6 +50,8 @@ pub struct ConnLimits {
     pub per_client: usize,
     /// Connections over a cap that are still answered, for health probes only.
     pub health_connections: usize,
+    /// Of those, how many one client address may hold.
+    pub health_per_client: usize,
     /// Time to send a request head, counted from the connection opening or the last answer.
     pub header_timeout: Duration,
     /// Header time-out of a connection over a cap (a probe sends its head at once).
@@ -71,6 +74,7 @@ impl Default for ConnLimits {
             max_connections: 512,
             per_client: 32,
             health_connections: 16,
+            health_per_client: 2,
             header_timeout: Duration::from_secs(10),
             over_cap_header_timeout: Duration::from_secs(2),
             body_timeout: Duration::from_secs(15),
@@ -115,6 +119,7 @@ pub(super) async fn run_accept_loop(
     let global = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let health = Arc::new(Semaphore::new(limits.health_connections.max(1)));
     let clients = Clients::default();
+    let health_clients = Clients::default();
     let tracker = TaskTracker::new();
     let mut last_accept_warning: Option<Instant> = None;
     loop {
@@ -167,8 +172,11 @@ pub(super) async fn run_accept_loop(
                     Held::Full(held),
                 ));
             }
-            None => match health.clone().try_acquire_owned() {
-                Ok(permit) => {
+            None => match health_clients
+                .admit(ip, limits.health_per_client)
+                .and_then(|slot| health.clone().try_acquire_owned().ok().map(|p| (slot, p)))
+            {
+                Some(held) => {
                     tracing::debug!(%ip, "http: over the connection cap; health probes only");
                     let config = ConnConfig {
                         header_timeout: limits.over_cap_header_timeout,
@@ -180,11 +188,11 @@ pub(super) async fn run_accept_loop(
                         routers.health.clone(),
                         config,
                         shutdown.clone(),
-                        Held::Health(permit),
+                        Held::Health(held),
                     ));
                 }
                 // Closing at once hands the descriptor back; the client sees a reset.
-                Err(_) => drop(stream),
+                None => drop(stream),
             },
         }
     }
@@ -199,7 +207,7 @@ pub(super) async fn run_accept_loop(
 #[allow(dead_code)] // held for their drop only
 enum Held {
     Full((ClientSlot, OwnedSemaphorePermit)),
-    Health(OwnedSemaphorePermit),
+    Health((ClientSlot, OwnedSemaphorePermit)),
 }
 
 struct ConnConfig {
