@@ -561,3 +561,21 @@ async fn readyz_is_503_with_the_reason_while_the_store_cannot_take_writes() {
     assert_eq!(get_with(server.addr, "/healthz", None).await.0, 200);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_head_is_refused_not_buffered() {
+    let server = Server::start(ConnLimits::default()).await;
+    let mut stream = connect([127, 0, 0, 1], server.addr).await;
+    let big = "x".repeat(200 * 1024);
+    let (status, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        exchange(
+            &mut stream,
+            &format!("GET /healthz HTTP/1.1\r\nHost: holdfast\r\nX-Big: {big}\r\n\r\n"),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 431);
+    server.stop().await;
+}

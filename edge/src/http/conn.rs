@@ -100,6 +100,9 @@ impl ConnLimits {
     }
 }
 
+/// Largest buffer of one connection (request head included).
+const MAX_BUF: usize = 64 * 1024;
+
 /// The two routers a connection may get.
 #[derive(Clone, Debug)]
 pub(super) struct Routers {
@@ -232,7 +235,10 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
-        .keep_alive(config.keep_alive);
+        .keep_alive(config.keep_alive)
+        // Read and write buffers: hyper's default (about 400 KiB) for every connection at the
+        // cap would pass the unit's MemoryMax; a longer request head is answered 431.
+        .max_buf_size(MAX_BUF);
     let conn = builder.serve_connection(io, TowerToHyperService::new(router));
     tokio::pin!(conn);
     let check_every = (config.idle_timeout / 4).max(Duration::from_millis(100));

@@ -141,6 +141,13 @@ impl SizeCap {
     pub fn db_bytes(&self) -> u64 {
         self.total_bytes - self.wal_bytes
     }
+
+    /// On-disk size past which the writer takes no new batch: a quarter of the WAL's share
+    /// is kept for the batch in hand (its size is only known once it is written, so one very
+    /// large pull page can still pass the cap by its own size).
+    pub fn write_limit(&self) -> u64 {
+        self.total_bytes - self.wal_bytes / 4
+    }
 }
 
 /// Room a write needs for `/readyz` to call the store ready: a step writes a few pages.
@@ -557,8 +564,7 @@ impl Store {
                 .saturating_add(free)
                 * page_size;
             let on_disk = size_on_disk_with(&self.inner.path, pages * page_size);
-            if room_in_db < READY_HEADROOM_BYTES || on_disk + READY_HEADROOM_BYTES > cap.total_bytes
-            {
+            if room_in_db < READY_HEADROOM_BYTES || on_disk > cap.write_limit() {
                 return Err(StoreError::Full);
             }
         }

@@ -160,13 +160,12 @@ fn run_writer(
     }
 }
 
-/// Whether the database and WAL leave room for a batch within the cap, after truncating the
-/// WAL if it can be done without waiting for a reader. The room kept is a quarter of the
-/// WAL's share: a batch of device writes takes far less (a batch's size is only known once
-/// it is written, so one very large pull page can still pass the cap by its own size).
+/// Whether the database and WAL leave room for a batch within the cap
+/// ([`SizeCap::write_limit`]), after truncating the WAL if it can be done without waiting
+/// for a reader.
 fn within_cap(conn: &Connection, config: &WriterConfig) -> bool {
     let Some(cap) = config.cap else { return true };
-    let limit = cap.total_bytes - cap.wal_bytes / 4;
+    let limit = cap.write_limit();
     // The database file counts at its full size even where a checkpoint has not copied
     // its pages from the WAL yet: they will be, and then both files hold them for a while.
     let size = || {
