@@ -383,7 +383,7 @@ async fn an_outage_against_a_real_odoo_reconciles_exactly_once() {
         .as_f64()
         .unwrap();
     let db = holdfast::store::Store::open(holdfast::store::StoreOptions::new(
-        &site.dir.path().join("holdfast.db"),
+        site.dir.path().join("holdfast.db"),
         "real-odoo",
     ))
     .unwrap();

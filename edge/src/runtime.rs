@@ -60,10 +60,19 @@ pub async fn run_until(
     let printing = crate::printing::Printing::new(store.clone(), config.lan.clone());
     floor.set_printing(printing.clone());
     // Jobs caught mid-send by the last stop may have printed: hold them for a person.
-    let held = store
-        .devices(crate::store::DeviceCmd::Recover)
-        .await
-        .context("recovering the print spool")?;
+    // With the store full this write is refused: the appliance still serves (reads, probes,
+    // refusals with their reason), and a printer whose job was cut off waits behind it, never
+    // sending it again, until a start with room holds it as unknown.
+    let held = match store.devices(crate::store::DeviceCmd::Recover).await {
+        Ok(held) => held,
+        Err(crate::store::StoreError::Full) => {
+            tracing::error!(
+                "the store is full: print jobs cut off by the last stop stay as they were until there is room"
+            );
+            0
+        }
+        Err(e) => return Err(e).context("recovering the print spool"),
+    };
     if held > 0 {
         tracing::warn!(
             jobs = held,

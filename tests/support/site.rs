@@ -64,6 +64,11 @@ impl Drop for Appliance {
 impl Appliance {
     /// `holdfast run` on `config`, its log appended to `log` (read back when a wait fails).
     pub fn start(config: &Path, log: &Path) -> Appliance {
+        Appliance::start_with(config, log, &[])
+    }
+
+    /// [`Appliance::start`] with environment variables set for the process.
+    pub fn start_with(config: &Path, log: &Path, env: &[(&str, &str)]) -> Appliance {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -72,6 +77,7 @@ impl Appliance {
         Appliance(
             holdfast()
                 .args(["--config", config.to_str().unwrap(), "run"])
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
