@@ -400,6 +400,15 @@ async fn a_hostile_lan_leaves_the_appliance_up_its_journal_true_and_its_memory_f
         "entries no valid scan made: {:?}",
         &journal[..journal.len() - valid]
     );
+    // The guessing was seen: the scanners' random frames on signed-out devices are sign-in
+    // attempts, and status says so for ops.
+    let status = site.status().await;
+    let sign_in = &status["sign_in"];
+    assert!(sign_in["failures"].as_u64().unwrap_or(0) > 0, "{status}");
+    assert!(
+        sign_in["device_lockouts"].as_u64().unwrap_or(0) >= 1,
+        "{status}"
+    );
     println!(
         "barrage: {rounds} x {n} frames each on serial, TCP, MQTT and HTTP (+50 slow clients) in {barrage_secs:.1} s, {handled} scanner frames handled in all; RSS {warm} KiB after warm-up, {after} KiB after ({:+.1}%)",
         (after as f64 / warm as f64 - 1.0) * 100.0

@@ -886,6 +886,7 @@ async fn status(
                 .load(std::sync::atomic::Ordering::Relaxed),
         }
     });
+    status.sign_in = Some(state.floor.lockout());
     status.with_live(&state.connectivity.now(), status.pull.clone().as_ref());
     match query.format.as_deref() {
         None | Some("json") => Ok(Json(status).into_response()),

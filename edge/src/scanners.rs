@@ -116,6 +116,42 @@ pub fn feedback(answer: &Answer) -> Feedback {
     }
 }
 
+/// Refusals are counted each (the registry), but logged at most
+/// [`RefusalLog::PER_MINUTE`] times a minute per device and reason: a flood of bad input
+/// writes a few lines, then how many more there were, instead of a line per frame.
+/// A device and the reason its input was refused.
+type RefusalKey = (String, &'static str);
+/// When the window began, and the refusals in it.
+type RefusalWindow = (std::time::Instant, u64);
+
+#[derive(Debug, Default)]
+struct RefusalLog {
+    windows: std::sync::Mutex<std::collections::HashMap<RefusalKey, RefusalWindow>>,
+}
+
+impl RefusalLog {
+    const PER_MINUTE: u64 = 5;
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Whether to log this refusal, and how many went unlogged in the window that just ended.
+    fn admit(&self, device: &str, reason: &'static str, now: std::time::Instant) -> (bool, u64) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= 4096 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < Self::WINDOW);
+        }
+        let entry = windows
+            .entry((device.to_owned(), reason))
+            .or_insert((now, 0));
+        let mut held_back = 0;
+        if now.duration_since(entry.0) >= Self::WINDOW {
+            held_back = entry.1.saturating_sub(Self::PER_MINUTE);
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        (entry.1 <= Self::PER_MINUTE, held_back)
+    }
+}
+
 /// The hub the scanner transports feed: scans to the floor, link events to the registry.
 #[derive(Clone, Debug)]
 pub struct ScanHub {
@@ -130,6 +166,8 @@ pub struct ScanHub {
     http_devices: std::sync::Arc<Vec<String>>,
     /// Id of the MQTT broker link in the registry.
     broker: Option<String>,
+    /// How many refusals were logged lately, per device and reason.
+    refusals: std::sync::Arc<RefusalLog>,
 }
 
 /// The ids MQTT owns: listed, or matching the site's pattern.
@@ -162,6 +200,7 @@ impl ScanHub {
             ),
             http_devices: std::sync::Arc::new(lan.http_devices.clone()),
             broker: lan.mqtt.as_ref().map(|(m, _)| m.link.clone()),
+            refusals: std::sync::Arc::default(),
         }
     }
 
@@ -330,7 +369,15 @@ impl Hub for ScanHub {
                 tracing::warn!(%device, error = error.as_deref().unwrap_or("closed"), "device disconnected")
             }
             DeviceEvent::Refused { reason, error } => {
-                tracing::warn!(%device, reason = reason.as_str(), %error, "device input refused")
+                let (log, held_back) =
+                    self.refusals
+                        .admit(device, reason.as_str(), std::time::Instant::now());
+                if held_back > 0 {
+                    tracing::warn!(%device, reason = reason.as_str(), refused = held_back, "more device input refused in the last minute than logged (all are counted)");
+                }
+                if log {
+                    tracing::warn!(%device, reason = reason.as_str(), %error, "device input refused")
+                }
             }
         }
         self.registry
@@ -444,6 +491,24 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_logs_a_few_lines_a_minute_and_counts_the_rest() {
+        let log = RefusalLog::default();
+        let t0 = std::time::Instant::now();
+        let logged = (0..1000)
+            .filter(|_| log.admit("ser1", "bad_scan", t0).0)
+            .count();
+        assert_eq!(logged, 5);
+        // Another device or reason has its own allowance.
+        assert!(log.admit("tcp1", "bad_scan", t0).0);
+        assert!(log.admit("ser1", "stale_frame", t0).0);
+        // The next minute says how many went unlogged, and logs again.
+        assert_eq!(
+            log.admit("ser1", "bad_scan", t0 + RefusalLog::WINDOW),
+            (true, 995)
+        );
+    }
 
     #[test]
     fn command_barcodes() {

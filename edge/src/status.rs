@@ -57,6 +57,9 @@ pub struct Status {
     /// Features off because the connected Odoo lacks an optional model or field (from the
     /// pull's connection); empty when all is there or nothing is connected.
     pub degraded_features: Vec<String>,
+    /// Failed sign-ins and lock-outs since the start, when running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<crate::floor::LockoutStatus>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -195,6 +198,7 @@ impl Status {
             },
             push: None,
             degraded_features: Vec::new(),
+            sign_in: None,
         })
     }
 
@@ -276,6 +280,24 @@ impl Status {
                 ""
             }
         ));
+        if let Some(s) = &self.sign_in
+            && (s.failures > 0 || s.site_locked_for_secs.is_some())
+        {
+            out.push_str(&format!(
+                "sign-in   {} failed, {} device lock-outs, {} site lock-outs{}{}\n",
+                s.failures,
+                s.device_lockouts,
+                s.site_lockouts,
+                if s.locked_devices.is_empty() {
+                    String::new()
+                } else {
+                    format!("; locked now: {}", s.locked_devices.join(", "))
+                },
+                s.site_locked_for_secs
+                    .map(|secs| format!("; SITE LOCKED for {secs} s"))
+                    .unwrap_or_default()
+            ));
+        }
         if let Some(push) = &self.push {
             if let Some(why) = &push.paused {
                 out.push_str(&format!("PAUSED    {why}\n"));
