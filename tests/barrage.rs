@@ -217,16 +217,7 @@ async fn settle(site: &Site) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let devices: Value = site
-            .http
-            .get(format!("{}/api/v1/devices", site.base))
-            .bearer_auth(MANAGER_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let devices = site.get_as("/api/v1/devices", MANAGER_TOKEN).await;
         let sum: i64 = devices["devices"]
             .as_array()
             .into_iter()

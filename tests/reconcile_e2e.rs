@@ -274,16 +274,7 @@ async fn an_outage_with_crashes_reconciles_exactly_once() {
 
     // The cancelled picking waits as a conflict: in status, the API and the CLI.
     assert_eq!(s["conflicts"]["open"], 1, "{s}");
-    let inbox: Value = site
-        .http
-        .get(format!("{}/api/v1/conflicts", site.base))
-        .bearer_auth(MANAGER_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox = site.get_as("/api/v1/conflicts", MANAGER_TOKEN).await;
     let conflicts = inbox["conflicts"].as_array().unwrap();
     assert_eq!(conflicts.len(), 1, "{inbox}");
     assert_eq!(conflicts[0]["kind"], "picking_cancelled");

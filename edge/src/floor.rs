@@ -688,16 +688,8 @@ impl Floor {
             device: caller.device.clone(),
             session: Some(id.clone()),
         };
-        self.write_step(
-            caller,
-            row,
-            None,
-            (Vec::new(), Labels::None),
-            body,
-            201,
-            current,
-        )
-        .await
+        self.write_session(caller, row, None, body, 201, current)
+            .await
     }
 
     async fn resume(&self, caller: &Caller, id: &str) -> Result<Answer, StoreError> {
@@ -721,16 +713,8 @@ impl Floor {
             device: caller.device.clone(),
             session: Some(id.to_owned()),
         };
-        self.write_step(
-            caller,
-            row,
-            Some(expected),
-            (Vec::new(), Labels::None),
-            body,
-            200,
-            current,
-        )
-        .await
+        self.write_session(caller, row, Some(expected), body, 200, current)
+            .await
     }
 
     async fn cancel(&self, caller: &Caller, id: &str) -> Result<Answer, StoreError> {
@@ -753,16 +737,8 @@ impl Floor {
         });
         // The store clears whichever device pointed at it.
         let current = Current::Keep;
-        self.write_step(
-            caller,
-            row,
-            Some(expected),
-            (Vec::new(), Labels::None),
-            body,
-            200,
-            current,
-        )
-        .await
+        self.write_session(caller, row, Some(expected), body, 200, current)
+            .await
     }
 
     /// Decodes and resolves a scan from the view.
@@ -1048,6 +1024,28 @@ impl Floor {
             "no_session",
             "no task open: choose one (pick, receive, count, transfer) or scan a picking",
         ))
+    }
+
+    /// Writes a change of the session alone (started, resumed, cancelled): no entries.
+    async fn write_session(
+        &self,
+        caller: &Caller,
+        row: SessionRow,
+        expected_version: Option<i64>,
+        body: Value,
+        status: u16,
+        current: Current,
+    ) -> Result<Answer, StoreError> {
+        self.write_step(
+            caller,
+            row,
+            expected_version,
+            (Vec::new(), Labels::None),
+            body,
+            status,
+            current,
+        )
+        .await
     }
 
     /// Writes a step and answers with the session as it now stands.

@@ -197,6 +197,20 @@ impl Site {
         }
     }
 
+    /// A GET with a bearer token (the manager's, a device's); the JSON answer.
+    #[allow(dead_code)]
+    pub async fn get_as(&self, path: &str, token: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Polls the status until `ok`; fails with the last status and the log after `secs`.
     pub async fn wait_until(&self, what: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
