@@ -22,8 +22,9 @@ use crate::store::{MoveDetail, PickingSummary, Reader, StoreError};
 
 mod quantity;
 
-use quantity::Zero;
-pub use quantity::{DEFAULT_ROUNDING, parse as parse_quantity, snap};
+pub use quantity::{
+    DEFAULT_ROUNDING, Zero, check as check_quantity, parse as parse_quantity, snap,
+};
 
 /// Quantities closer than this are equal (Odoo's default UoM rounding is 0.01 and finer).
 const EPSILON: f64 = 1e-6;
