@@ -6,6 +6,7 @@
 //! - [`store`]: the SQLite store (mirror, journal, view); the only module with SQL;
 //! - [`runtime`]: the long-running appliance: tasks under one cancellation token, signals;
 //! - [`http`]: the HTTP API (probes, status);
+//! - [`managers`]: site managers: roles, console sessions, the authorisation rules;
 //! - [`status`]: the status snapshot shown by the API and the CLI;
 //! - [`pull`]: refreshing the mirror from Odoo (full, incremental, scheduled);
 //! - [`resolve`]: what a decoded scan stands for on this site;
@@ -19,6 +20,7 @@ pub mod demo;
 pub mod floor;
 pub mod http;
 pub mod logging;
+pub mod managers;
 pub mod printing;
 pub mod pull;
 pub mod push;

@@ -46,6 +46,7 @@ mod checkpoint;
 mod devices;
 mod floor;
 mod journal;
+mod managers;
 mod mirror;
 mod push;
 mod read;
@@ -68,6 +69,7 @@ pub use floor::{
     Current, DeviceLogin, FloorCmd, OperatorRow, RequestRecord, SessionRow, StepWrite, StoredAnswer,
 };
 pub use journal::{Appended, JournalEntry, NewEntry, OpState, Transition};
+pub use managers::{AuditRow, ManagerCmd, ManagerRow, ManagerSessionRow, NewAudit};
 pub use mirror::{MirrorBatch, MirrorOutcome};
 pub use push::{
     AttemptFailure, AttemptRow, ConflictRow, NewConflict, PickingContext, PushCmd, PushQueue,
@@ -530,6 +532,15 @@ impl Store {
         };
         self.request(lane, |reply| WriteCmd::Devices(Box::new(cmd), reply))
             .await
+    }
+
+    /// A manager account, console session or audit command (see [`ManagerCmd`]). Sign-ins
+    /// and manager actions are people waiting: the device lane.
+    pub async fn managers(&self, cmd: ManagerCmd) -> Result<i64, StoreError> {
+        self.request(Lane::Device, |reply| {
+            WriteCmd::Managers(Box::new(cmd), reply)
+        })
+        .await
     }
 
     /// Answers once the writer has committed everything queued before it: a liveness probe.

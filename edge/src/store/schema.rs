@@ -9,7 +9,16 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// Every migration, in order. The index + 1 is the version it produces.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, HELD_BACK, PUSH_ATTEMPTS, UOM_ROUNDING];
+pub const MIGRATIONS: &[&str] = &[
+    V1,
+    V2,
+    V3,
+    V4,
+    HELD_BACK,
+    PUSH_ATTEMPTS,
+    UOM_ROUNDING,
+    MANAGERS,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -519,6 +528,35 @@ CREATE INDEX push_attempt_open ON push_attempt (seq) WHERE ended_at IS NULL;
 const UOM_ROUNDING: &str = r#"
 ALTER TABLE product ADD COLUMN uom_rounding REAL CHECK (uom_rounding IS NULL OR uom_rounding > 0);
 DELETE FROM sync_cursor WHERE model = 'product.product';
+"#;
+
+/// Version 8: the site-manager console. Manager accounts (argon2id password hashes), their
+/// sessions (only the SHA-256 of a session token is kept: a copy of the database signs nobody
+/// in), and the audit trail of every manager action, sign-ins included.
+const MANAGERS: &str = r#"
+CREATE TABLE manager (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'manager')),
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE manager_session (
+    token_sha256 TEXT PRIMARY KEY,
+    manager TEXT NOT NULL REFERENCES manager (name) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+CREATE INDEX manager_session_by_manager ON manager_session (manager);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    -- JSON object text.
+    detail TEXT NOT NULL DEFAULT '{}'
+);
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

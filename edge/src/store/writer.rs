@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::devices::{self, DeviceCmd};
 use super::floor::{self, FloorCmd, StepWrite};
 use super::journal::{self, Appended, NewEntry, Transition};
+use super::managers::{self, ManagerCmd};
 use super::mirror::{self, MirrorBatch, MirrorOutcome};
 use super::push::{self, PushCmd};
 use super::{Epoch, REFUSED_FULL, REFUSED_READ_ONLY, SizeCap, StoreError, WriterStats};
@@ -36,6 +37,7 @@ pub(super) enum WriteCmd {
     Floor(Box<FloorCmd>, Reply<()>),
     Push(Box<PushCmd>, Reply<i64>),
     Devices(Box<DeviceCmd>, Reply<i64>),
+    Managers(Box<ManagerCmd>, Reply<i64>),
     BeginPull(Reply<Epoch>),
     Mirror(Box<MirrorBatch>, Reply<MirrorOutcome>),
     CompleteSnapshot(Epoch, Model, Reply<u64>),
@@ -305,6 +307,7 @@ fn reject(cmd: WriteCmd) -> Finish {
         WriteCmd::Floor(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Push(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Devices(_, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::Managers(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::BeginPull(r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Mirror(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
@@ -350,6 +353,7 @@ fn execute(
             in_savepoint(tx, |c| push::command(c, &config.site, &cmd)),
         ),
         WriteCmd::Devices(cmd, r) => finish(r, in_savepoint(tx, |c| devices::command(c, &cmd))),
+        WriteCmd::Managers(cmd, r) => finish(r, in_savepoint(tx, |c| managers::command(c, &cmd))),
         WriteCmd::BeginPull(r) => finish(r, in_savepoint(tx, mirror::begin_pull)),
         WriteCmd::Mirror(b, r) => finish(r, in_savepoint(tx, |c| mirror::apply(c, &b))),
         WriteCmd::CompleteSnapshot(epoch, model, r) => finish(
