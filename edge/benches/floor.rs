@@ -884,6 +884,8 @@ fn main() {
             store.clone(),
             holdfast::config::LanConfig::default(),
         ),
+        managers: Default::default(),
+        tls: false,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listener = srv

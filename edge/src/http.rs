@@ -4,9 +4,16 @@
 //!
 //! Only `/healthz` and `/readyz` are open, and they say nothing about the site (no paths, no
 //! URLs). The status, devices and printers name the Odoo URL, the database path, serial
-//! ports, printer addresses and scanned text in errors: they take a device or the site
-//! manager's token. `http.public_status` opens a minimal status (mode and queue counts) for
-//! a wall screen. Connections are capped and timed out in [`conn`].
+//! ports, printer addresses and scanned text in errors: they take a device token or a
+//! manager (see below). `http.public_status` opens a minimal status (mode and queue counts)
+//! for a wall screen. Connections are capped and timed out in [`conn`].
+//!
+//! Managers: every manager route passes one check, [`authorize`], which takes the site
+//! manager's bearer token or a console session cookie (`POST /console/login`, see
+//! [`crate::managers`]). A read needs [`Need::View`] (viewers and managers), anything else
+//! [`Need::Manage`]; a state change made with the cookie must carry the session's CSRF token
+//! in `X-CSRF-Token`. [`MANAGER_ROUTES`] lists the routes behind it (a test walks the list).
+//! Manager actions and sign-ins are written to the audit trail (`GET /api/v1/audit`).
 //!
 //! Device endpoints answer from the local store only, never by asking the cloud. Workflow
 //! logic lives in [`crate::floor`]; this module only translates HTTP to it and back.
@@ -30,6 +37,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::floor::{Answer, Caller, Floor, FloorRequest, LoginBy, RawInput};
+use crate::managers::{Actor, Managers, Need, Role};
 use crate::status::{CloudStatus, RuntimeStatus, SiteStatus, Status};
 use crate::store::{Store, StoreError};
 use crate::workflow::Workflow;
@@ -56,6 +64,10 @@ pub struct AppState {
     pub registry: crate::registry::Registry,
     /// Label printing (spool and printers).
     pub printing: crate::printing::Printing,
+    /// Manager sign-in: the lock-out and how long console sessions last.
+    pub managers: Managers,
+    /// The server speaks TLS: the session cookie is marked `Secure`.
+    pub tls: bool,
 }
 
 /// A JSON error with a stable code.
@@ -83,6 +95,22 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
             message,
+        }
+    }
+
+    fn unauthorized(message: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+        }
+    }
+
+    fn forbidden(code: &'static str, message: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code,
+            message: message.into(),
         }
     }
 
@@ -145,8 +173,10 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
         .route("/api/v1/conflicts", get(conflicts))
         .route("/api/v1/conflicts/{id}", get(conflict))
         .route("/api/v1/conflicts/{id}/resolve", post(resolve_conflict))
+        .route("/api/v1/audit", get(audit))
         .route("/api/v1/demo/cloud", get(demo_cloud).post(set_demo_cloud))
         .route("/api/v1/demo/scan", post(lan::demo_scan))
+        .route("/console/me", get(console_me))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_manager,
@@ -168,12 +198,14 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
             "/api/v1/status",
             get(
                 move |State(s): State<Arc<AppState>>,
-                      headers: axum::http::HeaderMap,
+                      parts: axum::http::request::Parts,
                       Query(q): Query<StatusQuery>| async move {
-                    status(s, &headers, q, public_status).await
+                    status(s, &parts, q, public_status).await
                 },
             ),
         )
+        .route("/console/login", post(console_login))
+        .route("/console/logout", post(console_logout))
         .merge(staff)
         .merge(crate::ui::routes())
         .merge(devices)
@@ -326,22 +358,6 @@ fn device_of(
     }
 }
 
-/// The request carries the site manager's token.
-fn is_manager(state: &AppState, request: &axum::extract::Request) -> bool {
-    is_manager_token(state, bearer(request))
-}
-
-/// `presented` is the site manager's token.
-fn is_manager_token(state: &AppState, presented: Option<&[u8]>) -> bool {
-    match (&state.manager_token, presented) {
-        (Some(expected), Some(presented)) => bool::from(subtle::ConstantTimeEq::ct_eq(
-            presented,
-            expected.expose().as_bytes(),
-        )),
-        _ => false,
-    }
-}
-
 /// A 401 that asks for a bearer token.
 fn unauthorized(message: &str) -> Response {
     let mut response = ApiError {
@@ -357,22 +373,228 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
-/// Accepts a device token or the site manager's token (print job actions).
-async fn require_staff(
+/// Every route behind [`authorize`] (method, path with `{id}` for a parameter): reads need
+/// [`Need::View`], the others [`Need::Manage`]. The device-or-manager routes also take a device
+/// token. Kept beside the router; a test refuses each one to an anonymous client and each state
+/// change to a viewer.
+pub const MANAGER_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/status"),
+    ("GET", "/api/v1/devices"),
+    ("GET", "/api/v1/printers"),
+    ("GET", "/api/v1/print-jobs"),
+    ("POST", "/api/v1/print-jobs/{id}/reprint"),
+    ("POST", "/api/v1/print-jobs/{id}/cancel"),
+    ("GET", "/api/v1/conflicts"),
+    ("GET", "/api/v1/conflicts/{id}"),
+    ("POST", "/api/v1/conflicts/{id}/resolve"),
+    ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/demo/cloud"),
+    ("POST", "/api/v1/demo/cloud"),
+    ("POST", "/api/v1/demo/scan"),
+    ("GET", "/console/me"),
+    ("POST", "/console/logout"),
+];
+
+/// What a request's method needs: reads view, everything else acts.
+pub fn need_of(method: &axum::http::Method) -> Need {
+    use axum::http::Method;
+    if method == Method::GET || method == Method::HEAD {
+        Need::View
+    } else {
+        Need::Manage
+    }
+}
+
+/// The header that carries a session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The one authorisation check of the manager routes: the site manager's bearer token (full
+/// rights) or a live console session whose role meets `need`; a state change made with the
+/// cookie must carry the session's CSRF token. 401 without valid credentials, 403 for a role
+/// that falls short or a missing or wrong CSRF token.
+pub fn authorize(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    need: Need,
+) -> Result<Actor, ApiError> {
+    if let Some(presented) = bearer_of(&parts.headers) {
+        if token_is_manager(state, presented) {
+            return Ok(Actor::Token);
+        }
+        return Err(ApiError::unauthorized("invalid manager token"));
+    }
+    let Some(token) = parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(crate::managers::session_cookie)
+    else {
+        return Err(ApiError::unauthorized(
+            "a manager token or a console session is required",
+        ));
+    };
+    let (actor, _) = session_actor(state, token)?;
+    if !actor.role().allows(need) {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "a viewer may read but not change anything; ask a manager",
+        ));
+    }
+    if need_of(&parts.method) == Need::Manage {
+        let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if !crate::managers::csrf_matches(token, presented) {
+            return Err(ApiError::forbidden(
+                "csrf",
+                "a change made with the session cookie needs the session's X-CSRF-Token header",
+            ));
+        }
+    }
+    Ok(actor)
+}
+
+/// The manager signed in with the session `token`, and the digest it is stored under. An
+/// expired session is removed; a live one's last use is written now and then (not awaited:
+/// a request does not wait on a bookkeeping write).
+fn session_actor(state: &AppState, token: &str) -> Result<(Actor, String), ApiError> {
+    use crate::managers::SessionCheck;
+    let digest = crate::floor::sha256_hex(token.as_bytes());
+    let Some(row) = state.store.read(|r| r.manager_session(&digest))? else {
+        return Err(ApiError::unauthorized(
+            "the console session has ended; sign in again",
+        ));
+    };
+    let now = crate::store::now_ms();
+    match state
+        .managers
+        .sessions
+        .check(row.created_at, row.last_seen, now)
+    {
+        SessionCheck::Valid { touch } => {
+            if touch {
+                let store = state.store.clone();
+                let token_sha256 = digest.clone();
+                tokio::spawn(async move {
+                    let cmd = crate::store::ManagerCmd::Touch {
+                        token_sha256,
+                        at: now,
+                    };
+                    if let Err(e) = store.managers(cmd).await {
+                        tracing::warn!(error = %e, "console session: last use not written");
+                    }
+                });
+            }
+        }
+        SessionCheck::Idle | SessionCheck::Expired => {
+            let store = state.store.clone();
+            let token_sha256 = digest.clone();
+            tokio::spawn(async move {
+                let cmd = crate::store::ManagerCmd::CloseSession {
+                    token_sha256,
+                    audit: None,
+                };
+                if let Err(e) = store.managers(cmd).await {
+                    tracing::warn!(error = %e, "console session: expired session not removed");
+                }
+            });
+            return Err(ApiError::unauthorized(
+                "the console session has ended; sign in again",
+            ));
+        }
+    }
+    let role = Role::parse(&row.role)
+        .ok_or_else(|| StoreError::Data(format!("manager role {:?}", row.role)))?;
+    Ok((
+        Actor::Session {
+            name: row.manager,
+            role,
+        },
+        digest,
+    ))
+}
+
+/// `presented` is the site manager's token (constant time).
+fn token_is_manager(state: &AppState, presented: &[u8]) -> bool {
+    match &state.manager_token {
+        Some(expected) => bool::from(subtle::ConstantTimeEq::ct_eq(
+            presented,
+            expected.expose().as_bytes(),
+        )),
+        None => false,
+    }
+}
+
+/// A refusal of [`authorize`] as an answer (a 401 asks for a bearer token).
+fn refusal(e: ApiError) -> Response {
+    let ask = e.status == StatusCode::UNAUTHORIZED;
+    let mut response = e.into_response();
+    if ask {
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+/// Writes an audit record; a failure is logged, not answered (the action itself is done).
+async fn record(state: &AppState, audit: crate::store::NewAudit) {
+    let action = audit.action.clone();
+    if let Err(e) = state
+        .store
+        .managers(crate::store::ManagerCmd::Audit(audit))
+        .await
+    {
+        tracing::error!(error = %e, action, "audit record not written");
+    }
+}
+
+/// The manager routes: [`authorize`] with what the method needs; the actor goes to the
+/// handler as an extension.
+async fn require_manager(
     State(state): State<Arc<AppState>>,
-    mut request: axum::extract::Request,
+    request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if is_manager(&state, &request) {
-        return next.run(request).await;
-    }
-    match device_of(&state, &request) {
-        Ok(Some(id)) => {
-            request.extensions_mut().insert(DeviceId(id));
-            next.run(request).await
+    let (mut parts, body) = request.into_parts();
+    match authorize(&state, &parts, need_of(&parts.method)) {
+        Ok(actor) => {
+            parts.extensions.insert(actor);
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
         }
-        Ok(None) => unauthorized("a device or manager token is required"),
-        Err(e) => e.into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+/// The device-or-manager routes (devices, printers, print jobs): a device token, or
+/// [`authorize`] with what the method needs.
+async fn require_staff(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if let Some(token) = bearer_of(&parts.headers)
+        && !token_is_manager(&state, token)
+    {
+        return match state.floor.authenticate(token) {
+            Ok(Some(id)) => {
+                parts.extensions.insert(DeviceId(id));
+                next.run(axum::extract::Request::from_parts(parts, body))
+                    .await
+            }
+            Ok(None) => unauthorized("a device or manager token is required"),
+            Err(e) => ApiError::from(e).into_response(),
+        };
+    }
+    match authorize(&state, &parts, need_of(&parts.method)) {
+        Ok(actor) => {
+            parts.extensions.insert(actor);
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Err(e) => refusal(e),
     }
 }
 
@@ -821,23 +1043,24 @@ struct StatusQuery {
     format: Option<String>,
 }
 
-/// `GET /api/v1/status`: everything for a device or the manager; mode and queue counts
-/// without a token when `public` (`http.public_status`); otherwise 401.
+/// `GET /api/v1/status`: everything for a device or a manager ([`authorize`], a viewer
+/// too); mode and queue counts without credentials when `public` (`http.public_status`);
+/// otherwise 401.
 async fn status(
     state: Arc<AppState>,
-    headers: &axum::http::HeaderMap,
+    parts: &axum::http::request::Parts,
     query: StatusQuery,
     public: bool,
 ) -> Result<Response, ApiError> {
-    let presented = bearer_of(headers);
-    let staff = is_manager_token(&state, presented)
-        || match presented {
-            Some(token) => state.floor.authenticate(token)?.is_some(),
-            None => false,
-        };
-    if !staff {
+    let device = match bearer_of(&parts.headers) {
+        Some(token) if !token_is_manager(&state, token) => {
+            state.floor.authenticate(token)?.is_some()
+        }
+        _ => false,
+    };
+    if !device && let Err(refused) = authorize(&state, parts, Need::View) {
         if !public {
-            return Ok(unauthorized("a device or manager token is required"));
+            return Ok(refusal(refused));
         }
         return public_status(&state, &query);
     }
@@ -924,24 +1147,281 @@ fn public_status(state: &AppState, query: &StatusQuery) -> Result<Response, ApiE
     }
 }
 
-/// Accepts a request only with the site manager's bearer token.
-async fn require_manager(
+/// A console sign-in, as JSON or a form post.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    name: String,
+    password: String,
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body into a sign-in (`name`, `password`).
+fn login_form(body: &[u8]) -> Result<LoginBody, String> {
+    fn decode(s: &str) -> Result<String, String> {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = bytes
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .ok_or("a bad %-escape in the form")?;
+                    out.push(hex);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).map_err(|_| "the form is not UTF-8".to_owned())
+    }
+    let text = std::str::from_utf8(body).map_err(|_| "the form is not UTF-8".to_owned())?;
+    let (mut name, mut password) = (None, None);
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match decode(key)?.as_str() {
+            "name" => name = Some(decode(value)?),
+            "password" => password = Some(decode(value)?),
+            other => return Err(format!("unknown form field {other:?}")),
+        }
+    }
+    match (name, password) {
+        (Some(name), Some(password)) => Ok(LoginBody { name, password }),
+        _ => Err("the form needs name and password".into()),
+    }
+}
+
+/// `POST /console/login`: signs a manager in (JSON `{"name", "password"}` or a form post),
+/// sets the session cookie and answers the name, role and the session's CSRF token. Failures
+/// are counted per account and per client address; locked out, the answer is 429 with
+/// `Retry-After`. Every outcome is audited (a lock-out once a minute per account or address).
+async fn console_login(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if state.manager_token.is_none() {
-        return ApiError {
-            status: StatusCode::FORBIDDEN,
-            code: "no_manager_token",
-            message: "no manager token is configured ([http] manager_token); on the appliance, `holdfast conflicts` works without one".into(),
+) -> Result<Response, ApiError> {
+    use crate::floor::lockout::Kind;
+    use crate::managers::{decoy_hash, verify_password};
+    use crate::store::{ManagerCmd, NewAudit};
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the request body could not be read: {e}")))?;
+    let form = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let login = if form {
+        login_form(&body).map_err(ApiError::bad_request)?
+    } else {
+        serde_json::from_slice::<LoginBody>(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "body must be {{\"name\": \"...\", \"password\": \"...\"}}: {e}"
+            ))
+        })?
+    };
+    crate::managers::valid_name(&login.name).map_err(ApiError::bad_request)?;
+    if login.password.is_empty() || login.password.len() > crate::managers::MAX_PASSWORD {
+        return Err(ApiError::bad_request(format!(
+            "password: 1 to {} bytes",
+            crate::managers::MAX_PASSWORD
+        )));
+    }
+    let addr = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    let from = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    let account_key = format!("manager:{}", login.name);
+    let addr_key = format!("addr:{from}");
+    let audit = |action: &str, detail: Value| NewAudit {
+        actor: format!("addr:{from}"),
+        action: action.into(),
+        target: Some(account_key.clone()),
+        detail,
+    };
+    let guard = &state.managers.guard;
+    // The account counts towards the site-wide window; the address only for itself (the
+    // account already counts each failure once there).
+    let attempts = guard
+        .attempt(&account_key, Kind::SignIn)
+        .map_err(|locked| (locked, &account_key))
+        .and_then(|account| match addr {
+            Some(_) => guard
+                .attempt(&addr_key, Kind::Takeover)
+                .map(|a| (account, Some(a)))
+                .map_err(|locked| (locked, &addr_key)),
+            None => Ok((account, None)),
+        });
+    let (account, by_addr) = match attempts {
+        Ok(attempts) => attempts,
+        Err((locked, key)) => {
+            if state.managers.lock_to_audit(key) {
+                record(&state, audit("login.locked", json!({"key": key}))).await;
+            }
+            let secs = locked.wait().as_secs() + 1;
+            let mut response = ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "locked_out",
+                message: format!("too many failed sign-ins; try again in {secs} s"),
+            }
+            .into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return Ok(response);
         }
-        .into_response();
+    };
+    let row = state.store.read(|r| r.manager(&login.name))?;
+    // An unknown name costs as much as a wrong password: no telling which names exist.
+    let hash = row
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |r| r.password_hash.clone());
+    let password = login.password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let (Some(row), true) = (row, ok) else {
+        drop((account, by_addr));
+        tracing::warn!(manager = %login.name, addr = %from, "console sign-in refused");
+        record(&state, audit("login.failure", json!({}))).await;
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "login_failed",
+            message: "unknown name or wrong password".into(),
+        });
+    };
+    account.succeeded();
+    if let Some(a) = by_addr {
+        a.succeeded();
     }
-    if !is_manager(&state, &request) {
-        return unauthorized("a manager token is required");
+    let role = Role::parse(&row.role)
+        .ok_or_else(|| StoreError::Data(format!("manager role {:?}", row.role)))?;
+    let token = crate::floor::new_token();
+    let now = crate::store::now_ms();
+    let (stale_before, born_before) = state.managers.sessions.cutoffs(now);
+    state
+        .store
+        .managers(ManagerCmd::OpenSession {
+            token_sha256: crate::floor::sha256_hex(token.as_bytes()),
+            manager: row.name.clone(),
+            now,
+            stale_before,
+            born_before,
+            audit: NewAudit {
+                actor: format!("manager:{}", row.name),
+                action: "login.success".into(),
+                target: Some(account_key.clone()),
+                detail: json!({"addr": from, "role": role.as_str()}),
+            },
+        })
+        .await?;
+    tracing::info!(manager = %row.name, addr = %from, "console sign-in");
+    let mut response = Json(json!({
+        "name": row.name,
+        "role": role.as_str(),
+        "csrf_token": crate::managers::csrf_token(&token),
+    }))
+    .into_response();
+    let cookie = crate::managers::set_cookie(&token, state.tls);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::SET_COOKIE, v);
     }
-    next.run(request).await
+    Ok(response)
+}
+
+/// `GET /console/me`: who is signed in (with the session's CSRF token, for a page reloaded).
+async fn console_me(
+    axum::Extension(actor): axum::Extension<Actor>,
+    headers: axum::http::HeaderMap,
+) -> Json<Value> {
+    match actor {
+        Actor::Token => Json(json!({"name": "token", "role": "manager"})),
+        Actor::Session { name, role } => {
+            let csrf = headers
+                .get_all(axum::http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(crate::managers::session_cookie)
+                .map(crate::managers::csrf_token);
+            Json(json!({"name": name, "role": role.as_str(), "csrf_token": csrf}))
+        }
+    }
+}
+
+/// `POST /console/logout`: ends the session of the cookie. Any role may sign out, so it
+/// needs [`Need::View`] only, but as a state change made with the cookie it needs the CSRF
+/// token all the same.
+async fn console_logout(
+    State(state): State<Arc<AppState>>,
+    parts: axum::http::request::Parts,
+) -> Response {
+    match authorize(&state, &parts, Need::View) {
+        Ok(actor) => logout(&state, &actor, &parts.headers)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Err(e) => refusal(e),
+    }
+}
+
+async fn logout(
+    state: &AppState,
+    actor: &Actor,
+    headers: &axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(crate::managers::session_cookie);
+    let (Actor::Session { name, .. }, Some(token)) = (actor, token) else {
+        return Err(ApiError::bad_request(
+            "no console session to end (the manager token has none)".into(),
+        ));
+    };
+    state
+        .store
+        .managers(crate::store::ManagerCmd::CloseSession {
+            token_sha256: crate::floor::sha256_hex(token.as_bytes()),
+            audit: Some(crate::store::NewAudit {
+                actor: actor.audit_name(),
+                action: "logout".into(),
+                target: Some(format!("manager:{name}")),
+                detail: json!({}),
+            }),
+        })
+        .await?;
+    let mut response = Json(json!({"signed_out": name})).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&crate::managers::clear_cookie(state.tls)) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit?limit=N`: the newest audit records first (100 by default, 1000 at most).
+async fn audit(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state.store.read(|r| r.audit(limit))?;
+    Ok(Json(json!({"audit": rows})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1005,11 +1485,14 @@ struct ResolveBody {
     action: String,
     #[serde(default)]
     note: String,
-    by: String,
+    /// Who decides: required with the manager token; a signed-in manager is who decides.
+    #[serde(default)]
+    by: Option<String>,
 }
 
 async fn resolve_conflict(
     State(state): State<Arc<AppState>>,
+    axum::Extension(actor): axum::Extension<Actor>,
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -1021,17 +1504,36 @@ async fn resolve_conflict(
             body.action
         ))
     })?;
-    if body.by.trim().is_empty() || body.by.len() > 100 {
-        return Err(ApiError::bad_request(
-            "by: who decides (1 to 100 characters)".into(),
-        ));
-    }
+    let by = match (&actor, body.by.as_deref().map(str::trim)) {
+        (Actor::Session { name, .. }, _) => name.clone(),
+        (Actor::Token, Some(by)) if !by.is_empty() && by.len() <= 100 => by.to_owned(),
+        (Actor::Token, _) => {
+            return Err(ApiError::bad_request(
+                "by: who decides (1 to 100 characters)".into(),
+            ));
+        }
+    };
     if body.note.len() > 2000 {
         return Err(ApiError::bad_request(
             "note: at most 2000 characters".into(),
         ));
     }
-    let seq = crate::push::resolve(&state.store, id, action, &body.note, body.by.trim()).await?;
+    let seq = crate::push::resolve(&state.store, id, action, &body.note, &by).await?;
+    record(
+        &state,
+        crate::store::NewAudit {
+            actor: actor.audit_name(),
+            action: "conflict.resolve".into(),
+            target: Some(format!("conflict:{id}")),
+            detail: json!({
+                "action": body.action,
+                "note": body.note,
+                "by": by,
+                "resolution_seq": seq,
+            }),
+        },
+    )
+    .await;
     let row = state.store.read(|r| r.conflict(id))?;
     Ok(Json(json!({"resolution_seq": seq, "conflict": row})))
 }

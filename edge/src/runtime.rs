@@ -119,6 +119,8 @@ pub async fn run_until(
         demo: demo.clone(),
         registry: registry.clone(),
         printing: printing.clone(),
+        managers: Default::default(),
+        tls: false,
     };
     // Listen for signals before serving: a SIGTERM that arrives once we answer must not
     // meet the default action (an abrupt exit).

@@ -73,6 +73,8 @@ impl Server {
             demo: None,
             registry: holdfast::registry::Registry::default(),
             printing: holdfast::printing::Printing::new(store, Default::default()),
+            managers: Default::default(),
+            tls: false,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -167,9 +167,15 @@ pub(super) async fn run_accept_loop(
                     idle_timeout: limits.idle_timeout,
                     keep_alive: true,
                 };
+                // Handlers that need the client's address (the console sign-in's lock-out)
+                // read it as `ConnectInfo`.
+                let router = routers
+                    .main
+                    .clone()
+                    .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
                 tracker.spawn(serve_connection(
                     stream,
-                    routers.main.clone(),
+                    router,
                     config,
                     shutdown.clone(),
                     Held::Full(held),

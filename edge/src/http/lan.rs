@@ -1,11 +1,12 @@
 //! Devices on the LAN over HTTP: the registry, printers and the print spool.
 //!
 //! `GET /api/v1/devices` and `/printers` name serial ports, printer addresses and the last
-//! error (which may quote a scanned code), so like `/api/v1/status` they take a device or the
-//! site manager's token. Print jobs carry label data (ship-to addresses): listing, reprinting
-//! and cancelling them take a device or the site manager's token too (an operator at the
-//! printer reprints a jammed label); spooling a label (`POST /api/v1/print`) takes a device
-//! token.
+//! error (which may quote a scanned code), so like `/api/v1/status` they take a device token
+//! or a manager (the token, or a console session: see [`super::authorize`]). Print jobs carry
+//! label data (ship-to addresses): listing them takes the same; reprinting and cancelling take
+//! a device token (an operator at the printer reprints a jammed label) or a manager with the
+//! right to act (a viewer may not), and are audited; spooling a label (`POST /api/v1/print`)
+//! takes a device token.
 
 use std::sync::Arc;
 
@@ -17,8 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, DeviceId};
+use crate::managers::Actor;
 use crate::printing::PrintError;
-use crate::store::{DeviceCmd, PrintJobFilter, StoreError};
+use crate::store::{DeviceCmd, NewAudit, PrintJobFilter, StoreError};
 
 impl From<PrintError> for ApiError {
     fn from(e: PrintError) -> ApiError {
@@ -133,13 +135,18 @@ pub(super) struct JobAction {
     by: Option<String>,
 }
 
-fn who(device: Option<&DeviceId>, body: &[u8]) -> Result<String, ApiError> {
+/// Who acts on a job: a signed-in manager by name; otherwise `by` from the body, else the
+/// device, else the manager's token.
+fn who(device: Option<&DeviceId>, actor: Option<&Actor>, body: &[u8]) -> Result<String, ApiError> {
     let action: JobAction = if body.is_empty() {
         JobAction { by: None }
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?
     };
+    if let Some(Actor::Session { name, .. }) = actor {
+        return Ok(format!("manager:{name}"));
+    }
     Ok(match (action.by, device) {
         (Some(by), _) if !by.trim().is_empty() && by.len() <= 64 => by,
         (Some(_), _) => {
@@ -152,19 +159,41 @@ fn who(device: Option<&DeviceId>, body: &[u8]) -> Result<String, ApiError> {
     })
 }
 
+/// The audit trail's name for whoever acted on a job.
+fn actor_name(device: Option<&DeviceId>, actor: Option<&Actor>) -> String {
+    match (actor, device) {
+        (Some(actor), _) => actor.audit_name(),
+        (None, Some(d)) => format!("device:{}", d.0),
+        (None, None) => "anonymous".into(),
+    }
+}
+
 /// `POST /api/v1/print-jobs/{id}/reprint`: the same label again, as a new job.
 pub(super) async fn reprint(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
     device: Option<axum::Extension<DeviceId>>,
+    actor: Option<axum::Extension<Actor>>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let by = who(device.as_ref().map(|d| &d.0), &body)?;
+    let device = device.as_ref().map(|d| &d.0);
+    let actor = actor.as_ref().map(|a| &a.0);
+    let by = who(device, actor, &body)?;
     let new_id = state
         .store
-        .devices(DeviceCmd::Reprint { id, by })
+        .devices(DeviceCmd::Reprint { id, by: by.clone() })
         .await
         .map_err(conflict_as_409)?;
+    super::record(
+        &state,
+        NewAudit {
+            actor: actor_name(device, actor),
+            action: "print.reprint".into(),
+            target: Some(format!("print_job:{id}")),
+            detail: json!({"by": by, "new_job": new_id}),
+        },
+    )
+    .await;
     let job = state.store.read(|r| r.print_job(new_id))?;
     if let Some(job) = &job {
         state.printing.wake(&job.printer);
@@ -177,14 +206,27 @@ pub(super) async fn cancel(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
     device: Option<axum::Extension<DeviceId>>,
+    actor: Option<axum::Extension<Actor>>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let by = who(device.as_ref().map(|d| &d.0), &body)?;
+    let device = device.as_ref().map(|d| &d.0);
+    let actor = actor.as_ref().map(|a| &a.0);
+    let by = who(device, actor, &body)?;
     state
         .store
-        .devices(DeviceCmd::Cancel { id, by })
+        .devices(DeviceCmd::Cancel { id, by: by.clone() })
         .await
         .map_err(conflict_as_409)?;
+    super::record(
+        &state,
+        NewAudit {
+            actor: actor_name(device, actor),
+            action: "print.cancel".into(),
+            target: Some(format!("print_job:{id}")),
+            detail: json!({"by": by}),
+        },
+    )
+    .await;
     let job = state.store.read(|r| r.print_job(id))?;
     Ok(Json(json!({"job": job})))
 }

@@ -1,0 +1,587 @@
+//! Manager sign-in and authorisation over real HTTP: the server runs in-process on a loopback
+//! socket with its store, managers are added as `holdfast manager add` does, and a client
+//! signs in, acts and reads the audit trail as the console will.
+//!
+//! What it shows: a wrong password is refused and counted, repeated failures lock the account
+//! and the client's address out (429 with Retry-After), every manager route refuses an
+//! anonymous client and a viewer's change, a change made with the cookie but without the
+//! session's CSRF token is refused, bearer-token scripts need none, sessions survive a
+//! restart and end at sign-out, and the audit trail holds each of these.
+
+// Test code: a failed step should stop with its message.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use holdfast::http::{AppState, MANAGER_ROUTES, ServeOptions};
+use holdfast::status::{CloudStatus, SiteStatus};
+use holdfast::store::{DeviceCmd, ManagerCmd, NewAudit, NewPrintJob, Store, StoreOptions};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const MANAGER_TOKEN: &str = "manager-token-for-the-console-tests";
+const DEVICE: &str = "device-token-for-the-console-tests";
+const PASSWORD: &str = "correct horse battery";
+
+struct Server {
+    base: String,
+    store: Store,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(dir: &Path) -> Server {
+        let config = holdfast::config::RawConfig::from_toml(&format!(
+            "[site]\nid = \"c\"\n[http]\nmanager_token = \"{MANAGER_TOKEN}\"\n[[devices]]\nid = \"h1\"\ntoken = \"{DEVICE}\"\n"
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        let store = Store::open(StoreOptions::new(dir.join("h.db"), "c")).unwrap();
+        let floor = holdfast::floor::Floor::new(
+            store.clone(),
+            Default::default(),
+            None,
+            config.devices.clone(),
+        );
+        let state = AppState {
+            store: store.clone(),
+            floor,
+            site: SiteStatus {
+                id: "c".into(),
+                name: "Console tests".into(),
+            },
+            cloud: CloudStatus { target: None },
+            started: Instant::now(),
+            pull: None,
+            push: None,
+            connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
+            manager_token: config.http.manager_token.clone(),
+            demo: None,
+            registry: holdfast::registry::Registry::default(),
+            printing: holdfast::printing::Printing::new(store.clone(), Default::default()),
+            managers: Default::default(),
+            tls: false,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(holdfast::http::serve_with(
+            listener,
+            state,
+            ServeOptions::default(),
+            stop.clone(),
+        ));
+        Server {
+            base: format!("http://{addr}"),
+            store,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the server stops within 10 s")
+            .unwrap()
+            .unwrap();
+        self.store.shutdown().await.unwrap();
+    }
+
+    /// Adds a manager as `holdfast manager add` does.
+    async fn add_manager(&self, name: &str, role: &str) {
+        self.store
+            .managers(ManagerCmd::Add {
+                name: name.into(),
+                role: role.into(),
+                password_hash: holdfast::managers::hash_password(PASSWORD).unwrap(),
+                audit: NewAudit {
+                    actor: "cli:test".into(),
+                    action: "manager.add".into(),
+                    target: Some(format!("manager:{name}")),
+                    detail: json!({"role": role}),
+                },
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A client whose connections come from 127.0.0.`n` (all of 127.0.0.0/8 is loopback).
+fn client_from(n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+        .build()
+        .unwrap()
+}
+
+/// A signed-in session: its cookie and CSRF token.
+#[derive(Clone, Debug)]
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
+    http.post(format!("{base}/console/login"))
+        .json(&json!({"name": name, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn sign_in(http: &reqwest::Client, base: &str, name: &str) -> Session {
+    let answer = login(http, base, name, PASSWORD).await;
+    assert_eq!(answer.status(), 200);
+    let set_cookie = answer.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert!(set_cookie.contains("Path=/"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "no TLS here: {set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["name"], name);
+    Session {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// A request as `session` (with its CSRF token when `csrf`).
+fn request(
+    http: &reqwest::Client,
+    method: &str,
+    url: String,
+    session: &Session,
+    csrf: bool,
+) -> reqwest::RequestBuilder {
+    let mut builder = http
+        .request(method.parse().unwrap(), url)
+        .header("cookie", &session.cookie);
+    if csrf {
+        builder = builder.header("x-csrf-token", &session.csrf);
+    }
+    if method == "POST" {
+        builder = builder.json(&json!({"action": "discard", "note": "n"}));
+    }
+    builder
+}
+
+async fn audit(http: &reqwest::Client, base: &str) -> Vec<Value> {
+    let answer = http
+        .get(format!("{base}/api/v1/audit?limit=1000"))
+        .bearer_auth(MANAGER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    body["audit"].as_array().unwrap().clone()
+}
+
+fn has(rows: &[Value], action: &str, actor: &str) -> bool {
+    rows.iter()
+        .any(|r| r["action"] == action && r["actor"].as_str() == Some(actor))
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_then_locked_out_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.add_manager("anna", "manager").await;
+    server.add_manager("ben", "manager").await;
+    let base = &server.base;
+
+    // Clients on three loopback addresses.
+    let (a, b, c) = (client_from(1), client_from(2), client_from(3));
+    // An unknown name is refused as a wrong password is.
+    let answer = login(&a, base, "nobody", "whatever12345").await;
+    assert_eq!(answer.status(), 401);
+    assert!(answer.headers().get("set-cookie").is_none());
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], "login_failed");
+
+    // Five failures on one account from two addresses lock the account: even the right
+    // password is refused, with Retry-After, from an address that failed once only.
+    for _ in 0..4 {
+        assert_eq!(
+            login(&b, base, "anna", "wrong password!").await.status(),
+            401
+        );
+    }
+    assert_eq!(
+        login(&c, base, "anna", "wrong password!").await.status(),
+        401
+    );
+    let answer = login(&c, base, "anna", PASSWORD).await;
+    assert_eq!(answer.status(), 429);
+    let wait: u64 = answer.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=31).contains(&wait), "{wait}");
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], "locked_out");
+    // Another account is not locked with it.
+    assert_eq!(login(&a, base, "ben", PASSWORD).await.status(), 200);
+
+    // Five failures from one address lock the address, whatever account it tries next.
+    assert_eq!(
+        login(&b, base, "ben", "wrong password!").await.status(),
+        401
+    );
+    assert_eq!(login(&b, base, "ben", PASSWORD).await.status(), 429);
+    assert_eq!(login(&a, base, "ben", PASSWORD).await.status(), 200);
+    let http = a;
+
+    // Bad input is refused, never a crash.
+    for (content_type, body) in [
+        ("application/json", b"{".to_vec()),
+        (
+            "application/json",
+            b"{\"name\": 3, \"password\": \"x\"}".to_vec(),
+        ),
+        (
+            "application/json",
+            b"{\"name\": \"a b\", \"password\": \"xxxxxxxxxxx\"}".to_vec(),
+        ),
+        (
+            "application/json",
+            b"{\"name\": \"a\", \"password\": \"\"}".to_vec(),
+        ),
+        ("application/json", vec![0xff, 0xfe, 0x00]),
+        (
+            "application/x-www-form-urlencoded",
+            b"name=%zz&password=x".to_vec(),
+        ),
+        ("application/x-www-form-urlencoded", b"name=anna".to_vec()),
+        ("application/x-www-form-urlencoded", vec![0xff, b'=', 0xfe]),
+        (
+            "application/x-www-form-urlencoded",
+            b"name=a&password=b&role=manager".to_vec(),
+        ),
+    ] {
+        let answer = http
+            .post(format!("{base}/console/login"))
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            400,
+            "{content_type} {:?}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+
+    let rows = audit(&http, base).await;
+    let failures = rows
+        .iter()
+        .filter(|r| r["action"] == "login.failure")
+        .count();
+    assert_eq!(failures, 7, "{rows:#?}");
+    let locked = |target: &str, key: &str| {
+        rows.iter().any(|r| {
+            r["action"] == "login.locked" && r["target"] == target && r["detail"]["key"] == key
+        })
+    };
+    assert!(locked("manager:anna", "manager:anna"), "{rows:#?}");
+    assert!(locked("manager:ben", "addr:127.0.0.2"), "{rows:#?}");
+    let successes = rows
+        .iter()
+        .filter(|r| r["action"] == "login.success")
+        .count();
+    assert_eq!(successes, 2, "{rows:#?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_form_post_signs_in_and_sessions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.add_manager("carla", "viewer").await;
+    let http = client();
+    let answer = http
+        .post(format!("{}/console/login", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=carla&password=correct+horse%20battery")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let cookie = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["role"], "viewer");
+    let session = Session {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+    };
+    server.stop().await;
+
+    let server = Server::start(dir.path()).await;
+    let me: Value = request(
+        &http,
+        "GET",
+        format!("{}/console/me", server.base),
+        &session,
+        false,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(me["name"], "carla");
+    assert_eq!(me["role"], "viewer");
+    assert_eq!(me["csrf_token"], session.csrf.as_str());
+
+    // Signing out needs the CSRF token, then the cookie is worth nothing.
+    let logout = format!("{}/console/logout", server.base);
+    let answer = request(&http, "POST", logout.clone(), &session, false)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    let answer = request(&http, "POST", logout, &session, true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        answer.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let answer = request(
+        &http,
+        "GET",
+        format!("{}/console/me", server.base),
+        &session,
+        false,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 401);
+    let rows = audit(&http, &server.base).await;
+    assert!(has(&rows, "logout", "manager:carla"), "{rows:#?}");
+    assert!(has(&rows, "login.success", "manager:carla"), "{rows:#?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_manager_route_refuses_anonymous_clients_and_viewers_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.add_manager("vera", "viewer").await;
+    server.add_manager("max", "manager").await;
+    let http = client();
+    let base = &server.base;
+    let viewer = sign_in(&http, base, "vera").await;
+    let manager = sign_in(&http, base, "max").await;
+
+    for (method, path) in MANAGER_ROUTES {
+        let url = format!("{base}{}", path.replace("{id}", "1"));
+        let signs_out = *path == "/console/logout";
+        let anonymous = http
+            .request(method.parse().unwrap(), &url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401, "anonymous {method} {path}");
+        let forged = http
+            .request(method.parse().unwrap(), &url)
+            .header("cookie", "hf_session=0123456789abcdef")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 401, "made-up session {method} {path}");
+        if signs_out {
+            // Signing out is any role's right (its CSRF check is shown elsewhere).
+            continue;
+        }
+        let as_viewer = request(&http, method, url.clone(), &viewer, true)
+            .send()
+            .await
+            .unwrap();
+        if *method == "GET" {
+            assert!(
+                ![401, 403].contains(&as_viewer.status().as_u16()),
+                "a viewer reads {method} {path}: {}",
+                as_viewer.status()
+            );
+        } else {
+            assert_eq!(as_viewer.status(), 403, "viewer {method} {path}");
+            // A manager's change without the CSRF token is refused too; with it, it passes
+            // the check (and the handler answers whatever it answers: no such conflict...).
+            let no_csrf = request(&http, method, url.clone(), &manager, false)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                no_csrf.status(),
+                403,
+                "manager without CSRF {method} {path}"
+            );
+            let body: Value = no_csrf.json().await.unwrap();
+            assert_eq!(body["code"], "csrf");
+            let with_csrf = request(&http, method, url.clone(), &manager, true)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                ![401, 403].contains(&with_csrf.status().as_u16()),
+                "manager {method} {path}: {}",
+                with_csrf.status()
+            );
+        }
+    }
+
+    // The viewer cannot resolve a conflict; the body says why.
+    let answer = request(
+        &http,
+        "POST",
+        format!("{base}/api/v1/conflicts/1/resolve"),
+        &viewer,
+        true,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 403);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], "forbidden");
+
+    // Scripts keep working with the bearer token and need no CSRF token; devices keep their
+    // routes.
+    let answer = http
+        .get(format!("{base}/api/v1/conflicts"))
+        .bearer_auth(MANAGER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = http
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth(DEVICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = http
+        .get(format!("{base}/api/v1/conflicts"))
+        .bearer_auth(DEVICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401, "a device token is no manager's");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn print_job_actions_need_a_manager_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.add_manager("vera", "viewer").await;
+    server.add_manager("max", "manager").await;
+    let http = client();
+    let base = &server.base;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = server
+            .store
+            .devices(DeviceCmd::Enqueue(NewPrintJob {
+                printer: "p1".into(),
+                template: "product".into(),
+                label: "{}".into(),
+                zpl: "^XA^XZ".into(),
+                requested_by: "device:h1".into(),
+                source: None,
+                request_key: None,
+            }))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let viewer = sign_in(&http, base, "vera").await;
+    let manager = sign_in(&http, base, "max").await;
+    let cancel = |id: i64| format!("{base}/api/v1/print-jobs/{id}/cancel");
+
+    let answer = http
+        .post(cancel(ids[0]))
+        .header("cookie", &viewer.cookie)
+        .header("x-csrf-token", &viewer.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    let answer = http
+        .post(cancel(ids[0]))
+        .header("cookie", &manager.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403, "no CSRF token");
+    let answer = http
+        .post(cancel(ids[0]))
+        .header("cookie", &manager.cookie)
+        .header("x-csrf-token", &manager.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["job"]["state"], "cancelled");
+    // A device at the printer still cancels with its own token.
+    let answer = http
+        .post(cancel(ids[1]))
+        .bearer_auth(DEVICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let rows = audit(&http, base).await;
+    let of = |actor: &str| {
+        rows.iter()
+            .find(|r| r["action"] == "print.cancel" && r["actor"] == actor)
+            .cloned()
+    };
+    let by_manager = of("manager:max").expect("the manager's cancel is audited");
+    assert_eq!(by_manager["target"], format!("print_job:{}", ids[0]));
+    assert_eq!(by_manager["detail"]["by"], "manager:max");
+    assert!(of("device:h1").is_some(), "{rows:#?}");
+    assert!(has(&rows, "manager.add", "cli:test"));
+    // The viewer's refused attempt changed nothing and left no action behind.
+    assert!(
+        rows.iter()
+            .all(|r| r["actor"] != "manager:vera" || r["action"] == "login.success")
+    );
+    server.stop().await;
+}
