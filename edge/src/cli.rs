@@ -90,6 +90,17 @@ enum Command {
     /// Conflicts between the floor and the cloud: list, show, decide.
     #[command(subcommand)]
     Conflicts(ConflictsCommand),
+    /// Site managers who sign in to the console (roles: viewer reads, manager also acts).
+    #[command(subcommand)]
+    Manager(ManagerCommand),
+    /// The audit trail: manager actions and console sign-ins, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Play the demo's simulated cloud (a running `holdfast demo`): switch its link (up, down
     /// = connections refused, blackhole = no answers, reset, stall = open connections go
     /// silent), or act as another Odoo user (cancel-picking ID, validate-picking ID).
@@ -296,6 +307,36 @@ enum ConflictsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ManagerCommand {
+    /// Add a manager. Without --password-stdin a strong password is generated and printed
+    /// once.
+    Add {
+        /// Name they sign in with: letters, digits, '.', '-', '_' or '@'.
+        name: String,
+        /// viewer (reads everything) or manager (also decides and acts).
+        #[arg(long)]
+        role: String,
+        /// Read the password (at least 10 characters) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (generated and printed once without --password-stdin); the
+    /// manager's console sessions end.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a manager; their console sessions end.
+    Remove { name: String },
+    /// List managers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum SessionCommand {
     /// List open sessions: who has which picking open on which device.
     List,
@@ -408,6 +449,13 @@ async fn device_command(
                     token_sha256: crate::floor::sha256_hex(token.as_bytes()),
                 })
                 .await?;
+            audit(
+                store,
+                "device.issue",
+                format!("device:{id}"),
+                serde_json::json!({}),
+            )
+            .await?;
             eprintln!("token for device {id} (shown once; enter it on the device):");
             println!("{token}");
         }
@@ -415,6 +463,13 @@ async fn device_command(
             store
                 .floor(FloorCmd::RevokeDevice { id: id.clone() })
                 .await?;
+            audit(
+                store,
+                "device.revoke",
+                format!("device:{id}"),
+                serde_json::json!({}),
+            )
+            .await?;
             println!("device {id} revoked");
         }
         DeviceCommand::List { json } => {
@@ -552,11 +607,19 @@ async fn print_command(store: &Store, config: &Config, cmd: PrintCommand) -> any
             }
         }
         PrintCommand::Reprint { id } => {
-            let new = store.devices(DeviceCmd::Reprint { id, by }).await?;
+            let new = store
+                .devices(DeviceCmd::Reprint { id, by: by.clone() })
+                .await?;
+            let detail = serde_json::json!({"by": by, "new_job": new});
+            audit(store, "print.reprint", format!("print_job:{id}"), detail).await?;
             println!("job {id} reprinted as job {new}");
         }
         PrintCommand::Cancel { id } => {
-            store.devices(DeviceCmd::Cancel { id, by }).await?;
+            store
+                .devices(DeviceCmd::Cancel { id, by: by.clone() })
+                .await?;
+            let detail = serde_json::json!({ "by": by });
+            audit(store, "print.cancel", format!("print_job:{id}"), detail).await?;
             println!("job {id} cancelled");
         }
         PrintCommand::Templates { dir } => {
@@ -715,6 +778,10 @@ async fn conflicts_command(store: &Store, cmd: ConflictsCommand) -> anyhow::Resu
                 .or_else(|| std::env::var("USER").ok())
                 .unwrap_or_else(|| "manager".into());
             let seq = crate::push::resolve(store, id, action, &note, &by).await?;
+            let detail = serde_json::json!({
+                "action": action.as_str(), "note": note, "by": by, "resolution_seq": seq,
+            });
+            audit(store, "conflict.resolve", format!("conflict:{id}"), detail).await?;
             println!(
                 "conflict {id}: {} by {by}, recorded as journal entry {seq}",
                 action.as_str()
@@ -911,6 +978,151 @@ async fn demo_cloud(data_dir: Option<PathBuf>, body: serde_json::Value) -> anyho
     Ok(())
 }
 
+/// Who acts from the command line, as the audit trail names them.
+fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// Writes an audit record of a command-line action.
+async fn audit(
+    store: &Store,
+    action: &str,
+    target: String,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    store
+        .managers(store::ManagerCmd::Audit(store::NewAudit {
+            actor: cli_actor(),
+            action: action.into(),
+            target: Some(target),
+            detail,
+        }))
+        .await
+        .context("writing the audit record")?;
+    Ok(())
+}
+
+/// A password from standard input (one line), or a generated one (`true`: print it).
+fn read_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if !from_stdin {
+        return Ok((crate::managers::generate_password(), true));
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    crate::managers::valid_password(&password).map_err(anyhow::Error::msg)?;
+    Ok((password, false))
+}
+
+async fn manager_command(store: &Store, cmd: ManagerCommand) -> anyhow::Result<()> {
+    use crate::managers::{Role, hash_password, valid_name};
+    use store::{ManagerCmd, NewAudit};
+    let audit = |action: &str, name: &str, detail: serde_json::Value| NewAudit {
+        actor: cli_actor(),
+        action: action.into(),
+        target: Some(format!("manager:{name}")),
+        detail,
+    };
+    match cmd {
+        ManagerCommand::Add {
+            name,
+            role,
+            password_stdin,
+        } => {
+            valid_name(&name).map_err(anyhow::Error::msg)?;
+            let role = Role::parse(&role)
+                .with_context(|| format!("--role {role:?} is not one of: viewer, manager"))?;
+            let (password, generated) = read_password(password_stdin)?;
+            let password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
+            store
+                .managers(ManagerCmd::Add {
+                    name: name.clone(),
+                    role: role.as_str().into(),
+                    password_hash,
+                    audit: audit(
+                        "manager.add",
+                        &name,
+                        serde_json::json!({"role": role.as_str()}),
+                    ),
+                })
+                .await?;
+            if generated {
+                eprintln!("password for manager {name} (shown once):");
+                println!("{password}");
+            } else {
+                println!("manager {name} added as {}", role.as_str());
+            }
+        }
+        ManagerCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            valid_name(&name).map_err(anyhow::Error::msg)?;
+            let (password, generated) = read_password(password_stdin)?;
+            let password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
+            store
+                .managers(ManagerCmd::Passwd {
+                    name: name.clone(),
+                    password_hash,
+                    audit: audit("manager.passwd", &name, serde_json::json!({})),
+                })
+                .await?;
+            if generated {
+                eprintln!("new password for manager {name} (shown once; their sessions ended):");
+                println!("{password}");
+            } else {
+                println!("password of manager {name} changed; their sessions ended");
+            }
+        }
+        ManagerCommand::Remove { name } => {
+            store
+                .managers(ManagerCmd::Remove {
+                    name: name.clone(),
+                    audit: audit("manager.remove", &name, serde_json::json!({})),
+                })
+                .await?;
+            println!("manager {name} removed; their sessions ended");
+        }
+        ManagerCommand::List { json } => {
+            let rows = store.read(|r| r.managers())?;
+            if json {
+                let rows: Vec<_> = rows
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "name": m.name,
+                            "role": m.role,
+                            "created_at": rfc3339(m.created_at),
+                            "updated_at": rfc3339(m.updated_at),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "managers": rows }));
+                return Ok(());
+            }
+            println!(
+                "{:<24}  {:<8}  {:<24}  PASSWORD CHANGED",
+                "NAME", "ROLE", "ADDED"
+            );
+            for m in rows {
+                println!(
+                    "{:<24}  {:<8}  {:<24}  {}",
+                    m.name,
+                    m.role,
+                    rfc3339(m.created_at),
+                    rfc3339(m.updated_at)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn session_command(store: &Store, cmd: SessionCommand) -> anyhow::Result<()> {
     match cmd {
         SessionCommand::List => {
@@ -946,6 +1158,13 @@ async fn session_command(store: &Store, cmd: SessionCommand) -> anyhow::Result<(
             store
                 .floor(FloorCmd::CancelSession { id: id.clone() })
                 .await?;
+            audit(
+                store,
+                "session.cancel",
+                format!("session:{id}"),
+                serde_json::json!({}),
+            )
+            .await?;
             println!("session {id} cancelled; what it recorded stays in the journal");
         }
     }
@@ -1115,6 +1334,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Conflicts(cmd) => with_store(&cli.config, async |store| {
             conflicts_command(store, cmd).await
         })?,
+        Command::Manager(cmd) => {
+            with_store(&cli.config, async |store| manager_command(store, cmd).await)?
+        }
+        Command::Audit { limit, json } => {
+            let config = load_config(&cli.config)?;
+            let conn = store::open_read_only(&config.store.path)?;
+            let rows = Reader::new(&conn).audit(limit.clamp(1, 100_000))?;
+            if json {
+                for row in &rows {
+                    println!("{}", serde_json::to_string(row)?);
+                }
+            } else {
+                println!(
+                    "{:>7}  {:<24}  {:<22}  {:<18}  {:<24}  DETAIL",
+                    "SEQ", "AT", "ACTOR", "ACTION", "TARGET"
+                );
+                for row in rows {
+                    println!(
+                        "{:>7}  {:<24}  {:<22}  {:<18}  {:<24}  {}",
+                        row.seq,
+                        rfc3339(row.at),
+                        row.actor,
+                        row.action,
+                        row.target.as_deref().unwrap_or("-"),
+                        row.detail
+                    );
+                }
+            }
+        }
         Command::DemoCloud {
             action,
             picking,
