@@ -585,3 +585,245 @@ async fn print_job_actions_need_a_manager_and_are_audited() {
     );
     server.stop().await;
 }
+
+/// Runs the real binary on the config in `dir` with `stdin`: (success, stdout, stderr).
+fn holdfast(dir: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write as _;
+    let config = dir.join("holdfast.toml");
+    if !config.exists() {
+        std::fs::write(
+            &config,
+            format!(
+                "[site]\nid = \"c\"\n[store]\npath = \"{}\"\n",
+                dir.join("h.db").display()
+            ),
+        )
+        .unwrap();
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .env("USER", "tester")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn managers_made_on_the_command_line_sign_in_and_the_cli_shows_the_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, _, err) = holdfast(
+        d,
+        &[
+            "manager",
+            "add",
+            "anna",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert!(!ok && err.contains("at least 10"), "{err}");
+    let (ok, _, err) = holdfast(
+        d,
+        &[
+            "manager",
+            "add",
+            "anna",
+            "--role",
+            "boss",
+            "--password-stdin",
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("viewer, manager"), "{err}");
+    let (ok, _, err) = holdfast(
+        d,
+        &[
+            "manager",
+            "add",
+            "anna",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = holdfast(
+        d,
+        &[
+            "manager",
+            "add",
+            "anna",
+            "--role",
+            "manager",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(!ok && err.contains("exists already"), "{err}");
+    // Without --password-stdin a password is generated and printed once, on stdout.
+    let (ok, generated, err) = holdfast(d, &["manager", "add", "bob", "--role", "manager"], "");
+    assert!(ok, "{err}");
+    let generated = generated.trim().to_owned();
+    assert!(generated.len() >= 10, "{generated:?}");
+    let (ok, list, _) = holdfast(d, &["manager", "list", "--json"], "");
+    assert!(ok);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let roles: Vec<(&str, &str)> = list["managers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(roles, [("anna", "viewer"), ("bob", "manager")]);
+    assert!(!list.to_string().contains("argon2"), "no hashes shown");
+    let (ok, _, err) = holdfast(d, &["device", "issue", "h9"], "");
+    assert!(ok, "{err}");
+
+    let server = Server::start(d).await;
+    let http = client();
+    let body: Value = login(&http, &server.base, "bob", &generated)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["role"], "manager");
+    server.stop().await;
+
+    let (ok, _, err) = holdfast(
+        d,
+        &["manager", "passwd", "anna", "--password-stdin"],
+        "another good one\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = holdfast(d, &["manager", "remove", "anna"], "");
+    assert!(ok, "{err}");
+    let (ok, _, err) = holdfast(d, &["manager", "remove", "anna"], "");
+    assert!(!ok, "{err}");
+
+    let (ok, out, err) = holdfast(d, &["audit", "--json"], "");
+    assert!(ok, "{err}");
+    let rows: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let trail: Vec<(&str, &str)> = rows
+        .iter()
+        .rev()
+        .map(|r| (r["actor"].as_str().unwrap(), r["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            ("cli:tester", "manager.add"),
+            ("cli:tester", "manager.add"),
+            ("cli:tester", "device.issue"),
+            ("manager:bob", "login.success"),
+            ("cli:tester", "manager.passwd"),
+            ("cli:tester", "manager.remove"),
+        ]
+    );
+    let (ok, table, _) = holdfast(d, &["audit", "--limit", "2"], "");
+    assert!(ok);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.contains("manager.remove"), "{table}");
+}
+
+#[tokio::test]
+async fn idle_and_old_sessions_are_refused_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.add_manager("anna", "manager").await;
+    let http = client();
+    let now = holdfast::store::now_ms();
+    let minute = 60_000;
+    // Sessions as a sign-in long ago would have left them: one idle for 31 minutes, one
+    // used a minute ago but signed in 12 hours ago.
+    for (token, created, last_seen) in [
+        ("idle-token", now - 31 * minute, now - 31 * minute),
+        ("old-token", now - 12 * 60 * minute, now - minute),
+    ] {
+        let token_sha256 = holdfast::floor::sha256_hex(token.as_bytes());
+        server
+            .store
+            .managers(ManagerCmd::OpenSession {
+                token_sha256: token_sha256.clone(),
+                manager: "anna".into(),
+                now: created,
+                stale_before: 0,
+                born_before: 0,
+                audit: NewAudit {
+                    actor: "manager:anna".into(),
+                    action: "login.success".into(),
+                    target: None,
+                    detail: json!({}),
+                },
+            })
+            .await
+            .unwrap();
+        server
+            .store
+            .managers(ManagerCmd::Touch {
+                token_sha256: token_sha256.clone(),
+                at: last_seen,
+            })
+            .await
+            .unwrap();
+        let answer = http
+            .get(format!("{}/console/me", server.base))
+            .header("cookie", format!("hf_session={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401, "{token}");
+        // Removed, not just refused (the removal is not awaited by the request).
+        let mut removed = false;
+        for _ in 0..100 {
+            if server
+                .store
+                .read(|r| r.manager_session(&token_sha256))
+                .unwrap()
+                .is_none()
+            {
+                removed = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(removed, "{token}");
+    }
+    // A fresh sign-in works.
+    let session = sign_in(&http, &server.base, "anna").await;
+    let answer = request(
+        &http,
+        "GET",
+        format!("{}/console/me", server.base),
+        &session,
+        false,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    server.stop().await;
+}

@@ -1125,3 +1125,123 @@ fn resolving_keeps_odoos_message_and_the_decision() {
         "resolved leaves the view"
     );
 }
+
+#[test]
+fn manager_accounts_end_their_sessions_and_every_change_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let audit = |action: &str| NewAudit {
+        actor: "cli:test".into(),
+        action: action.into(),
+        target: Some("manager:anna".into()),
+        detail: serde_json::json!({}),
+    };
+    let session = |token: &str, now: i64| ManagerCmd::OpenSession {
+        token_sha256: token.into(),
+        manager: "anna".into(),
+        now,
+        stale_before: now - 1_000,
+        born_before: now - 10_000,
+        audit: audit("login.success"),
+    };
+    rt().block_on(async {
+        let add = ManagerCmd::Add {
+            name: "anna".into(),
+            role: "viewer".into(),
+            password_hash: "h1".into(),
+            audit: audit("manager.add"),
+        };
+        store.managers(add.clone()).await.unwrap();
+        // The name is taken: refused, and nothing more is audited.
+        assert!(matches!(
+            store.managers(add).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let bad_role = ManagerCmd::Add {
+            name: "ben".into(),
+            role: "admin".into(),
+            password_hash: "h".into(),
+            audit: audit("manager.add"),
+        };
+        assert!(store.managers(bad_role).await.is_err());
+
+        store.managers(session("s1", 100_000)).await.unwrap();
+        assert_eq!(
+            store
+                .read(|r| r.manager_session("s1"))
+                .unwrap()
+                .unwrap()
+                .role,
+            "viewer"
+        );
+        store
+            .managers(ManagerCmd::Touch {
+                token_sha256: "s1".into(),
+                at: 100_500,
+            })
+            .await
+            .unwrap();
+        // A sign-in removes sessions idle (last seen before) or old (created before) by then.
+        store.managers(session("s2", 101_600)).await.unwrap();
+        assert!(store.read(|r| r.manager_session("s1")).unwrap().is_none());
+        assert!(store.read(|r| r.manager_session("s2")).unwrap().is_some());
+
+        // A new password ends the sessions; so does removing the account.
+        store
+            .managers(ManagerCmd::Passwd {
+                name: "anna".into(),
+                password_hash: "h2".into(),
+                audit: audit("manager.passwd"),
+            })
+            .await
+            .unwrap();
+        assert!(store.read(|r| r.manager_session("s2")).unwrap().is_none());
+        assert_eq!(
+            store
+                .read(|r| r.manager("anna"))
+                .unwrap()
+                .unwrap()
+                .password_hash,
+            "h2"
+        );
+        store.managers(session("s3", 102_000)).await.unwrap();
+        store
+            .managers(ManagerCmd::Remove {
+                name: "anna".into(),
+                audit: audit("manager.remove"),
+            })
+            .await
+            .unwrap();
+        assert!(store.read(|r| r.manager_session("s3")).unwrap().is_none());
+        assert!(store.read(|r| r.managers()).unwrap().is_empty());
+        assert!(matches!(
+            store
+                .managers(ManagerCmd::Remove {
+                    name: "anna".into(),
+                    audit: audit("manager.remove"),
+                })
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        let actions: Vec<String> = store
+            .read(|r| r.audit(100))
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "manager.add",
+                "login.success",
+                "login.success",
+                "manager.passwd",
+                "login.success",
+                "manager.remove"
+            ]
+        );
+        store.shutdown().await.unwrap();
+    });
+}
