@@ -133,6 +133,7 @@ async fn http_barrage(base: &str, n: usize, rng: &mut fastrand::Rng) -> usize {
             "/api/v1/print",
             "/api/v1/conflicts/1/resolve",
             "/../../etc/passwd",
+            "/console/login",
         ];
         let path = paths[rng.usize(..paths.len())];
         let body: Vec<u8> = match rng.u8(..5) {

@@ -129,6 +129,9 @@ fn help_is_there_for_every_command() {
         &["print", "test", "--help"],
         &["print", "jobs", "--help"],
         &["demo-scan", "--help"],
+        &["manager", "--help"],
+        &["manager", "add", "--help"],
+        &["audit", "--help"],
     ] {
         let out = run(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));

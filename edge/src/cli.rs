@@ -1340,6 +1340,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { limit, json } => {
             let config = load_config(&cli.config)?;
             let conn = store::open_read_only(&config.store.path)?;
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version < store::schema::SCHEMA_VERSION {
+                bail!(
+                    "{} is at schema {version}, from before the audit trail (schema {}): start the appliance once to bring it up to date",
+                    config.store.path.display(),
+                    store::schema::SCHEMA_VERSION
+                );
+            }
             let rows = Reader::new(&conn).audit(limit.clamp(1, 100_000))?;
             if json {
                 for row in &rows {
