@@ -885,7 +885,7 @@ fn main() {
             holdfast::config::LanConfig::default(),
         ),
         managers: Default::default(),
-        tls: false,
+        tls: None,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listener = srv

@@ -818,14 +818,23 @@ fn loopback_addr(config_path: &Path, config: &Config) -> std::net::SocketAddr {
 /// database's figures.
 async fn ask_appliance(config_path: &Path, config: &Config, json: bool) -> Result<String, String> {
     let addr = loopback_addr(config_path, config);
-    let base = format!("http://{addr}/api/v1/status");
+    let cannot = |e: &dyn std::fmt::Display| {
+        format!("cannot ask the appliance ({e}); figures from the database")
+    };
+    // Over HTTPS the appliance is trusted by its certificate file, not by name (loopback).
+    let tls = crate::tls::cert_path(&config.http.tls, &config.store.path);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{addr}/api/v1/status");
     // Loopback only: never through a proxy from the environment.
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| format!("cannot ask the appliance ({e}); figures from the database"))?;
+        .timeout(Duration::from_secs(5));
+    if let Some(cert) = tls {
+        let pinned = crate::tls::pinned_client_config(&cert).map_err(|e| cannot(&e))?;
+        builder = builder.use_preconfigured_tls(pinned);
+    }
+    let client = builder.build().map_err(|e| cannot(&e))?;
     let get = async |url: &str| -> Result<String, String> {
         let mut request = client.get(url);
         if let Some(token) = &config.http.manager_token {

@@ -109,6 +109,16 @@ pub struct RawHttp {
     pub manager_token_file: Option<PathBuf>,
     /// `GET /api/v1/status` without a token answers mode and queue counts (default: off).
     pub public_status: Option<bool>,
+    // HTTPS on `listen` (see `tls`): "off" (default), "self-signed" or "files".
+    pub tls: Option<String>,
+    /// PEM certificate chain, leaf first (`tls = "files"`); relative: a systemd credential.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate (`tls = "files"`); relative: a systemd credential.
+    pub tls_key_file: Option<PathBuf>,
+    /// Host names and IP addresses the self-signed certificate names.
+    pub tls_names: Option<Vec<String>>,
+    /// A plain-HTTP address that only redirects to the HTTPS one (308).
+    pub redirect_listen: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -263,6 +273,32 @@ pub struct HttpConfig {
     pub manager_token: Option<Secret>,
     /// A minimal status (mode, queue counts) is open on the LAN; the rest takes a token.
     pub public_status: bool,
+    /// HTTPS on `listen`, or plain HTTP.
+    pub tls: TlsSettings,
+    /// Plain HTTP here answers only 308 redirects to the HTTPS address.
+    pub redirect_listen: Option<SocketAddr>,
+}
+
+/// Where the HTTPS certificate comes from (`http.tls`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsSettings {
+    /// Plain HTTP.
+    Off,
+    /// Generated at the first start, kept beside the database (`<db dir>/tls/`).
+    SelfSigned { names: Vec<String> },
+    /// Given by the site (its own CA or a public one); files resolved, not yet read.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+impl TlsSettings {
+    /// The name `http.tls` gives it.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            TlsSettings::Off => "off",
+            TlsSettings::SelfSigned { .. } => "self-signed",
+            TlsSettings::Files { .. } => "files",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -490,6 +526,8 @@ impl RawConfig {
             );
             SocketAddr::from(([127, 0, 0, 1], 0))
         });
+
+        let (tls, redirect_listen) = validate_tls(&self.http, listen, &mut problem);
 
         let format = match self.log.format.as_deref().unwrap_or("plain") {
             "plain" => LogFormat::Plain,
@@ -767,6 +805,8 @@ impl RawConfig {
                 listen,
                 manager_token,
                 public_status: self.http.public_status.unwrap_or(false),
+                tls,
+                redirect_listen,
             },
             log: LogConfig { format, level },
             odoo,
@@ -913,6 +953,130 @@ fn validate_odoo(o: &RawOdoo, problem: &mut impl FnMut(&str, String)) -> Option<
     })
 }
 
+/// The `[http]` HTTPS settings: the mode, its files or names, the redirect listener.
+fn validate_tls(
+    h: &RawHttp,
+    listen: SocketAddr,
+    problem: &mut impl FnMut(&str, String),
+) -> (TlsSettings, Option<SocketAddr>) {
+    let mode = h.tls.as_deref().unwrap_or("off");
+    let files = h.tls_cert_file.is_some() || h.tls_key_file.is_some();
+    let tls = match mode {
+        "off" | "self-signed" if files => {
+            problem(
+                "http.tls_cert_file",
+                format!("only used with tls = \"files\" (tls is {mode:?})"),
+            );
+            TlsSettings::Off
+        }
+        "off" => TlsSettings::Off,
+        "self-signed" => TlsSettings::SelfSigned {
+            names: tls_names(h.tls_names.as_deref(), problem),
+        },
+        "files" => {
+            let mut file = |key: &str, path: &Option<PathBuf>, what: &str| match path {
+                Some(p) if !p.as_os_str().is_empty() => Some(credential_path(p)),
+                _ => {
+                    problem(
+                        key,
+                        format!(
+                            "missing; tls = \"files\" needs the {what} (PEM), e.g. \"/etc/holdfast/https.pem\""
+                        ),
+                    );
+                    None
+                }
+            };
+            let cert = file("http.tls_cert_file", &h.tls_cert_file, "certificate chain");
+            let key = file("http.tls_key_file", &h.tls_key_file, "private key");
+            match (cert, key) {
+                (Some(cert), Some(key)) => TlsSettings::Files { cert, key },
+                _ => TlsSettings::Off,
+            }
+        }
+        other => {
+            problem(
+                "http.tls",
+                format!("{other:?} is not one of: off, self-signed, files"),
+            );
+            TlsSettings::Off
+        }
+    };
+    if mode != "self-signed" && h.tls_names.is_some() {
+        problem(
+            "http.tls_names",
+            format!("only used with tls = \"self-signed\" (tls is {mode:?})"),
+        );
+    }
+    let redirect_listen = h.redirect_listen.as_deref().and_then(|text| {
+        let Ok(addr) = text.parse::<SocketAddr>() else {
+            problem(
+                "http.redirect_listen",
+                format!("{text:?} is not an address; use IP:PORT, e.g. \"0.0.0.0:80\""),
+            );
+            return None;
+        };
+        if mode == "off" {
+            problem(
+                "http.redirect_listen",
+                "redirects to HTTPS, but http.tls is \"off\"; set http.tls or remove it".into(),
+            );
+        } else if addr.port() != 0 && addr.port() == listen.port() {
+            problem(
+                "http.redirect_listen",
+                format!("{addr} uses the port of http.listen ({listen}); give it another port"),
+            );
+        }
+        Some(addr)
+    });
+    (tls, redirect_listen)
+}
+
+/// The names a self-signed certificate carries: as configured, or this machine's host name,
+/// `localhost` and 127.0.0.1 (what a handheld on the LAN or `holdfast status` may use).
+fn tls_names(names: Option<&[String]>, problem: &mut impl FnMut(&str, String)) -> Vec<String> {
+    let valid = |name: &str| {
+        name.parse::<std::net::IpAddr>().is_ok()
+            || rustls_pki_types::DnsName::try_from(name).is_ok()
+    };
+    let Some(names) = names else {
+        let mut names = Vec::new();
+        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            let host = host.trim();
+            if !host.is_empty() && host != "localhost" && valid(host) {
+                names.push(host.to_owned());
+            }
+        }
+        names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+        return names;
+    };
+    if names.is_empty() {
+        problem(
+            "http.tls_names",
+            "is empty; name at least one host name or IP address handhelds use, e.g. [\"holdfast.site.lan\", \"10.0.0.5\"]".into(),
+        );
+    }
+    for name in names {
+        if !valid(name) || name.contains('*') {
+            problem(
+                "http.tls_names",
+                format!("{name:?} is neither a host name nor an IP address"),
+            );
+        }
+    }
+    names.to_vec()
+}
+
+/// A file setting's path: relative paths are systemd credentials (`LoadCredential=`) when the
+/// unit has any, otherwise relative to the working directory.
+fn credential_path(path: &Path) -> PathBuf {
+    if path.is_relative()
+        && let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY")
+    {
+        return PathBuf::from(dir).join(path);
+    }
+    path.to_owned()
+}
+
 /// A secret given inline or as a file; relative files are systemd credentials.
 fn secret(
     key: &str,
@@ -996,6 +1160,18 @@ listen = "0.0.0.0:8080"
 # manager_token_file = "/etc/holdfast/manager.token"
 # Let anyone on the LAN read the mode and queue counts (no URLs, paths or devices).
 # public_status = false
+# HTTPS on `listen` for everything (device API, handheld pages, status, probes):
+#   "off"          plain HTTP (default)
+#   "self-signed"  a certificate generated at the first start, kept beside the database
+#                  (<db dir>/tls/); pin handhelds to its fingerprint (`holdfast status`)
+#   "files"        tls_cert_file (PEM chain, leaf first) and tls_key_file (PEM key); relative
+#                  paths are systemd credentials. `systemctl reload holdfast` re-reads them.
+# tls = "self-signed"
+# tls_names = ["holdfast.site.lan", "10.0.0.5"]   # self-signed; default: hostname, localhost, 127.0.0.1
+# tls_cert_file = "/etc/holdfast/https.pem"
+# tls_key_file = "/etc/holdfast/https.key"
+# Plain HTTP here only answers 308 redirects to the HTTPS address (same path and query).
+# redirect_listen = "0.0.0.0:80"
 
 [log]
 # plain (for people) or json (for log shippers). Logs go to standard error.
@@ -1144,6 +1320,76 @@ mod tests {
             Err(ConfigError::Invalid(list)) => list.into_iter().map(|p| p.to_string()).collect(),
             Err(other) => vec![other.to_string()],
         }
+    }
+
+    #[test]
+    fn https_settings_are_checked() {
+        // ([http] lines, a problem expected; "" for none)
+        for (http, expected) in [
+            (
+                "tls = \"on\"",
+                "http.tls: \"on\" is not one of: off, self-signed, files",
+            ),
+            (
+                "tls = \"files\"",
+                "http.tls_cert_file: missing; tls = \"files\" needs",
+            ),
+            (
+                "tls = \"files\"\ntls_cert_file = \"/x.pem\"",
+                "http.tls_key_file: missing",
+            ),
+            (
+                "tls_cert_file = \"/x.pem\"",
+                "http.tls_cert_file: only used with tls = \"files\"",
+            ),
+            (
+                "tls = \"self-signed\"\ntls_names = [\"bad name\"]",
+                "http.tls_names: \"bad name\" is neither",
+            ),
+            (
+                "tls = \"self-signed\"\ntls_names = []",
+                "http.tls_names: is empty",
+            ),
+            ("tls_names = [\"hf.lan\"]", "http.tls_names: only used with"),
+            (
+                "redirect_listen = \"0.0.0.0:80\"",
+                "http.redirect_listen: redirects to HTTPS, but http.tls is \"off\"",
+            ),
+            (
+                "tls = \"self-signed\"\nlisten = \"0.0.0.0:8443\"\nredirect_listen = \"0.0.0.0:8443\"",
+                "uses the port of http.listen",
+            ),
+            (
+                "tls = \"self-signed\"\nredirect_listen = \"port 80\"",
+                "http.redirect_listen: \"port 80\" is not an address",
+            ),
+            (
+                "tls = \"self-signed\"\ntls_names = [\"hf.lan\", \"10.0.0.5\"]\nredirect_listen = \"0.0.0.0:80\"",
+                "",
+            ),
+            (
+                "tls = \"files\"\ntls_cert_file = \"/etc/hf/c.pem\"\ntls_key_file = \"/etc/hf/k.pem\"",
+                "",
+            ),
+        ] {
+            let found = problems(&format!("[site]\nid = \"s\"\n[http]\n{http}\n"));
+            if expected.is_empty() {
+                assert!(found.is_empty(), "{http}: {found:?}");
+            } else {
+                assert!(
+                    found.iter().any(|p| p.contains(expected)),
+                    "{http}: {found:?}"
+                );
+            }
+        }
+        let config = RawConfig::from_toml("[site]\nid = \"s\"\n[http]\ntls = \"self-signed\"\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        let TlsSettings::SelfSigned { names } = config.http.tls else {
+            panic!("{:?}", config.http.tls)
+        };
+        assert!(names.ends_with(&["localhost".to_owned(), "127.0.0.1".to_owned()]));
     }
 
     const KNOWN: &str = "s3cr3t-XYZZY-42-do-not-print";

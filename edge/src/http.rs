@@ -66,8 +66,9 @@ pub struct AppState {
     pub printing: crate::printing::Printing,
     /// Manager sign-in: the lock-out and how long console sessions last.
     pub managers: Managers,
-    /// The server speaks TLS: the session cookie is marked `Secure`.
-    pub tls: bool,
+    /// The HTTPS certificate when `http.tls` is on (then every request came over TLS, and
+    /// the session cookie is marked `Secure`); `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsHandle>,
 }
 
 /// A JSON error with a stable code.
@@ -994,11 +995,28 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let tls = state.tls.clone();
     let routers = conn::Routers {
         health: health_router(state.clone()),
         main: router_with(state, &options),
     };
-    conn::run_accept_loop(listener, routers, options.limits, shutdown).await
+    conn::run_accept_loop(listener, routers, options.limits, tls, shutdown).await
+}
+
+/// Serves the plain-HTTP redirect listener (`http.redirect_listen`) until `shutdown`: every
+/// request is answered 308 to the same path and query over HTTPS on `https_port`.
+pub async fn serve_redirects(
+    listener: TcpListener,
+    https_port: u16,
+    limits: ConnLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let redirect = crate::tls::redirect_router(https_port);
+    let routers = conn::Routers {
+        health: redirect.clone(),
+        main: redirect,
+    };
+    conn::run_accept_loop(listener, routers, limits, None, shutdown).await
 }
 
 async fn not_found() -> ApiError {
@@ -1110,6 +1128,7 @@ async fn status(
         }
     });
     status.sign_in = Some(state.floor.lockout());
+    status.tls = state.tls.as_ref().map(crate::tls::TlsHandle::status);
     status.with_live(&state.connectivity.now(), status.pull.clone().as_ref());
     match query.format.as_deref() {
         None | Some("json") => Ok(Json(status).into_response()),
@@ -1329,7 +1348,7 @@ async fn console_login(
         "csrf_token": crate::managers::csrf_token(&token),
     }))
     .into_response();
-    let cookie = crate::managers::set_cookie(&token, state.tls);
+    let cookie = crate::managers::set_cookie(&token, state.tls.is_some());
     if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
         response
             .headers_mut()
@@ -1400,7 +1419,7 @@ async fn logout(
         })
         .await?;
     let mut response = Json(json!({"signed_out": name})).into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&crate::managers::clear_cookie(state.tls)) {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&crate::managers::clear_cookie(state.tls.is_some())) {
         response
             .headers_mut()
             .insert(axum::http::header::SET_COOKIE, v);

@@ -8,6 +8,7 @@
 //! - [`http`]: the HTTP API (probes, status);
 //! - [`managers`]: site managers: roles, console sessions, the authorisation rules;
 //! - [`status`]: the status snapshot shown by the API and the CLI;
+//! - [`tls`]: HTTPS on the HTTP listener: the certificate, its reload, the redirects;
 //! - [`pull`]: refreshing the mirror from Odoo (full, incremental, scheduled);
 //! - [`resolve`]: what a decoded scan stands for on this site;
 //! - [`demo`]: the built-in demo warehouse;
@@ -30,5 +31,6 @@ pub mod runtime;
 pub mod scanners;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod ui;
 pub mod workflow;

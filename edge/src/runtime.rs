@@ -101,6 +101,27 @@ pub async fn run_until(
         .odoo
         .as_ref()
         .map(|_| Arc::new(crate::push::PushStats::default()));
+    // A certificate that cannot be served stops the start, naming the file and the reason.
+    let tls = crate::tls::TlsHandle::load(&config.http.tls, &config.store.path)
+        .context("https (http.tls) cannot start")?;
+    if let Some(tls) = &tls {
+        let s = tls.status();
+        tracing::info!(
+            mode = s.mode,
+            file = %tls.cert_path().display(),
+            fingerprint_sha256 = %s.fingerprint_sha256,
+            not_after = %s.not_after,
+            "https certificate"
+        );
+    }
+    let redirect_listener = match config.http.redirect_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (http.redirect_listen)"))?,
+        ),
+        None => None,
+    };
     let state = AppState {
         store: store.clone(),
         site: SiteStatus {
@@ -120,7 +141,7 @@ pub async fn run_until(
         registry: registry.clone(),
         printing: printing.clone(),
         managers: Default::default(),
-        tls: false,
+        tls: tls.clone(),
     };
     // Listen for signals before serving: a SIGTERM that arrives once we answer must not
     // meet the default action (an abrupt exit).
@@ -129,7 +150,8 @@ pub async fn run_until(
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("cannot listen for SIGINT")?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, site = %config.site.id, "holdfast is serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, site = %config.site.id, "holdfast is serving");
 
     let fd_limit = raise_fd_limit();
     let options = http::ServeOptions {
@@ -142,6 +164,23 @@ pub async fn run_until(
         per_client = options.limits.per_client,
         "http connection caps"
     );
+    // The redirect listener answers little and holds connections briefly: a small share.
+    let redirect_task = match redirect_listener {
+        Some(redirects) => {
+            let redirect_limits = http::ConnLimits {
+                max_connections: (options.limits.max_connections / 8).max(1),
+                ..options.limits.clone()
+            };
+            tracing::info!(addr = %redirects.local_addr()?, "plain http redirects to https");
+            Some(tokio::spawn(http::serve_redirects(
+                redirects,
+                addr.port(),
+                redirect_limits,
+                token.clone(),
+            )))
+        }
+        None => None,
+    };
     let mut http_task = tokio::spawn(http::serve_with(listener, state, options, token.clone()));
     let pull_task = match (&config.odoo, pull_progress.clone()) {
         (Some(odoo), Some(progress)) => Some(tokio::spawn(
@@ -211,7 +250,12 @@ pub async fn run_until(
     let registry_task = tokio::spawn(registry.clone().run(store.clone(), token.clone()));
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
-    tokio::spawn(reload_on_hangup(hangup, printing.clone(), token.clone()));
+    tokio::spawn(reload_on_hangup(
+        hangup,
+        printing.clone(),
+        tls.clone(),
+        token.clone(),
+    ));
     tokio::spawn(
         run_housekeeping(floor, token.clone()).instrument(tracing::info_span!("housekeeping")),
     );
@@ -254,6 +298,14 @@ pub async fn run_until(
     if let Some(task) = probe_task {
         // Probes hold no state worth waiting for.
         task.abort();
+    }
+    if let Some(task) = redirect_task {
+        // Redirects hold nothing; it stopped on the token like the HTTP server.
+        match tokio::time::timeout(SHUTDOWN_GRACE, task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the redirect listener failed"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("the redirect listener did not stop in time"),
+        }
     }
     if let Some(task) = pull_task {
         // The pull stops between pages; wait for the page in hand to commit.
@@ -351,11 +403,13 @@ async fn run_watchdog(store: Store, period: Duration, token: CancellationToken) 
     }
 }
 
-/// SIGHUP (`systemctl reload holdfast`): the site's label templates are read again. Other
-/// settings take a restart.
+/// SIGHUP (`systemctl reload holdfast`): the site's label templates and the HTTPS certificate
+/// files are read again (new connections get the new certificate). Other settings take a
+/// restart.
 async fn reload_on_hangup(
     mut hangup: tokio::signal::unix::Signal,
     printing: crate::printing::Printing,
+    tls: Option<crate::tls::TlsHandle>,
     cancel: CancellationToken,
 ) {
     use crate::printing::TemplatesReloaded;
@@ -373,6 +427,19 @@ async fn reload_on_hangup(
             }
             Err(e) => {
                 tracing::error!(error = %e, "SIGHUP: site label templates not reloaded; the ones in use stay");
+            }
+        }
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(s) => tracing::info!(
+                    fingerprint_sha256 = %s.fingerprint_sha256,
+                    not_after = %s.not_after,
+                    "SIGHUP: https certificate reloaded"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: https certificate not reloaded; the one in use stays"
+                ),
             }
         }
     }

@@ -60,6 +60,20 @@ pub struct Status {
     /// Failed sign-ins and lock-outs since the start, when running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<crate::floor::LockoutStatus>,
+    /// The HTTPS certificate served, when running with `http.tls` on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+/// The HTTPS certificate in use: what a handheld is pinned to.
+#[derive(Clone, Debug, Serialize)]
+pub struct TlsStatus {
+    /// `self-signed` or `files`.
+    pub mode: &'static str,
+    /// SHA-256 of the certificate, `AB:CD:…` as `openssl x509 -fingerprint -sha256` prints it.
+    pub fingerprint_sha256: String,
+    /// RFC 3339.
+    pub not_after: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -199,6 +213,7 @@ impl Status {
             push: None,
             degraded_features: Vec::new(),
             sign_in: None,
+            tls: None,
         })
     }
 
@@ -323,6 +338,12 @@ impl Status {
         }
         for feature in &self.degraded_features {
             out.push_str(&format!("degraded  {feature}\n"));
+        }
+        if let Some(tls) = &self.tls {
+            out.push_str(&format!(
+                "https     {}, until {}, sha256 {}\n",
+                tls.mode, tls.not_after, tls.fingerprint_sha256
+            ));
         }
         out.push_str(&format!(
             "pull      {}\n",

@@ -64,7 +64,7 @@ impl Server {
             registry: holdfast::registry::Registry::default(),
             printing: holdfast::printing::Printing::new(store.clone(), Default::default()),
             managers: Default::default(),
-            tls: false,
+            tls: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();

@@ -74,7 +74,7 @@ impl Server {
             registry: holdfast::registry::Registry::default(),
             printing: holdfast::printing::Printing::new(store, Default::default()),
             managers: Default::default(),
-            tls: false,
+            tls: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

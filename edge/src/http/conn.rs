@@ -21,6 +21,14 @@
 //!   closed: a client that stops reading its answer, or a request stuck past every other
 //!   time-out.
 //!
+//! With `http.tls` on, every connection is TLS (see [`crate::tls`]): it is counted against the
+//! caps above before its handshake, the handshake must finish within the connection's header
+//! time-out, and the first request head within what is left of it (so a client that opens
+//! connections and never finishes a handshake is bounded exactly like one that never sends a
+//! head). A failed handshake (plain HTTP on the TLS port, an unknown certificate, a scan) is
+//! only a closed connection, logged at debug. Each connection takes the certificate in force
+//! when it opens, so a SIGHUP reload never touches connections already served.
+//!
 //! The loop never blocks on a full descriptor table: `accept` failing with "too many open
 //! files" is logged (at most every few seconds) and retried shortly, and the listener stays.
 
@@ -40,6 +48,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::tls::TlsHandle;
 
 /// Caps and time-outs of the HTTP server.
 #[derive(Clone, Debug)]
@@ -117,6 +127,7 @@ pub(super) async fn run_accept_loop(
     listener: TcpListener,
     routers: Routers,
     limits: ConnLimits,
+    tls: Option<TlsHandle>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let global = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -177,6 +188,7 @@ pub(super) async fn run_accept_loop(
                     stream,
                     router,
                     config,
+                    tls.as_ref().map(TlsHandle::acceptor),
                     shutdown.clone(),
                     Held::Full(held),
                 ));
@@ -196,6 +208,7 @@ pub(super) async fn run_accept_loop(
                         stream,
                         routers.health.clone(),
                         config,
+                        tls.as_ref().map(TlsHandle::acceptor),
                         shutdown.clone(),
                         Held::Health(held),
                     ));
@@ -219,6 +232,7 @@ enum Held {
     Health((ClientSlot, OwnedSemaphorePermit)),
 }
 
+#[derive(Clone, Copy)]
 struct ConnConfig {
     header_timeout: Duration,
     idle_timeout: Duration,
@@ -229,14 +243,65 @@ async fn serve_connection(
     stream: TcpStream,
     router: Router,
     config: ConnConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
     held: Held,
 ) {
     let activity = Activity::new();
-    let io = TokioIo::new(Watched {
+    let watched = Watched {
         inner: stream,
         activity: activity.clone(),
-    });
+    };
+    match tls {
+        None => serve_http(watched, router, config, activity, shutdown).await,
+        Some(acceptor) => {
+            let opened = Instant::now();
+            let handshake = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                done = tokio::time::timeout(config.header_timeout, acceptor.accept(watched)) => {
+                    match done {
+                        Ok(Ok(stream)) => Some(stream),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "http: tls handshake failed");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::debug!("http: tls handshake timed out");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(stream) = handshake {
+                // The head is due within the header time-out of the connection opening; hyper
+                // applies the one figure to every head, so later heads on this connection
+                // get the same (a handshake takes milliseconds on a LAN).
+                let left = config
+                    .header_timeout
+                    .saturating_sub(opened.elapsed())
+                    .max(Duration::from_millis(100));
+                let config = ConnConfig {
+                    header_timeout: left,
+                    ..config
+                };
+                serve_http(stream, router, config, activity, shutdown).await;
+            }
+        }
+    }
+    drop(held);
+}
+
+/// Serves HTTP/1.1 on an open (plain or TLS) connection until it ends.
+async fn serve_http<I>(
+    stream: I,
+    router: Router,
+    config: ConnConfig,
+    activity: Activity,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -272,7 +337,6 @@ async fn serve_connection(
             }
         }
     }
-    drop(held);
 }
 
 /// When a connection last moved a byte, shared by its I/O and its watcher.
