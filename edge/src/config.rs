@@ -974,20 +974,31 @@ fn validate_tls(
             names: tls_names(h.tls_names.as_deref(), problem),
         },
         "files" => {
-            let mut file = |key: &str, path: &Option<PathBuf>, what: &str| match path {
+            let mut file = |key: &str, path: &Option<PathBuf>, what: &str, example: &str| match path
+            {
                 Some(p) if !p.as_os_str().is_empty() => Some(credential_path(p)),
                 _ => {
                     problem(
                         key,
                         format!(
-                            "missing; tls = \"files\" needs the {what} (PEM), e.g. \"/etc/holdfast/https.pem\""
+                            "missing; tls = \"files\" needs the {what} (PEM), e.g. \"{example}\""
                         ),
                     );
                     None
                 }
             };
-            let cert = file("http.tls_cert_file", &h.tls_cert_file, "certificate chain");
-            let key = file("http.tls_key_file", &h.tls_key_file, "private key");
+            let cert = file(
+                "http.tls_cert_file",
+                &h.tls_cert_file,
+                "certificate chain",
+                "/etc/holdfast/https.pem",
+            );
+            let key = file(
+                "http.tls_key_file",
+                &h.tls_key_file,
+                "private key",
+                "/etc/holdfast/https.key",
+            );
             match (cert, key) {
                 (Some(cert), Some(key)) => TlsSettings::Files { cert, key },
                 _ => TlsSettings::Off,

@@ -36,17 +36,18 @@ use crate::status::TlsStatus;
 /// Why the HTTPS certificate cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {}: {source}", path.display())]
+    // `error`, not `source`: the reason belongs in this one line (logs print no chain).
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: {what}", path.display())]
     Invalid { path: PathBuf, what: String },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {error}", path.display())]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(String),
@@ -190,9 +191,9 @@ fn read_pair(cert_path: &Path, key_path: &Path) -> Result<Served, TlsError> {
         what,
     };
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read {
+        std::fs::read(path).map_err(|error| TlsError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })
     };
     let cert_pem = read(cert_path)?;
@@ -227,6 +228,13 @@ fn read_pair(cert_path: &Path, key_path: &Path) -> Result<Served, TlsError> {
             cert_path,
             format!("the certificate expired at {not_after_text}; renew it"),
         ));
+    }
+    if not_after - now < 30 * 86_400 {
+        tracing::warn!(
+            file = %cert_path.display(),
+            not_after = %not_after_text,
+            "the https certificate expires within 30 days; renew it (then systemctl reload holdfast)"
+        );
     }
     let not_before = validity.not_before.timestamp();
     if now < not_before {
@@ -303,9 +311,9 @@ fn generate(names: &[String], cert_path: &Path, key_path: &Path) -> Result<(), T
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|source| TlsError::Write {
+            .map_err(|error| TlsError::Write {
                 path: dir.to_owned(),
-                source,
+                error,
             })?;
     }
     write_new(key_path, key.serialize_pem().as_bytes(), 0o600)?;
@@ -319,9 +327,9 @@ fn generate(names: &[String], cert_path: &Path, key_path: &Path) -> Result<(), T
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    let error = |source| TlsError::Write {
+    let error = |error| TlsError::Write {
         path: path.to_owned(),
-        source,
+        error,
     };
     let tmp = path.with_extension("pem.tmp");
     let mut file = std::fs::OpenOptions::new()
@@ -340,9 +348,9 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
 /// one served), whatever name it carries: how `holdfast status` reaches the appliance on
 /// loopback, and how a handheld pinned to the fingerprint behaves.
 pub fn pinned_client_config(cert_path: &Path) -> Result<rustls::ClientConfig, TlsError> {
-    let pem = std::fs::read(cert_path).map_err(|source| TlsError::Read {
+    let pem = std::fs::read(cert_path).map_err(|error| TlsError::Read {
         path: cert_path.to_owned(),
-        source,
+        error,
     })?;
     let leaf = CertificateDer::pem_slice_iter(&pem)
         .next()
