@@ -447,6 +447,7 @@ async fn serve_in_process(
         demo: None,
         registry: holdfast::registry::Registry::default(),
         printing: holdfast::printing::Printing::new(store, Default::default()),
+        managers: Default::default(),
         tls: Some(tls),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1419,7 +1419,9 @@ async fn logout(
         })
         .await?;
     let mut response = Json(json!({"signed_out": name})).into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&crate::managers::clear_cookie(state.tls.is_some())) {
+    if let Ok(v) =
+        axum::http::HeaderValue::from_str(&crate::managers::clear_cookie(state.tls.is_some()))
+    {
         response
             .headers_mut()
             .insert(axum::http::header::SET_COOKIE, v);
