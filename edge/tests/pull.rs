@@ -212,9 +212,10 @@ async fn an_interrupted_full_pull_resumes_after_its_last_page_without_loss() {
     let mut puller = connect(&store, &odoo_config(&sim), Default::default())
         .await
         .unwrap();
-    // Eight models before quants with a page and an id-set read each (fields were asked at
-    // connect); then the first page of quants passes and the connection breaks on the second.
-    sim.inject(std::iter::repeat_n(Fault::Pass, 17).chain([Fault::Reset]));
+    // Eight models before quants with a page and an id-set read each, and the products' units
+    // (fields were asked at connect); then the first page of quants passes and the connection
+    // breaks on the second.
+    sim.inject(std::iter::repeat_n(Fault::Pass, 18).chain([Fault::Reset]));
     let err = puller.pull(PullKind::Full, &stop).await.unwrap_err();
     assert!(
         format!("{err:#}").contains("connection to Odoo lost"),
