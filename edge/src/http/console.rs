@@ -1,0 +1,283 @@
+//! The console's sign-in, sign-out and who is signed in, and the audit trail's listing: the
+//! manager's side of the HTTP API (the pages come on top of these).
+
+use super::*;
+
+/// A console sign-in, as JSON or a form post.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LoginBody {
+    name: String,
+    password: String,
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body into a sign-in (`name`, `password`).
+pub(super) fn login_form(body: &[u8]) -> Result<LoginBody, String> {
+    fn decode(s: &str) -> Result<String, String> {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = bytes
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .ok_or("a bad %-escape in the form")?;
+                    out.push(hex);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).map_err(|_| "the form is not UTF-8".to_owned())
+    }
+    let text = std::str::from_utf8(body).map_err(|_| "the form is not UTF-8".to_owned())?;
+    let (mut name, mut password) = (None, None);
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match decode(key)?.as_str() {
+            "name" => name = Some(decode(value)?),
+            "password" => password = Some(decode(value)?),
+            other => return Err(format!("unknown form field {other:?}")),
+        }
+    }
+    match (name, password) {
+        (Some(name), Some(password)) => Ok(LoginBody { name, password }),
+        _ => Err("the form needs name and password".into()),
+    }
+}
+
+/// `POST /console/login`: signs a manager in (JSON `{"name", "password"}` or a form post),
+/// sets the session cookie and answers the name, role and the session's CSRF token. Failures
+/// are counted per account and per client address; locked out, the answer is 429 with
+/// `Retry-After`. Every outcome is audited (a lock-out once a minute per account or address).
+pub(super) async fn console_login(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    use crate::floor::lockout::Kind;
+    use crate::managers::{decoy_hash, verify_password};
+    use crate::store::{ManagerCmd, NewAudit};
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the request body could not be read: {e}")))?;
+    let form = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let login = if form {
+        login_form(&body).map_err(ApiError::bad_request)?
+    } else {
+        serde_json::from_slice::<LoginBody>(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "body must be {{\"name\": \"...\", \"password\": \"...\"}}: {e}"
+            ))
+        })?
+    };
+    crate::managers::valid_name(&login.name).map_err(ApiError::bad_request)?;
+    if login.password.is_empty() || login.password.len() > crate::managers::MAX_PASSWORD {
+        return Err(ApiError::bad_request(format!(
+            "password: 1 to {} bytes",
+            crate::managers::MAX_PASSWORD
+        )));
+    }
+    let addr = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    let from = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    let account_key = format!("manager:{}", login.name);
+    let addr_key = format!("addr:{from}");
+    let audit = |action: &str, detail: Value| NewAudit {
+        actor: format!("addr:{from}"),
+        action: action.into(),
+        target: Some(account_key.clone()),
+        detail,
+    };
+    let guard = &state.managers.guard;
+    // The account counts towards the site-wide window; the address only for itself (the
+    // account already counts each failure once there).
+    let attempts = guard
+        .attempt(&account_key, Kind::SignIn)
+        .map_err(|locked| (locked, &account_key))
+        .and_then(|account| match addr {
+            Some(_) => guard
+                .attempt(&addr_key, Kind::Takeover)
+                .map(|a| (account, Some(a)))
+                .map_err(|locked| (locked, &addr_key)),
+            None => Ok((account, None)),
+        });
+    let (account, by_addr) = match attempts {
+        Ok(attempts) => attempts,
+        Err((locked, key)) => {
+            if state.managers.lock_to_audit(key) {
+                record(&state, audit("login.locked", json!({"key": key}))).await;
+            }
+            let secs = locked.wait().as_secs() + 1;
+            let mut response = ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "locked_out",
+                message: format!("too many failed sign-ins; try again in {secs} s"),
+            }
+            .into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return Ok(response);
+        }
+    };
+    let row = state.store.read(|r| r.manager(&login.name))?;
+    // An unknown name costs as much as a wrong password: no telling which names exist.
+    let hash = row
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |r| r.password_hash.clone());
+    let password = login.password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let (Some(row), true) = (row, ok) else {
+        drop((account, by_addr));
+        tracing::warn!(manager = %login.name, addr = %from, "console sign-in refused");
+        record(&state, audit("login.failure", json!({}))).await;
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "login_failed",
+            message: "unknown name or wrong password".into(),
+        });
+    };
+    account.succeeded();
+    if let Some(a) = by_addr {
+        a.succeeded();
+    }
+    let role = Role::parse(&row.role)
+        .ok_or_else(|| StoreError::Data(format!("manager role {:?}", row.role)))?;
+    let token = crate::floor::new_token();
+    let now = crate::store::now_ms();
+    let (stale_before, born_before) = state.managers.sessions.cutoffs(now);
+    state
+        .store
+        .managers(ManagerCmd::OpenSession {
+            token_sha256: crate::floor::sha256_hex(token.as_bytes()),
+            manager: row.name.clone(),
+            now,
+            stale_before,
+            born_before,
+            audit: NewAudit {
+                actor: format!("manager:{}", row.name),
+                action: "login.success".into(),
+                target: Some(account_key.clone()),
+                detail: json!({"addr": from, "role": role.as_str()}),
+            },
+        })
+        .await?;
+    tracing::info!(manager = %row.name, addr = %from, "console sign-in");
+    let mut response = Json(json!({
+        "name": row.name,
+        "role": role.as_str(),
+        "csrf_token": crate::managers::csrf_token(&token),
+    }))
+    .into_response();
+    let cookie = crate::managers::set_cookie(&token, state.tls.is_some());
+    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// `GET /console/me`: who is signed in (with the session's CSRF token, for a page reloaded).
+pub(super) async fn console_me(
+    axum::Extension(actor): axum::Extension<Actor>,
+    headers: axum::http::HeaderMap,
+) -> Json<Value> {
+    match actor {
+        Actor::Token => Json(json!({"name": "token", "role": "manager"})),
+        Actor::Session { name, role } => {
+            let csrf = headers
+                .get_all(axum::http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(crate::managers::session_cookie)
+                .map(crate::managers::csrf_token);
+            Json(json!({"name": name, "role": role.as_str(), "csrf_token": csrf}))
+        }
+    }
+}
+
+/// `POST /console/logout`: ends the session of the cookie. Any role may sign out, so it
+/// needs [`Need::View`] only, but as a state change made with the cookie it needs the CSRF
+/// token all the same.
+pub(super) async fn console_logout(
+    State(state): State<Arc<AppState>>,
+    parts: axum::http::request::Parts,
+) -> Response {
+    match authorize(&state, &parts, Need::View) {
+        Ok(actor) => logout(&state, &actor, &parts.headers)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Err(e) => refusal(e),
+    }
+}
+
+pub(super) async fn logout(
+    state: &AppState,
+    actor: &Actor,
+    headers: &axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(crate::managers::session_cookie);
+    let (Actor::Session { name, .. }, Some(token)) = (actor, token) else {
+        return Err(ApiError::bad_request(
+            "no console session to end (the manager token has none)".into(),
+        ));
+    };
+    state
+        .store
+        .managers(crate::store::ManagerCmd::CloseSession {
+            token_sha256: crate::floor::sha256_hex(token.as_bytes()),
+            audit: Some(crate::store::NewAudit {
+                actor: actor.audit_name(),
+                action: "logout".into(),
+                target: Some(format!("manager:{name}")),
+                detail: json!({}),
+            }),
+        })
+        .await?;
+    let mut response = Json(json!({"signed_out": name})).into_response();
+    if let Ok(v) =
+        axum::http::HeaderValue::from_str(&crate::managers::clear_cookie(state.tls.is_some()))
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit?limit=N`: the newest audit records first (100 by default, 1000 at most).
+pub(super) async fn audit(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state.store.read(|r| r.audit(limit))?;
+    Ok(Json(json!({"audit": rows})))
+}
