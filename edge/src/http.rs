@@ -21,10 +21,13 @@
 mod auth;
 mod conn;
 mod console;
+mod pages;
 
 use auth::*;
-pub use auth::{CSRF_HEADER, MANAGER_ROUTES, authorize, need_of};
+pub use auth::{CONSOLE_PAGES, CSRF_HEADER, MANAGER_ROUTES, authorize, need_of};
 use console::*;
+use pages::*;
+pub use pages::{CONSOLE_CSP, Overview};
 mod lan;
 
 pub use conn::{ConnLimits, FD_RESERVE};
@@ -184,6 +187,7 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
         .route("/api/v1/demo/cloud", get(demo_cloud).post(set_demo_cloud))
         .route("/api/v1/demo/scan", post(lan::demo_scan))
         .route("/console/me", get(console_me))
+        .route("/console/overview.json", get(overview_json))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_manager,
@@ -211,10 +215,10 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
                 },
             ),
         )
-        .route("/console/login", post(console_login))
         .route("/console/logout", post(console_logout))
         .merge(staff)
         .merge(crate::ui::routes())
+        .merge(pages::routes())
         .merge(devices)
         .merge(managers)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -863,6 +867,19 @@ async fn status(
         }
         return public_status(&state, &query);
     }
+    let status = full_status(&state)?;
+    match query.format.as_deref() {
+        None | Some("json") => Ok(Json(status).into_response()),
+        Some("text") => Ok(status.to_text().into_response()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format {other:?} is not one of: json, text"
+        ))),
+    }
+}
+
+/// The whole status snapshot of the running appliance: what `GET /api/v1/status` answers and
+/// the console's overview shows, built in one place so the two never disagree.
+pub(super) fn full_status(state: &AppState) -> Result<Status, ApiError> {
     let store = &state.store;
     let mut status = store.read(|r| {
         Status::collect(
@@ -911,13 +928,7 @@ async fn status(
     status.sign_in = Some(state.floor.lockout());
     status.tls = state.tls.as_ref().map(crate::tls::TlsHandle::status);
     status.with_live(&state.connectivity.now(), status.pull.clone().as_ref());
-    match query.format.as_deref() {
-        None | Some("json") => Ok(Json(status).into_response()),
-        Some("text") => Ok(status.to_text().into_response()),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "format {other:?} is not one of: json, text"
-        ))),
-    }
+    Ok(status)
 }
 
 /// The status anyone on the LAN may read when `http.public_status` is on: the mode and the

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use holdfast::http::{AppState, MANAGER_ROUTES, ServeOptions};
+use holdfast::http::{AppState, CONSOLE_CSP, CONSOLE_PAGES, MANAGER_ROUTES, ServeOptions};
 use holdfast::status::{CloudStatus, SiteStatus};
 use holdfast::store::{DeviceCmd, ManagerCmd, NewAudit, NewPrintJob, Store, StoreOptions};
 use serde_json::{Value, json};
@@ -34,6 +34,11 @@ struct Server {
 
 impl Server {
     async fn start(dir: &Path) -> Server {
+        Server::start_named(dir, "Console tests").await
+    }
+
+    /// A server whose site is called `site_name`.
+    async fn start_named(dir: &Path, site_name: &str) -> Server {
         let config = holdfast::config::RawConfig::from_toml(&format!(
             "[site]\nid = \"c\"\n[http]\nmanager_token = \"{MANAGER_TOKEN}\"\n[[devices]]\nid = \"h1\"\ntoken = \"{DEVICE}\"\n"
         ))
@@ -52,7 +57,7 @@ impl Server {
             floor,
             site: SiteStatus {
                 id: "c".into(),
-                name: "Console tests".into(),
+                name: site_name.into(),
             },
             cloud: CloudStatus { target: None },
             started: Instant::now(),
@@ -878,5 +883,292 @@ async fn random_sign_in_bodies_are_refused_never_a_server_error() {
     // The appliance still signs the manager in (from another address: the random bodies
     // may have been counted as failures of 127.0.0.1).
     sign_in(&client_from(9), &server.base, "anna").await;
+    server.stop().await;
+}
+
+/// A client that shows redirects instead of following them, as a test of the pages needs.
+fn page_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Signs in through the page's form, as a browser posts it: a 303 to the overview and the
+/// session cookie.
+async fn sign_in_by_form(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
+    http.post(format!("{base}/console/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "text/html,application/xhtml+xml")
+        .body(format!(
+            "name={name}&password={}",
+            password.replace(' ', "+")
+        ))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn assert_page_headers(answer: &reqwest::Response) {
+    let h = answer.headers();
+    assert_eq!(h["content-security-policy"], CONSOLE_CSP);
+    assert!(CONSOLE_CSP.contains("default-src 'self'"));
+    assert!(CONSOLE_CSP.contains("frame-ancestors 'none'"));
+    assert!(!CONSOLE_CSP.contains("unsafe-inline"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn the_overview_needs_a_session_and_shows_the_stores_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.add_manager("vera", "viewer").await;
+    let http = page_client();
+    let base = &server.base;
+
+    // Without a session every page redirects to the sign-in page and shows no data.
+    for path in CONSOLE_PAGES {
+        let answer = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(answer.status(), 303, "{path}");
+        assert_eq!(answer.headers()["location"], "/console/login", "{path}");
+        let body = answer.text().await.unwrap();
+        assert!(!body.contains("Console tests"), "{path}: {body}");
+    }
+    // A stale or forged cookie is no session either.
+    let answer = http
+        .get(format!("{base}/console/"))
+        .header("cookie", "hf_session=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    // The overview's figures need a session too.
+    let answer = http
+        .get(format!("{base}/console/overview.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+
+    // The sign-in page: a form posting back, the console's headers, assets from the binary.
+    let answer = http
+        .get(format!("{base}/console/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_page_headers(&answer);
+    let body = answer.text().await.unwrap();
+    assert!(
+        body.contains(r#"<form method="post" action="/console/login">"#),
+        "{body}"
+    );
+    assert!(!body.contains("<script>"), "no inline script: {body}");
+    for (asset, kind) in [
+        ("console.js", "text/javascript"),
+        ("console.css", "text/css"),
+    ] {
+        let answer = http
+            .get(format!("{base}/console/{asset}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{asset}");
+        assert!(
+            answer.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+
+    // A wrong password from the form comes back to the page with a message.
+    let answer = sign_in_by_form(&http, base, "vera", "wrong one").await;
+    assert_eq!(answer.status(), 303);
+    assert_eq!(answer.headers()["location"], "/console/login?error=failed");
+    assert!(answer.headers().get("set-cookie").is_none());
+    let body = http
+        .get(format!("{base}/console/login?error=failed"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("Unknown name or wrong password."), "{body}");
+
+    // Three scans waiting in the journal, then the right password (a viewer: any role).
+    for n in 0..3 {
+        server
+            .store
+            .append(
+                holdfast::store::Lane::Device,
+                holdfast::store::NewEntry {
+                    id: None,
+                    device: "h1".into(),
+                    operator: Some("op-1".into()),
+                    op: holdfast_sync::ops::Operation::Pick(holdfast_sync::ops::PickOp {
+                        picking_id: 1,
+                        move_id: 1,
+                        product_id: 1 + n,
+                        location_id: 10,
+                        lot_name: None,
+                        package_id: None,
+                        quantity: 1.0,
+                        view_quantity: 0.0,
+                    }),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let answer = sign_in_by_form(&http, base, "vera", PASSWORD).await;
+    assert_eq!(answer.status(), 303);
+    assert_eq!(answer.headers()["location"], "/console/");
+    let cookie = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let answer = http
+        .get(format!("{base}/console/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_page_headers(&answer);
+    let body = answer.text().await.unwrap();
+    // The mode banner (no Odoo here: unknown, with the reason) and the queue from the store.
+    assert!(body.contains(r#"class="banner mode-unknown""#), "{body}");
+    assert!(body.contains("no odoo configured"), "{body}");
+    assert!(
+        body.contains(r#"<dd data-field="queue">pending 3</dd>"#),
+        "{body}"
+    );
+    assert!(body.contains("vera (viewer)"), "{body}");
+    assert!(body.contains("/console/console.js"), "{body}");
+    assert!(!body.contains("<script>"), "no inline script: {body}");
+    // The page carries the session's CSRF token, the same `/console/me` answers.
+    let me: Value = http
+        .get(format!("{base}/console/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap();
+    assert!(
+        body.contains(&format!(r#"<meta name="csrf-token" content="{csrf}">"#)),
+        "{body}"
+    );
+
+    // The script's JSON: the same figures, not cached.
+    let answer = http
+        .get(format!("{base}/console/overview.json"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let o: Value = answer.json().await.unwrap();
+    assert_eq!(o["mode"], "unknown");
+    assert_eq!(o["queue"], "pending 3");
+    assert_eq!(o["site"], "Console tests");
+
+    // Sign-out as the page's script does: refused without the CSRF token, done with it.
+    let answer = http
+        .post(format!("{base}/console/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    let answer = http
+        .get(format!("{base}/console/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "still signed in");
+    let answer = http
+        .post(format!("{base}/console/logout"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = http
+        .get(format!("{base}/console/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303, "signed out");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn console_pages_escape_hostile_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = r#"<script>alert("x")</script>&"#;
+    let server = Server::start_named(dir.path(), hostile).await;
+    server.add_manager("mia", "manager").await;
+    let http = page_client();
+    let base = &server.base;
+    let login = http
+        .get(format!("{base}/console/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let answer = sign_in_by_form(&http, base, "mia", PASSWORD).await;
+    let cookie = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let overview = http
+        .get(format!("{base}/console/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for body in [login, overview] {
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(body.contains("&lt;script&gt;"), "{body}");
+    }
+    // A form error is chosen from a fixed set, never echoed from the URL.
+    let body = http
+        .get(format!("{base}/console/login?error=%3Cscript%3E"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("Enter a name and a password."), "{body}");
+    assert!(!body.contains("<script>"), "{body}");
     server.stop().await;
 }

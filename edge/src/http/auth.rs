@@ -23,10 +23,15 @@ pub const MANAGER_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/demo/cloud"),
     ("POST", "/api/v1/demo/scan"),
     ("GET", "/console/me"),
+    ("GET", "/console/overview.json"),
     ("POST", "/console/logout"),
 ];
 
 /// What a request's method needs: reads view, everything else acts.
+/// The console's pages: without a live session each redirects to `/console/login` and shows
+/// nothing (a test walks them as it walks [`MANAGER_ROUTES`]).
+pub const CONSOLE_PAGES: &[&str] = &["/console/"];
+
 pub fn need_of(method: &axum::http::Method) -> Need {
     use axum::http::Method;
     if method == Method::GET || method == Method::HEAD {

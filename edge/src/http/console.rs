@@ -55,8 +55,41 @@ pub(super) fn login_form(body: &[u8]) -> Result<LoginBody, String> {
 /// sets the session cookie and answers the name, role and the session's CSRF token. Failures
 /// are counted per account and per client address; locked out, the answer is 429 with
 /// `Retry-After`. Every outcome is audited (a lock-out once a minute per account or address).
+///
+/// A form posted by the sign-in page (a browser asking for HTML) is answered with a 303
+/// instead: to `/console/` once signed in, back to `/console/login?error=…` otherwise.
 pub(super) async fn console_login(
     State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+) -> Response {
+    let from_page = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let answer = sign_in(state, request).await;
+    if !from_page {
+        return answer.unwrap_or_else(IntoResponse::into_response);
+    }
+    let to = |path: &str| axum::response::Redirect::to(path).into_response();
+    match answer {
+        Ok(signed_in) if signed_in.status() == StatusCode::OK => {
+            let mut response = to("/console/");
+            if let Some(cookie) = signed_in.headers().get(axum::http::header::SET_COOKIE) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::SET_COOKIE, cookie.clone());
+            }
+            response
+        }
+        Ok(_) => to("/console/login?error=locked"),
+        Err(e) if e.code == "login_failed" => to("/console/login?error=failed"),
+        Err(_) => to("/console/login?error=invalid"),
+    }
+}
+
+async fn sign_in(
+    state: Arc<AppState>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     use crate::floor::lockout::Kind;

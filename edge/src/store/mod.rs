@@ -380,6 +380,11 @@ impl Store {
         &self.inner.path
     }
 
+    /// The size cap from `store.max_size_mb`, if one is set.
+    pub fn size_cap(&self) -> Option<SizeCap> {
+        self.inner.cap
+    }
+
     pub fn stats(&self) -> &WriterStats {
         &self.inner.stats
     }
