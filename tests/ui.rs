@@ -398,3 +398,84 @@ async fn a_link_with_another_token_asks_before_replacing_the_handhelds_token() {
         .await
         .unwrap();
 }
+
+/// The site manager's console in the browser: the overview redirects to the sign-in page, the
+/// form signs in, the banner shows the mode and the script keeps the figures live; sign-out
+/// (with the CSRF token from the page) ends the session.
+#[tokio::test]
+async fn a_manager_signs_in_to_the_console_and_sees_the_mode_banner() {
+    let browser = match Browser::start().await {
+        Ok(b) => b,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("SKIPPED: no headless Chromium here ({e}); scripts/test.sh installs it");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let demo = start_demo().await;
+    // A manager added on the command line, as on a site.
+    let mut add = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .arg("--config")
+        .arg(demo._dir.path().join("holdfast.toml"))
+        .args([
+            "manager",
+            "add",
+            "anna",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = add.stdin.take().unwrap();
+        stdin.write_all(b"correct horse battery\n").unwrap();
+    }
+    assert!(add.wait().unwrap().success(), "manager add");
+
+    let b = &browser;
+    b.goto(&format!("http://{}/console/", demo.addr))
+        .await
+        .unwrap();
+    b.wait_for_text("h1", "Holdfast console", T).await.unwrap();
+    assert!(b.url().await.unwrap().ends_with("/console/login"));
+    b.find("#name")
+        .await
+        .unwrap()
+        .send_keys("anna")
+        .await
+        .unwrap();
+    b.find("#password")
+        .await
+        .unwrap()
+        .send_keys("correct horse battery")
+        .await
+        .unwrap();
+    b.find("button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_text(".who", "anna (viewer)", T).await.unwrap();
+    let banner = b.find("#banner").await.unwrap();
+    let class = banner.attr("class").await.unwrap().unwrap_or_default();
+    assert!(class.starts_with("banner mode-"), "{class}");
+    // The script ran (the CSP allows the file) and refreshed the figures from the JSON.
+    b.wait_for_text("#updated", ":", T).await.unwrap();
+
+    b.find("#signout").await.unwrap().click().await.unwrap();
+    b.wait_for_text("h1", "Holdfast console", T).await.unwrap();
+    b.goto(&format!("http://{}/console/", demo.addr))
+        .await
+        .unwrap();
+    b.wait_for_text("h1", "Holdfast console", T).await.unwrap();
+    assert!(
+        b.url().await.unwrap().ends_with("/console/login"),
+        "signed out"
+    );
+}
