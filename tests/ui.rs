@@ -467,6 +467,10 @@ async fn a_manager_signs_in_to_the_console_and_sees_the_mode_banner() {
     assert!(class.starts_with("banner mode-"), "{class}");
     // The script ran (the CSP allows the file) and refreshed the figures from the JSON.
     b.wait_for_text("#updated", ":", T).await.unwrap();
+    // The demo's simulated Odoo, with the version it reported at connect.
+    b.wait_for_text("[data-field=odoo]", "(Odoo ", T)
+        .await
+        .unwrap();
 
     b.find("#signout").await.unwrap().click().await.unwrap();
     b.wait_for_text("h1", "Holdfast console", T).await.unwrap();

@@ -123,6 +123,9 @@ pub struct PullProgress {
     /// Features off because the connected Odoo lacks an optional model or field (e.g.
     /// `packagings (odoo has neither ...)`), as the client's model map decided at connect.
     pub degraded_features: Vec<String>,
+    /// The connected Odoo's version as it reports it (e.g. `18.0-20251101`), once connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub odoo_version: Option<String>,
 }
 
 /// How to write a run of pages.
@@ -166,7 +169,11 @@ fn set_progress(progress: &ProgressHandle, f: impl FnOnce(&mut PullProgress)) {
 impl Puller {
     pub fn new(store: Store, client: OdooClient, scope: Scope, progress: ProgressHandle) -> Self {
         let degraded = client.models().degraded_features();
-        set_progress(&progress, |p| p.degraded_features = degraded);
+        let version = client.version().raw.clone();
+        set_progress(&progress, |p| {
+            p.degraded_features = degraded;
+            p.odoo_version = Some(version);
+        });
         Puller {
             store,
             client,

@@ -194,7 +194,13 @@ pub fn overview(state: &AppState) -> Result<Overview, ApiError> {
         ),
         None => ("no push running".to_owned(), "—".to_owned()),
     };
-    let odoo = match (&s.cloud.target, &s.pull_error) {
+    let target = s.cloud.target.as_ref().map(|url| {
+        match s.pull.as_ref().and_then(|p| p.odoo_version.as_deref()) {
+            Some(v) if !v.is_empty() => format!("{url} (Odoo {v})"),
+            _ => url.clone(),
+        }
+    });
+    let odoo = match (&target, &s.pull_error) {
         (None, _) => "none configured".to_owned(),
         (Some(url), Some(e)) => format!(
             "{url}: not reachable ({} failures in a row: {})",
