@@ -1,38 +1,102 @@
-// The console's overview: polls /console/overview.json and updates the banner and the
-// figures in place; signs out with the session's CSRF token. Plain script, no framework.
+// The console's one script: keeps a page's live figures current, sends its forms to the
+// JSON API with the session's CSRF token, and signs out. Plain script, no framework; the
+// pages work as plain reads without it.
 "use strict";
 
 (function () {
-  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = meta ? meta.getAttribute("content") : "";
 
+  // Live figures: an element with data-poll names a JSON URL; each [data-field] inside the
+  // page takes that field's value, and the banner its mode's class.
+  var live = document.querySelector("[data-poll]");
   function apply(o) {
     var banner = document.getElementById("banner");
-    if (banner) banner.className = "banner mode-" + o.mode;
+    if (banner && o.mode) banner.className = "banner mode-" + o.mode;
     document.querySelectorAll("[data-field]").forEach(function (el) {
       var v = o[el.getAttribute("data-field")];
-      el.textContent = v === null || v === undefined ? "" : String(v);
+      if (v !== undefined) el.textContent = v === null ? "" : String(v);
     });
-    document.getElementById("updated").textContent = new Date().toLocaleTimeString();
+    var updated = document.getElementById("updated");
+    if (updated) updated.textContent = new Date().toLocaleTimeString();
   }
-
   function poll() {
-    fetch("/console/overview.json", { credentials: "same-origin", cache: "no-store" })
+    fetch(live.getAttribute("data-poll"), { credentials: "same-origin", cache: "no-store" })
       .then(function (r) {
         if (r.status === 401) { window.location.assign("/console/login"); return null; }
         return r.ok ? r.json() : null;
       })
       .then(function (o) { if (o) apply(o); })
-      .catch(function () { document.getElementById("updated").textContent = "not reachable"; })
+      .catch(function () {
+        var updated = document.getElementById("updated");
+        if (updated) updated.textContent = updated.getAttribute("data-unreachable") || "—";
+      })
       .finally(function () { window.setTimeout(poll, 2500); });
   }
+  if (live) window.setTimeout(poll, 2500);
 
-  document.getElementById("signout").addEventListener("click", function () {
-    fetch("/console/logout", {
-      method: "POST",
+  // Forms with class "api" post their fields as JSON to data-api (method data-method),
+  // with the CSRF token. Success: go to data-next, or reload. Failure: the API's message in
+  // the form's [role=alert] element.
+  function send(form) {
+    var body = {};
+    new FormData(form).forEach(function (value, key) {
+      var input = form.elements[key];
+      if (input && input.type === "number") {
+        body[key] = value === "" ? null : Number(value);
+      } else if (input && input.type === "checkbox") {
+        body[key] = true;
+      } else {
+        body[key] = value;
+      }
+    });
+    var alert = form.querySelector("[role=alert]");
+    if (alert) alert.textContent = "";
+    var buttons = form.querySelectorAll("button");
+    buttons.forEach(function (b) { b.disabled = true; });
+    fetch(form.getAttribute("data-api"), {
+      method: form.getAttribute("data-method") || "POST",
       credentials: "same-origin",
-      headers: { "X-CSRF-Token": csrf },
-    }).finally(function () { window.location.assign("/console/login"); });
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    })
+      .then(function (r) {
+        if (r.status === 401) { window.location.assign("/console/login"); return; }
+        if (r.ok) {
+          var next = form.getAttribute("data-next");
+          if (next) window.location.assign(next); else window.location.reload();
+          return;
+        }
+        return r.json().catch(function () { return {}; }).then(function (e) {
+          var text = (e && e.message) || ("HTTP " + r.status);
+          if (alert) alert.textContent = text; else window.alert(text);
+        });
+      })
+      .catch(function (e) {
+        if (alert) alert.textContent = String(e); else window.alert(String(e));
+      })
+      .finally(function () { buttons.forEach(function (b) { b.disabled = false; }); });
+  }
+  document.querySelectorAll("form.api").forEach(function (form) {
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var ask = form.getAttribute("data-confirm");
+      if (ask && !window.confirm(ask)) return;
+      send(form);
+    });
+    form.querySelectorAll("[data-submit-on-change]").forEach(function (el) {
+      el.addEventListener("change", function () { send(form); });
+    });
   });
 
-  window.setTimeout(poll, 2500);
+  var signout = document.getElementById("signout");
+  if (signout) {
+    signout.addEventListener("click", function () {
+      fetch("/console/logout", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRF-Token": csrf },
+      }).finally(function () { window.location.assign("/console/login"); });
+    });
+  }
 })();

@@ -24,7 +24,9 @@ mod console;
 mod pages;
 
 use auth::*;
-pub use auth::{CONSOLE_PAGES, CSRF_HEADER, MANAGER_ROUTES, authorize, need_of};
+pub use auth::{
+    CONSOLE_PAGES, CSRF_HEADER, MANAGER_ROUTES, SELF_SERVICE_ROUTES, authorize, need_of,
+};
 use console::*;
 use pages::*;
 pub use pages::{CONSOLE_CSP, Overview};
@@ -216,6 +218,7 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
             ),
         )
         .route("/console/logout", post(console_logout))
+        .route("/console/language", post(console_language))
         .merge(staff)
         .merge(crate::ui::routes())
         .merge(pages::routes())

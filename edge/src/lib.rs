@@ -7,6 +7,7 @@
 //! - [`runtime`]: the long-running appliance: tasks under one cancellation token, signals;
 //! - [`http`]: the HTTP API (probes, status);
 //! - [`managers`]: site managers: roles, console sessions, the authorisation rules;
+//! - [`i18n`]: the console's and the handheld's languages (Fluent catalogues);
 //! - [`status`]: the status snapshot shown by the API and the CLI;
 //! - [`tls`]: HTTPS on the HTTP listener: the certificate, its reload, the redirects;
 //! - [`pull`]: refreshing the mirror from Odoo (full, incremental, scheduled);
@@ -20,6 +21,7 @@ pub mod connectivity;
 pub mod demo;
 pub mod floor;
 pub mod http;
+pub mod i18n;
 pub mod logging;
 pub mod managers;
 pub mod printing;

@@ -85,7 +85,12 @@ pub enum Actor {
     /// The site manager's bearer token: full manager rights, no CSRF token needed.
     Token,
     /// A signed-in manager (session cookie).
-    Session { name: String, role: Role },
+    Session {
+        name: String,
+        role: Role,
+        /// The console language the manager chose; `None`: as the browser asks.
+        language: Option<crate::i18n::Lang>,
+    },
 }
 
 impl Actor {

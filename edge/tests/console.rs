@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use holdfast::http::{AppState, CONSOLE_CSP, CONSOLE_PAGES, MANAGER_ROUTES, ServeOptions};
+use holdfast::http::{
+    AppState, CONSOLE_CSP, CONSOLE_PAGES, MANAGER_ROUTES, SELF_SERVICE_ROUTES, ServeOptions,
+};
 use holdfast::status::{CloudStatus, SiteStatus};
 use holdfast::store::{DeviceCmd, ManagerCmd, NewAudit, NewPrintJob, Store, StoreOptions};
 use serde_json::{Value, json};
@@ -413,7 +415,7 @@ async fn every_manager_route_refuses_anonymous_clients_and_viewers_changes() {
 
     for (method, path) in MANAGER_ROUTES {
         let url = format!("{base}{}", path.replace("{id}", "1"));
-        let signs_out = *path == "/console/logout";
+        let own = SELF_SERVICE_ROUTES.contains(path);
         let anonymous = http
             .request(method.parse().unwrap(), &url)
             .send()
@@ -427,8 +429,9 @@ async fn every_manager_route_refuses_anonymous_clients_and_viewers_changes() {
             .await
             .unwrap();
         assert_eq!(forged.status(), 401, "made-up session {method} {path}");
-        if signs_out {
-            // Signing out is any role's right (its CSRF check is shown elsewhere).
+        if own {
+            // Signing out and choosing one's language are any role's right (their CSRF
+            // check is shown elsewhere).
             continue;
         }
         let as_viewer = request(&http, method, url.clone(), &viewer, true)

@@ -25,7 +25,12 @@ pub const MANAGER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/console/me"),
     ("GET", "/console/overview.json"),
     ("POST", "/console/logout"),
+    ("POST", "/console/language"),
 ];
+
+/// The manager routes any signed-in role may post to: they change only the caller's own
+/// session or account (sign out, the console's language). The CSRF token is still required.
+pub const SELF_SERVICE_ROUTES: &[&str] = &["/console/logout", "/console/language"];
 
 /// What a request's method needs: reads view, everything else acts.
 /// The console's pages: without a live session each redirects to `/console/login` and shows
@@ -144,6 +149,7 @@ pub(super) fn session_actor(state: &AppState, token: &str) -> Result<(Actor, Str
         Actor::Session {
             name: row.manager,
             role,
+            language: row.language.as_deref().and_then(crate::i18n::Lang::parse),
         },
         digest,
     ))

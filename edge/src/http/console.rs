@@ -234,7 +234,7 @@ pub(super) async fn console_me(
 ) -> Json<Value> {
     match actor {
         Actor::Token => Json(json!({"name": "token", "role": "manager"})),
-        Actor::Session { name, role } => {
+        Actor::Session { name, role, .. } => {
             let csrf = headers
                 .get_all(axum::http::header::COOKIE)
                 .iter()
@@ -313,4 +313,56 @@ pub(super) async fn audit(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = state.store.read(|r| r.audit(limit))?;
     Ok(Json(json!({"audit": rows})))
+}
+
+/// The body of `POST /console/language`: a shipped language's code, or `null` for "as the
+/// browser asks".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LanguageBody {
+    language: Option<String>,
+}
+
+/// `POST /console/language`: the signed-in manager's console language, kept with the account.
+/// Any role may choose its own (the CSRF token is still required: it is a change).
+pub(super) async fn console_language(
+    State(state): State<Arc<AppState>>,
+    parts: axum::http::request::Parts,
+    body: axum::body::Bytes,
+) -> Response {
+    let answer = async {
+        let actor = authorize(&state, &parts, Need::View)?;
+        let Actor::Session { name, .. } = &actor else {
+            return Err(ApiError::bad_request(
+                "the manager token has no account to keep a language for".into(),
+            ));
+        };
+        let body: LanguageBody = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("body must be {{\"language\": \"de\"}}: {e}"))
+        })?;
+        let language = match body.language.as_deref() {
+            None | Some("") => None,
+            Some(code) => Some(crate::i18n::Lang::parse(code).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "language {code:?} is not shipped (one of: {})",
+                    crate::i18n::Lang::ALL.map(|l| l.code()).join(", ")
+                ))
+            })?),
+        };
+        state
+            .store
+            .managers(crate::store::ManagerCmd::Language {
+                name: name.clone(),
+                language: language.map(|l| l.code().to_owned()),
+                audit: crate::store::NewAudit {
+                    actor: actor.audit_name(),
+                    action: "manager.language".into(),
+                    target: Some(format!("manager:{name}")),
+                    detail: serde_json::json!({ "language": language.map(|l| l.code()) }),
+                },
+            })
+            .await?;
+        Ok(Json(serde_json::json!({ "language": language.map(|l| l.code()) })).into_response())
+    };
+    answer.await.unwrap_or_else(|e: ApiError| refusal(e))
 }

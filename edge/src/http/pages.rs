@@ -11,31 +11,134 @@ use super::*;
 use axum::http::{HeaderValue, header};
 use serde::Serialize;
 
-const LOGIN_HTML: &str = include_str!("../../console/login.html");
-const OVERVIEW_HTML: &str = include_str!("../../console/overview.html");
 const CONSOLE_JS: &str = include_str!("../../console/console.js");
 const CONSOLE_CSS: &str = include_str!("../../console/console.css");
+
+/// Every console template, compiled in. A page's template extends `layout.html` (header,
+/// navigation, language menu) and fills its `title` and `main` blocks.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("../../console/layout.html")),
+    ("login.html", include_str!("../../console/login.html")),
+    ("overview.html", include_str!("../../console/overview.html")),
+];
 
 /// The policy of every console page: only the appliance's own files, no inline script, no
 /// framing, forms post only back to the appliance.
 pub const CONSOLE_CSP: &str =
     "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
-/// Renders the template `name` with `ctx`. The environment is built per page: two small
-/// templates parse in microseconds, and a page is asked for now and then, not per scan.
+/// The templates, parsed once. `t(key, name=value, ...)` looks `key` up in the catalogue in
+/// the page's language (the context's `lang`).
+fn environment() -> &'static minijinja::Environment<'static> {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        for (name, source) in TEMPLATES {
+            if let Err(e) = env.add_template(name, source) {
+                // A test renders every template; a broken one is a build defect, and the
+                // page answers 500 naming it.
+                tracing::error!(template = name, error = %e, "console template does not parse");
+            }
+        }
+        env.add_function("t", translate);
+        env
+    })
+}
+
+/// The template function `t`: a catalogue message in the page's language, its keyword
+/// arguments as Fluent variables (numbers stay numbers, for plurals).
+fn translate(
+    state: &minijinja::State<'_, '_>,
+    key: &str,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<String, minijinja::Error> {
+    use fluent_bundle::FluentValue;
+    let lang = state
+        .lookup("lang")
+        .and_then(|v| v.as_str().and_then(crate::i18n::Lang::parse))
+        .unwrap_or(crate::i18n::Lang::En);
+    let mut args: Vec<(&str, FluentValue<'_>)> = Vec::new();
+    for name in kwargs.args() {
+        let value: minijinja::Value = kwargs.get(name)?;
+        let value = match value.as_i64() {
+            Some(n) => FluentValue::from(n),
+            None => match f64::try_from(value.clone()) {
+                Ok(x) if value.kind() == minijinja::value::ValueKind::Number => {
+                    FluentValue::from(x)
+                }
+                _ => FluentValue::from(value.to_string()),
+            },
+        };
+        args.push((name, value));
+    }
+    Ok(crate::i18n::catalogue().text(lang, key, &args))
+}
+
+/// Renders the template `name` with `ctx`.
 fn render(name: &str, ctx: minijinja::Value) -> Result<String, ApiError> {
-    let mut env = minijinja::Environment::new();
     let fail = |e: minijinja::Error| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "template",
         message: format!("console page {name}: {e}"),
     };
-    env.add_template("login.html", LOGIN_HTML).map_err(fail)?;
-    env.add_template("overview.html", OVERVIEW_HTML)
-        .map_err(fail)?;
-    env.get_template(name)
+    environment()
+        .get_template(name)
         .and_then(|t| t.render(ctx))
         .map_err(fail)
+}
+
+/// The signed-in manager a page is rendered for.
+#[derive(Debug, Clone)]
+pub(super) struct Viewer {
+    pub actor: Actor,
+    /// The session's CSRF token, for the page's forms and script.
+    pub csrf: String,
+    /// The page's language: the manager's own, else the browser's.
+    pub lang: crate::i18n::Lang,
+}
+
+impl Viewer {
+    pub fn name(&self) -> String {
+        match &self.actor {
+            Actor::Session { name, .. } => name.clone(),
+            Actor::Token => "token".to_owned(),
+        }
+    }
+
+    /// Whether the manager may act (decide, cancel, reprint, pull), not only read.
+    pub fn can_manage(&self) -> bool {
+        self.actor.role().allows(Need::Manage)
+    }
+}
+
+/// Renders a console page for `viewer`: the layout's context (site, who, role, language,
+/// CSRF token, which navigation entry is current) merged with the page's own `ctx`.
+pub(super) fn render_page(
+    state: &AppState,
+    viewer: &Viewer,
+    template: &str,
+    current: &str,
+    ctx: minijinja::Value,
+) -> Result<Response, ApiError> {
+    let languages: Vec<_> = crate::i18n::Lang::ALL
+        .iter()
+        .map(|l| minijinja::context! { code => l.code(), name => l.name() })
+        .collect();
+    let html = render(
+        template,
+        minijinja::context! {
+            site => state.site.name.clone(),
+            name => viewer.name(),
+            role => viewer.actor.role().as_str(),
+            can_manage => viewer.can_manage(),
+            csrf => viewer.csrf.clone(),
+            lang => viewer.lang.code(),
+            languages => languages,
+            current => current,
+            ..ctx
+        },
+    )?;
+    Ok(page(html))
 }
 
 /// An HTML page with the console's security headers.
@@ -47,7 +150,7 @@ fn page(html: String) -> Response {
 
 /// The console's security headers (pages, and the overview's JSON, which is not cached
 /// either).
-fn secure(headers: &mut axum::http::HeaderMap) {
+pub(super) fn secure(headers: &mut axum::http::HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONSOLE_CSP),
@@ -73,7 +176,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-fn to_login() -> Response {
+/// The answer to a page request without a live session.
+pub(super) fn to_login() -> Response {
     let mut response = axum::response::Redirect::to("/console/login").into_response();
     secure(response.headers_mut());
     response
@@ -99,16 +203,35 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         )
 }
 
-/// The session of the request's cookie: the manager and the session's CSRF token. Pages
-/// take only a session (a bearer token has no cookie to sign out of, and no CSRF token).
-fn page_session(state: &AppState, headers: &axum::http::HeaderMap) -> Option<(Actor, String)> {
+/// The language of a request without an account's choice: its `Accept-Language`.
+pub(super) fn browser_language(headers: &axum::http::HeaderMap) -> crate::i18n::Lang {
+    crate::i18n::negotiate(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// The session of the request's cookie. Pages take only a session (a bearer token has no
+/// cookie to sign out of, and no CSRF token).
+pub(super) fn page_session(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Viewer> {
     let token = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(crate::managers::session_cookie)?;
     let (actor, _) = session_actor(state, token).ok()?;
-    Some((actor, crate::managers::csrf_token(token)))
+    let lang = match &actor {
+        Actor::Session {
+            language: Some(l), ..
+        } => *l,
+        _ => browser_language(headers),
+    };
+    Some(Viewer {
+        actor,
+        csrf: crate::managers::csrf_token(token),
+        lang,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,30 +243,36 @@ pub(super) struct LoginQuery {
 /// with `?error=`; the message is chosen here from a fixed set, never echoed from the URL.
 async fn login_page(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, ApiError> {
     let message = match q.error.as_deref() {
         None => None,
-        Some("failed") => Some("Unknown name or wrong password.".to_owned()),
-        Some("locked") => {
-            Some("Too many failed sign-ins. Wait a few minutes, then try again.".to_owned())
-        }
-        Some(_) => Some("Enter a name and a password.".to_owned()),
+        Some("failed") => Some("login-failed"),
+        Some("locked") => Some("login-locked"),
+        Some(_) => Some("login-invalid"),
     };
     let html = render(
         "login.html",
-        minijinja::context! { site => state.site.name.clone(), message => message },
+        minijinja::context! {
+            site => state.site.name.clone(),
+            message => message,
+            lang => browser_language(&headers).code(),
+        },
     )?;
     Ok(page(html))
 }
 
-/// What the overview shows, as display text: the page renders it, and the script replaces
-/// each `data-field` with the same field from `/console/overview.json`.
+/// What the overview shows, as display text in the viewer's language: the page renders it,
+/// and the script replaces each `data-field` with the same field from
+/// `/console/overview.json`.
 #[derive(Debug, Serialize)]
 pub struct Overview {
     pub site: String,
-    /// `online`, `degraded`, `offline` or `unknown`.
+    /// `online`, `degraded`, `offline` or `unknown` (the banner's class).
     pub mode: String,
+    /// The mode in the viewer's language.
+    pub mode_label: String,
     pub mode_since: String,
     pub mode_reason: Option<String>,
     pub queue: String,
@@ -161,7 +290,7 @@ pub struct Overview {
 }
 
 /// `12 s`, `4 min`, `2 h 5 min`.
-fn duration(secs: f64) -> String {
+pub(super) fn duration(secs: f64) -> String {
     let secs = secs.max(0.0).round() as u64;
     match secs {
         0..90 => format!("{secs} s"),
@@ -170,29 +299,43 @@ fn duration(secs: f64) -> String {
     }
 }
 
-fn megabytes(bytes: u64) -> String {
+pub(super) fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-/// The overview of the status snapshot (see [`full_status`]) and the device registry.
-pub fn overview(state: &AppState) -> Result<Overview, ApiError> {
+/// A catalogue message in `lang`, with `(name, value)` variables.
+pub(super) fn tr(lang: crate::i18n::Lang, key: &str, args: &[(&str, String)]) -> String {
+    let args: Vec<_> = args
+        .iter()
+        .map(|(k, v)| (*k, fluent_bundle::FluentValue::from(v.as_str())))
+        .collect();
+    crate::i18n::catalogue().text(lang, key, &args)
+}
+
+/// The overview of the status snapshot (see [`full_status`]) and the device registry, in
+/// `lang`.
+pub fn overview(state: &AppState, lang: crate::i18n::Lang) -> Result<Overview, ApiError> {
     let s = full_status(state)?;
     let queue = if s.queue.values().all(|n| *n == 0) {
-        "empty".to_owned()
+        tr(lang, "queue-empty", &[])
     } else {
         s.queue
             .iter()
             .filter(|(_, n)| **n > 0)
-            .map(|(state, n)| format!("{state} {n}"))
+            .map(|(state, n)| tr(lang, &format!("queue-{state}"), &[("n", n.to_string())]))
             .collect::<Vec<_>>()
             .join(" · ")
     };
     let (drain_rate, eta) = match &s.push {
         Some(p) => (
-            format!("{:.1} / s", p.drain_rate_per_sec),
+            tr(
+                lang,
+                "per-second",
+                &[("rate", format!("{:.1}", p.drain_rate_per_sec))],
+            ),
             p.eta_drain_secs.map_or_else(|| "—".to_owned(), duration),
         ),
-        None => ("no push running".to_owned(), "—".to_owned()),
+        None => (tr(lang, "no-push", &[]), "—".to_owned()),
     };
     let target = s.cloud.target.as_ref().map(|url| {
         match s.pull.as_ref().and_then(|p| p.odoo_version.as_deref()) {
@@ -200,65 +343,100 @@ pub fn overview(state: &AppState) -> Result<Overview, ApiError> {
             _ => url.clone(),
         }
     });
-    let odoo = match (&target, &s.pull_error) {
-        (None, _) => "none configured".to_owned(),
-        (Some(url), Some(e)) => format!(
-            "{url}: not reachable ({} failures in a row: {})",
-            e.failures_in_row, e.message
+    let odoo = match (target, &s.pull_error) {
+        (None, _) => tr(lang, "odoo-none", &[]),
+        (Some(url), Some(e)) => tr(
+            lang,
+            "odoo-unreachable",
+            &[
+                ("url", url),
+                ("failures", e.failures_in_row.to_string()),
+                ("message", e.message.clone()),
+            ],
         ),
-        (Some(url), None) if s.last_pull_at.is_some() => format!("{url}: reachable"),
-        (Some(url), None) => format!("{url}: not yet reached"),
+        (Some(url), None) if s.last_pull_at.is_some() => {
+            tr(lang, "odoo-reachable", &[("url", url)])
+        }
+        (Some(url), None) => tr(lang, "odoo-not-yet", &[("url", url)]),
     };
     let database = match state.store.size_cap() {
-        Some(cap) => format!(
-            "{} of {} ({} headroom)",
-            megabytes(s.database.size_bytes),
-            megabytes(cap.total_bytes),
-            megabytes(cap.total_bytes.saturating_sub(s.database.size_bytes))
+        Some(cap) => tr(
+            lang,
+            "database-capped",
+            &[
+                ("size", megabytes(s.database.size_bytes)),
+                ("cap", megabytes(cap.total_bytes)),
+                (
+                    "headroom",
+                    megabytes(cap.total_bytes.saturating_sub(s.database.size_bytes)),
+                ),
+            ],
         ),
-        None => format!("{} (no cap set)", megabytes(s.database.size_bytes)),
+        None => tr(
+            lang,
+            "database-uncapped",
+            &[("size", megabytes(s.database.size_bytes))],
+        ),
     };
     let rows = state.registry.list();
     let online = |printer: bool| {
         let of_kind = rows.iter().filter(|r| (r.kind == "printer") == printer);
         let total = of_kind.clone().count();
         let up = of_kind.filter(|r| r.state == "online").count();
-        format!("{up} of {total}")
+        tr(
+            lang,
+            "of-total",
+            &[("up", up.to_string()), ("total", total.to_string())],
+        )
     };
     let lockouts = s.sign_in.as_ref().map_or_else(
         || "—".to_owned(),
         |l| {
-            format!(
-                "{} failed sign-ins, {} device and {} site lock-outs, {} locked now",
-                l.failures,
-                l.device_lockouts,
-                l.site_lockouts,
-                l.locked_devices.len()
+            tr(
+                lang,
+                "lockouts-summary",
+                &[
+                    ("failures", l.failures.to_string()),
+                    ("device", l.device_lockouts.to_string()),
+                    ("site", l.site_lockouts.to_string()),
+                    ("locked", l.locked_devices.len().to_string()),
+                ],
             )
         },
     );
     Ok(Overview {
         site: s.site.name.clone(),
+        mode_label: tr(lang, &format!("mode-{}", s.mode), &[]),
         mode: s.mode.clone(),
         mode_since: s.mode_since.clone(),
         mode_reason: s.mode_reason.clone(),
         queue,
         oldest_pending: s
             .oldest_pending_age_secs
-            .map_or_else(|| "none pending".to_owned(), duration),
+            .map_or_else(|| tr(lang, "none-pending", &[]), duration),
         drain_rate,
         eta,
-        last_pull: s.last_pull_at.clone().unwrap_or_else(|| "never".to_owned()),
+        last_pull: s
+            .last_pull_at
+            .clone()
+            .unwrap_or_else(|| tr(lang, "never", &[])),
         odoo,
         database,
         devices: online(false),
         printers: online(true),
-        conflicts: format!("{} open, {} flagged", s.conflicts.open, s.conflicts.flagged),
+        conflicts: tr(
+            lang,
+            "conflicts-summary",
+            &[
+                ("open", s.conflicts.open.to_string()),
+                ("flagged", s.conflicts.flagged.to_string()),
+            ],
+        ),
         lockouts,
-        tls: s
-            .tls
-            .as_ref()
-            .map_or_else(|| "HTTPS off".to_owned(), |t| t.fingerprint_sha256.clone()),
+        tls: s.tls.as_ref().map_or_else(
+            || tr(lang, "https-off", &[]),
+            |t| t.fingerprint_sha256.clone(),
+        ),
     })
 }
 
@@ -268,27 +446,104 @@ async fn overview_page(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some((actor, csrf)) = page_session(&state, &headers) else {
+    let Some(viewer) = page_session(&state, &headers) else {
         return Ok(to_login());
     };
-    let (name, role) = match &actor {
-        Actor::Session { name, role } => (name.clone(), role.as_str()),
-        Actor::Token => ("token".to_owned(), "manager"),
-    };
-    let o = overview(&state)?;
-    let html = render(
+    let o = overview(&state, viewer.lang)?;
+    render_page(
+        &state,
+        &viewer,
         "overview.html",
-        minijinja::context! { o => minijinja::Value::from(minijinja::value::Serde(&o)), csrf => csrf, name => name, role => role },
-    )?;
-    Ok(page(html))
+        "overview",
+        minijinja::context! { o => minijinja::Value::from(minijinja::value::Serde(&o)) },
+    )
 }
 
 /// `GET /console/overview.json`: the overview's figures for the page's script (a manager
 /// route: any role).
 pub(super) async fn overview_json(
     State(state): State<Arc<AppState>>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut response = Json(overview(&state)?).into_response();
+    let lang = match actor {
+        Actor::Session {
+            language: Some(l), ..
+        } => l,
+        _ => browser_language(&headers),
+    };
+    let mut response = Json(overview(&state, lang)?).into_response();
     secure(response.headers_mut());
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::{Lang, catalogue};
+
+    /// Every literal key a template asks for (`t("key")` or `t('key')`).
+    fn literal_keys(source: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        for quote in ['"', '\''] {
+            let open = format!("t({quote}");
+            let mut rest = source;
+            while let Some(at) = rest.find(&open) {
+                rest = &rest[at + open.len()..];
+                if let Some(end) = rest.find(quote) {
+                    keys.push(rest[..end].to_owned());
+                }
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn every_key_a_template_names_is_in_the_catalogue() {
+        let mut missing = Vec::new();
+        for (name, source) in TEMPLATES {
+            // A key built in the template (`"nav-" ~ id`) is checked by rendering, below.
+            for key in literal_keys(source)
+                .into_iter()
+                .filter(|k| !k.ends_with('-'))
+            {
+                if !catalogue().has(Lang::En, &key) {
+                    missing.push(format!("{name}: {key}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "keys not in en/*.ftl: {missing:#?}");
+    }
+
+    #[test]
+    fn every_template_parses() {
+        let mut env = minijinja::Environment::new();
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
+    }
+
+    #[test]
+    fn the_layout_renders_in_every_language_without_a_raw_key() {
+        for lang in Lang::ALL {
+            let html = render(
+                "overview.html",
+                minijinja::context! {
+                    site => "Test <site>", name => "anna", role => "viewer", can_manage => false,
+                    csrf => "x", lang => lang.code(), current => "overview",
+                    languages => vec![minijinja::context! { code => "en", name => "English" }],
+                    o => minijinja::context! { mode => "online", mode_label => "online" },
+                },
+            )
+            .unwrap();
+            for prefix in ["nav-", "role-", "overview-"] {
+                assert!(
+                    !html.contains(&format!(">{prefix}")),
+                    "{lang}: raw key {prefix} in {html}"
+                );
+            }
+            assert!(html.contains("Test &lt;site&gt;"), "values are escaped");
+        }
+    }
 }

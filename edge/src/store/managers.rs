@@ -19,6 +19,8 @@ pub struct ManagerRow {
     pub password_hash: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The console language the manager chose (`en`, `de`); `None`: as the browser asks.
+    pub language: Option<String>,
 }
 
 /// A console session with its manager's role as it is now.
@@ -28,6 +30,8 @@ pub struct ManagerSessionRow {
     pub role: String,
     pub created_at: i64,
     pub last_seen: i64,
+    /// The manager's chosen language, if any.
+    pub language: Option<String>,
 }
 
 /// An audit record to write.
@@ -87,6 +91,12 @@ pub enum ManagerCmd {
     CloseSession {
         token_sha256: String,
         audit: Option<NewAudit>,
+    },
+    /// The manager's console language (`None`: as the browser asks).
+    Language {
+        name: String,
+        language: Option<String>,
+        audit: NewAudit,
     },
     /// An audit record on its own; answers its seq.
     Audit(NewAudit),
@@ -193,6 +203,19 @@ pub(super) fn command(conn: &Connection, cmd: &ManagerCmd) -> Result<i64, StoreE
             }
             Ok(n as i64)
         }
+        ManagerCmd::Language {
+            name,
+            language,
+            audit,
+        } => {
+            let n = conn
+                .prepare_cached("UPDATE manager SET language = ?2 WHERE name = ?1")?
+                .execute(params![name, language])?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("manager {name:?}")));
+            }
+            write_audit(conn, audit)
+        }
         ManagerCmd::Audit(audit) => write_audit(conn, audit),
     }
 }
@@ -204,6 +227,7 @@ fn manager_row(r: &Row<'_>) -> rusqlite::Result<ManagerRow> {
         password_hash: r.get(2)?,
         created_at: r.get(3)?,
         updated_at: r.get(4)?,
+        language: r.get(5)?,
     })
 }
 
@@ -212,7 +236,7 @@ impl Reader<'_> {
         Ok(self
             .conn()
             .prepare_cached(
-                "SELECT name, role, password_hash, created_at, updated_at FROM manager
+                "SELECT name, role, password_hash, created_at, updated_at, language FROM manager
                  WHERE name = ?1",
             )?
             .query_row([name], manager_row)
@@ -222,7 +246,8 @@ impl Reader<'_> {
     /// Every manager account, by name.
     pub fn managers(&self) -> Result<Vec<ManagerRow>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT name, role, password_hash, created_at, updated_at FROM manager ORDER BY name",
+            "SELECT name, role, password_hash, created_at, updated_at, language FROM manager
+             ORDER BY name",
         )?;
         let rows = stmt.query_map([], manager_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -236,7 +261,7 @@ impl Reader<'_> {
         Ok(self
             .conn()
             .prepare_cached(
-                "SELECT s.manager, m.role, s.created_at, s.last_seen
+                "SELECT s.manager, m.role, s.created_at, s.last_seen, m.language
                  FROM manager_session s JOIN manager m ON m.name = s.manager
                  WHERE s.token_sha256 = ?1",
             )?
@@ -246,6 +271,7 @@ impl Reader<'_> {
                     role: r.get(1)?,
                     created_at: r.get(2)?,
                     last_seen: r.get(3)?,
+                    language: r.get(4)?,
                 })
             })
             .optional()?)

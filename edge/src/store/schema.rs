@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[&str] = &[
     PUSH_ATTEMPTS,
     UOM_ROUNDING,
     MANAGERS,
+    LANGUAGES,
 ];
 
 /// The schema version this build writes.
@@ -557,6 +558,13 @@ CREATE TABLE audit (
     -- JSON object text.
     detail TEXT NOT NULL DEFAULT '{}'
 );
+"#;
+
+/// Version 9: the language a manager or an operator chose (`en`, `de`, ...), NULL for "as
+/// the browser asks" (`Accept-Language`).
+const LANGUAGES: &str = r#"
+ALTER TABLE manager ADD COLUMN language TEXT CHECK (language IS NULL OR length(language) BETWEEN 2 AND 12);
+ALTER TABLE operator ADD COLUMN language TEXT CHECK (language IS NULL OR length(language) BETWEEN 2 AND 12);
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.
