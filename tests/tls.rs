@@ -449,6 +449,7 @@ async fn serve_in_process(
         printing: holdfast::printing::Printing::new(store, Default::default()),
         managers: Default::default(),
         tls: Some(tls),
+        runbook: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

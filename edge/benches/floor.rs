@@ -846,6 +846,7 @@ fn main() {
                         badge: Some(d.badge.clone()),
                         pin_hash: None,
                         active: true,
+                        language: None,
                     }))
                     .await
                     .unwrap();
@@ -886,6 +887,7 @@ fn main() {
         ),
         managers: Default::default(),
         tls: None,
+        runbook: Default::default(),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listener = srv

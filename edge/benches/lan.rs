@@ -335,6 +335,7 @@ fn main() {
                     badge: Some(d.badge.clone()),
                     pin_hash: None,
                     active: true,
+                    language: None,
                 }))
                 .await
                 .unwrap();

@@ -274,6 +274,9 @@ enum OperatorCommand {
         /// Read a PIN (floor.min_pin_digits, default 4, to 12 digits) from standard input.
         #[arg(long)]
         pin_stdin: bool,
+        /// The handheld's language for this operator (en, de); default: as the device asks.
+        #[arg(long)]
+        language: Option<String>,
     },
     /// Stop an operator from signing in (their journal entries stay).
     Remove { id: String },
@@ -651,8 +654,23 @@ async fn operator_command(
             name,
             badge,
             pin_stdin,
+            language,
         } => {
             valid_id(&id)?;
+            let language = match language.as_deref() {
+                None => None,
+                Some(code) => Some(
+                    crate::i18n::Lang::parse(code)
+                        .with_context(|| {
+                            format!(
+                                "--language {code:?} is not shipped (one of: {})",
+                                crate::i18n::Lang::ALL.map(|l| l.code()).join(", ")
+                            )
+                        })?
+                        .code()
+                        .to_owned(),
+                ),
+            };
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
@@ -683,6 +701,7 @@ async fn operator_command(
                     badge,
                     pin_hash,
                     active: true,
+                    language,
                 }))
                 .await?;
             println!("operator {id} saved");
@@ -695,16 +714,17 @@ async fn operator_command(
         }
         OperatorCommand::List => {
             println!(
-                "{:<16}  {:<24}  {:<16}  {:<4}  ACTIVE",
-                "ID", "NAME", "BADGE", "PIN"
+                "{:<16}  {:<24}  {:<16}  {:<4}  {:<8}  ACTIVE",
+                "ID", "NAME", "BADGE", "PIN", "LANGUAGE"
             );
             for o in store.read(|r| r.operators())? {
                 println!(
-                    "{:<16}  {:<24}  {:<16}  {:<4}  {}",
+                    "{:<16}  {:<24}  {:<16}  {:<4}  {:<8}  {}",
                     o.id,
                     o.name,
                     o.badge.as_deref().unwrap_or("-"),
                     if o.pin_hash.is_some() { "yes" } else { "no" },
+                    o.language.as_deref().unwrap_or("-"),
                     if o.active { "yes" } else { "no" }
                 );
             }
@@ -1233,6 +1253,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .pull(pull::PullKind::Full, &Default::default())
                     .await?;
                 demo::seed_operators(&store).await?;
+                demo::seed_manager(&store).await?;
                 println!("Holdfast demo warehouse is running.");
                 println!(
                     "  pulled {} records from the simulated Odoo at {}",
@@ -1245,6 +1266,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     demo::DEMO_OPERATORS[0].badge,
                     demo::DEMO_OPERATORS[0].id,
                     demo::DEMO_OPERATORS[0].pin
+                );
+                println!(
+                    "  console:  http://{addr}/console/  (site manager: {} / {})",
+                    demo::DEMO_MANAGER,
+                    demo::DEMO_MANAGER_PASSWORD
                 );
                 // Tests and scripts read the address from this line: keep its shape.
                 println!("  status:   http://{addr}/api/v1/status");

@@ -91,6 +91,8 @@ pub struct RawFloor {
 pub struct RawSite {
     pub id: Option<String>,
     pub name: Option<String>,
+    /// The site's degraded-mode procedure (Markdown), shown on the console's runbook page.
+    pub runbook_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -259,6 +261,8 @@ pub struct FloorConfig {
 pub struct SiteConfig {
     pub id: String,
     pub name: String,
+    /// The site's procedure text (Markdown); relative: a systemd credential.
+    pub runbook_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -778,6 +782,23 @@ impl RawConfig {
             }
         }
 
+        // The procedure is read at each view; a file that cannot be read now is named at start.
+        let runbook_file = match &self.site.runbook_file {
+            Some(p) if !p.as_os_str().is_empty() => {
+                let path = credential_path(p);
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => {}
+                    Ok(_) => problem(
+                        "site.runbook_file",
+                        format!("{} is not a file", path.display()),
+                    ),
+                    Err(e) => problem("site.runbook_file", format!("{}: {e}", path.display())),
+                }
+                Some(path)
+            }
+            _ => None,
+        };
+
         let http_ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
         let lan = lan::validate(
             &site_id,
@@ -796,6 +817,7 @@ impl RawConfig {
             site: SiteConfig {
                 name: self.site.name.clone().unwrap_or_else(|| site_id.clone()),
                 id: site_id,
+                runbook_file,
             },
             store: StoreConfig {
                 path: store_path,
@@ -1154,6 +1176,9 @@ pub const EXAMPLE: &str = r#"# Holdfast configuration.
 id = "site-01"
 # Human name shown on the status page.
 name = "Main warehouse"
+# The site's own degraded-mode procedure (Markdown), shown on the console's runbook page
+# beside what the configuration keeps working offline. Raw HTML in it is shown as text.
+# runbook_file = "/etc/holdfast/runbook.md"
 
 [store]
 # The SQLite database: mirror of Odoo, journal of floor operations. Keep it on persistent storage.

@@ -237,6 +237,56 @@ pub const DEMO_MANAGER_TOKEN: &str = "demo-manager-token";
 /// The demo's device token (the demo is for trying things out; a site configures its own).
 pub const DEMO_TOKEN: &str = "demo-handheld-token";
 
+/// The demo's site manager on the console (the demo is for trying things out).
+pub const DEMO_MANAGER: &str = "demo-manager";
+/// That manager's password.
+pub const DEMO_MANAGER_PASSWORD: &str = "demo-manager-password";
+
+/// The demo site's own procedure, shown on the console's runbook page.
+const DEMO_RUNBOOK: &str = "\
+# Demo warehouse: when the cloud is away
+
+1. Keep picking and receiving on the handhelds as usual; every scan is kept on this appliance.
+2. Tell the shift lead; note the time the outage began.
+3. Do **not** re-enter the floor's work in Odoo by hand: it is sent on its own when the link is back.
+4. After the outage, open *Conflicts* and decide what is waiting there.
+
+Ops on call: ops@example.com
+";
+
+/// Adds (or resets the password of) the demo's site manager.
+pub async fn seed_manager(store: &Store) -> anyhow::Result<()> {
+    use crate::store::{ManagerCmd, NewAudit};
+    let password_hash =
+        crate::managers::hash_password(DEMO_MANAGER_PASSWORD).map_err(anyhow::Error::msg)?;
+    let audit = |action: &str| NewAudit {
+        actor: "demo".into(),
+        action: action.into(),
+        target: Some(format!("manager:{DEMO_MANAGER}")),
+        detail: serde_json::json!({ "role": "manager" }),
+    };
+    let exists = store.read(|r| r.manager(DEMO_MANAGER))?.is_some();
+    let cmd = if exists {
+        ManagerCmd::Passwd {
+            name: DEMO_MANAGER.into(),
+            password_hash,
+            audit: audit("manager.passwd"),
+        }
+    } else {
+        ManagerCmd::Add {
+            name: DEMO_MANAGER.into(),
+            role: "manager".into(),
+            password_hash,
+            audit: audit("manager.add"),
+        }
+    };
+    store
+        .managers(cmd)
+        .await
+        .context("adding the demo's site manager")?;
+    Ok(())
+}
+
 /// Writes the demo's config into `dir` (pointing at the simulated cloud) and returns its path.
 pub fn write_config(
     dir: &Path,
@@ -247,15 +297,19 @@ pub fn write_config(
 ) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("holdfast.toml");
+    let runbook = dir.join("runbook.md");
+    std::fs::write(&runbook, DEMO_RUNBOOK)
+        .with_context(|| format!("cannot write {}", runbook.display()))?;
     let sim = cloud.config();
     let text = format!(
         "# Written by holdfast demo: the [odoo] section points at the simulated cloud it runs.\n\
-         [site]\nid = \"demo\"\nname = \"Demo warehouse\"\n\n\
+         [site]\nid = \"demo\"\nname = \"Demo warehouse\"\nrunbook_file = \"{}\"\n\n\
          [store]\npath = \"{}\"\n\n[http]\nlisten = \"{listen}\"\nmanager_token = \"{DEMO_MANAGER_TOKEN}\"\n\n\
          [push]\nretry_min_secs = 0.5\nretry_max_secs = 10\nprobe_secs = 2\n\n\
          [odoo]\nurl = \"{}\"\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key = \"{}\"\ncompany_id = 1\nwarehouse_id = 1\n\n\
          [log]\nlevel = \"info,rumqttd=warn\"\n\n\
          [[devices]]\nid = \"demo-handheld\"\ntoken = \"{DEMO_TOKEN}\"\n\n{}",
+        runbook.display(),
         dir.join("holdfast.db").display(),
         url,
         sim.database,
@@ -304,6 +358,7 @@ pub async fn seed_operators(store: &Store) -> anyhow::Result<()> {
                     badge: Some(op.badge.into()),
                     pin_hash: Some(pin_hash),
                     active: true,
+                    language: None,
                 },
             ))
             .await

@@ -239,7 +239,7 @@ fn locked_answer(locked: &Locked) -> Answer {
 }
 
 fn operator_json(op: &OperatorRow) -> Value {
-    json!({"id": op.id, "name": op.name})
+    json!({"id": op.id, "name": op.name, "language": op.language})
 }
 
 impl Floor {
@@ -321,6 +321,50 @@ impl Floor {
             ))
         });
         result.unwrap_or_else(Answer::from_store)
+    }
+
+    /// The handheld language of the operator signed in on `device` (`None`: as the device
+    /// asks), kept with the operator: it follows them to any handheld. Setting it is
+    /// idempotent (the same value twice is the same state), so it takes no idempotency key.
+    pub async fn set_operator_language(&self, device: &str, language: Option<&str>) -> Answer {
+        let language = match language {
+            None | Some("") => None,
+            Some(code) => match crate::i18n::Lang::parse(code) {
+                Some(l) => Some(l.code().to_owned()),
+                None => {
+                    return Answer::error(
+                        400,
+                        "bad_request",
+                        format!(
+                            "language {code:?} is not shipped (one of: {})",
+                            crate::i18n::Lang::ALL.map(|l| l.code()).join(", ")
+                        ),
+                    );
+                }
+            },
+        };
+        let login = match self.inner.store.read(|r| r.device_login(device)) {
+            Ok(Some(login)) => login,
+            Ok(None) => {
+                return Answer::error(
+                    409,
+                    "not_signed_in",
+                    "sign in first: the language is kept with the operator",
+                );
+            }
+            Err(e) => return Answer::from_store(e),
+        };
+        let cmd = FloorCmd::OperatorLanguage {
+            id: login.operator.clone(),
+            language: language.clone(),
+        };
+        match self.inner.store.floor(cmd).await {
+            Ok(_) => Answer::new(
+                200,
+                json!({"operator": login.operator, "language": language}),
+            ),
+            Err(e) => Answer::from_store(e),
+        }
     }
 
     /// One session, as its operator sees it.

@@ -80,6 +80,8 @@ pub struct AppState {
     /// The HTTPS certificate when `http.tls` is on (then every request came over TLS, and
     /// the session cookie is marked `Secure`); `None`: plain HTTP.
     pub tls: Option<crate::tls::TlsHandle>,
+    /// What the configuration keeps working offline, and the site's procedure file.
+    pub runbook: Arc<crate::runbook::Runbook>,
 }
 
 /// A JSON error with a stable code.
@@ -173,6 +175,7 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
         .route("/api/v1/pickings/{id}", get(picking))
         .route("/api/v1/lookup", post(lookup))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/me/language", axum::routing::put(me_language))
         .route("/api/v1/journal", get(device_journal))
         .route("/api/v1/sessions/{id}", get(session))
         .route("/api/v1/print", post(lan::print))
@@ -551,6 +554,31 @@ async fn me(
     axum::Extension(device): axum::Extension<DeviceId>,
 ) -> Response {
     answer(state.floor.whoami(&device.0))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LanguageBody {
+    language: Option<String>,
+}
+
+/// `PUT /api/v1/me/language`: the signed-in operator's handheld language, `{"language":
+/// "de"}` (or `null`: as the device asks).
+async fn me_language(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(device): axum::Extension<DeviceId>,
+    body: axum::body::Bytes,
+) -> Response {
+    match serde_json::from_slice::<LanguageBody>(&body) {
+        Ok(b) => answer(
+            state
+                .floor
+                .set_operator_language(&device.0, b.language.as_deref())
+                .await,
+        ),
+        Err(e) => ApiError::bad_request(format!("body must be {{\"language\": \"de\"}}: {e}"))
+            .into_response(),
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

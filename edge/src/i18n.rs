@@ -114,7 +114,7 @@ macro_rules! areas {
 }
 
 /// (area, English, German).
-pub const AREAS: &[(&str, &str, &str)] = areas!["console"];
+pub const AREAS: &[(&str, &str, &str)] = areas!["console", "runbook", "ui"];
 
 fn source(lang: Lang, area: &(&str, &'static str, &'static str)) -> &'static str {
     match lang {
@@ -307,6 +307,64 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every key the handheld's page and script name (`data-i18n…="key"`, `T('key'…`) is in
+    /// the English catalogue; keys built from a prefix have each of their variants.
+    #[test]
+    fn every_key_the_handheld_names_exists() {
+        let page = include_str!("../ui/index.html");
+        let script = include_str!("../ui/app.js");
+        let mut keys = Vec::new();
+        for (source, opener, close) in [
+            (page, "data-i18n=\"", '"'),
+            (page, "data-i18n-placeholder=\"", '"'),
+            (page, "data-i18n-label=\"", '"'),
+            (script, "T('", '\''),
+        ] {
+            let mut rest = source;
+            while let Some(at) = rest.find(opener) {
+                rest = &rest[at + opener.len()..];
+                let end = rest.find(close).unwrap_or(0);
+                keys.push(rest[..end].to_owned());
+            }
+        }
+        assert!(keys.len() > 40, "{keys:?}");
+        let english = Catalogue::keys(Lang::En, "ui");
+        let mut missing = Vec::new();
+        for key in &keys {
+            let ok = if key.ends_with('-') {
+                let variants: &[&str] = match key.as_str() {
+                    "ui-mode-" => &["online", "degraded", "offline", "unknown"],
+                    "ui-workflow-" => &["pick", "receive", "count", "transfer"],
+                    other => panic!("a key built from {other:?}: list its variants here"),
+                };
+                variants
+                    .iter()
+                    .all(|v| english.contains(&format!("{key}{v}")))
+            } else {
+                english.contains(key)
+            };
+            if !ok {
+                missing.push(key.clone());
+            }
+        }
+        assert!(missing.is_empty(), "not in en/ui.ftl: {missing:?}");
+    }
+
+    #[test]
+    fn the_handhelds_strings_keep_their_variables_for_the_script() {
+        let de = catalogue().area_strings(Lang::De, "ui");
+        assert_eq!(de["ui-queued"], "{n} wartend");
+        assert_eq!(
+            de["ui-label-queued"],
+            "Etikett an {printer} gesendet (Auftrag {job})"
+        );
+        assert_eq!(
+            de.len(),
+            Catalogue::keys(Lang::En, "ui").len(),
+            "every key, in German"
+        );
     }
 
     #[test]

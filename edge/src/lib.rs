@@ -8,6 +8,7 @@
 //! - [`http`]: the HTTP API (probes, status);
 //! - [`managers`]: site managers: roles, console sessions, the authorisation rules;
 //! - [`i18n`]: the console's and the handheld's languages (Fluent catalogues);
+//! - [`runbook`]: the degraded-mode runbook: what the configuration keeps working offline;
 //! - [`status`]: the status snapshot shown by the API and the CLI;
 //! - [`tls`]: HTTPS on the HTTP listener: the certificate, its reload, the redirects;
 //! - [`pull`]: refreshing the mirror from Odoo (full, incremental, scheduled);
@@ -29,6 +30,7 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod resolve;
+pub mod runbook;
 pub mod runtime;
 pub mod scanners;
 pub mod status;

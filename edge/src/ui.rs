@@ -28,6 +28,45 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct StringsQuery {
+    lang: Option<String>,
+}
+
+/// `GET /ui/strings.json[?lang=de]`: the handheld's strings in the language asked for, or
+/// else the best match of the browser's `Accept-Language`; every shipped language's name for
+/// the language menu. Variables appear as `{name}` for the script to fill in. No token: the
+/// strings are the same for everyone, and the sign-in screen needs them.
+async fn strings(
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<StringsQuery>,
+) -> Response {
+    use crate::i18n::{Lang, catalogue, negotiate};
+    let lang = q.lang.as_deref().and_then(Lang::parse).unwrap_or_else(|| {
+        negotiate(
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        )
+    });
+    let languages: Vec<_> = Lang::ALL
+        .iter()
+        .map(|l| serde_json::json!({"code": l.code(), "name": l.name()}))
+        .collect();
+    (
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::VARY, "Accept-Language"),
+        ],
+        axum::Json(serde_json::json!({
+            "lang": lang.code(),
+            "languages": languages,
+            "strings": catalogue().area_strings(lang, "ui"),
+        })),
+    )
+        .into_response()
+}
+
 /// Routes of the handheld UI, merged into the main router.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
@@ -55,6 +94,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/ui/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
         )
+        .route("/ui/strings.json", get(strings))
         .route(
             "/ui/app.css",
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),

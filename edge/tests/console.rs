@@ -72,6 +72,7 @@ impl Server {
             printing: holdfast::printing::Printing::new(store.clone(), Default::default()),
             managers: Default::default(),
             tls: None,
+            runbook: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();

@@ -6,8 +6,58 @@
 
 const $ = (id) => document.getElementById(id);
 const SCREENS = ['setup', 'replace-token', 'login', 'home', 'pickings', 'session', 'journal'];
-const state = { token: null, offeredToken: null, operator: null, session: null, workflow: null, cancelArmed: false };
+const state = { lang: 'en', token: null, offeredToken: null, operator: null, session: null, workflow: null, cancelArmed: false };
 let audio = null;
+
+// --- strings ---------------------------------------------------------------------------
+
+// The strings of the current language, from the appliance's catalogue (/ui/strings.json).
+// Until they arrive the page shows its English text.
+let STRINGS = {};
+
+function T(key, vars) {
+  let text = STRINGS[key] || key;
+  for (const [name, value] of Object.entries(vars || {})) {
+    text = text.split('{' + name + '}').join(String(value));
+  }
+  return text;
+}
+
+// Loads a language's strings (none given: the browser's, as the appliance negotiates it) and
+// applies them to every element marked with data-i18n, -placeholder or -label.
+async function loadStrings(lang) {
+  try {
+    const query = lang ? '?lang=' + encodeURIComponent(lang) : '';
+    const response = await fetch('/ui/strings.json' + query);
+    if (!response.ok) return;
+    const data = await response.json();
+    STRINGS = data.strings || {};
+    state.lang = data.lang;
+    document.documentElement.lang = data.lang;
+    const select = $('language');
+    if (!select.options.length) {
+      for (const l of data.languages || []) {
+        const option = document.createElement('option');
+        option.value = l.code;
+        option.textContent = l.name;
+        select.appendChild(option);
+      }
+    }
+    select.value = data.lang;
+    for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = T(el.dataset.i18n);
+    for (const el of document.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = T(el.dataset.i18nPlaceholder);
+    for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', T(el.dataset.i18nLabel));
+    refreshBanner();
+  } catch (e) { /* keep the text shown */ }
+}
+
+// The operator's choice is kept with the operator (it follows them to any handheld); before
+// sign-in, with this handheld.
+async function chooseLanguage(lang) {
+  localStorage.setItem('holdfast.lang', lang);
+  await loadStrings(lang);
+  if (state.operator) await api('PUT', '/api/v1/me/language', { language: lang });
+}
 
 function show(name) {
   for (const s of SCREENS) $(s).hidden = s !== name;
@@ -27,7 +77,7 @@ function newKey() {
 async function api(method, path, body) {
   const headers = { Authorization: 'Bearer ' + state.token };
   const init = { method, headers };
-  if (method === 'POST') {
+  if (method !== 'GET') {
     headers['Content-Type'] = 'application/json';
     headers['Idempotency-Key'] = newKey();
     init.body = JSON.stringify(body || {});
@@ -40,7 +90,7 @@ async function api(method, path, body) {
       return { status: response.status, data };
     } catch (e) {
       if (attempt >= 3) {
-        return { status: 0, data: { status: 'error', error: { code: 'unreachable', message: 'The appliance is not answering. Check Wi-Fi.' } } };
+        return { status: 0, data: { status: 'error', error: { code: 'unreachable', message: T('ui-unreachable') } } };
       }
       await new Promise((r) => setTimeout(r, 300 * (attempt + 1)));
     }
@@ -103,22 +153,22 @@ async function refreshBanner() {
     if (response.status === 401) {
       banner.className = 'mode-unknown';
       banner.dataset.mode = 'unknown';
-      $('banner-mode').textContent = 'Appliance reachable';
-      $('banner-detail').textContent = 'set up this device to see its status';
+      $('banner-mode').textContent = T('ui-appliance-reachable');
+      $('banner-detail').textContent = T('ui-set-up-to-see');
       return;
     }
     const s = await response.json();
     const queued = (s.queue.pending || 0) + (s.queue.in_flight || 0);
     banner.className = 'mode-' + s.mode;
     banner.dataset.mode = s.mode;
-    $('banner-mode').textContent = { online: 'Online', degraded: 'Degraded', offline: 'Offline' }[s.mode] || s.mode;
-    let detail = 'since ' + ago(s.mode_since) + ' · ' + queued + ' queued';
-    if (s.mode !== 'online') detail += ' · working from local copy';
+    $('banner-mode').textContent = T('ui-mode-' + s.mode);
+    let detail = T('ui-since', { ago: ago(s.mode_since) }) + ' · ' + T('ui-queued', { n: queued });
+    if (s.mode !== 'online') detail += ' · ' + T('ui-local-copy');
     $('banner-detail').textContent = detail;
   } catch (e) {
     banner.className = 'mode-unreachable';
     banner.dataset.mode = 'unreachable';
-    $('banner-mode').textContent = 'Appliance unreachable';
+    $('banner-mode').textContent = T('ui-appliance-unreachable');
     $('banner-detail').textContent = '';
   }
 }
@@ -150,6 +200,7 @@ function saveToken(token) {
 
 async function boot() {
   state.token = localStorage.getItem('holdfast.token');
+  await loadStrings(localStorage.getItem('holdfast.lang'));
   const asking = await takeOfferedToken();
   refreshBanner();
   setInterval(refreshBanner, 5000);
@@ -169,6 +220,9 @@ async function loadMe() {
   state.operator = r.data.operator;
   if (!state.operator) return show('login');
   $('operator-name').textContent = state.operator.name;
+  if (state.operator.language && state.operator.language !== state.lang) {
+    await loadStrings(state.operator.language);
+  }
   if (r.data.session) return openSession(r.data.session);
   renderHome(r.data.sessions || []);
 }
@@ -180,7 +234,7 @@ function renderHome(sessions) {
     const li = document.createElement('li');
     const b = document.createElement('button');
     b.dataset.sessionId = s.id;
-    b.textContent = s.workflow + (s.picking ? ' ' + s.picking.name : '') + ' — on ' + s.device;
+    b.textContent = T('ui-workflow-' + s.workflow) + (s.picking ? ' ' + s.picking.name : '') + ' — ' + T('ui-on-device', { device: s.device });
     b.addEventListener('click', async () => {
       const r = await api('POST', '/api/v1/sessions/' + encodeURIComponent(s.id) + '/resume');
       if (statusOf(r) === 'error') return alertError(r);
@@ -191,7 +245,7 @@ function renderHome(sessions) {
   }
   if (!sessions.length) {
     const li = document.createElement('li');
-    li.textContent = 'None';
+    li.textContent = T('ui-none');
     list.appendChild(li);
   }
   show('home');
@@ -228,7 +282,7 @@ async function chooseWorkflow(workflow) {
     if (statusOf(r) === 'error') return alertError(r);
     return openSession(r.data.session);
   }
-  $('pickings-title').textContent = workflow === 'pick' ? 'Choose a picking' : 'Choose a receipt';
+  $('pickings-title').textContent = T(workflow === 'pick' ? 'ui-choose-picking' : 'ui-choose-receipt');
   const r = await api('GET', '/api/v1/pickings');
   const list = $('picking-list');
   list.textContent = '';
@@ -267,7 +321,7 @@ function fmt(q) {
 async function openSession(view) {
   state.session = view;
   state.cancelArmed = false;
-  $('cancel').textContent = 'Cancel task';
+  $('cancel').textContent = T('ui-cancel-task');
   $('backorder-choice').hidden = true;
   $('feedback').className = 'idle';
   $('feedback').textContent = '';
@@ -279,7 +333,7 @@ async function openSession(view) {
 async function renderSession() {
   const s = state.session;
   if (!s) return;
-  $('session-title').textContent = s.workflow.charAt(0).toUpperCase() + s.workflow.slice(1) + (s.picking ? ' ' + s.picking.name : '');
+  $('session-title').textContent = T('ui-workflow-' + s.workflow) + (s.picking ? ' ' + s.picking.name : '');
   $('prompt').textContent = s.prompt;
   $('prompt').dataset.expect = s.expect;
   const isPicking = s.workflow === 'pick' || s.workflow === 'receive';
@@ -340,7 +394,7 @@ async function sendScan(code) {
 async function sendQuantity(value) {
   const quantity = Number(value);
   if (value === '' || !Number.isFinite(quantity)) {
-    feedback('error', 'Enter a number');
+    feedback('error', T('ui-enter-number'));
     return;
   }
   const r = await api('POST', '/api/v1/sessions/' + encodeURIComponent(state.session.id) + '/quantity', { quantity });
@@ -353,7 +407,7 @@ async function printLabel(body, show) {
   const r = await api('POST', '/api/v1/print', body);
   const ok = r.status > 0 && r.status < 300;
   const kind = ok ? 'ok' : 'error';
-  show(kind, ok ? 'Label queued on ' + r.data.job.printer + ' (job ' + r.data.job.id + ')' : message(r.data));
+  show(kind, ok ? T('ui-label-queued', { printer: r.data.job.printer, job: r.data.job.id }) : message(r.data));
   return r;
 }
 
@@ -369,7 +423,7 @@ async function labelScan(code) {
   const r = await api('POST', '/api/v1/lookup', { code });
   const hit = (r.data.matches || []).find((m) => m.kind === 'product' || m.kind === 'location');
   if (!hit) {
-    labelFeedback('error', 'Not a product or bin: ' + code);
+    labelFeedback('error', T('ui-not-product-or-bin', { code }));
     return;
   }
   const body = hit.kind === 'product'
@@ -456,9 +510,10 @@ document.addEventListener('DOMContentLoaded', () => {
     const r = await api('POST', '/api/v1/lookup', { code });
     const hit = (r.data.matches || []).find((m) => m.kind === 'picking');
     if (hit) return startPicking(hit.picking_id);
-    alertError({ data: { message: 'Not a picking: ' + code } });
+    alertError({ data: { message: T('ui-not-picking', { code }) } });
   });
   $('show-journal').addEventListener('click', showJournal);
+  $('language').addEventListener('change', () => chooseLanguage($('language').value));
   onScanKey($('label-scan'), labelScan);
   $('package-label').addEventListener('click', () => {
     if (state.session && state.session.picking) {
@@ -481,7 +536,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('cancel').addEventListener('click', () => {
     if (!state.cancelArmed) {
       state.cancelArmed = true;
-      $('cancel').textContent = 'Tap again to cancel';
+      $('cancel').textContent = T('ui-cancel-again');
       return;
     }
     sessionAction('cancel');

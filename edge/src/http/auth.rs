@@ -35,7 +35,7 @@ pub const SELF_SERVICE_ROUTES: &[&str] = &["/console/logout", "/console/language
 /// What a request's method needs: reads view, everything else acts.
 /// The console's pages: without a live session each redirects to `/console/login` and shows
 /// nothing (a test walks them as it walks [`MANAGER_ROUTES`]).
-pub const CONSOLE_PAGES: &[&str] = &["/console/"];
+pub const CONSOLE_PAGES: &[&str] = &["/console/", "/console/runbook"];
 
 pub fn need_of(method: &axum::http::Method) -> Need {
     use axum::http::Method;

@@ -7,6 +7,8 @@
 //! may not be framed (clickjacking), and is never cached (it shows a session's data and its
 //! CSRF token). Templates are `.html`, so minijinja escapes every value for HTML.
 
+mod runbook;
+
 use super::*;
 use axum::http::{HeaderValue, header};
 use serde::Serialize;
@@ -20,6 +22,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("../../console/layout.html")),
     ("login.html", include_str!("../../console/login.html")),
     ("overview.html", include_str!("../../console/overview.html")),
+    ("runbook.html", include_str!("../../console/runbook.html")),
 ];
 
 /// The policy of every console page: only the appliance's own files, no inline script, no
@@ -192,6 +195,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             get(|| async { axum::response::Redirect::to("/console/") }),
         )
         .route("/console/", get(overview_page))
+        .merge(runbook::routes())
         .route("/console/login", get(login_page).post(console_login))
         .route(
             "/console/console.js",

@@ -57,6 +57,9 @@ pub struct OperatorRow {
     pub badge: Option<String>,
     pub pin_hash: Option<String>,
     pub active: bool,
+    /// The handheld language the operator chose (`en`, `de`); `None`: as the device asks.
+    /// Adding an operator again with `None` keeps the one chosen.
+    pub language: Option<String>,
 }
 
 /// A device signed in with an operator.
@@ -134,6 +137,11 @@ pub enum FloorCmd {
     Logout {
         device: String,
         request: Option<RequestRecord>,
+    },
+    /// The operator's handheld language (`None`: as the device asks).
+    OperatorLanguage {
+        id: String,
+        language: Option<String>,
     },
     /// A manager closes an open session (its operator left); what it recorded stays.
     CancelSession {
@@ -309,10 +317,11 @@ pub(super) fn command(conn: &Connection, cmd: &FloorCmd) -> Result<(), StoreErro
                 }
             }
             conn.prepare_cached(
-                "INSERT INTO operator (id, name, badge, pin_hash, active, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO operator (id, name, badge, pin_hash, active, created_at, language)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET name = ?2, badge = COALESCE(?3, badge),
-                    pin_hash = COALESCE(?4, pin_hash), active = ?5",
+                    pin_hash = COALESCE(?4, pin_hash), active = ?5,
+                    language = COALESCE(?7, language)",
             )?
             .execute(params![
                 op.id,
@@ -320,8 +329,17 @@ pub(super) fn command(conn: &Connection, cmd: &FloorCmd) -> Result<(), StoreErro
                 op.badge,
                 op.pin_hash,
                 op.active,
-                now
+                now,
+                op.language
             ])?;
+        }
+        FloorCmd::OperatorLanguage { id, language } => {
+            let n = conn
+                .prepare_cached("UPDATE operator SET language = ?2 WHERE id = ?1")?
+                .execute(params![id, language])?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("operator {id:?}")));
+            }
         }
         FloorCmd::DeactivateOperator { id } => {
             let n = conn
@@ -476,12 +494,15 @@ pub(super) mod read {
             badge: r.get(2)?,
             pin_hash: r.get(3)?,
             active: r.get(4)?,
+            language: r.get(5)?,
         })
     }
 
     pub fn operator(conn: &Connection, id: &str) -> Result<Option<OperatorRow>, StoreError> {
         Ok(conn
-            .prepare_cached("SELECT id, name, badge, pin_hash, active FROM operator WHERE id = ?1")?
+            .prepare_cached(
+                "SELECT id, name, badge, pin_hash, active, language FROM operator WHERE id = ?1",
+            )?
             .query_row([id], operator_row)
             .optional()?)
     }
@@ -492,15 +513,17 @@ pub(super) mod read {
     ) -> Result<Option<OperatorRow>, StoreError> {
         Ok(conn
             .prepare_cached(
-                "SELECT id, name, badge, pin_hash, active FROM operator WHERE badge = ?1 AND active",
+                "SELECT id, name, badge, pin_hash, active, language FROM operator
+                 WHERE badge = ?1 AND active",
             )?
             .query_row([badge], operator_row)
             .optional()?)
     }
 
     pub fn operators(conn: &Connection) -> Result<Vec<OperatorRow>, StoreError> {
-        let mut stmt = conn
-            .prepare_cached("SELECT id, name, badge, pin_hash, active FROM operator ORDER BY id")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, badge, pin_hash, active, language FROM operator ORDER BY id",
+        )?;
         let rows = stmt.query_map([], operator_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
