@@ -142,7 +142,7 @@ pub async fn run_until(
         printing: printing.clone(),
         managers: Default::default(),
         tls: tls.clone(),
-        runbook: Arc::new(crate::runbook::Runbook::from_config(&config)),
+        runbook: Arc::new(crate::runbook::Runbook::from_config(config)),
     };
     // Listen for signals before serving: a SIGTERM that arrives once we answer must not
     // meet the default action (an abrupt exit).
