@@ -12,6 +12,10 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
+# axe-core (the console's accessibility test) is fetched from the npm registry with curl and
+# checked with openssl against its published hash (scripts/axe.sh).
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "test.sh: installing ${missing[*]} for the browser and broker tests" >&2
     sudo=""
@@ -26,6 +30,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
         # Locally, run the rest anyway; the tests that need them say what is missing.
         echo "test.sh: WARNING: ${missing[*]} not installed; the tests that need them will skip or fail" >&2
     fi
+fi
+
+if ! scripts/axe.sh; then
+    if [ "${CI:-}" = "true" ]; then
+        echo "test.sh: ERROR: could not fetch axe-core" >&2
+        exit 1
+    fi
+    echo "test.sh: WARNING: no axe-core; the accessibility test will skip" >&2
 fi
 
 exec cargo test --workspace --locked "$@"

@@ -25,7 +25,8 @@ mod pages;
 
 use auth::*;
 pub use auth::{
-    CONSOLE_PAGES, CSRF_HEADER, MANAGER_ROUTES, SELF_SERVICE_ROUTES, authorize, need_of,
+    CONSOLE_PAGES, CSRF_HEADER, DEVICE_ROUTES, MANAGER_ROUTES, PUBLIC_ROUTES, SELF_SERVICE_ROUTES,
+    authorize, has_rule, need_of,
 };
 use console::*;
 use pages::*;
@@ -227,6 +228,7 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
         .merge(pages::routes())
         .merge(devices)
         .merge(managers)
+        .layer(axum::middleware::from_fn(auth::route_rule))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             options.limits.body_timeout,

@@ -582,3 +582,47 @@ async fn an_oversized_request_head_is_refused_not_buffered() {
     assert_eq!(status, 431);
     server.stop().await;
 }
+
+/// The access rules are the routes: every route the router has is listed as public, device,
+/// manager or console page (an unlisted one answers 500, see `http::has_rule`), and every
+/// listed route exists (none answers the fallback's 404). Anonymous clients are refused on
+/// every device and manager route and redirected from every page; the public ones answer.
+#[tokio::test]
+async fn every_route_has_an_access_rule_and_only_public_ones_answer_anonymous_clients() {
+    use holdfast::http::{CONSOLE_PAGES, DEVICE_ROUTES, MANAGER_ROUTES, PUBLIC_ROUTES, has_rule};
+    assert!(!has_rule(&axum::http::Method::GET, "/api/v1/new-route"));
+    assert!(!has_rule(&axum::http::Method::DELETE, "/api/v1/me"));
+    assert!(has_rule(&axum::http::Method::HEAD, "/healthz"));
+    let server = Server::start(ConnLimits::default()).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("http://{}", server.addr);
+    let ask = |method: &str, path: &str| {
+        let url = format!(
+            "{base}{}",
+            path.replace("{id}", "1").replace("{action}", "cancel")
+        );
+        http.request(method.parse().unwrap(), url)
+    };
+    for (method, path) in DEVICE_ROUTES.iter().chain(MANAGER_ROUTES) {
+        let answer = ask(method, path).send().await.unwrap();
+        assert_eq!(answer.status(), 401, "anonymous {method} {path}");
+    }
+    for path in CONSOLE_PAGES {
+        let answer = ask("GET", path).send().await.unwrap();
+        assert_eq!(answer.status(), 303, "anonymous GET {path}");
+        assert_eq!(answer.headers()["location"], "/console/login", "{path}");
+    }
+    for (method, path) in PUBLIC_ROUTES {
+        let answer = ask(method, path).send().await.unwrap();
+        let status = answer.status().as_u16();
+        let body = answer.text().await.unwrap();
+        assert!(
+            status != 404 && status != 500 && status != 401,
+            "public {method} {path}: {status} {body}"
+        );
+    }
+    server.stop().await;
+}

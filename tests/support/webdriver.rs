@@ -115,6 +115,12 @@ impl Browser {
     /// Starts chromedriver on a free loopback port, waits until it is ready and opens a
     /// session of headless Chromium (about half a second on an idle machine).
     pub async fn start() -> Result<Browser, String> {
+        Browser::start_sized(412, 915).await
+    }
+
+    /// [`Browser::start`] with another viewport (CSS px), e.g. a tablet's 1024×768 for the
+    /// site manager's console.
+    pub async fn start_sized(width: u32, height: u32) -> Result<Browser, String> {
         let driver_bin = find_program("chromedriver", "/usr/bin/chromedriver").ok_or(
             "Browser::start: `chromedriver` is neither in PATH nor at /usr/bin/chromedriver; \
              install Debian's `chromium-driver` package (scripts/test.sh does)",
@@ -150,7 +156,7 @@ impl Browser {
             // On failure, dropping `browser` kills this attempt's chromedriver.
             match browser.wait_ready().await {
                 Ok(()) => {
-                    browser.session = browser.new_session(&chromium).await?;
+                    browser.session = browser.new_session(&chromium, width, height).await?;
                     return Ok(browser);
                 }
                 Err(e) => last_error = e,
@@ -197,7 +203,12 @@ impl Browser {
     }
 
     /// `POST /session`; returns the session id.
-    async fn new_session(&self, chromium: &Path) -> Result<String, String> {
+    async fn new_session(
+        &self,
+        chromium: &Path,
+        width: u32,
+        height: u32,
+    ) -> Result<String, String> {
         let profile = self.scratch.path().join("profile");
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
@@ -213,7 +224,7 @@ impl Browser {
                         // CSS px, a touch screen (`pointer: coarse`), the desktop user agent.
                         "mobileEmulation": {
                             "deviceMetrics": {
-                                "width": 412, "height": 915, "pixelRatio": 1.0, "touch": true,
+                                "width": width, "height": height, "pixelRatio": 1.0, "touch": true,
                             },
                         },
                     },
@@ -270,6 +281,23 @@ impl Browser {
             .await
             .map_err(|f| format!("title(): {}", f.message))?;
         Ok(value.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Saves a PNG of the current viewport at `path` (directories made as needed): the
+    /// screenshots CI keeps as artifacts.
+    pub async fn screenshot(&self, path: &std::path::Path) -> Result<(), String> {
+        use base64::Engine as _;
+        let value = self
+            .session_command("GET", "/screenshot", None)
+            .await
+            .map_err(|f| format!("screenshot(): {}", f.message))?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap_or_default())
+            .map_err(|e| format!("screenshot(): not base64: {e}"))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("screenshot(): {e}"))?;
+        }
+        std::fs::write(path, png).map_err(|e| format!("screenshot(): {}: {e}", path.display()))
     }
 
     /// The current page's HTML, as the browser serialises its DOM (for failure diagnosis).

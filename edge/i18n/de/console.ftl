@@ -69,4 +69,6 @@ database-uncapped = { $size } (keine Obergrenze)
 of-total = { $up } von { $total }
 lockouts-summary = { $failures } fehlgeschlagene Anmeldungen, { $device } Geräte- und { $site } Standortsperren, { $locked } jetzt gesperrt
 conflicts-summary = { $open } offen, { $flagged } markiert
+time-ago = { $at } (vor { $ago })
+odoo-offline = { $url }: jetzt nicht erreichbar (siehe Hinweis oben)
 https-off = HTTPS aus

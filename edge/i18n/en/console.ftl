@@ -69,4 +69,6 @@ database-uncapped = { $size } (no cap set)
 of-total = { $up } of { $total }
 lockouts-summary = { $failures } failed sign-ins, { $device } device and { $site } site lock-outs, { $locked } locked now
 conflicts-summary = { $open } open, { $flagged } flagged
+time-ago = { $at } ({ $ago } ago)
+odoo-offline = { $url }: not reachable now (see the banner)
 https-off = HTTPS off

@@ -32,6 +32,86 @@ pub const MANAGER_ROUTES: &[(&str, &str)] = &[
 /// session or account (sign out, the console's language). The CSRF token is still required.
 pub const SELF_SERVICE_ROUTES: &[&str] = &["/console/logout", "/console/language"];
 
+/// The device API (a device token, see `require_device`): method and path as routed.
+pub const DEVICE_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/pickings"),
+    ("GET", "/api/v1/pickings/{id}"),
+    ("POST", "/api/v1/lookup"),
+    ("GET", "/api/v1/me"),
+    ("PUT", "/api/v1/me/language"),
+    ("GET", "/api/v1/journal"),
+    ("GET", "/api/v1/sessions/{id}"),
+    ("POST", "/api/v1/print"),
+    ("POST", "/api/v1/login"),
+    ("POST", "/api/v1/logout"),
+    ("POST", "/api/v1/sessions"),
+    ("POST", "/api/v1/scan"),
+    ("POST", "/api/v1/sessions/{id}/{action}"),
+];
+
+/// What anyone on the LAN may ask without credentials: probes, the handheld's and the
+/// console's static files and sign-in page, redirects. Nothing here reads site data.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/"),
+    ("GET", "/ui"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/app.js"),
+    ("GET", "/ui/app.css"),
+    ("GET", "/ui/strings.json"),
+    ("GET", "/console"),
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("GET", "/console/console.js"),
+    ("GET", "/console/console.css"),
+];
+
+/// Whether a routed request has an access rule: the route is public, a device route, a
+/// manager route or a console page. [`route_rule`] answers 500 for one that has none, so a
+/// route added without deciding who may use it works for nobody (and every test that
+/// touches it fails) instead of for everybody.
+pub fn has_rule(method: &axum::http::Method, path: &str) -> bool {
+    let method = if method == axum::http::Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    let listed = |routes: &[(&str, &str)]| routes.iter().any(|(m, p)| *m == method && *p == path);
+    listed(PUBLIC_ROUTES)
+        || listed(DEVICE_ROUTES)
+        || listed(MANAGER_ROUTES)
+        || (method == "GET" && CONSOLE_PAGES.contains(&path))
+}
+
+/// The router's outermost check: a request that matched a route without an access rule
+/// (see [`has_rule`]) is refused with 500 and logged.
+pub(super) async fn route_rule(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>()
+        && !has_rule(request.method(), matched.as_str())
+    {
+        tracing::error!(
+            method = %request.method(),
+            route = matched.as_str(),
+            "a route without an access rule was asked for; list it in http/auth.rs"
+        );
+        return ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "no_access_rule",
+            message: format!(
+                "{} {} has no access rule",
+                request.method(),
+                matched.as_str()
+            ),
+        }
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// What a request's method needs: reads view, everything else acts.
 /// The console's pages: without a live session each redirects to `/console/login` and shows
 /// nothing (a test walks them as it walks [`MANAGER_ROUTES`]).

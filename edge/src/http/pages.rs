@@ -307,6 +307,23 @@ pub(super) fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+/// A stored time (RFC 3339) for a person: `2026-12-06 03:30:51 UTC (4 min ago)`; the text
+/// as given when it does not parse.
+pub(super) fn when(lang: crate::i18n::Lang, iso: &str) -> String {
+    let Ok(at) = iso.parse::<jiff::Timestamp>() else {
+        return iso.to_owned();
+    };
+    let ago = (jiff::Timestamp::now().as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
+    tr(
+        lang,
+        "time-ago",
+        &[
+            ("at", at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()),
+            ("ago", duration(ago)),
+        ],
+    )
+}
+
 /// A catalogue message in `lang`, with `(name, value)` variables.
 pub(super) fn tr(lang: crate::i18n::Lang, key: &str, args: &[(&str, String)]) -> String {
     let args: Vec<_> = args
@@ -358,6 +375,7 @@ pub fn overview(state: &AppState, lang: crate::i18n::Lang) -> Result<Overview, A
                 ("message", e.message.clone()),
             ],
         ),
+        (Some(url), None) if s.mode == "offline" => tr(lang, "odoo-offline", &[("url", url)]),
         (Some(url), None) if s.last_pull_at.is_some() => {
             tr(lang, "odoo-reachable", &[("url", url)])
         }
@@ -412,7 +430,7 @@ pub fn overview(state: &AppState, lang: crate::i18n::Lang) -> Result<Overview, A
         site: s.site.name.clone(),
         mode_label: tr(lang, &format!("mode-{}", s.mode), &[]),
         mode: s.mode.clone(),
-        mode_since: s.mode_since.clone(),
+        mode_since: when(lang, &s.mode_since),
         mode_reason: s.mode_reason.clone(),
         queue,
         oldest_pending: s
@@ -422,8 +440,8 @@ pub fn overview(state: &AppState, lang: crate::i18n::Lang) -> Result<Overview, A
         eta,
         last_pull: s
             .last_pull_at
-            .clone()
-            .unwrap_or_else(|| tr(lang, "never", &[])),
+            .as_deref()
+            .map_or_else(|| tr(lang, "never", &[]), |t| when(lang, t)),
         odoo,
         database,
         devices: online(false),
