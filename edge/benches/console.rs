@@ -139,17 +139,17 @@ fn main() {
         let (h50, h99, _) = loads(&http, &format!("{base}/healthz"), "").await;
         println!("\n## {LOADS} loads each, one keep-alive connection");
         println!(
-            "baseline GET /healthz              : p50 {:>7.2} ms  p99 {:>7.2} ms",
+            "baseline GET /healthz            : p50 {:>7.2} ms  p99 {:>7.2} ms",
             ms(h50),
             ms(h99)
         );
         for (name, path) in [
-            ("overview page GET /console/        ", "/console/"),
+            ("overview page GET /console/      ", "/console/"),
             (
-                "overview JSON (the live refresh) ",
+                "overview JSON, the live refresh  ",
                 "/console/overview.json",
             ),
-            ("runbook page GET /console/runbook ", "/console/runbook"),
+            ("runbook page GET /console/runbook", "/console/runbook"),
         ] {
             let (p50, p99, bytes) = loads(&http, &format!("{base}{path}"), &cookie).await;
             println!(
