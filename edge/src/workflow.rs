@@ -778,12 +778,17 @@ pub fn fmt_qty(q: f64) -> String {
 
 fn serial_quantity(cx: &Cx<'_, '_>, product_id: i64, quantity: f64) -> Result<(), StepError> {
     if cx.tracking(product_id)? == "serial" && (quantity - 1.0).abs() > EPSILON {
+        return serial_quantity_of("serial", &cx.product_name(product_id)?, quantity);
+    }
+    Ok(())
+}
+
+/// [`serial_quantity`] with the product's tracking and name at hand (a move's).
+fn serial_quantity_of(tracking: &str, name: &str, quantity: f64) -> Result<(), StepError> {
+    if tracking == "serial" && (quantity - 1.0).abs() > EPSILON {
         return Err(refuse(
             "serial_quantity",
-            format!(
-                "{} is tracked by serial number: scan each serial (quantity 1)",
-                cx.product_name(product_id)?
-            ),
+            format!("{name} is tracked by serial number: scan each serial (quantity 1)"),
         ));
     }
     Ok(())
@@ -990,8 +995,8 @@ fn record_pick(
     package_id: Option<i64>,
     out: &mut Out,
 ) -> Result<(), StepError> {
-    let quantity = quantity::checked(cx, m.product_id, quantity, Zero::Refused)?;
-    serial_quantity(cx, m.product_id, quantity)?;
+    let quantity = quantity::checked_move(cx, m, quantity, Zero::Refused)?;
+    serial_quantity_of(&m.tracking, &m.product, quantity)?;
     let lot_key = lot.clone().unwrap_or_default();
     // The bin: scanned, else where Odoo reserved this lot, else the move's source.
     let location_id = match s.location_id {
@@ -1313,8 +1318,8 @@ fn record_receive(
     quantity: f64,
     out: &mut Out,
 ) -> Result<(), StepError> {
-    let quantity = quantity::checked(cx, m.product_id, quantity, Zero::Refused)?;
-    serial_quantity(cx, m.product_id, quantity)?;
+    let quantity = quantity::checked_move(cx, m, quantity, Zero::Refused)?;
+    serial_quantity_of(&m.tracking, &m.product, quantity)?;
     let dest = s.dest_location_id.unwrap_or(m.location_dest_id);
     let mut warning = None;
     if let Some(lot) = &lot {

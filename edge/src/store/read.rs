@@ -170,6 +170,9 @@ pub struct MoveDetail {
     pub location_dest_id: i64,
     /// Where Odoo reserved it: (location, lot, quantity) per move line.
     pub reserved: Vec<(String, Option<String>, f64)>,
+    /// The product's unit rounding, when Odoo gave it (read with the move, so a quantity
+    /// step needs no second read of the product).
+    pub uom_rounding: Option<f64>,
 }
 
 /// Which journal entries to list.
@@ -375,7 +378,7 @@ impl<'c> Reader<'c> {
                     (CASE WHEN m.picked THEN m.quantity ELSE 0 END)
                     + COALESCE((SELECT SUM(e.delta) FROM journal_effect e
                                 WHERE e.live = 1 AND e.target = 'move' AND e.move_id = m.id), 0),
-                    m.location_id, l.complete_name, m.location_dest_id
+                    m.location_id, l.complete_name, m.location_dest_id, pr.uom_rounding
              FROM move m
              LEFT JOIN product pr ON pr.id = m.product_id
              LEFT JOIN location l ON l.id = m.location_id
@@ -399,6 +402,7 @@ impl<'c> Reader<'c> {
                     location: r.get(9)?,
                     location_dest_id: r.get(10)?,
                     reserved: Vec::new(),
+                    uom_rounding: r.get(11)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

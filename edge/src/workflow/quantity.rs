@@ -55,12 +55,31 @@ pub enum Zero {
 
 /// The product's unit rounding.
 pub fn rounding(cx: &Cx<'_, '_>, product_id: i64) -> Result<f64, StepError> {
-    Ok(cx
-        .reader
-        .product(product_id)?
-        .and_then(|p| p.uom_rounding)
+    Ok(usable(
+        cx.reader.product(product_id)?.and_then(|p| p.uom_rounding),
+    ))
+}
+
+/// A mirrored rounding, or Odoo's default when there is none (or it is not usable).
+fn usable(rounding: Option<f64>) -> f64 {
+    rounding
         .filter(|r| r.is_finite() && *r > 0.0)
-        .unwrap_or(DEFAULT_ROUNDING))
+        .unwrap_or(DEFAULT_ROUNDING)
+}
+
+/// [`checked`] for a move of the picking in hand: its product's rounding came with the move.
+pub fn checked_move(
+    cx: &Cx<'_, '_>,
+    m: &crate::store::MoveDetail,
+    q: f64,
+    zero: Zero,
+) -> Result<f64, StepError> {
+    check(
+        q,
+        usable(m.uom_rounding),
+        f64::from(cx.policy.max_quantity),
+        zero,
+    )
 }
 
 /// Checks a quantity of `product_id` (see the module docs) and gives it back snapped.
