@@ -190,6 +190,7 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
         .route("/api/v1/conflicts/{id}", get(conflict))
         .route("/api/v1/conflicts/{id}/resolve", post(resolve_conflict))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/floor-sessions/{id}/cancel", post(cancel_session))
         .route("/api/v1/demo/cloud", get(demo_cloud).post(set_demo_cloud))
         .route("/api/v1/demo/scan", post(lan::demo_scan))
         .route("/console/me", get(console_me))

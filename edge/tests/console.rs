@@ -939,6 +939,7 @@ async fn the_overview_needs_a_session_and_shows_the_stores_figures() {
 
     // Without a session every page redirects to the sign-in page and shows no data.
     for path in CONSOLE_PAGES {
+        let path = path.replace("{id}", "1");
         let answer = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(answer.status(), 303, "{path}");
         assert_eq!(answer.headers()["location"], "/console/login", "{path}");
@@ -1176,3 +1177,6 @@ async fn console_pages_escape_hostile_values() {
     assert!(!body.contains("<script>"), "{body}");
     server.stop().await;
 }
+
+#[path = "console/records.rs"]
+mod records;

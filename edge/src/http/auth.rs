@@ -19,6 +19,7 @@ pub const MANAGER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/conflicts/{id}"),
     ("POST", "/api/v1/conflicts/{id}/resolve"),
     ("GET", "/api/v1/audit"),
+    ("POST", "/api/v1/floor-sessions/{id}/cancel"),
     ("GET", "/api/v1/demo/cloud"),
     ("POST", "/api/v1/demo/cloud"),
     ("POST", "/api/v1/demo/scan"),
@@ -115,7 +116,16 @@ pub(super) async fn route_rule(
 /// What a request's method needs: reads view, everything else acts.
 /// The console's pages: without a live session each redirects to `/console/login` and shows
 /// nothing (a test walks them as it walks [`MANAGER_ROUTES`]).
-pub const CONSOLE_PAGES: &[&str] = &["/console/", "/console/runbook"];
+pub const CONSOLE_PAGES: &[&str] = &[
+    "/console/",
+    "/console/conflicts",
+    "/console/conflicts/{id}",
+    "/console/journal",
+    "/console/journal/{id}",
+    "/console/sessions",
+    "/console/audit",
+    "/console/runbook",
+];
 
 pub fn need_of(method: &axum::http::Method) -> Need {
     use axum::http::Method;

@@ -7,7 +7,14 @@
 //! may not be framed (clickjacking), and is never cached (it shows a session's data and its
 //! CSRF token). Templates are `.html`, so minijinja escapes every value for HTML.
 
+mod audit;
+mod inbox;
+mod journal;
+mod records;
 mod runbook;
+mod sessions;
+
+pub(super) use sessions::cancel_session;
 
 use super::*;
 use axum::http::{HeaderValue, header};
@@ -23,6 +30,13 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../../console/login.html")),
     ("overview.html", include_str!("../../console/overview.html")),
     ("runbook.html", include_str!("../../console/runbook.html")),
+    ("inbox.html", include_str!("../../console/inbox.html")),
+    ("conflict.html", include_str!("../../console/conflict.html")),
+    ("entries.html", include_str!("../../console/entries.html")),
+    ("journal.html", include_str!("../../console/journal.html")),
+    ("entry.html", include_str!("../../console/entry.html")),
+    ("sessions.html", include_str!("../../console/sessions.html")),
+    ("audit.html", include_str!("../../console/audit.html")),
 ];
 
 /// The policy of every console page: only the appliance's own files, no inline script, no
@@ -205,6 +219,10 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             "/console/console.css",
             get(|| async { asset("text/css; charset=utf-8", CONSOLE_CSS) }),
         )
+        .merge(inbox::routes())
+        .merge(journal::routes())
+        .merge(sessions::routes())
+        .merge(audit::routes())
 }
 
 /// The language of a request without an account's choice: its `Accept-Language`.

@@ -277,22 +277,41 @@ impl Reader<'_> {
             .optional()?)
     }
 
+    /// A page of the audit trail, newest first. The trail has no index but its key: a site
+    /// writes a few hundred records a day, and a page stops at `limit` matches.
+    pub fn audit_page(&self, q: &super::read::AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT seq, at, actor, action, target, detail FROM audit
+             WHERE (?1 IS NULL OR actor = ?1 OR actor = 'manager:' || ?1)
+               AND (?2 IS NULL OR action = ?2 OR substr(action, 1, length(?2)) = ?2)
+               AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR seq < ?4)
+             ORDER BY seq DESC LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![q.actor, q.action, q.target, q.before_seq, q.limit as i64],
+            audit_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The newest `limit` audit records, newest first.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT seq, at, actor, action, target, detail FROM audit ORDER BY seq DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            let detail: String = r.get(5)?;
-            Ok(AuditRow {
-                seq: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                target: r.get(4)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-            })
-        })?;
+        let rows = stmt.query_map([limit as i64], audit_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    let detail: String = r.get(5)?;
+    Ok(AuditRow {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        target: r.get(4)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+    })
 }

@@ -76,8 +76,9 @@ pub use push::{
     ReadyKey, Settle,
 };
 pub use read::{
-    ApplianceState, BarcodeHit, CloudChange, Cursor, JournalFilter, LocationInfo, LotInfo,
-    MoveDetail, MoveProgress, PickingSummary, ProductInfo, QueueStats, Reader,
+    ApplianceState, AuditQuery, BarcodeHit, CloudChange, ConflictQuery, Cursor, JOURNAL_WINDOW,
+    JournalFilter, JournalPage, JournalQuery, LocationInfo, LotInfo, MoveDetail, MoveProgress,
+    PickingSummary, ProductInfo, QueueStats, Reader,
 };
 use writer::WriteCmd;
 

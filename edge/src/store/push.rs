@@ -559,6 +559,26 @@ pub(super) mod read {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The inbox's conflicts (the statuses are indexed; a site has few conflicts of a kind or
+    /// a key), newest first.
+    pub fn conflict_page(
+        conn: &Connection,
+        q: &super::super::read::ConflictQuery,
+    ) -> Result<Vec<ConflictRow>, StoreError> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CONFLICT_COLUMNS} FROM conflict
+             WHERE (?1 IS NULL OR status = ?1 OR (?1 = 'open' AND status = 'flagged'))
+               AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR causal_key = ?3)
+               AND (?4 IS NULL OR id < ?4)
+             ORDER BY id DESC LIMIT ?5"
+        ))?;
+        let rows = stmt.query_map(
+            params![q.status, q.kind, q.causal_key, q.before_id, q.limit as i64],
+            ConflictRow::from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Open and flagged conflicts, by kind.
     pub fn conflict_counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
         let mut stmt = conn.prepare_cached(

@@ -186,6 +186,66 @@ pub struct JournalFilter {
     pub limit: usize,
 }
 
+/// Which journal entries the console's journal browser lists (every filter optional).
+#[derive(Clone, Debug, Default)]
+pub struct JournalQuery {
+    pub state: Option<OpState>,
+    pub kind: Option<String>,
+    pub device: Option<String>,
+    pub operator: Option<String>,
+    /// `picking:<id>`, `stock:<product>:<location>`, ...
+    pub causal_key: Option<String>,
+    /// Recorded at or after (unix ms).
+    pub from_ms: Option<i64>,
+    /// Recorded before (unix ms).
+    pub to_ms: Option<i64>,
+    /// Only entries with a smaller sequence number (the keyset of the page before).
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// One page of the journal browser, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct JournalPage {
+    pub entries: Vec<JournalEntry>,
+    /// The lowest sequence number this page looked at: entries below it were not searched.
+    pub searched_to: i64,
+    /// Where the next (older) page starts (`before_seq`), when there is older history.
+    pub next_before: Option<i64>,
+}
+
+/// How many journal entries one page of the browser looks at, at most. The journal keeps
+/// every entry for good and only the delivery states are indexed, so a filter on device,
+/// operator, picking or time walks the sequence numbers backwards; the window bounds that walk
+/// (a page with few matches offers the next window) instead of an index per filter.
+pub const JOURNAL_WINDOW: i64 = 20_000;
+
+/// Which conflicts the inbox lists.
+#[derive(Clone, Debug, Default)]
+pub struct ConflictQuery {
+    /// `open` (open and flagged: waiting for a person), `resolved`, or every one (`None`).
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub causal_key: Option<String>,
+    /// Only conflicts with a smaller id (the keyset of the page before).
+    pub before_id: Option<i64>,
+    pub limit: usize,
+}
+
+/// Which audit records the audit page lists.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    /// `manager:anna`, `cli:root`, `token`; a bare name matches `manager:<name>` too.
+    pub actor: Option<String>,
+    /// An action or its prefix (`conflict.` matches every conflict decision).
+    pub action: Option<String>,
+    /// Exactly this target (`conflict:7`, `session:...`).
+    pub target: Option<String>,
+    /// Only records with a smaller sequence number (the keyset of the page before).
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
 impl<'c> Reader<'c> {
     /// Keys ready to push now (see the push scheduler).
     pub fn push_queue(&self, now: i64, limit: usize) -> Result<PushQueue, StoreError> {
@@ -218,6 +278,11 @@ impl<'c> Reader<'c> {
         limit: usize,
     ) -> Result<Vec<ConflictRow>, StoreError> {
         push::read::conflicts(self.conn, status, limit)
+    }
+
+    /// The inbox's conflicts, newest first.
+    pub fn conflict_page(&self, q: &ConflictQuery) -> Result<Vec<ConflictRow>, StoreError> {
+        push::read::conflict_page(self.conn, q)
     }
 
     /// (status, kind, count) of open and flagged conflicts.
@@ -509,6 +574,93 @@ impl<'c> Reader<'c> {
             JournalEntry::from_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A page of the journal browser: the filters within at most [`JOURNAL_WINDOW`] sequence
+    /// numbers below `before_seq`, newest first (a range of the primary key, never the whole
+    /// journal).
+    pub fn journal_page(&self, q: &JournalQuery) -> Result<JournalPage, StoreError> {
+        let (lowest, highest): (Option<i64>, Option<i64>) = self
+            .conn
+            .prepare_cached("SELECT MIN(seq), MAX(seq) FROM journal")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let (Some(lowest), Some(highest)) = (lowest, highest) else {
+            return Ok(JournalPage::default());
+        };
+        let top = q.before_seq.unwrap_or(highest + 1).min(highest + 1);
+        let bottom = (top - JOURNAL_WINDOW).max(lowest);
+        let sql = format!(
+            "SELECT {} FROM journal
+             WHERE seq < ?1 AND seq >= ?2
+               AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR kind = ?4)
+               AND (?5 IS NULL OR device = ?5) AND (?6 IS NULL OR operator = ?6)
+               AND (?7 IS NULL OR causal_key = ?7)
+               AND (?8 IS NULL OR created_at >= ?8) AND (?9 IS NULL OR created_at < ?9)
+             ORDER BY seq DESC LIMIT ?10",
+            JournalEntry::COLUMNS
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                top,
+                bottom,
+                q.state.map(|s| s.as_str()),
+                q.kind,
+                q.device,
+                q.operator,
+                q.causal_key,
+                q.from_ms,
+                q.to_ms,
+                q.limit as i64
+            ],
+            JournalEntry::from_row,
+        )?;
+        let entries: Vec<JournalEntry> = rows.collect::<Result<_, _>>()?;
+        let full = entries.len() >= q.limit;
+        let searched_to = if full {
+            entries.last().map_or(bottom, |e| e.seq)
+        } else {
+            bottom
+        };
+        // Older history exists below the page; entries are recorded in sequence order, so
+        // once the bottom is older than `from` nothing older can match.
+        let older = searched_to > lowest
+            && match q.from_ms {
+                None => true,
+                Some(from) => {
+                    let at: Option<i64> = self
+                        .conn
+                        .prepare_cached("SELECT created_at FROM journal WHERE seq = ?1")?
+                        .query_row([searched_to], |r| r.get(0))
+                        .optional()?;
+                    at.is_none_or(|at| at >= from)
+                }
+            };
+        Ok(JournalPage {
+            entries,
+            searched_to,
+            next_before: older.then_some(searched_to),
+        })
+    }
+
+    /// The conflicts that hold an entry back or were decided by it, by id.
+    pub fn conflicts_of_entry(&self, seq: i64) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM conflict
+             WHERE resolution_seq = ?1 OR EXISTS (SELECT 1 FROM json_each(conflict.seqs) WHERE value = ?1)
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([seq], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A mirrored picking's id by its name (`WH/OUT/00012`).
+    pub fn picking_by_name(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id FROM picking WHERE name = ?1 ORDER BY id DESC LIMIT 1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
     }
 
     /// One journal entry by sequence number or id.

@@ -1,0 +1,104 @@
+//! The audit trail: `/console/audit` lists what managers did and every sign-in outcome, newest
+//! first, by actor and action, a page at a time (keyset on the record's sequence number). The
+//! same records as `GET /api/v1/audit` and `holdfast audit`.
+
+use super::records::*;
+use super::*;
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/console/audit", get(audit_page))
+}
+
+/// The page's filters, as its GET form sends them.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct AuditParams {
+    actor: Option<String>,
+    action: Option<String>,
+    before: Option<i64>,
+}
+
+/// A record's detail as one line: `key: value` pairs of its JSON object.
+pub(super) fn detail_text(detail: &Value) -> String {
+    match detail {
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
+            .map(|(k, v)| format!("{k}: {}", plain(v)))
+            .collect::<Vec<_>>()
+            .join(" · "),
+        other => plain(other),
+    }
+}
+
+/// Where a record's target is shown in the console, when it is.
+fn target_link(target: &str) -> Option<String> {
+    if let Some(id) = target.strip_prefix("conflict:") {
+        return id
+            .parse::<i64>()
+            .ok()
+            .map(|id| format!("/console/conflicts/{id}"));
+    }
+    target
+        .strip_prefix("journal:")
+        .map(|seq| format!("/console/journal/{seq}"))
+}
+
+/// `GET /console/audit`: a page of the audit trail, newest first.
+async fn audit_page(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<AuditParams>,
+) -> Result<Response, ApiError> {
+    let Some(viewer) = page_session(&state, &headers) else {
+        return Ok(to_login());
+    };
+    let lang = viewer.lang;
+    let (actor, action) = (given(&q.actor), given(&q.action));
+    let query = crate::store::AuditQuery {
+        actor: actor.clone(),
+        action: action.clone(),
+        target: None,
+        before_seq: q.before,
+        limit: PAGE_ROWS,
+    };
+    let records = state.store.read(|r| r.audit_page(&query))?;
+    let next = (records.len() >= PAGE_ROWS)
+        .then(|| records.last().map(|a| a.seq))
+        .flatten()
+        .map(|before| {
+            format!(
+                "/console/audit?{}",
+                query_string(&[
+                    ("actor", actor.clone()),
+                    ("action", action.clone()),
+                    ("before", Some(before.to_string())),
+                ])
+            )
+        });
+    let rows: Vec<_> = records
+        .into_iter()
+        .map(|a| {
+            minijinja::context! {
+                seq => a.seq,
+                at => at(a.at),
+                actor => a.actor,
+                action => label(lang, "audit-action", &a.action),
+                code => a.action,
+                link => a.target.as_deref().and_then(target_link),
+                target => a.target,
+                detail => detail_text(&a.detail),
+            }
+        })
+        .collect();
+    render_page(
+        &state,
+        &viewer,
+        "audit.html",
+        "audit",
+        minijinja::context! {
+            rows => rows,
+            next => next,
+            f => minijinja::context! { actor => actor, action => action },
+        },
+    )
+}
