@@ -2,6 +2,8 @@
 //! warehouse: sign in with a badge, pick a whole picking by typing scans the way a
 //! keyboard-wedge scanner does (into whatever has focus, ended by Enter), see a wrong scan
 //! refused, validate, read the journal on the handheld, then count and transfer.
+//! On the console: a manager signs in and sees the mode banner; a conflict made on the demo
+//! (an offline pick on a picking then cancelled in its Odoo) is decided from the inbox.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; `scripts/test.sh` installs them. Under
 //! `CI=true` a missing browser fails the test; elsewhere it is reported and skipped.
@@ -482,4 +484,215 @@ async fn a_manager_signs_in_to_the_console_and_sees_the_mode_banner() {
         b.url().await.unwrap().ends_with("/console/login"),
         "signed out"
     );
+}
+
+/// Adds a console account on the demo's database with the command line, as a site does.
+fn add_manager(demo: &Demo, name: &str, role: &str, password: &str) {
+    let mut add = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .arg("--config")
+        .arg(demo._dir.path().join("holdfast.toml"))
+        .args(["manager", "add", name, "--role", role, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = add.stdin.take().unwrap();
+        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+    }
+    assert!(add.wait().unwrap().success(), "manager add");
+}
+
+/// A call to the demo's API: a device write (with an idempotency key) or a manager's.
+async fn demo_post(demo: &Demo, token: &str, path: &str, body: serde_json::Value) {
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}{path}", demo.addr))
+        .bearer_auth(token)
+        .header(
+            "Idempotency-Key",
+            format!("{:08x}-0000-4000-8000-000000000001", fastrand::u32(..)),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let text = answer.text().await.unwrap();
+    assert!(status.is_success(), "POST {path}: {status} {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_resolves_a_conflict_from_the_inbox() {
+    use holdfast::demo::{DEMO_MANAGER_TOKEN, DEMO_TOKEN};
+    let browser = match Browser::start().await {
+        Ok(b) => b,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("SKIPPED: no headless Chromium here ({e}); scripts/test.sh installs it");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let demo = start_demo().await;
+    add_manager(&demo, "max", "manager", "correct horse battery");
+
+    // A conflict the real way: the WAN is down, Alice picks on WH/INT/00001, meanwhile
+    // someone cancels that picking in Odoo; when the link is back the push finds it cancelled.
+    demo_post(
+        &demo,
+        DEMO_MANAGER_TOKEN,
+        "/api/v1/demo/cloud",
+        serde_json::json!({"link": "down"}),
+    )
+    .await;
+    demo_post(
+        &demo,
+        DEMO_TOKEN,
+        "/api/v1/login",
+        serde_json::json!({"badge": "OP-ALICE"}),
+    )
+    .await;
+    demo_post(
+        &demo,
+        DEMO_TOKEN,
+        "/api/v1/sessions",
+        serde_json::json!({"workflow": "pick", "picking_id": 3}),
+    )
+    .await;
+    for code in ["WH-A-02-03", "5901230000363"] {
+        demo_post(
+            &demo,
+            DEMO_TOKEN,
+            "/api/v1/scan",
+            serde_json::json!({ "code": code }),
+        )
+        .await;
+    }
+    demo_post(
+        &demo,
+        DEMO_MANAGER_TOKEN,
+        "/api/v1/demo/cloud",
+        serde_json::json!({"cancel_picking": 3}),
+    )
+    .await;
+    demo_post(
+        &demo,
+        DEMO_MANAGER_TOKEN,
+        "/api/v1/demo/cloud",
+        serde_json::json!({"link": "up"}),
+    )
+    .await;
+    let started = Instant::now();
+    let id = loop {
+        let inbox: serde_json::Value = reqwest::Client::new()
+            .get(format!("http://{}/api/v1/conflicts", demo.addr))
+            .bearer_auth(DEMO_MANAGER_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(c) = inbox["conflicts"].as_array().and_then(|c| c.first()) {
+            assert_eq!(c["kind"], "picking_cancelled", "{inbox}");
+            break c["id"].as_i64().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no conflict: {inbox}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // The manager signs in, opens the conflict from the inbox, chooses, writes a note, decides.
+    let b = &browser;
+    let base = format!("http://{}", demo.addr);
+    b.goto(&format!("{base}/console/login")).await.unwrap();
+    b.find("#name")
+        .await
+        .unwrap()
+        .send_keys("max")
+        .await
+        .unwrap();
+    b.find("#password")
+        .await
+        .unwrap()
+        .send_keys(&format!("correct horse battery{KEY_ENTER}"))
+        .await
+        .unwrap();
+    b.wait_for_text(".who", "max (manager)", T).await.unwrap();
+    b.goto(&format!("{base}/console/conflicts")).await.unwrap();
+    b.wait_for_text("main", "picking cancelled in Odoo", T)
+        .await
+        .unwrap();
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/screenshots/console-inbox.png");
+    b.screenshot(&shot).await.unwrap();
+    b.find(&format!("a[href='/console/conflicts/{id}']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_text("h1", &format!("Conflict {id}"), T)
+        .await
+        .unwrap();
+    let note = "Cancelled by the customer; goods back on A-02-03";
+    b.find("#action-discard")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.find("#note")
+        .await
+        .unwrap()
+        .send_keys(note)
+        .await
+        .unwrap();
+    b.find("#resolve button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    if let Err(e) = b.wait_for_text("#decision-note", note, T).await {
+        // The API's refusal, if that is why, shows in the form.
+        let alert = b
+            .execute(
+                "var a = document.querySelector('#resolve [role=alert]'); return a ? a.textContent : null;",
+                vec![],
+            )
+            .await;
+        panic!("{e}; the form says {alert:?}");
+    }
+    b.wait_for_text("#conflict-audit", "manager:max", T)
+        .await
+        .unwrap();
+
+    // The decision in the journal, on the audit page, and on the command line.
+    b.goto(&format!("{base}/console/journal?kind=resolve"))
+        .await
+        .unwrap();
+    b.wait_for_text("main", note, T).await.unwrap();
+    b.goto(&format!("{base}/console/audit?action=conflict."))
+        .await
+        .unwrap();
+    b.wait_for_text("main", "conflict decided", T)
+        .await
+        .unwrap();
+    b.wait_for_text("main", note, T).await.unwrap();
+    let show = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .arg("--config")
+        .arg(demo._dir.path().join("holdfast.toml"))
+        .args(["conflicts", "show", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(show.status.success(), "{show:?}");
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["conflict"]["status"], "resolved", "{shown}");
+    assert_eq!(shown["conflict"]["resolution"], "discard", "{shown}");
+    assert_eq!(shown["conflict"]["note"], note, "{shown}");
+    assert_eq!(shown["conflict"]["resolved_by"], "max", "{shown}");
 }
