@@ -202,6 +202,8 @@ pub struct JournalQuery {
     /// Only entries with a smaller sequence number (the keyset of the page before).
     pub before_seq: Option<i64>,
     pub limit: usize,
+    /// How many sequence numbers the page looks at; `None`: [`JOURNAL_WINDOW`].
+    pub window: Option<i64>,
 }
 
 /// One page of the journal browser, newest first.
@@ -588,7 +590,7 @@ impl<'c> Reader<'c> {
             return Ok(JournalPage::default());
         };
         let top = q.before_seq.unwrap_or(highest + 1).min(highest + 1);
-        let bottom = (top - JOURNAL_WINDOW).max(lowest);
+        let bottom = (top - q.window.unwrap_or(JOURNAL_WINDOW).max(1)).max(lowest);
         let sql = format!(
             "SELECT {} FROM journal
              WHERE seq < ?1 AND seq >= ?2

@@ -1245,3 +1245,59 @@ fn manager_accounts_end_their_sessions_and_every_change_is_audited() {
         store.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn journal_pages_walk_back_a_window_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    rt().block_on(async {
+        // Entries 1..=30: scanner-1 records all but 3, 4 and 5, which scanner-2 records.
+        for n in 1..=30 {
+            let mut entry = pick(n, 1, 10, "", 1.0);
+            if (3..=5).contains(&n) {
+                entry.device = "scanner-2".into();
+            }
+            store.append(Lane::Device, entry).await.unwrap();
+        }
+    });
+    let page = |before: Option<i64>, device: Option<&str>, limit: usize| {
+        store
+            .read(|r| {
+                r.journal_page(&JournalQuery {
+                    device: device.map(str::to_owned),
+                    before_seq: before,
+                    limit,
+                    window: Some(10),
+                    ..Default::default()
+                })
+            })
+            .unwrap()
+    };
+    let seqs = |p: &JournalPage| p.entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+    // Unfiltered: a full page ends at its last entry.
+    let first = page(None, None, 4);
+    assert_eq!(seqs(&first), vec![30, 29, 28, 27]);
+    assert_eq!(first.next_before, Some(27));
+    // A rare filter looks at 10 entries per page, never the whole journal: two empty
+    // windows, then the matches, then nothing older.
+    let p1 = page(None, Some("scanner-2"), 50);
+    assert!(p1.entries.is_empty());
+    assert_eq!((p1.searched_to, p1.next_before), (21, Some(21)));
+    let p2 = page(p1.next_before, Some("scanner-2"), 50);
+    assert!(p2.entries.is_empty());
+    assert_eq!(p2.next_before, Some(11));
+    let p3 = page(p2.next_before, Some("scanner-2"), 50);
+    assert_eq!(seqs(&p3), vec![5, 4, 3]);
+    assert_eq!((p3.searched_to, p3.next_before), (1, None));
+    // An empty journal has no page.
+    let empty = tempfile::tempdir().unwrap();
+    let none = open(&empty)
+        .read(|r| {
+            r.journal_page(&JournalQuery {
+                limit: 5,
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    assert!(none.entries.is_empty() && none.next_before.is_none());
+}

@@ -179,6 +179,7 @@ async fn journal_page(
         to_ms,
         before_seq: q.before,
         limit: PAGE_ROWS,
+        window: None,
     };
     let (rows, page) = if problems.is_empty() {
         state.store.read(|r| {
