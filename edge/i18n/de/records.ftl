@@ -13,6 +13,10 @@ records-next-page = Nächste Seite (älter)
 records-bad-filter = Ein Filter hat einen Wert, den diese Seite nicht kennt; er wurde weggelassen.
 records-bad-time = „{ $text }“ ist keine Zeitangabe: bitte die Datums- und Zeitfelder verwenden (UTC).
 records-no-picking = Kein Auftrag heißt „{ $name }“.
+records-missing = Nicht gefunden
+records-missing-back = Zurück zur Liste
+records-missing-conflict = Es gibt keinen Konflikt { $id }.
+records-missing-entry = Es gibt keinen Journaleintrag „{ $entry }“ (Nummer oder Kennung angeben).
 
 inbox-heading = Konflikte
 inbox-filter-state = Status

@@ -13,6 +13,10 @@ records-next-page = Next page (older)
 records-bad-filter = A filter has a value this page does not know; it was left out.
 records-bad-time = “{ $text }” is not a time: use the date and time fields (UTC).
 records-no-picking = No picking is named “{ $name }”.
+records-missing = Not found
+records-missing-back = Back to the list
+records-missing-conflict = There is no conflict { $id }.
+records-missing-entry = There is no journal entry “{ $entry }” (give its number or its id).
 
 inbox-heading = Conflicts
 inbox-filter-state = State

@@ -37,6 +37,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("entry.html", include_str!("../../console/entry.html")),
     ("sessions.html", include_str!("../../console/sessions.html")),
     ("audit.html", include_str!("../../console/audit.html")),
+    ("missing.html", include_str!("../../console/missing.html")),
 ];
 
 /// The policy of every console page: only the appliance's own files, no inline script, no

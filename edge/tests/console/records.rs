@@ -125,7 +125,8 @@ async fn fixture(server: &Server) -> Fixture {
                     kind: "over_pick".into(),
                     policy: "edge_wins".into(),
                     message: "4 picked from a bin Odoo says holds 3".into(),
-                    edge: json!({"picked": 4}),
+                    // What Odoo sends back is data: shown, never interpreted.
+                    edge: json!({"picked": 4, "lot": "<script>alert(1)</script>"}),
                     cloud: json!({"on_hand": 3}),
                 }],
             },
@@ -305,6 +306,22 @@ async fn the_inbox_lists_filters_and_shows_a_conflict_a_manager_then_decides() {
     let flagged = page(&http, base, "/console/conflicts/2", &max).await;
     assert!(flagged.contains(r#"value="acknowledge""#), "{flagged}");
     assert!(!flagged.contains(r#"value="discard""#), "{flagged}");
+    assert!(!flagged.contains("<script>alert"), "{flagged}");
+    assert!(
+        flagged.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{flagged}"
+    );
+    // A conflict that does not exist is a page saying so, not a stack of JSON.
+    let missing = http
+        .get(format!("{base}/console/conflicts/999"))
+        .header("cookie", &max)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_page_headers(&missing);
+    let missing = missing.text().await.unwrap();
+    assert!(missing.contains("<h1>Not found</h1>"), "{missing}");
     server.stop().await;
 }
 

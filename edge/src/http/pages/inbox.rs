@@ -183,11 +183,8 @@ async fn conflict_page(
         )))
     })?;
     let Some((c, key, entries, changes, audit)) = found else {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: format!("conflict {id}"),
-        });
+        let what = tr(lang, "records-missing-conflict", &[("id", id.to_string())]);
+        return missing(&state, &viewer, "conflicts", what, "/console/conflicts");
     };
     let actions: &[&str] = match c.status.as_str() {
         "open" => &["retry", "discard", "recreate"],

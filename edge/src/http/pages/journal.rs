@@ -276,11 +276,8 @@ async fn entry_page(
         Ok(Some((e, row, attempts, effects, conflicts)))
     })?;
     let Some((e, row, attempts, effects, conflicts)) = found else {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: format!("journal entry {key:?}"),
-        });
+        let what = tr(lang, "records-missing-entry", &[("entry", key)]);
+        return missing(&state, &viewer, "journal", what, "/console/journal");
     };
     let payload = serde_json::to_string_pretty(&e.payload).unwrap_or_default();
     render_page(

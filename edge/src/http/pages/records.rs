@@ -7,6 +7,25 @@ use super::*;
 /// Rows on one page of a record list.
 pub(super) const PAGE_ROWS: usize = 50;
 
+/// The page for a record that does not exist (404): the layout, what is missing, a way back.
+pub(super) fn missing(
+    state: &AppState,
+    viewer: &Viewer,
+    current: &str,
+    what: String,
+    back: &str,
+) -> Result<Response, ApiError> {
+    let mut response = render_page(
+        state,
+        viewer,
+        "missing.html",
+        current,
+        minijinja::context! { what => what, back => back },
+    )?;
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    Ok(response)
+}
+
 /// A unix-ms time as the console shows it, in UTC: `2026-12-06 03:12:54`.
 pub(super) fn at(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
