@@ -64,6 +64,7 @@ conflict-back = Alle Konflikte
 conflict-policy = Regel
 conflict-sides = Die beiden Seiten
 conflict-field = Feld
+conflict-value = Wert
 conflict-edge = Lager (Journal)
 conflict-cloud = Odoo
 conflict-changes = In Odoo gesehene Änderungen

@@ -64,6 +64,7 @@ conflict-back = All conflicts
 conflict-policy = Policy
 conflict-sides = The two sides
 conflict-field = Field
+conflict-value = value
 conflict-edge = Floor (journal)
 conflict-cloud = Odoo
 conflict-changes = Changes seen in Odoo

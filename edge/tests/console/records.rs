@@ -368,6 +368,18 @@ async fn the_journal_filters_pages_and_shows_an_entrys_attempts() {
     ] {
         assert!(entry.contains(text), "{text} in {entry}");
     }
+    // By its id as well as by its number.
+    let id = server
+        .store
+        .read(|r| r.journal_entry(&fx.held[0].to_string()))
+        .unwrap()
+        .unwrap()
+        .id;
+    let by_id = page(&http, base, &format!("/console/journal/{id}"), &vera).await;
+    assert!(
+        by_id.contains(&format!("<h1>entry {}: pick</h1>", fx.held[0])),
+        "{by_id}"
+    );
     let missing = http
         .get(format!("{base}/console/journal/999999"))
         .header("cookie", &vera)

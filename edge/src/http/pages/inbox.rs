@@ -120,7 +120,7 @@ async fn inbox_page(
 }
 
 /// One row of a side-by-side table: a field, the floor's value and Odoo's.
-fn sides(edge: &Value, cloud: &Value) -> Vec<minijinja::Value> {
+fn sides(lang: crate::i18n::Lang, edge: &Value, cloud: &Value) -> Vec<minijinja::Value> {
     match (edge, cloud) {
         (Value::Object(e), Value::Object(c)) => {
             let mut fields: Vec<&String> = e.keys().collect();
@@ -136,7 +136,9 @@ fn sides(edge: &Value, cloud: &Value) -> Vec<minijinja::Value> {
                 })
                 .collect()
         }
-        _ => vec![minijinja::context! { field => "", edge => plain(edge), cloud => plain(cloud) }],
+        _ => vec![minijinja::context! {
+            field => tr(lang, "conflict-value", &[]), edge => plain(edge), cloud => plain(cloud),
+        }],
     }
 }
 
@@ -250,7 +252,7 @@ async fn conflict_page(
                 resolution_seq => c.resolution_seq,
             },
             journal_link => journal_link,
-            sides => sides(&c.edge, &c.cloud),
+            sides => sides(lang, &c.edge, &c.cloud),
             entries => entries,
             changes => changes,
             audit => audit,
