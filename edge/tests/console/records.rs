@@ -5,8 +5,13 @@
 //! started by a handheld over the device API.
 
 use super::*;
+use holdfast::store::MirrorBatch;
 use holdfast::store::{AttemptFailure, Lane, NewConflict, NewEntry, OperatorRow, PushCmd, Settle};
 use holdfast_sync::ops::{Operation, PickOp};
+use holdfast_sync::records::{
+    CompanyId, LocationId, Picking, PickingCode, PickingId, PickingState, PickingType,
+    PickingTypeId, Record,
+};
 
 /// What [`fixture`] made.
 struct Fixture {
@@ -26,6 +31,35 @@ fn pick(picking_id: i64, product_id: i64) -> Operation {
         package_id: None,
         quantity: 2.0,
         view_quantity: 0.0,
+    })
+}
+
+fn picking_type() -> Record {
+    Record::PickingType(PickingType {
+        id: PickingTypeId(2),
+        name: "Delivery Orders".into(),
+        code: PickingCode::Outgoing,
+        barcode: None,
+        warehouse_id: None,
+        default_location_src_id: None,
+        default_location_dest_id: None,
+    })
+}
+
+/// Picking 1 as Odoo has it.
+fn delivery(state: PickingState) -> Record {
+    Record::Picking(Picking {
+        id: PickingId(1),
+        name: "WH/OUT/00001".into(),
+        state,
+        picking_type_id: PickingTypeId(2),
+        location_id: LocationId(10),
+        location_dest_id: LocationId(20),
+        partner_id: None,
+        origin: None,
+        scheduled_date: None,
+        backorder_id: None,
+        company_id: CompanyId(1),
     })
 }
 
@@ -67,12 +101,23 @@ async fn device_post(base: &str, path: &str, body: Value) -> Value {
     body
 }
 
-/// Managers max (manager) and vera (viewer); 3 picks of picking 1 on h1 by alice held back as
-/// an open `picking_cancelled` conflict (1) after a push attempt; 2 picks of picking 2 on h2
+/// Managers max (manager) and vera (viewer); 3 picks of picking 1 (WH/OUT/00001) on h1 by
+/// alice held back as an open `picking_cancelled` conflict (1) after a push attempt, and a pull
+/// that sees the picking cancelled; 2 picks of picking 2 on h2
 /// by bob applied with a flagged `over_pick` conflict (2); alice counting on h1.
 async fn fixture(server: &Server) -> Fixture {
     server.add_manager("max", "manager").await;
     server.add_manager("vera", "viewer").await;
+    // The mirror knows picking 1 as WH/OUT/00001, ready.
+    server
+        .store
+        .apply_mirror(MirrorBatch {
+            epoch: None,
+            upserts: vec![picking_type(), delivery(PickingState::Assigned)],
+            deletes: Vec::new(),
+        })
+        .await
+        .unwrap();
     let mut held = Vec::new();
     for product in 1..=3 {
         held.push(append(server, "h1", "alice", pick(1, product)).await);
@@ -108,6 +153,17 @@ async fn fixture(server: &Server) -> Fixture {
         })
         .await
         .unwrap();
+    // A pull then sees the picking cancelled in Odoo: a change on a picking the floor owns.
+    let epoch = store.begin_pull().await.unwrap();
+    let pulled = store
+        .apply_mirror(MirrorBatch {
+            epoch: Some(epoch),
+            upserts: vec![delivery(PickingState::Cancel)],
+            deletes: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(pulled.changes, 1);
     // ...and one of picking 2, applied though Odoo had less in the bin.
     store
         .push(PushCmd::Begin {
@@ -240,6 +296,20 @@ async fn the_inbox_lists_filters_and_shows_a_conflict_a_manager_then_decides() {
     let by_picking = page(&http, base, "/console/conflicts?picking=1", &max).await;
     assert!(by_picking.contains(r#"href="/console/conflicts/1""#));
     assert!(!by_picking.contains(r#"href="/console/conflicts/2""#));
+    // By the picking's name, as a person knows it; the list names it too.
+    let by_name = page(
+        &http,
+        base,
+        "/console/conflicts?picking=WH%2FOUT%2F00001",
+        &max,
+    )
+    .await;
+    assert!(
+        by_name.contains(r#"href="/console/conflicts/1""#),
+        "{by_name}"
+    );
+    assert!(!by_name.contains(r#"href="/console/conflicts/2""#));
+    assert!(by_name.contains("<td>WH/OUT/00001</td>"), "{by_name}");
     let decided = page(&http, base, "/console/conflicts?state=resolved", &max).await;
     assert!(decided.contains("No conflict matches."), "{decided}");
     let unknown = page(&http, base, "/console/conflicts?picking=WH%2FNOPE", &max).await;
@@ -257,6 +327,8 @@ async fn the_inbox_lists_filters_and_shows_a_conflict_a_manager_then_decides() {
         r#"data-api="/api/v1/conflicts/1/resolve" data-method="POST""#,
         r#"<input type="radio" id="action-discard" name="action" value="discard""#,
         r#"<label for="note">"#,
+        // What the pull saw change in Odoo.
+        "stock.picking 1</td><td>state assigned, from 10 to 20 -&gt; state cancel, from 10 to 20",
     ] {
         assert!(detail.contains(text), "{text} in {detail}");
     }
@@ -340,6 +412,7 @@ async fn the_journal_filters_pages_and_shows_an_entrys_attempts() {
         ("device=h2", 2),
         ("operator=alice", 3),
         ("picking=2", 2),
+        ("picking=WH%2FOUT%2F00001", 3),
         ("state=conflict", 3),
         ("state=applied&device=h1", 0),
         ("kind=pick&from=2000-01-01T00%3A00", 5),
