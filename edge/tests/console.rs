@@ -6,7 +6,8 @@
 //! and the client's address out (429 with Retry-After), every manager route refuses an
 //! anonymous client and a viewer's change, a change made with the cookie but without the
 //! session's CSRF token is refused, bearer-token scripts need none, sessions survive a
-//! restart and end at sign-out, and the audit trail holds each of these.
+//! restart and end at sign-out, and the audit trail holds each of these. The record pages
+//! (conflicts, journal, floor sessions, audit) are in `console/records.rs`.
 
 // Test code: a failed step should stop with its message.
 #![allow(clippy::unwrap_used)]

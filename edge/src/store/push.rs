@@ -559,8 +559,8 @@ pub(super) mod read {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The inbox's conflicts (the statuses are indexed; a site has few conflicts of a kind or
-    /// a key), newest first.
+    /// The inbox's conflicts, newest first: a walk down the key that stops at `limit` matches
+    /// (conflicts are kept for good, but a site has thousands at most, not millions).
     pub fn conflict_page(
         conn: &Connection,
         q: &super::super::read::ConflictQuery,
