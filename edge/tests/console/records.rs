@@ -408,6 +408,11 @@ async fn the_journal_filters_pages_and_shows_an_entrys_attempts() {
 
     let all = page(&http, base, "/console/journal", &vera).await;
     assert_eq!(entry_rows(&all), 5, "{all}");
+    // A picking's name leads to its entries.
+    assert!(
+        all.contains(r#"<a href="/console/journal?picking=WH%2FOUT%2F00001">WH/OUT/00001</a>"#),
+        "{all}"
+    );
     for (query, rows) in [
         ("device=h2", 2),
         ("operator=alice", 3),

@@ -110,14 +110,23 @@ pub(super) fn entry_row(
     lang: crate::i18n::Lang,
     e: &JournalEntry,
 ) -> Result<minijinja::Value, StoreError> {
+    let key = key_label(r, &e.causal_key)?;
+    // A picking's entries, one click away.
+    let key_link = e.causal_key.starts_with("picking:").then(|| {
+        format!(
+            "/console/journal?{}",
+            query_string(&[("picking", Some(key.clone()))])
+        )
+    });
     Ok(minijinja::context! {
+        key_link => key_link,
         seq => e.seq,
         recorded => at(e.created_at),
         kind => label(lang, "journal-kind", &e.kind),
         state => label(lang, "journal-state", e.state.as_str()),
         device => e.device.clone(),
         operator => e.operator.clone(),
-        key => key_label(r, &e.causal_key)?,
+        key => key,
         summary => summary(r, lang, e),
         attempts => e.attempts,
         note => e.note.clone(),
