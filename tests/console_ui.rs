@@ -153,6 +153,9 @@ async fn every_console_page_and_the_handhelds_screens_pass_axe() {
         return;
     };
     let demo = Demo::start(T).await;
+    // Real records for the detail pages: a conflict (and the journal entries behind it).
+    let conflict = demo.provoke_conflict().await;
+    demo.post(DEMO_TOKEN, "/api/v1/logout", json!({})).await;
     let b = &b;
     sign_in(b, &demo).await;
     // The check itself: an image without a text alternative is a critical violation, so an
@@ -173,6 +176,10 @@ async fn every_console_page_and_the_handhelds_screens_pass_axe() {
     );
     let mut problems = Vec::new();
     for path in CONSOLE_PAGES {
+        let path = &match *path {
+            "/console/conflicts/{id}" => format!("/console/conflicts/{conflict}"),
+            other => other.replace("{id}", "1"),
+        };
         b.goto(&demo.url(path)).await.unwrap();
         b.find("main h1").await.unwrap();
         assert!(

@@ -11,64 +11,20 @@
 // Test code: a failed step should stop with its message.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/demo.rs"]
+mod demo;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use demo::Demo;
 use webdriver::{Browser, KEY_ENTER};
 
 const T: Duration = Duration::from_secs(10);
 
-/// The demo appliance, killed on drop.
-struct Demo {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn start_demo() -> Demo {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .args(["demo", "--listen", &addr, "--data-dir"])
-        .arg(dir.path())
-        .env_remove("HOLDFAST_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let demo = Demo {
-        child,
-        addr,
-        _dir: dir,
-    };
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        let url = format!("http://{}/healthz", demo.addr);
-        if let Ok(r) = client.get(&url).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(started.elapsed() < T, "the demo did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    demo
+    Demo::start(T).await
 }
 
 /// Types a scan into whatever has focus, as a wedge scanner does, and waits for the answer.
@@ -416,28 +372,7 @@ async fn a_manager_signs_in_to_the_console_and_sees_the_mode_banner() {
     };
     let demo = start_demo().await;
     // A manager added on the command line, as on a site.
-    let mut add = Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .arg("--config")
-        .arg(demo._dir.path().join("holdfast.toml"))
-        .args([
-            "manager",
-            "add",
-            "anna",
-            "--role",
-            "viewer",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        let mut stdin = add.stdin.take().unwrap();
-        stdin.write_all(b"correct horse battery\n").unwrap();
-    }
-    assert!(add.wait().unwrap().success(), "manager add");
+    add_manager(&demo, "anna", "viewer", "correct horse battery");
 
     let b = &browser;
     b.goto(&format!("http://{}/console/", demo.addr))
@@ -488,44 +423,15 @@ async fn a_manager_signs_in_to_the_console_and_sees_the_mode_banner() {
 
 /// Adds a console account on the demo's database with the command line, as a site does.
 fn add_manager(demo: &Demo, name: &str, role: &str, password: &str) {
-    let mut add = Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .arg("--config")
-        .arg(demo._dir.path().join("holdfast.toml"))
-        .args(["manager", "add", name, "--role", role, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        let mut stdin = add.stdin.take().unwrap();
-        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
-    }
-    assert!(add.wait().unwrap().success(), "manager add");
-}
-
-/// A call to the demo's API: a device write (with an idempotency key) or a manager's.
-async fn demo_post(demo: &Demo, token: &str, path: &str, body: serde_json::Value) {
-    let answer = reqwest::Client::new()
-        .post(format!("http://{}{path}", demo.addr))
-        .bearer_auth(token)
-        .header(
-            "Idempotency-Key",
-            format!("{:08x}-0000-4000-8000-000000000001", fastrand::u32(..)),
-        )
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = answer.status();
-    let text = answer.text().await.unwrap();
-    assert!(status.is_success(), "POST {path}: {status} {text}");
+    let (ok, _) = demo.cli(
+        &["manager", "add", name, "--role", role, "--password-stdin"],
+        &format!("{password}\n"),
+    );
+    assert!(ok, "manager add");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_resolves_a_conflict_from_the_inbox() {
-    use holdfast::demo::{DEMO_MANAGER_TOKEN, DEMO_TOKEN};
     let browser = match Browser::start().await {
         Ok(b) => b,
         Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
@@ -537,73 +443,7 @@ async fn a_manager_resolves_a_conflict_from_the_inbox() {
     let demo = start_demo().await;
     add_manager(&demo, "max", "manager", "correct horse battery");
 
-    // A conflict the real way: the WAN is down, Alice picks on WH/INT/00001, meanwhile
-    // someone cancels that picking in Odoo; when the link is back the push finds it cancelled.
-    demo_post(
-        &demo,
-        DEMO_MANAGER_TOKEN,
-        "/api/v1/demo/cloud",
-        serde_json::json!({"link": "down"}),
-    )
-    .await;
-    demo_post(
-        &demo,
-        DEMO_TOKEN,
-        "/api/v1/login",
-        serde_json::json!({"badge": "OP-ALICE"}),
-    )
-    .await;
-    demo_post(
-        &demo,
-        DEMO_TOKEN,
-        "/api/v1/sessions",
-        serde_json::json!({"workflow": "pick", "picking_id": 3}),
-    )
-    .await;
-    for code in ["WH-A-02-03", "5901230000363"] {
-        demo_post(
-            &demo,
-            DEMO_TOKEN,
-            "/api/v1/scan",
-            serde_json::json!({ "code": code }),
-        )
-        .await;
-    }
-    demo_post(
-        &demo,
-        DEMO_MANAGER_TOKEN,
-        "/api/v1/demo/cloud",
-        serde_json::json!({"cancel_picking": 3}),
-    )
-    .await;
-    demo_post(
-        &demo,
-        DEMO_MANAGER_TOKEN,
-        "/api/v1/demo/cloud",
-        serde_json::json!({"link": "up"}),
-    )
-    .await;
-    let started = Instant::now();
-    let id = loop {
-        let inbox: serde_json::Value = reqwest::Client::new()
-            .get(format!("http://{}/api/v1/conflicts", demo.addr))
-            .bearer_auth(DEMO_MANAGER_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(c) = inbox["conflicts"].as_array().and_then(|c| c.first()) {
-            assert_eq!(c["kind"], "picking_cancelled", "{inbox}");
-            break c["id"].as_i64().unwrap();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no conflict: {inbox}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let id = demo.provoke_conflict().await;
 
     // The manager signs in, opens the conflict from the inbox, chooses, writes a note, decides.
     let b = &browser;
@@ -683,14 +523,9 @@ async fn a_manager_resolves_a_conflict_from_the_inbox() {
         .await
         .unwrap();
     b.wait_for_text("main", note, T).await.unwrap();
-    let show = Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .arg("--config")
-        .arg(demo._dir.path().join("holdfast.toml"))
-        .args(["conflicts", "show", &id.to_string()])
-        .output()
-        .unwrap();
-    assert!(show.status.success(), "{show:?}");
-    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let (ok, out) = demo.cli(&["conflicts", "show", &id.to_string()], "");
+    assert!(ok, "{out}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["conflict"]["status"], "resolved", "{shown}");
     assert_eq!(shown["conflict"]["resolution"], "discard", "{shown}");
     assert_eq!(shown["conflict"]["note"], note, "{shown}");

@@ -1,6 +1,9 @@
 //! The real `holdfast demo` binary for browser tests: started on a free loopback port with
 //! its own data directory, killed on drop.
 
+// Each test target uses a part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,5 +90,83 @@ impl Demo {
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
+    }
+
+    /// A POST to the demo's API with `token`: a device write (with an idempotency key) or a
+    /// manager's; it must succeed.
+    pub async fn post(&self, token: &str, path: &str, body: serde_json::Value) {
+        let answer = reqwest::Client::new()
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header(
+                "Idempotency-Key",
+                format!("{:08x}-0000-4000-8000-000000000001", fastrand::u32(..)),
+            )
+            .json(&body)
+            .send()
+            .await
+            .expect("the demo answers");
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        assert!(status.is_success(), "POST {path}: {status} {text}");
+    }
+
+    /// A conflict the real way; returns its id. The WAN is down, Alice picks on
+    /// WH/INT/00001, meanwhile someone cancels that picking in Odoo; when the link is back
+    /// the push finds it cancelled.
+    pub async fn provoke_conflict(&self) -> i64 {
+        use holdfast::demo::{DEMO_MANAGER_TOKEN, DEMO_TOKEN};
+        use serde_json::json;
+        self.post(
+            DEMO_MANAGER_TOKEN,
+            "/api/v1/demo/cloud",
+            json!({"link": "down"}),
+        )
+        .await;
+        self.post(DEMO_TOKEN, "/api/v1/login", json!({"badge": "OP-ALICE"}))
+            .await;
+        self.post(
+            DEMO_TOKEN,
+            "/api/v1/sessions",
+            json!({"workflow": "pick", "picking_id": 3}),
+        )
+        .await;
+        for code in ["WH-A-02-03", "5901230000363"] {
+            self.post(DEMO_TOKEN, "/api/v1/scan", json!({ "code": code }))
+                .await;
+        }
+        self.post(
+            DEMO_MANAGER_TOKEN,
+            "/api/v1/demo/cloud",
+            json!({"cancel_picking": 3}),
+        )
+        .await;
+        self.post(
+            DEMO_MANAGER_TOKEN,
+            "/api/v1/demo/cloud",
+            json!({"link": "up"}),
+        )
+        .await;
+        let started = Instant::now();
+        loop {
+            let inbox: serde_json::Value = reqwest::Client::new()
+                .get(self.url("/api/v1/conflicts"))
+                .bearer_auth(DEMO_MANAGER_TOKEN)
+                .send()
+                .await
+                .expect("the demo answers")
+                .json()
+                .await
+                .expect("JSON");
+            if let Some(c) = inbox["conflicts"].as_array().and_then(|c| c.first()) {
+                assert_eq!(c["kind"], "picking_cancelled", "{inbox}");
+                return c["id"].as_i64().expect("an id");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no conflict: {inbox}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }

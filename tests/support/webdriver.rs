@@ -711,4 +711,3 @@ fn spawn_driver(program: &Path, port: u16, dir: &Path) -> Result<Child, String> 
         .spawn()
         .map_err(|e| format!("Browser::start: spawning {}: {e}", program.display()))
 }
-

@@ -198,6 +198,7 @@ async fn fixture(server: &Server) -> Fixture {
             badge: Some("OP-ALICE".into()),
             pin_hash: None,
             active: true,
+            language: None,
         }))
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use holdfast_sync::ops::Operation;
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/console/journal", get(journal_page))
-        .route("/console/journal/{entry}", get(entry_page))
+        .route("/console/journal/{id}", get(entry_page))
 }
 
 /// The browser's filters, as the page's GET form sends them.
