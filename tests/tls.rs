@@ -441,6 +441,7 @@ async fn serve_in_process(
         cloud: holdfast::status::CloudStatus { target: None },
         started: Instant::now(),
         pull: None,
+        pull_now: None,
         push: None,
         connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
         manager_token: None,

@@ -876,6 +876,7 @@ fn main() {
         cloud: CloudStatus { target: None },
         started: Instant::now(),
         pull: None,
+        pull_now: None,
         push: None,
         connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
         manager_token: None,

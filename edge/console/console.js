@@ -38,9 +38,19 @@
   // Forms with class "api" post their fields as JSON to data-api (method data-method),
   // with the CSRF token. Success: go to data-next, or reload. Failure: the API's message in
   // the form's [role=alert] element.
+  // A data-api with {name} in it takes that field's value there (URL-encoded) instead of in
+  // the body. data-show-result="key": on success, show the answer's `key` in the form's
+  // [data-result-value] (inside [data-result], unhidden) instead of reloading: a secret
+  // shown once stays on screen until the person moves on.
   function send(form) {
     var body = {};
+    var url = form.getAttribute("data-api");
     new FormData(form).forEach(function (value, key) {
+      var slot = "{" + key + "}";
+      if (url.indexOf(slot) >= 0) {
+        url = url.split(slot).join(encodeURIComponent(value));
+        return;
+      }
       var input = form.elements[key];
       if (input && input.type === "number") {
         body[key] = value === "" ? null : Number(value);
@@ -54,7 +64,9 @@
     if (alert) alert.textContent = "";
     var buttons = form.querySelectorAll("button");
     buttons.forEach(function (b) { b.disabled = true; });
-    fetch(form.getAttribute("data-api"), {
+    var result = form.querySelector("[data-result]");
+    if (result) result.hidden = true;
+    fetch(url, {
       method: form.getAttribute("data-method") || "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
@@ -62,6 +74,15 @@
     })
       .then(function (r) {
         if (r.status === 401) { window.location.assign("/console/login"); return; }
+        var show = form.getAttribute("data-show-result");
+        if (r.ok && show) {
+          return r.json().then(function (o) {
+            var value = result && result.querySelector("[data-result-value]");
+            if (value) value.textContent = o && o[show] !== undefined ? String(o[show]) : "";
+            if (result) result.hidden = false;
+            form.reset();
+          });
+        }
         if (r.ok) {
           var next = form.getAttribute("data-next");
           if (next) window.location.assign(next); else window.location.reload();

@@ -420,7 +420,7 @@ fn with_store(
     })
 }
 
-fn valid_id(id: &str) -> anyhow::Result<()> {
+pub(crate) fn valid_id(id: &str) -> anyhow::Result<()> {
     if id.is_empty()
         || id.len() > 64
         || !id

@@ -32,6 +32,7 @@ use console::*;
 use pages::*;
 pub use pages::{CONSOLE_CSP, Overview};
 mod lan;
+mod ops;
 
 pub use conn::{ConnLimits, FD_RESERVE};
 
@@ -65,6 +66,8 @@ pub struct AppState {
     pub started: Instant,
     /// Progress of the pull, when an Odoo is configured.
     pub pull: Option<crate::pull::ProgressHandle>,
+    /// Wakes the pull task for a pull now (`POST /api/v1/pull`); `None` without an Odoo.
+    pub pull_now: Option<crate::pull::PullNowHandle>,
     /// The push's figures, when an Odoo is configured.
     pub push: Option<Arc<crate::push::PushStats>>,
     pub connectivity: crate::connectivity::Connectivity,
@@ -195,6 +198,9 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
         .route("/api/v1/demo/scan", post(lan::demo_scan))
         .route("/console/me", get(console_me))
         .route("/console/overview.json", get(overview_json))
+        .route("/api/v1/devices/{id}/token", post(ops::issue_device_token))
+        .route("/api/v1/devices/{id}/revoke", post(ops::revoke_device))
+        .route("/api/v1/pull", post(ops::pull_now))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_manager,

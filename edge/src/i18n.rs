@@ -114,7 +114,7 @@ macro_rules! areas {
 }
 
 /// (area, English, German).
-pub const AREAS: &[(&str, &str, &str)] = areas!["console", "runbook", "ui", "records"];
+pub const AREAS: &[(&str, &str, &str)] = areas!["console", "runbook", "ui", "records", "ops"];
 
 fn source(lang: Lang, area: &(&str, &'static str, &'static str)) -> &'static str {
     match lang {

@@ -11,11 +11,13 @@
 //! - [`runbook`]: the degraded-mode runbook: what the configuration keeps working offline;
 //! - [`status`]: the status snapshot shown by the API and the CLI;
 //! - [`tls`]: HTTPS on the HTTP listener: the certificate, its reload, the redirects;
+//! - [`backlog`]: the backlog's history, one sample a minute, for the console's chart;
 //! - [`pull`]: refreshing the mirror from Odoo (full, incremental, scheduled);
 //! - [`resolve`]: what a decoded scan stands for on this site;
 //! - [`demo`]: the built-in demo warehouse;
 //! - [`cli`]: the command line.
 
+pub mod backlog;
 pub mod cli;
 pub mod config;
 pub mod connectivity;

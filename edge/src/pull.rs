@@ -599,6 +599,33 @@ pub async fn connect(
     Ok(Puller::new(store.clone(), client, scope, progress))
 }
 
+/// A request to pull now rather than at the next tick (the console's "Pull now"). The
+/// request is kept until the pull task takes it, so one made while a pull runs starts
+/// another right after it.
+#[derive(Debug, Default)]
+pub struct PullNow {
+    wake: tokio::sync::Notify,
+    full: std::sync::atomic::AtomicBool,
+}
+
+/// Shared handle to the pull task's [`PullNow`].
+pub type PullNowHandle = Arc<PullNow>;
+
+impl PullNow {
+    /// Asks the pull task for a pull now: a full one when `full`, else whatever is due
+    /// (incremental unless a full pull is due anyway).
+    pub fn request(&self, full: bool) {
+        if full {
+            self.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.wake.notify_one();
+    }
+
+    fn take_full(&self) -> bool {
+        self.full.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Whether a full pull is due: never done, or older than the configured period.
 fn full_due(store: &Store, every: Duration) -> anyhow::Result<bool> {
     let cursor = store.read(|r| r.cursor(Model::Quant))?;
@@ -607,14 +634,16 @@ fn full_due(store: &Store, every: Duration) -> anyhow::Result<bool> {
         .is_none_or(|at| now_ms() - at >= every.as_millis() as i64))
 }
 
-/// The pull task: full when due, incremental in between; a failed pull is logged and
-/// retried at the next tick (the floor keeps working on the mirror it has).
+/// The pull task: full when due, incremental in between, and at once when `now` asks; a
+/// failed pull is logged and retried at the next tick (the floor keeps working on the mirror
+/// it has).
 pub async fn run_pull(
     store: Store,
     odoo: OdooConfig,
     sync: SyncConfig,
     progress: ProgressHandle,
     connectivity: Connectivity,
+    now: PullNowHandle,
     stop: CancellationToken,
 ) {
     let mut puller: Option<Puller> = None;
@@ -624,6 +653,7 @@ pub async fn run_pull(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+            _ = now.wake.notified() => {}
         }
         yield_to_drain(&connectivity, &stop).await;
         if stop.is_cancelled() {
@@ -644,7 +674,9 @@ pub async fn run_pull(
             }
         }
         let Some(p) = puller.as_mut() else { continue };
+        let asked_full = now.take_full();
         let kind = match full_due(&store, sync.full_pull_every) {
+            _ if asked_full => PullKind::Full,
             Ok(true) => PullKind::Full,
             Ok(false) => PullKind::Incremental,
             Err(e) => {

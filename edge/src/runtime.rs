@@ -48,6 +48,10 @@ pub async fn run_until(
         .odoo
         .as_ref()
         .map(|_| crate::pull::ProgressHandle::default());
+    let pull_now = config
+        .odoo
+        .as_ref()
+        .map(|_| crate::pull::PullNowHandle::default());
     let floor = crate::floor::Floor::new(
         store.clone(),
         config.floor.policy,
@@ -134,6 +138,7 @@ pub async fn run_until(
         floor: floor.clone(),
         started: Instant::now(),
         pull: pull_progress.clone(),
+        pull_now: pull_now.clone(),
         push: push_stats.clone(),
         connectivity: connectivity.clone(),
         manager_token: config.http.manager_token.clone(),
@@ -183,14 +188,15 @@ pub async fn run_until(
         None => None,
     };
     let mut http_task = tokio::spawn(http::serve_with(listener, state, options, token.clone()));
-    let pull_task = match (&config.odoo, pull_progress.clone()) {
-        (Some(odoo), Some(progress)) => Some(tokio::spawn(
+    let pull_task = match (&config.odoo, pull_progress.clone(), pull_now) {
+        (Some(odoo), Some(progress), Some(now)) => Some(tokio::spawn(
             crate::pull::run_pull(
                 store.clone(),
                 odoo.clone(),
                 config.sync.clone(),
                 progress,
                 connectivity.clone(),
+                now,
                 token.clone(),
             )
             .instrument(tracing::info_span!("pull")),
@@ -257,6 +263,12 @@ pub async fn run_until(
         tls.clone(),
         token.clone(),
     ));
+    // The backlog's history for the console's chart: a first sample now, so a fresh
+    // appliance has a point to show.
+    tokio::spawn(
+        crate::backlog::run_recorder(store.clone(), crate::backlog::EVERY, token.clone())
+            .instrument(tracing::info_span!("backlog")),
+    );
     tokio::spawn(
         run_housekeeping(floor, token.clone()).instrument(tracing::info_span!("housekeeping")),
     );

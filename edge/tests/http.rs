@@ -67,6 +67,7 @@ impl Server {
             cloud: CloudStatus { target: None },
             started: Instant::now(),
             pull: None,
+            pull_now: None,
             push: None,
             connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
             manager_token: config.http.manager_token.clone(),

@@ -15,6 +15,9 @@ pub const MANAGER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/print-jobs"),
     ("POST", "/api/v1/print-jobs/{id}/reprint"),
     ("POST", "/api/v1/print-jobs/{id}/cancel"),
+    ("POST", "/api/v1/devices/{id}/token"),
+    ("POST", "/api/v1/devices/{id}/revoke"),
+    ("POST", "/api/v1/pull"),
     ("GET", "/api/v1/conflicts"),
     ("GET", "/api/v1/conflicts/{id}"),
     ("POST", "/api/v1/conflicts/{id}/resolve"),
@@ -125,6 +128,9 @@ pub const CONSOLE_PAGES: &[&str] = &[
     "/console/sessions",
     "/console/audit",
     "/console/runbook",
+    "/console/backlog",
+    "/console/devices",
+    "/console/cache",
 ];
 
 pub fn need_of(method: &axum::http::Method) -> Need {

@@ -8,6 +8,10 @@
 //! CSRF token). Templates are `.html`, so minijinja escapes every value for HTML.
 
 mod audit;
+mod backlog;
+mod cache;
+mod chart;
+mod devices;
 mod inbox;
 mod journal;
 mod records;
@@ -38,6 +42,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("sessions.html", include_str!("../../console/sessions.html")),
     ("audit.html", include_str!("../../console/audit.html")),
     ("missing.html", include_str!("../../console/missing.html")),
+    ("backlog.html", include_str!("../../console/backlog.html")),
+    ("devices.html", include_str!("../../console/devices.html")),
+    ("cache.html", include_str!("../../console/cache.html")),
 ];
 
 /// The policy of every console page: only the appliance's own files, no inline script, no
@@ -224,6 +231,9 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .merge(journal::routes())
         .merge(sessions::routes())
         .merge(audit::routes())
+        .merge(backlog::routes())
+        .merge(devices::routes())
+        .merge(cache::routes())
 }
 
 /// The language of a request without an account's choice: its `Accept-Language`.

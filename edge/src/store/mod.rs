@@ -42,6 +42,7 @@
 //!
 //! The property test in `tests` checks this against an in-memory model of the cloud.
 
+mod backlog;
 mod checkpoint;
 mod devices;
 mod floor;
@@ -62,6 +63,7 @@ use holdfast_sync::ops::InvalidOp;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+pub use backlog::{BacklogCmd, BacklogSample};
 pub use devices::{
     DeviceCmd, NewPrintJob, PrintJobFilter, PrintJobRow, PrintSettle, RegistryRow, Shipping,
 };
@@ -78,7 +80,7 @@ pub use push::{
 pub use read::{
     ApplianceState, AuditQuery, BarcodeHit, CloudChange, ConflictQuery, Cursor, JOURNAL_WINDOW,
     JournalFilter, JournalPage, JournalQuery, LocationInfo, LotInfo, MoveDetail, MoveProgress,
-    PickingSummary, ProductInfo, QueueStats, Reader,
+    PickingSummary, ProductInfo, QueueStats, Reader, mirror_table,
 };
 use writer::WriteCmd;
 
@@ -545,6 +547,14 @@ impl Store {
     pub async fn managers(&self, cmd: ManagerCmd) -> Result<i64, StoreError> {
         self.request(Lane::Device, |reply| {
             WriteCmd::Managers(Box::new(cmd), reply)
+        })
+        .await
+    }
+
+    /// A backlog history command (see [`BacklogCmd`]): bookkeeping, the background lane.
+    pub async fn backlog(&self, cmd: BacklogCmd) -> Result<i64, StoreError> {
+        self.request(Lane::Background, |reply| {
+            WriteCmd::Backlog(Box::new(cmd), reply)
         })
         .await
     }

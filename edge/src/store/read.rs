@@ -248,6 +248,11 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// The table a mirrored model is kept in: the key of [`Reader::mirror_counts`].
+pub fn mirror_table(model: holdfast_sync::records::Model) -> &'static str {
+    super::mirror::table(model)
+}
+
 impl<'c> Reader<'c> {
     /// Keys ready to push now (see the push scheduler).
     pub fn push_queue(&self, now: i64, limit: usize) -> Result<PushQueue, StoreError> {

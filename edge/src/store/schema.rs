@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&str] = &[
     UOM_ROUNDING,
     MANAGERS,
     LANGUAGES,
+    BACKLOG,
 ];
 
 /// The schema version this build writes.
@@ -565,6 +566,21 @@ CREATE TABLE audit (
 const LANGUAGES: &str = r#"
 ALTER TABLE manager ADD COLUMN language TEXT CHECK (language IS NULL OR length(language) BETWEEN 2 AND 12);
 ALTER TABLE operator ADD COLUMN language TEXT CHECK (language IS NULL OR length(language) BETWEEN 2 AND 12);
+"#;
+
+/// Version 10: the backlog's history for the console's chart, one row a minute (`minute` is
+/// unix time / 60): the queue as status counts it, the oldest open entry's age, and the
+/// journal's applied total (the drain per minute is the difference between rows). Kept for
+/// two days; each write prunes older rows.
+const BACKLOG: &str = r#"
+CREATE TABLE backlog_sample (
+    minute INTEGER PRIMARY KEY,
+    pending INTEGER NOT NULL CHECK (pending >= 0),
+    in_flight INTEGER NOT NULL CHECK (in_flight >= 0),
+    conflicts INTEGER NOT NULL CHECK (conflicts >= 0),
+    oldest_pending_age_s INTEGER CHECK (oldest_pending_age_s IS NULL OR oldest_pending_age_s >= 0),
+    applied_total INTEGER NOT NULL CHECK (applied_total >= 0)
+) WITHOUT ROWID;
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

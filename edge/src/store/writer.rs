@@ -18,6 +18,7 @@ use holdfast_sync::records::Model;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::backlog::{self, BacklogCmd};
 use super::devices::{self, DeviceCmd};
 use super::floor::{self, FloorCmd, StepWrite};
 use super::journal::{self, Appended, NewEntry, Transition};
@@ -38,6 +39,7 @@ pub(super) enum WriteCmd {
     Push(Box<PushCmd>, Reply<i64>),
     Devices(Box<DeviceCmd>, Reply<i64>),
     Managers(Box<ManagerCmd>, Reply<i64>),
+    Backlog(Box<BacklogCmd>, Reply<i64>),
     BeginPull(Reply<Epoch>),
     Mirror(Box<MirrorBatch>, Reply<MirrorOutcome>),
     CompleteSnapshot(Epoch, Model, Reply<u64>),
@@ -308,6 +310,7 @@ fn reject(cmd: WriteCmd) -> Finish {
         WriteCmd::Push(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Devices(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Managers(_, r) => finish(r, Err(StoreError::Closed)).0,
+        WriteCmd::Backlog(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::BeginPull(r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::Mirror(_, r) => finish(r, Err(StoreError::Closed)).0,
         WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
@@ -354,6 +357,7 @@ fn execute(
         ),
         WriteCmd::Devices(cmd, r) => finish(r, in_savepoint(tx, |c| devices::command(c, &cmd))),
         WriteCmd::Managers(cmd, r) => finish(r, in_savepoint(tx, |c| managers::command(c, &cmd))),
+        WriteCmd::Backlog(cmd, r) => finish(r, in_savepoint(tx, |c| backlog::command(c, &cmd))),
         WriteCmd::BeginPull(r) => finish(r, in_savepoint(tx, mirror::begin_pull)),
         WriteCmd::Mirror(b, r) => finish(r, in_savepoint(tx, |c| mirror::apply(c, &b))),
         WriteCmd::CompleteSnapshot(epoch, model, r) => finish(
