@@ -465,7 +465,7 @@ async fn pull_now_wakes_the_pull_task_and_the_cache_page_shows_it() {
         body.contains("<td class=\"mono\">stock.quant</td>"),
         "{body}"
     );
-    assert!(body.contains(r#"<dd id="last-pull">"#), "{body}");
+    assert!(body.contains(r#"<dd id="last-pull" data-at=""#), "{body}");
     assert!(
         !body.contains(r#"id="pull-now""#),
         "a viewer has no button: {body}"

@@ -309,6 +309,7 @@ impl Browser {
         Ok(value.as_str().unwrap_or_default().to_owned())
     }
 
+
     /// The first element matching the CSS selector, once it exists and is displayed; waits up
     /// to [`DEFAULT_TIMEOUT`].
     pub async fn find(&self, css: &str) -> Result<Element<'_>, String> {
@@ -710,4 +711,26 @@ fn spawn_driver(program: &Path, port: u16, dir: &Path) -> Result<Child, String> 
         .process_group(0)
         .spawn()
         .map_err(|e| format!("Browser::start: spawning {}: {e}", program.display()))
+}
+
+/// Standard base64 (with padding, as WebDriver sends screenshots) to bytes; `None` for any
+/// other character. Twenty lines here rather than a dependency for one test helper.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        if c == b'=' {
+            break;
+        }
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }

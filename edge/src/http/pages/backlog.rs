@@ -2,7 +2,7 @@
 //! (see [`crate::backlog`]): queue depth, the oldest open entry's age and the drain per
 //! minute, as three small server-drawn charts with a text summary each.
 
-use super::chart::{Chart, clock};
+use super::chart::{Chart, clock, nice_ceiling, nice_duration};
 use super::*;
 use crate::store::BacklogSample;
 
@@ -43,8 +43,14 @@ type Spec<'a> = (
     &'static str,
     &'static str,
     &'a [(i64, f64)],
+    fn(f64) -> f64,
     &'a dyn Fn(f64) -> String,
 );
+
+/// A count's axis: at least 0 to 4, so a quiet queue draws whole numbers.
+fn count_top(max: f64) -> f64 {
+    nice_ceiling(max.max(4.0))
+}
 
 fn count(v: f64) -> String {
     if v.fract() == 0.0 {
@@ -77,6 +83,7 @@ async fn backlog_page(
             "backlog-depth",
             "backlog-depth-summary",
             &depth,
+            count_top,
             &count,
         ),
         (
@@ -84,6 +91,7 @@ async fn backlog_page(
             "backlog-age",
             "backlog-age-summary",
             &age,
+            nice_duration,
             &as_duration,
         ),
         (
@@ -91,12 +99,13 @@ async fn backlog_page(
             "backlog-drain",
             "backlog-drain-summary",
             &drain,
+            count_top,
             &count,
         ),
     ];
     let mut charts = Vec::new();
     if !samples.is_empty() {
-        for (id, title_key, summary_key, points, value_label) in specs {
+        for (id, title_key, summary_key, points, top, value_label) in specs {
             let title = tr(lang, title_key, &[]);
             let latest = points
                 .last()
@@ -109,12 +118,7 @@ async fn backlog_page(
             let summary = tr(
                 lang,
                 summary_key,
-                &[
-                    ("now", latest),
-                    ("max", max),
-                    ("at", max_at),
-                    ("n", points.len().to_string()),
-                ],
+                &[("now", latest), ("max", max), ("at", max_at)],
             );
             let svg = Chart {
                 id,
@@ -123,6 +127,7 @@ async fn backlog_page(
                 from_ms,
                 to_ms,
                 points,
+                top,
                 value_label,
                 time_label: &time_label,
             }

@@ -74,6 +74,7 @@ async fn cache_page(
             models => models,
             running => running,
             last_pull => when(last_pull, lang),
+            last_pull_ms => last_pull,
             last_ok => pull.map(|p| when(p.last_ok_at, lang)),
             last_error => pull.and_then(|p| p.last_error.clone()),
             last_error_at => pull.and_then(|p| p.last_error_at).map(|t| clock(t, "%Y-%m-%d %H:%M:%S")),

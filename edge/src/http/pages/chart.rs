@@ -25,6 +25,8 @@ pub struct Chart<'a> {
     pub from_ms: i64,
     pub to_ms: i64,
     pub points: &'a [(i64, f64)],
+    /// The axis's top for the highest value ([`nice_ceiling`], [`nice_duration`], ...).
+    pub top: fn(f64) -> f64,
     /// A value as the axis shows it (`12`, `4 min`).
     pub value_label: &'a dyn Fn(f64) -> String,
     /// A time as the axis shows it (`14:00`).
@@ -84,6 +86,20 @@ pub fn nice_ceiling(max: f64) -> f64 {
     10.0 * magnitude
 }
 
+/// The axis's top for a duration in seconds: a minute, two, five, ten, a quarter or half an
+/// hour, hours, days (so the half-way label is a round duration too).
+pub fn nice_duration(max_secs: f64) -> f64 {
+    const STEPS: &[f64] = &[
+        60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0,
+        86400.0, 172800.0,
+    ];
+    STEPS
+        .iter()
+        .copied()
+        .find(|s| *s >= max_secs || max_secs.is_nan())
+        .unwrap_or_else(|| nice_ceiling(max_secs))
+}
+
 impl Chart<'_> {
     /// Where a point lands: x from the time within the window, y from the value on
     /// `[0, top]` (clamped to the drawing area).
@@ -99,7 +115,7 @@ impl Chart<'_> {
     /// The SVG element.
     pub fn svg(&self) -> String {
         let max = self.points.iter().map(|p| p.1).fold(0.0, f64::max);
-        let top = nice_ceiling(max);
+        let top = (self.top)(max);
         let id = escape(self.id);
         let mut s = String::new();
         let _ = write!(
@@ -178,6 +194,7 @@ mod tests {
             from_ms: 0,
             to_ms: 1000,
             points,
+            top: nice_ceiling,
             value_label: &|v| format!("{v}"),
             time_label: &|t| format!("t{t}"),
         }
@@ -273,5 +290,13 @@ mod tests {
         ] {
             assert_eq!(nice_ceiling(max), top, "{max}");
         }
+        for (max, top) in [(0.0, 60.0), (59.0, 60.0), (61.0, 120.0), (3000.0, 3600.0)] {
+            assert_eq!(nice_duration(max), top, "{max}");
+        }
+        assert_eq!(
+            nice_duration(210_000.0),
+            250_000.0,
+            "past two days: round numbers"
+        );
     }
 }
