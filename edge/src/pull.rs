@@ -15,7 +15,8 @@
 //!   `write_date`.
 //!
 //! The [`run_pull`] task schedules them: a full pull at start when none was done within
-//! `sync.full_pull_hours`, then incremental pulls every `sync.pull_interval_secs`. Until the
+//! `sync.full_pull_hours`, then incremental pulls every `sync.pull_interval_secs`, and one at
+//! once when a manager asks ([`PullNow`], the console's "Pull now"). Until the
 //! push and its probes exist, the pull's outcome sets the connectivity mode shown in status.
 //!
 //! A pull does not start while the push drains a backlog of [`DRAIN_BUSY`] entries or more

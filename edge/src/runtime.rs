@@ -3,7 +3,8 @@
 //! Today the concerns are the store writer (its own OS thread, see `store`), the HTTP
 //! server (device API and handheld UI over [`crate::floor`]), the pull, the push and the
 //! health probes (when an Odoo is configured, sharing one connectivity tracker, which starts
-//! `unknown`), housekeeping and the systemd watchdog; the scanner and telemetry tasks join
+//! `unknown`), the backlog recorder (see [`crate::backlog`]), housekeeping and the systemd
+//! watchdog; the scanner and telemetry tasks join
 //! them here. SIGTERM or SIGINT cancels the token: the HTTP server stops accepting, finishes
 //! the requests in hand, the store commits what is queued, and the process exits 0. A task that fails on its own
 //! cancels the rest and the process exits non-zero, so systemd restarts it.
