@@ -60,3 +60,44 @@ pub async fn run_recorder(store: Store, every: Duration, stop: CancellationToken
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[tokio::test]
+    async fn the_recorder_samples_at_start_and_stops_with_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "t")).unwrap();
+        let stop = CancellationToken::new();
+        // An hour's interval: the only sample within the test is the one taken at start.
+        let task = tokio::spawn(run_recorder(
+            store.clone(),
+            Duration::from_secs(3600),
+            stop.clone(),
+        ));
+        let started = std::time::Instant::now();
+        let rows = loop {
+            let rows = store.read(|r| r.backlog_since(0)).unwrap();
+            if !rows.is_empty() {
+                break rows;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no sample at start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].pending, rows[0].oldest_pending_age_s), (0, None));
+        assert!(now_ms() / 60_000 - rows[0].minute <= 1, "{rows:?}");
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the recorder stops with its token")
+            .unwrap();
+        store.shutdown().await.unwrap();
+    }
+}

@@ -289,6 +289,71 @@ async fn the_backlog_page_draws_the_recorders_samples() {
     server.stop().await;
 }
 
+/// A day of samples (one a minute): the page still answers quickly and stays small; prints
+/// the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_day_of_samples_draws_three_lines_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None).await;
+    server.add_manager("vera", "viewer").await;
+    let http = client();
+    let base = &server.base;
+    let viewer = sign_in(&http, base, "vera").await;
+    let now_minute = holdfast::store::now_ms() / 60_000;
+    let written = Instant::now();
+    let mut writes = tokio::task::JoinSet::new();
+    for m in 0..1440 {
+        let store = server.store.clone();
+        writes.spawn(async move {
+            let minute = now_minute - 1439 + m;
+            store
+                .backlog(holdfast::store::BacklogCmd::Record {
+                    sample: holdfast::store::BacklogSample {
+                        minute,
+                        pending: m % 97,
+                        in_flight: m % 5,
+                        conflicts: 0,
+                        oldest_pending_age_s: Some(m * 7 % 3600),
+                        applied_total: m * 3,
+                    },
+                    keep_from: 0,
+                })
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.unwrap();
+    }
+    let write_time = written.elapsed();
+    let mut times = Vec::new();
+    let mut body = String::new();
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let (status, page) = page(&http, base, "/console/backlog", &viewer).await;
+        times.push(asked.elapsed());
+        assert_eq!(status, 200);
+        body = page;
+    }
+    times.sort();
+    let lines: Vec<usize> = body
+        .split(r#"<polyline class="series" fill="none" points=""#)
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].split(' ').count())
+        .collect();
+    assert_eq!(lines, vec![1440, 1440, 1439], "depth, age, drain");
+    assert!(!body.contains("<circle"), "a day is a line, not 4,319 dots");
+    assert!(body.contains("1440 samples"), "the count below the charts");
+    println!(
+        "backlog page with 1,440 samples: {} KB, median {:?}, slowest {:?} of 5 (debug build); 1,440 samples written concurrently in {write_time:?}",
+        body.len() / 1024,
+        times[2],
+        times[4]
+    );
+    assert!(times[2] < Duration::from_secs(2), "{times:?}");
+    server.stop().await;
+}
+
 /// A pick entry on its own picking (`n`), as a handheld's step journals one.
 fn entry(n: i64) -> holdfast::store::NewEntry {
     use holdfast_sync::ops::{Operation, PickOp};

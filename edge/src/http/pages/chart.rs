@@ -14,6 +14,9 @@ const TOP: f64 = 14.0;
 const BOTTOM: f64 = 30.0;
 /// Time labels along the x axis (this many intervals).
 const X_TICKS: i64 = 4;
+/// Up to this many points each get a dot; past it the line alone (a day of minutes would be
+/// a smear of 1,440 dots and a quarter of a megabyte more page).
+pub const MAX_MARKED: usize = 240;
 
 /// One chart: a series of `(unix ms, value)` over `[from_ms, to_ms]`.
 pub struct Chart<'a> {
@@ -171,11 +174,13 @@ impl Chart<'_> {
             }
             s.push_str(r#""/>"#);
         }
-        for (x, y) in &placed {
-            let _ = write!(
-                s,
-                r#"<circle class="point" cx="{x:.1}" cy="{y:.1}" r="2.5"/>"#
-            );
+        if placed.len() <= MAX_MARKED {
+            for (x, y) in &placed {
+                let _ = write!(
+                    s,
+                    r#"<circle class="point" cx="{x:.1}" cy="{y:.1}" r="2.5"/>"#
+                );
+            }
         }
         s.push_str("</svg>");
         s
@@ -251,6 +256,16 @@ mod tests {
         let svg = chart(&[(250, 3.0)], "t").svg();
         assert_eq!(attrs(&svg, "circle", "cx").len(), 1);
         assert!(!svg.contains("<polyline"), "no line from one point");
+    }
+
+    #[test]
+    fn a_long_series_is_a_line_without_dots() {
+        let points: Vec<(i64, f64)> = (0..1440).map(|m| (m * 1000 / 1440, m as f64)).collect();
+        let svg = chart(&points, "t").svg();
+        assert!(!svg.contains("<circle"));
+        let line = svg.split(r#"points=""#).nth(1).unwrap();
+        let line = &line[..line.find('"').unwrap()];
+        assert_eq!(line.split(' ').count(), 1440);
     }
 
     #[test]
