@@ -47,7 +47,7 @@ impl Server {
             )
         });
         let config = holdfast::config::RawConfig::from_toml(&format!(
-            "[site]\nid = \"o\"\n[http]\nmanager_token = \"{MANAGER_TOKEN}\"\n[sync]\npull_interval_secs = 86400\n{}",
+            "[site]\nid = \"o\"\n[http]\nmanager_token = \"{MANAGER_TOKEN}\"\n[sync]\npull_interval_secs = 86400\n[[devices]]\nid = \"h1\"\ntoken = \"device-token-of-h1-in-the-config\"\n{}",
             odoo.unwrap_or_default()
         ))
         .unwrap()
@@ -87,7 +87,7 @@ impl Server {
             manager_token: config.http.manager_token.clone(),
             demo: None,
             registry: holdfast::registry::Registry::default(),
-            printing: holdfast::printing::Printing::new(store.clone(), Default::default()),
+            printing: holdfast::printing::Printing::new(store.clone(), config.lan.clone()),
             managers: Default::default(),
             tls: None,
         };
@@ -433,7 +433,16 @@ async fn devices_page_lists_jobs_and_tokens_issued_there_work_until_revoked() {
     )
     .await;
     assert_eq!(bad.status(), 400);
+    let configured = post(
+        &http,
+        format!("{base}/api/v1/devices/h1/token"),
+        &manager,
+        json!({}),
+    )
+    .await;
+    assert_eq!(configured.status(), 409, "h1's token is in the config file");
     let answer = post(&http, issue.clone(), &manager, json!({"id": "h9"})).await;
+
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["cache-control"], "no-store");
     let body: Value = answer.json().await.unwrap();
@@ -453,6 +462,9 @@ async fn devices_page_lists_jobs_and_tokens_issued_there_work_until_revoked() {
     // The page lists it as issued, the token itself nowhere.
     let (_, body) = page(&http, base, "/console/devices", &manager).await;
     assert!(body.contains(r#"<tr id="handheld-h9">"#), "{body}");
+    assert!(body.contains(r#"<tr id="handheld-h1">"#), "{body}");
+    assert!(body.contains("set in the configuration file"), "{body}");
+    assert!(!body.contains("/api/v1/devices/h1/revoke"), "{body}");
     assert!(
         body.contains(r#"data-api="/api/v1/devices/h9/revoke""#),
         "{body}"

@@ -14,7 +14,18 @@ pub(super) async fn issue_device_token(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     crate::cli::valid_id(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if let Some(owner) = state.printing.lan().owner_of(&id) {
+    let lan = state.printing.lan();
+    if lan.http_devices.contains(&id) {
+        // Its token is in the config file: a second one could not be revoked from here.
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "device_id_taken",
+            message: format!(
+                "{id:?} has its token in the config file ([[devices]]); change it there, or give the handheld another id"
+            ),
+        });
+    }
+    if let Some(owner) = lan.owner_of(&id) {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             code: "device_id_taken",
