@@ -432,25 +432,16 @@ async fn serve_in_process(
     .unwrap();
     let cert = tls.cert_path().to_owned();
     let state = holdfast::http::AppState {
-        store: store.clone(),
-        floor: holdfast::floor::Floor::new(store.clone(), Default::default(), None, Vec::new()),
-        site: holdfast::status::SiteStatus {
-            id: "t".into(),
-            name: "TLS".into(),
-        },
         cloud: holdfast::status::CloudStatus { target: None },
-        started: Instant::now(),
-        pull: None,
-        pull_now: None,
-        push: None,
-        connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
-        manager_token: None,
-        demo: None,
-        registry: holdfast::registry::Registry::default(),
-        printing: holdfast::printing::Printing::new(store, Default::default()),
-        managers: Default::default(),
         tls: Some(tls),
-        runbook: Default::default(),
+        ..holdfast::http::AppState::new(
+            store.clone(),
+            holdfast::floor::Floor::new(store.clone(), Default::default(), None, Vec::new()),
+            holdfast::status::SiteStatus {
+                id: "t".into(),
+                name: "TLS".into(),
+            },
+        )
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

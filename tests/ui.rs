@@ -16,7 +16,7 @@ mod demo;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use demo::Demo;
 use webdriver::{Browser, KEY_ENTER};
@@ -530,4 +530,135 @@ async fn a_manager_resolves_a_conflict_from_the_inbox() {
     assert_eq!(shown["conflict"]["resolution"], "discard", "{shown}");
     assert_eq!(shown["conflict"]["note"], note, "{shown}");
     assert_eq!(shown["conflict"]["resolved_by"], "max", "{shown}");
+}
+
+#[tokio::test]
+async fn a_manager_sees_the_backlog_chart_pulls_now_and_issues_a_token() {
+    let browser = match Browser::start().await {
+        Ok(b) => b,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("SKIPPED: no headless Chromium here ({e}); scripts/test.sh installs it");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    // Pulls only at start and when asked: the next scheduled one is a day away, so a new
+    // pull time can only come from the button.
+    let demo = Demo::start_with(&[("HOLDFAST__SYNC__PULL_INTERVAL_SECS", "86400")], T).await;
+    add_manager(&demo, "max", "manager", "correct horse battery");
+    let b = &browser;
+    let base = format!("http://{}", demo.addr);
+    b.goto(&format!("{base}/console/login")).await.unwrap();
+    b.find("#name")
+        .await
+        .unwrap()
+        .send_keys("max")
+        .await
+        .unwrap();
+    b.find("#password")
+        .await
+        .unwrap()
+        .send_keys("correct horse battery")
+        .await
+        .unwrap();
+    b.find("button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_text(".who", "max (manager)", T).await.unwrap();
+
+    // The backlog: the sample taken at start is a point on each chart drawn from samples.
+    b.goto(&format!("{base}/console/backlog")).await.unwrap();
+    b.wait_for_text("h1", "Backlog", T).await.unwrap();
+    let charts = b.find_all("svg.chart[role=img]").await.unwrap();
+    assert_eq!(charts.len(), 3, "{}", b.page_source().await.unwrap());
+    let points = b.find_all("svg.chart circle.point").await.unwrap();
+    assert!(points.len() >= 2, "depth and age have a point each");
+    let summary = b.find(".summary").await.unwrap().text().await.unwrap();
+    assert!(summary.contains("Queue depth"), "{summary}");
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    b.screenshot(&shots.join("console-backlog.png"))
+        .await
+        .unwrap();
+
+    // The cache page: the pull at start has finished; "Pull now" brings a newer one.
+    let last_pull = async || -> Option<i64> {
+        let el = b.find("#last-pull").await.ok()?;
+        el.attr("data-at").await.ok()??.parse().ok()
+    };
+    b.goto(&format!("{base}/console/cache")).await.unwrap();
+    let started = Instant::now();
+    let first = loop {
+        if let Some(at) = last_pull().await {
+            break at;
+        }
+        assert!(
+            started.elapsed() < T,
+            "the demo's first pull did not finish"
+        );
+        b.goto(&format!("{base}/console/cache")).await.unwrap();
+    };
+    b.find("#pull-now button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // console.js reloads the page once the API took the request; the pull then runs.
+    let started = Instant::now();
+    loop {
+        b.goto(&format!("{base}/console/cache")).await.unwrap();
+        if last_pull().await.is_some_and(|at| at > first) {
+            break;
+        }
+        assert!(
+            started.elapsed() < T,
+            "no newer pull after Pull now: {}",
+            b.page_source().await.unwrap()
+        );
+    }
+    b.screenshot(&shots.join("console-cache.png"))
+        .await
+        .unwrap();
+
+    // Devices: a token issued from the page is shown there once, in place of a reload.
+    b.goto(&format!("{base}/console/devices")).await.unwrap();
+    b.find("#issue-id")
+        .await
+        .unwrap()
+        .send_keys("tablet-7")
+        .await
+        .unwrap();
+    b.find("#issue button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The page stays (no reload): the token is in the form, once.
+    let shown = b.find("#issue [data-result-value]").await.unwrap();
+    let token = shown.text().await.unwrap();
+    assert!(
+        token.len() == 64 && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "{token:?}"
+    );
+    b.execute(
+        "document.querySelector('#issue [data-result]').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    b.screenshot(&shots.join("console-devices.png"))
+        .await
+        .unwrap();
+    // The handheld signs in with it on the device API.
+    let me = reqwest::Client::new()
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
 }

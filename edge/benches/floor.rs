@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use holdfast::floor::{Floor, sha256_hex};
 use holdfast::http::AppState;
-use holdfast::status::{CloudStatus, SiteStatus};
+use holdfast::status::SiteStatus;
 use holdfast::store::{FloorCmd, OperatorRow, Store, StoreOptions};
 use holdfast::workflow::{FloorPolicy, OverPick};
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
@@ -867,28 +867,14 @@ fn main() {
         vec![],
     );
     let state = AppState {
-        store: store.clone(),
-        floor,
-        site: SiteStatus {
-            id: "bench".into(),
-            name: "Floor benchmark".into(),
-        },
-        cloud: CloudStatus { target: None },
-        started: Instant::now(),
-        pull: None,
-        pull_now: None,
-        push: None,
-        connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
-        manager_token: None,
-        demo: None,
-        registry: holdfast::registry::Registry::default(),
-        printing: holdfast::printing::Printing::new(
+        ..AppState::new(
             store.clone(),
-            holdfast::config::LanConfig::default(),
-        ),
-        managers: Default::default(),
-        tls: None,
-        runbook: Default::default(),
+            floor,
+            SiteStatus {
+                id: "bench".into(),
+                name: "Floor benchmark".into(),
+            },
+        )
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listener = srv

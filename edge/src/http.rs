@@ -88,6 +88,36 @@ pub struct AppState {
     pub runbook: Arc<crate::runbook::Runbook>,
 }
 
+impl AppState {
+    /// A site's state with nothing running beside the HTTP server: no Odoo (no pull or
+    /// push), no demo, no printers, no manager token, plain HTTP. The appliance sets what it
+    /// runs on top (`AppState { pull: ..., ..AppState::new(...) }`); tests and benchmarks
+    /// set only what they exercise.
+    pub fn new(store: Store, floor: Floor, site: SiteStatus) -> AppState {
+        AppState {
+            connectivity: crate::connectivity::Connectivity::new(store.clone()),
+            printing: crate::printing::Printing::new(
+                store.clone(),
+                crate::config::LanConfig::default(),
+            ),
+            store,
+            floor,
+            site,
+            cloud: CloudStatus { target: None },
+            started: Instant::now(),
+            pull: None,
+            pull_now: None,
+            push: None,
+            manager_token: None,
+            demo: None,
+            registry: crate::registry::Registry::default(),
+            managers: Managers::default(),
+            tls: None,
+            runbook: Arc::default(),
+        }
+    }
+}
+
 /// A JSON error with a stable code.
 #[derive(Debug)]
 pub struct ApiError {

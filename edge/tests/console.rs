@@ -14,12 +14,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use holdfast::http::{
     AppState, CONSOLE_CSP, CONSOLE_PAGES, MANAGER_ROUTES, SELF_SERVICE_ROUTES, ServeOptions,
 };
-use holdfast::status::{CloudStatus, SiteStatus};
+use holdfast::status::SiteStatus;
 use holdfast::store::{DeviceCmd, ManagerCmd, NewAudit, NewPrintJob, Store, StoreOptions};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -56,25 +56,15 @@ impl Server {
             config.devices.clone(),
         );
         let state = AppState {
-            store: store.clone(),
-            floor,
-            site: SiteStatus {
-                id: "c".into(),
-                name: site_name.into(),
-            },
-            cloud: CloudStatus { target: None },
-            started: Instant::now(),
-            pull: None,
-            pull_now: None,
-            push: None,
-            connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
             manager_token: config.http.manager_token.clone(),
-            demo: None,
-            registry: holdfast::registry::Registry::default(),
-            printing: holdfast::printing::Printing::new(store.clone(), Default::default()),
-            managers: Default::default(),
-            tls: None,
-            runbook: Default::default(),
+            ..AppState::new(
+                store.clone(),
+                floor,
+                SiteStatus {
+                    id: "c".into(),
+                    name: site_name.into(),
+                },
+            )
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();

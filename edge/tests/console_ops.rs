@@ -70,26 +70,22 @@ impl Server {
             .as_ref()
             .map(|_| holdfast::pull::PullNowHandle::default());
         let state = AppState {
-            store: store.clone(),
-            floor,
-            site: SiteStatus {
-                id: "o".into(),
-                name: "Ops tests".into(),
-            },
             cloud: CloudStatus {
                 target: config.odoo.as_ref().map(|o| o.url.clone()),
             },
-            started: Instant::now(),
             pull: progress.clone(),
             pull_now: pull_now.clone(),
-            push: None,
             connectivity: connectivity.clone(),
             manager_token: config.http.manager_token.clone(),
-            demo: None,
-            registry: holdfast::registry::Registry::default(),
             printing: holdfast::printing::Printing::new(store.clone(), config.lan.clone()),
-            managers: Default::default(),
-            tls: None,
+            ..AppState::new(
+                store.clone(),
+                floor,
+                SiteStatus {
+                    id: "o".into(),
+                    name: "Ops tests".into(),
+                },
+            )
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use holdfast::http::{AppState, ConnLimits, ServeOptions};
-use holdfast::status::{CloudStatus, SiteStatus};
+use holdfast::status::SiteStatus;
 use holdfast::store::{Store, StoreOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -58,25 +58,15 @@ impl Server {
         );
         let server_store = store.clone();
         let state = AppState {
-            store: store.clone(),
-            floor,
-            site: SiteStatus {
-                id: "t".into(),
-                name: "Connection tests".into(),
-            },
-            cloud: CloudStatus { target: None },
-            started: Instant::now(),
-            pull: None,
-            pull_now: None,
-            push: None,
-            connectivity: holdfast::connectivity::Connectivity::new(store.clone()),
             manager_token: config.http.manager_token.clone(),
-            demo: None,
-            registry: holdfast::registry::Registry::default(),
-            printing: holdfast::printing::Printing::new(store, Default::default()),
-            managers: Default::default(),
-            tls: None,
-            runbook: Default::default(),
+            ..AppState::new(
+                store.clone(),
+                floor,
+                SiteStatus {
+                    id: "t".into(),
+                    name: "Connection tests".into(),
+                },
+            )
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -27,6 +27,11 @@ impl Drop for Demo {
 impl Demo {
     /// Starts the demo and waits until `/healthz` answers (at most `timeout`).
     pub async fn start(timeout: Duration) -> Demo {
+        Demo::start_with(&[], timeout).await
+    }
+
+    /// [`Demo::start`] with `env` set (config overrides, `HOLDFAST__SECTION__KEY`).
+    pub async fn start_with(env: &[(&str, &str)], timeout: Duration) -> Demo {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -37,6 +42,7 @@ impl Demo {
             .args(["demo", "--listen", &addr, "--data-dir"])
             .arg(dir.path())
             .env_remove("HOLDFAST_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -309,7 +309,6 @@ impl Browser {
         Ok(value.as_str().unwrap_or_default().to_owned())
     }
 
-
     /// The first element matching the CSS selector, once it exists and is displayed; waits up
     /// to [`DEFAULT_TIMEOUT`].
     pub async fn find(&self, css: &str) -> Result<Element<'_>, String> {
