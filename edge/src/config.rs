@@ -367,12 +367,24 @@ fn check_syntax(text: &str, origin: &str) -> Result<(), ConfigError> {
     )))
 }
 
-/// Keys whose values are never echoed in an error.
+/// Keys whose values are never echoed in an error: those naming a secret as a word of the
+/// key (`api_key`, `manager_token`, `password`, `pin`), but not a file that holds one (a path
+/// is no secret, and naming it helps) nor a setting about one (`min_pin_digits`).
 fn is_secret_key(key: &str) -> bool {
+    const SECRET_WORDS: [&str; 7] = [
+        "key",
+        "token",
+        "password",
+        "secret",
+        "pin",
+        "credential",
+        "credentials",
+    ];
     let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-    ["key", "token", "password", "secret", "pin", "credential"]
-        .iter()
-        .any(|s| last.contains(s))
+    let words: Vec<&str> = last.split(['_', '-']).collect();
+    let names_a_file = matches!(words.last(), Some(&("file" | "path" | "dir")));
+    let about_one = matches!(words.first(), Some(&("min" | "max"))) || last.ends_with("_secs");
+    !names_a_file && !about_one && words.iter().any(|w| SECRET_WORDS.contains(w))
 }
 
 /// A type error at `key`, without the value when the key holds a secret.
@@ -1345,6 +1357,37 @@ min_pin_digits = 4
 # gs1_company_prefix = "5901230"        # for the SSCCs of package labels
 # templates = "/etc/holdfast/labels"    # site ZPL templates replacing built-ins (README)
 "#;
+
+#[cfg(test)]
+mod secret_key_tests {
+    use super::is_secret_key;
+
+    #[test]
+    fn secrets_are_named_by_a_word_of_the_key() {
+        for key in [
+            "odoo.api_key",
+            "http.manager_token",
+            "mqtt.password",
+            "devices.0.token",
+            "telemetry.shared_secret",
+            "pin",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "odoo.api_key_file",
+            "http.tls_key_file",
+            "floor.min_pin_digits",
+            "mqtt.keepalive_secs",
+            "sync.mapping",
+            "printing.shipping_label",
+            "http.public_status",
+            "floor.sign_in_lock_secs",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
