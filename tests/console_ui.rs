@@ -402,3 +402,118 @@ async fn the_console_and_the_handheld_render_in_german() {
         .await
         .unwrap();
 }
+
+/// A sign-in through the form; the page's alert text afterwards (empty once signed in).
+async fn try_password(b: &Browser, demo: &Demo, name: &str, password: &str) -> String {
+    b.goto(&demo.url("/console/login")).await.unwrap();
+    b.find("#name")
+        .await
+        .unwrap()
+        .send_keys(name)
+        .await
+        .unwrap();
+    b.find("#password")
+        .await
+        .unwrap()
+        .send_keys(&format!("{password}{KEY_ENTER}"))
+        .await
+        .unwrap();
+    b.find("main").await.unwrap();
+    b.execute(
+        "const a = document.querySelector('[role=alert]'); return a ? a.textContent : '';",
+        vec![],
+    )
+    .await
+    .unwrap()
+    .as_str()
+    .unwrap_or_default()
+    .to_owned()
+}
+
+/// Posts a decision on `conflict` from the page with `fetch`, without and with the page's
+/// CSRF token: [[status, code], [status, code]].
+async fn post_decision(b: &Browser, conflict: i64) -> Value {
+    b.execute(
+        "const url = '/api/v1/conflicts/' + arguments[0] + '/resolve';\
+         const body = JSON.stringify({ action: 'discard', note: 'from the browser' });\
+         const csrf = document.querySelector('meta[name=csrf-token]').content;\
+         const plain = { 'Content-Type': 'application/json' };\
+         const withToken = Object.assign({ 'X-CSRF-Token': csrf }, plain);\
+         return fetch(url, { method: 'POST', headers: plain, body })\
+           .then(r => r.json().then(j => [r.status, j.code]))\
+           .then(a => fetch(url, { method: 'POST', headers: withToken, body })\
+             .then(r => r.json().then(j => [a, [r.status, j.code]])));",
+        vec![json!(conflict)],
+    )
+    .await
+    .unwrap()
+}
+
+/// A viewer sees no decision form and the API refuses the viewer's decision; a manager's
+/// decision posted without the session's CSRF token is refused, with it accepted; wrong
+/// passwords are refused on the sign-in page, then the account is locked out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_refused_then_locked_and_changes_need_csrf_and_a_manager() {
+    let Some(b) = browser().await else {
+        return;
+    };
+    let demo = Demo::start(T).await;
+    let conflict = demo.provoke_conflict().await;
+    for (name, role) in [("vera", "viewer"), ("max", "manager")] {
+        let (ok, _) = demo.cli(
+            &["manager", "add", name, "--role", role, "--password-stdin"],
+            "a long enough password\n",
+        );
+        assert!(ok, "manager add {name}");
+    }
+    let b = &b;
+    // The viewer: no decision form, and the decision is refused with or without the token.
+    let none = try_password(b, &demo, "vera", "a long enough password").await;
+    assert_eq!(none, "", "vera signs in");
+    b.goto(&demo.url(&format!("/console/conflicts/{conflict}")))
+        .await
+        .unwrap();
+    b.find("main h1").await.unwrap();
+    let forms = b
+        .execute(
+            "return document.querySelectorAll('form.api[data-api*=\"/resolve\"]').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forms, json!(0), "a viewer gets no decision form");
+    assert_eq!(
+        post_decision(b, conflict).await,
+        json!([[403, "forbidden"], [403, "forbidden"]])
+    );
+
+    // A manager: refused without the CSRF token, decided with it.
+    b.find("#signout").await.unwrap().click().await.unwrap();
+    b.find("#password").await.unwrap();
+    let none = try_password(b, &demo, "max", "a long enough password").await;
+    assert_eq!(none, "", "max signs in");
+    b.goto(&demo.url(&format!("/console/conflicts/{conflict}")))
+        .await
+        .unwrap();
+    b.find("main h1").await.unwrap();
+    let answers = post_decision(b, conflict).await;
+    assert_eq!(answers[0], json!([403, "csrf"]), "{answers}");
+    assert_eq!(answers[1][0], json!(200), "{answers}");
+    let (ok, out) = demo.cli(&["conflicts", "show", &conflict.to_string()], "");
+    assert!(ok && out.contains("from the browser"), "{out}");
+
+    // Wrong passwords (signed out first): refused, then locked out, the account and this
+    // address (so the lock-out comes last here).
+    b.find("#signout").await.unwrap().click().await.unwrap();
+    b.find("#password").await.unwrap();
+    let first = try_password(b, &demo, DEMO_MANAGER, "not the password").await;
+    assert!(first.contains("wrong password"), "{first}");
+    let mut last = String::new();
+    for _ in 0..6 {
+        last = try_password(b, &demo, DEMO_MANAGER, "still not it").await;
+    }
+    assert!(last.contains("Too many failed sign-ins"), "{last}");
+    // Locked: even the right password is refused for now.
+    let right = try_password(b, &demo, DEMO_MANAGER, DEMO_MANAGER_PASSWORD).await;
+    assert!(right.contains("Too many failed sign-ins"), "{right}");
+}

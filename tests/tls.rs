@@ -181,6 +181,27 @@ async fn self_signed_https_serves_pinned_clients_redirects_and_reloads() {
     let ui = client.get(format!("{base}/ui/")).send().await.unwrap();
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("<html"));
+    // The console over the same HTTPS: its sign-in page, and its figures for the manager.
+    let login = client
+        .get(format!("{base}/console/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    assert!(login.text().await.unwrap().contains("<form"));
+    let overview = client
+        .get(format!("{base}/console/overview.json"))
+        .bearer_auth(MANAGER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overview.status(), 200);
+    let overview: Value = overview.json().await.unwrap();
+    assert_eq!(
+        overview["tls"].as_str().map(str::len),
+        Some(95),
+        "{overview}"
+    );
 
     // A client with only the usual roots does not trust the appliance's certificate.
     let stranger = reqwest::Client::builder().no_proxy().build().unwrap();
