@@ -266,6 +266,7 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
         .merge(devices)
         .merge(managers)
         .layer(axum::middleware::from_fn(auth::route_rule))
+        .layer(axum::middleware::from_fn(no_store_by_default))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             options.limits.body_timeout,
@@ -355,6 +356,26 @@ async fn read_body(
             .into_response(),
         ),
     }
+}
+
+/// An answer that says nothing of caching is not stored: the API's and the console's JSON
+/// carry site data, and the sign-in answer and `/console/me` a session's CSRF token. Static
+/// files say `no-cache` themselves.
+async fn no_store_by_default(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if !response
+        .headers()
+        .contains_key(axum::http::header::CACHE_CONTROL)
+    {
+        response.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 /// Marks an answer as the last on its connection (its body may be unread).

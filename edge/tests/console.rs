@@ -1170,5 +1170,48 @@ async fn console_pages_escape_hostile_values() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn console_json_answers_are_never_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.add_manager("mia", "manager").await;
+    let http = client();
+    let base = &server.base;
+    // The sign-in answer carries the session's CSRF token, `/console/me` too.
+    let answer = login(&http, base, "mia", PASSWORD).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let set_cookie = answer.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let body: Value = answer.json().await.unwrap();
+    let session = Session {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+    };
+    for path in ["/console/me", "/api/v1/conflicts", "/api/v1/audit"] {
+        let answer = request(&http, "GET", format!("{base}{path}"), &session, false)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        assert_eq!(answer.headers()["cache-control"], "no-store", "{path}");
+    }
+    let answer = http
+        .post(format!("{base}/console/language"))
+        .header("cookie", &session.cookie)
+        .header("x-csrf-token", &session.csrf)
+        .json(&json!({"language": "de"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    // A refusal is not kept either.
+    let answer = http.get(format!("{base}/console/me")).send().await.unwrap();
+    assert_eq!(answer.status(), 401);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    server.stop().await;
+}
+
 #[path = "console/records.rs"]
 mod records;
