@@ -594,8 +594,14 @@ impl<'c> Reader<'c> {
         let (Some(lowest), Some(highest)) = (lowest, highest) else {
             return Ok(JournalPage::default());
         };
-        let top = q.before_seq.unwrap_or(highest + 1).min(highest + 1);
-        let bottom = (top - q.window.unwrap_or(JOURNAL_WINDOW).max(1)).max(lowest);
+        // Any `before` a URL brings (negative, huge) lands within the journal's own range.
+        let top = q
+            .before_seq
+            .unwrap_or(highest + 1)
+            .clamp(lowest, highest + 1);
+        let bottom = top
+            .saturating_sub(q.window.unwrap_or(JOURNAL_WINDOW).max(1))
+            .max(lowest);
         let sql = format!(
             "SELECT {} FROM journal
              WHERE seq < ?1 AND seq >= ?2

@@ -607,3 +607,64 @@ async fn the_record_pages_speak_german() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn list_pages_answer_hostile_query_strings_without_a_server_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    fixture(&server).await;
+    let http = page_client();
+    let base = &server.base;
+    let vera = page_cookie(&http, base, "vera").await;
+    let long = "x".repeat(20_000);
+    let mut queries: Vec<String> = [
+        "before=-9223372036854775808",
+        "before=9223372036854775807",
+        "before=-1",
+        "before=0",
+        "before=99999999999999999999",
+        "before=abc",
+        "state=open&state=all",
+        "picking=%FF%FE",
+        "picking=%00",
+        "kind=%2F..%2F",
+        "from=9999999-01-01&to=-0001-01-01",
+    ]
+    .iter()
+    .map(|q| q.to_string())
+    .collect();
+    queries.push(format!("picking={long}&device={long}&actor={long}"));
+    for path in ["/console/journal", "/console/conflicts", "/console/audit"] {
+        for query in &queries {
+            let answer = http
+                .get(format!("{base}{path}?{query}"))
+                .header("cookie", &vera)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path}?{query}: {e}"));
+            let status = answer.status().as_u16();
+            assert!(
+                status == 200 || status == 400,
+                "{path}?{}: {status}",
+                &query[..query.len().min(80)]
+            );
+        }
+    }
+    for path in [
+        "/console/conflicts/-9223372036854775808",
+        "/console/conflicts/99999999999999999999",
+        "/console/journal/-9223372036854775808",
+        "/console/journal/%FF",
+    ] {
+        let answer = http
+            .get(format!("{base}{path}"))
+            .header("cookie", &vera)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = answer.status().as_u16();
+        assert!(matches!(status, 400 | 404), "{path}: {status}");
+    }
+    server.stop().await;
+}
+
