@@ -1213,5 +1213,48 @@ async fn console_json_answers_are_never_cached() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_sign_in_posted_from_another_site_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.add_manager("mia", "manager").await;
+    let http = page_client();
+    let base = &server.base;
+    let host = base.strip_prefix("http://").unwrap();
+    let form = |origin: Option<&str>, fetch_site: Option<&str>| {
+        let mut builder = http
+            .post(format!("{base}/console/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "text/html")
+            .body(format!("name=mia&password={}", PASSWORD.replace(' ', "+")));
+        if let Some(origin) = origin {
+            builder = builder.header("origin", origin);
+        }
+        if let Some(site) = fetch_site {
+            builder = builder.header("sec-fetch-site", site);
+        }
+        builder.send()
+    };
+    for (origin, site) in [
+        (Some("http://evil.example".to_owned()), None),
+        (Some("null".to_owned()), None),
+        (Some(format!("http://{host}.evil.example")), None),
+        (None, Some("cross-site")),
+    ] {
+        let answer = form(origin.as_deref(), site).await.unwrap();
+        assert_eq!(answer.status(), 403, "{origin:?} {site:?}");
+        assert!(answer.headers().get("set-cookie").is_none());
+    }
+    // The console's own page (and a script without any of these headers) signs in.
+    let own = format!("http://{host}");
+    for (origin, site) in [(Some(own.as_str()), Some("same-origin")), (None, None)] {
+        let answer = form(origin, site).await.unwrap();
+        assert_eq!(answer.status(), 303, "{origin:?}");
+        assert_eq!(answer.headers()["location"], "/console/");
+        assert!(answer.headers().get("set-cookie").is_some());
+    }
+    server.stop().await;
+}
+
 #[path = "console/records.rs"]
 mod records;

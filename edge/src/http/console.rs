@@ -67,6 +67,9 @@ pub(super) async fn console_login(
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
+    if let Err(e) = same_origin(request.headers()) {
+        return e.into_response();
+    }
     let answer = sign_in(state, request).await;
     if !from_page {
         return answer.unwrap_or_else(IntoResponse::into_response);
@@ -85,6 +88,34 @@ pub(super) async fn console_login(
         Ok(_) => to("/console/login?error=locked"),
         Err(e) if e.code == "login_failed" => to("/console/login?error=failed"),
         Err(_) => to("/console/login?error=invalid"),
+    }
+}
+
+/// Refuses a sign-in posted by another site's page (login CSRF: a form elsewhere signing the
+/// browser into an account of the attacker's choosing, whose pages it then trusts). A
+/// browser names the page's origin in `Origin` and says `Sec-Fetch-Site`; scripts and
+/// `curl` send neither and are let through.
+pub(super) fn same_origin(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let refuse = || {
+        Err(ApiError::forbidden(
+            "cross_origin",
+            "a sign-in must come from the console's own page",
+        ))
+    };
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+    if header("sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
+        return refuse();
+    }
+    let Some(origin) = header("origin") else {
+        return Ok(());
+    };
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let host = header("host");
+    match (authority, host) {
+        (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h) => Ok(()),
+        _ => refuse(),
     }
 }
 
