@@ -668,3 +668,50 @@ async fn list_pages_answer_hostile_query_strings_without_a_server_error() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn the_audit_page_links_only_to_records_it_can_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    fixture(&server).await;
+    for target in [
+        "journal:../../api/v1/demo/cloud",
+        "journal:1?x=1",
+        "journal:7",
+        "conflict:2/../x",
+    ] {
+        server
+            .store
+            .managers(ManagerCmd::Audit(NewAudit {
+                actor: "cli:test".into(),
+                action: "test.target".into(),
+                target: Some(target.into()),
+                detail: json!({}),
+            }))
+            .await
+            .unwrap();
+    }
+    let http = page_client();
+    let base = &server.base;
+    let vera = page_cookie(&http, base, "vera").await;
+    let trail = page(&http, base, "/console/audit?action=test.", &vera).await;
+    assert!(
+        trail.contains(r#"<a href="/console/journal/7">"#),
+        "{trail}"
+    );
+    for target in ["../../api", "1?x=1", "2/../x"] {
+        assert!(
+            !trail.contains(&format!("href=\"/console/journal/{target}")),
+            "{trail}"
+        );
+        assert!(
+            !trail.contains(&format!("href=\"/console/conflicts/{target}")),
+            "{trail}"
+        );
+    }
+    assert_eq!(
+        trail.matches("<a href=\"/console/journal/").count(),
+        1,
+        "{trail}"
+    );
+    server.stop().await;
+}

@@ -38,9 +38,14 @@ fn target_link(target: &str) -> Option<String> {
             .ok()
             .map(|id| format!("/console/conflicts/{id}"));
     }
+    // Only an entry's number or id goes into the path: a stored target is data, and `../`,
+    // `?` or `#` in it would lead elsewhere in the console.
     target
         .strip_prefix("journal:")
-        .map(|seq| format!("/console/journal/{seq}"))
+        .filter(|key| {
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(|key| format!("/console/journal/{key}"))
 }
 
 /// `GET /console/audit`: a page of the audit trail, newest first.
