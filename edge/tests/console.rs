@@ -919,6 +919,8 @@ fn assert_page_headers(answer: &reqwest::Response) {
     assert!(!CONSOLE_CSP.contains("unsafe-inline"));
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["referrer-policy"], "same-origin");
+    assert_eq!(h["x-content-type-options"], "nosniff");
 }
 
 #[tokio::test]

@@ -186,6 +186,12 @@ pub(super) fn secure(headers: &mut axum::http::HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // A link out of the console (the runbook's, Odoo's) does not tell the other site which
+    // page, filters or record the manager was looking at.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
