@@ -1258,5 +1258,43 @@ async fn a_sign_in_posted_from_another_site_is_refused() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_new_sign_in_ends_the_browsers_previous_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.add_manager("mia", "manager").await;
+    server.add_manager("vera", "viewer").await;
+    let http = client();
+    let base = &server.base;
+    let first = sign_in(&http, base, "mia").await;
+    let answer = http
+        .post(format!("{base}/console/login"))
+        .header("cookie", &first.cookie)
+        .json(&json!({"name": "vera", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let second = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(second, first.cookie, "a new token at each sign-in");
+    let me = |cookie: String| {
+        http.get(format!("{base}/console/me"))
+            .header("cookie", cookie)
+            .send()
+    };
+    assert_eq!(me(first.cookie.clone()).await.unwrap().status(), 401);
+    let answer = me(second).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["name"], "vera");
+    server.stop().await;
+}
+
 #[path = "console/records.rs"]
 mod records;

@@ -242,6 +242,23 @@ async fn sign_in(
             },
         })
         .await?;
+    // The browser's previous session (its cookie is replaced now) ends here, not at its
+    // idle time-out: a sign-in leaves one live session per browser.
+    if let Some(previous) = parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(crate::managers::session_cookie)
+    {
+        let cmd = ManagerCmd::CloseSession {
+            token_sha256: crate::floor::sha256_hex(previous.as_bytes()),
+            audit: None,
+        };
+        if let Err(e) = state.store.managers(cmd).await {
+            tracing::warn!(error = %e, "console sign-in: the previous session not removed");
+        }
+    }
     tracing::info!(manager = %row.name, addr = %from, "console sign-in");
     let mut response = Json(json!({
         "name": row.name,
