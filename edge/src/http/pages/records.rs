@@ -123,14 +123,19 @@ pub(super) fn query_string(pairs: &[(&str, Option<String>)]) -> String {
         .join("&")
 }
 
-/// The picking a filter names, by its name (`WH/OUT/00012`) or its id: the journal's causal
-/// key `picking:<id>`. `Err` carries the message for the page when no picking has that name.
+/// The picking a filter names, by its name (`WH/OUT/00012`), its id or its causal key (a
+/// list links a picking the mirror no longer holds by its key): the journal's causal key
+/// `picking:<id>`. `Err` carries the message for the page when no picking has that name.
 pub(super) fn picking_key(
     state: &AppState,
     lang: crate::i18n::Lang,
     picking: &str,
 ) -> Result<String, String> {
-    if let Ok(id) = picking.parse::<i64>() {
+    if let Ok(id) = picking
+        .strip_prefix("picking:")
+        .unwrap_or(picking)
+        .parse::<i64>()
+    {
         return Ok(format!("picking:{id}"));
     }
     match state.store.read(|r| r.picking_by_name(picking)) {
