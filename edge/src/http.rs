@@ -360,12 +360,17 @@ async fn read_body(
 
 /// An answer that says nothing of caching is not stored: the API's and the console's JSON
 /// carry site data, and the sign-in answer and `/console/me` a session's CSRF token. Static
-/// files say `no-cache` themselves.
+/// files say `no-cache` themselves. No answer is sniffed for another type than it names
+/// (axum's plain-text refusals quote the path or query they refuse).
 async fn no_store_by_default(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
     if !response
         .headers()
         .contains_key(axum::http::header::CACHE_CONTROL)

@@ -1296,5 +1296,27 @@ async fn a_new_sign_in_ends_the_browsers_previous_session() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn refusals_that_quote_the_url_are_never_sniffed_as_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let http = page_client();
+    let base = &server.base;
+    for path in [
+        "/console/conflicts/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "/console/journal?before=%3Cscript%3E",
+        "/api/v1/conflicts/%3Cb%3E",
+    ] {
+        let answer = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert!(answer.status().is_client_error(), "{path}");
+        assert_eq!(
+            answer.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+    }
+    server.stop().await;
+}
+
 #[path = "console/records.rs"]
 mod records;
