@@ -174,6 +174,7 @@ audit-col-target = Woran
 audit-col-detail = Einzelheiten
 audit-action-help = oder ihr Anfang, z. B. conflict.
 audit-none = Kein Eintrag passt.
+audit-searched-to = Bis Eintrag { $seq } zurück durchsucht; die nächste Seite sucht weiter zurück.
 audit-action-conflict-resolve = Konflikt entschieden
 audit-action-session-cancel = Sitzung abgebrochen
 audit-action-login-success = angemeldet

@@ -174,6 +174,7 @@ audit-col-target = On
 audit-col-detail = Detail
 audit-action-help = or its beginning, e.g. conflict.
 audit-none = No record matches.
+audit-searched-to = Searched back to record { $seq }; the next page looks further back.
 audit-action-conflict-resolve = conflict decided
 audit-action-session-cancel = session cancelled
 audit-action-login-success = signed in

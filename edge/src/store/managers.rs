@@ -285,13 +285,39 @@ impl Reader<'_> {
              WHERE (?1 IS NULL OR actor = ?1 OR actor = 'manager:' || ?1)
                AND (?2 IS NULL OR action = ?2 OR substr(action, 1, length(?2)) = ?2)
                AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR seq < ?4)
+               AND (?6 IS NULL OR seq >= ?6)
              ORDER BY seq DESC LIMIT ?5",
         )?;
         let rows = stmt.query_map(
-            rusqlite::params![q.actor, q.action, q.target, q.before_seq, q.limit as i64],
+            rusqlite::params![
+                q.actor,
+                q.action,
+                q.target,
+                q.before_seq,
+                q.limit as i64,
+                q.from_seq
+            ],
             audit_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest record older than a window of `window` records below `before_seq` (below
+    /// the newest when `None`), or `None` when the window reaches the first record: a page
+    /// reads the records above it. A walk down the key, never the whole trail.
+    pub fn audit_below_window(
+        &self,
+        before_seq: Option<i64>,
+        window: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT seq FROM audit WHERE (?1 IS NULL OR seq < ?1)
+                 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+            )?
+            .query_row(rusqlite::params![before_seq, window.max(1)], |r| r.get(0))
+            .optional()?)
     }
 
     /// The newest `limit` audit records, newest first.

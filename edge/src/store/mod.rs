@@ -78,9 +78,9 @@ pub use push::{
     ReadyKey, Settle,
 };
 pub use read::{
-    ApplianceState, AuditQuery, BarcodeHit, CloudChange, ConflictQuery, Cursor, JOURNAL_WINDOW,
-    JournalFilter, JournalPage, JournalQuery, LocationInfo, LotInfo, MoveDetail, MoveProgress,
-    PickingSummary, ProductInfo, QueueStats, Reader, mirror_table,
+    AUDIT_WINDOW, ApplianceState, AuditQuery, BarcodeHit, CloudChange, ConflictQuery, Cursor,
+    JOURNAL_WINDOW, JournalFilter, JournalPage, JournalQuery, LocationInfo, LotInfo, MoveDetail,
+    MoveProgress, PickingSummary, ProductInfo, QueueStats, Reader, mirror_table,
 };
 use writer::WriteCmd;
 

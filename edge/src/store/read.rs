@@ -245,6 +245,9 @@ pub struct AuditQuery {
     pub target: Option<String>,
     /// Only records with a smaller sequence number (the keyset of the page before).
     pub before_seq: Option<i64>,
+    /// Only records with this sequence number or a larger one (the bottom of a page's
+    /// window, see [`AUDIT_WINDOW`]).
+    pub from_seq: Option<i64>,
     pub limit: usize,
 }
 
@@ -252,6 +255,10 @@ pub struct AuditQuery {
 pub fn mirror_table(model: holdfast_sync::records::Model) -> &'static str {
     super::mirror::table(model)
 }
+
+/// How many audit records one page of the console's audit trail looks at, at most: a filter
+/// that matches nothing reads this many, not the whole trail.
+pub const AUDIT_WINDOW: i64 = 10_000;
 
 impl<'c> Reader<'c> {
     /// Keys ready to push now (see the push scheduler).

@@ -733,3 +733,44 @@ async fn a_picking_the_mirror_does_not_hold_leads_to_its_entries() {
     assert!(!body.contains("role=\"alert\""), "{body}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_audit_filter_reads_a_window_of_the_trail_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    fixture(&server).await;
+    let record = |action: &str| {
+        ManagerCmd::Audit(NewAudit {
+            actor: "cli:test".into(),
+            action: action.into(),
+            target: None,
+            detail: json!({}),
+        })
+    };
+    // One old record, then a window's worth of newer ones the filter does not match.
+    server.store.managers(record("test.old")).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..holdfast::store::AUDIT_WINDOW {
+        let store = server.store.clone();
+        let cmd = record("test.filler");
+        tasks.spawn(async move { store.managers(cmd).await.unwrap() });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let http = page_client();
+    let base = &server.base;
+    let vera = page_cookie(&http, base, "vera").await;
+    let first = page(&http, base, "/console/audit?action=test.old", &vera).await;
+    assert!(!first.contains(r#"data-action="test.old""#), "{first}");
+    assert!(first.contains("Searched back to record"), "{first}");
+    let next = next_link(&first).expect("a link further back");
+    assert!(
+        next.starts_with("/console/audit?action=test.old&before="),
+        "{next}"
+    );
+    let second = page(&http, base, &next, &vera).await;
+    assert!(second.contains(r#"data-action="test.old""#), "{second}");
+    assert_eq!(next_link(&second), None, "{second}");
+    server.stop().await;
+}

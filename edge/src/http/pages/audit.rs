@@ -59,27 +59,40 @@ async fn audit_page(
     };
     let lang = viewer.lang;
     let (actor, action) = (given(&q.actor), given(&q.action));
-    let query = crate::store::AuditQuery {
-        actor: actor.clone(),
-        action: action.clone(),
-        target: None,
-        before_seq: q.before,
-        limit: PAGE_ROWS,
-    };
-    let records = state.store.read(|r| r.audit_page(&query))?;
-    let next = (records.len() >= PAGE_ROWS)
-        .then(|| records.last().map(|a| a.seq))
+    // A page reads at most `AUDIT_WINDOW` records: a filter matching few of them ends the
+    // page early, with a link further back.
+    let (records, below) = state.store.read(|r| {
+        let below = r.audit_below_window(q.before, crate::store::AUDIT_WINDOW)?;
+        let query = crate::store::AuditQuery {
+            actor: actor.clone(),
+            action: action.clone(),
+            target: None,
+            before_seq: q.before,
+            from_seq: below.map(|seq| seq.saturating_add(1)),
+            limit: PAGE_ROWS,
+        };
+        Ok((r.audit_page(&query)?, below))
+    })?;
+    let full = records.len() >= PAGE_ROWS;
+    let searched_to = (!full)
+        .then_some(below)
         .flatten()
-        .map(|before| {
-            format!(
-                "/console/audit?{}",
-                query_string(&[
-                    ("actor", actor.clone()),
-                    ("action", action.clone()),
-                    ("before", Some(before.to_string())),
-                ])
-            )
-        });
+        .map(|s| s.saturating_add(1));
+    let next = if full {
+        records.last().map(|a| a.seq)
+    } else {
+        searched_to
+    }
+    .map(|before| {
+        format!(
+            "/console/audit?{}",
+            query_string(&[
+                ("actor", actor.clone()),
+                ("action", action.clone()),
+                ("before", Some(before.to_string())),
+            ])
+        )
+    });
     let rows: Vec<_> = records
         .into_iter()
         .map(|a| {
@@ -103,6 +116,7 @@ async fn audit_page(
         minijinja::context! {
             rows => rows,
             next => next,
+            searched_to => searched_to,
             f => minijinja::context! { actor => actor, action => action },
         },
     )
