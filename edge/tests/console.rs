@@ -1318,5 +1318,32 @@ async fn refusals_that_quote_the_url_are_never_sniffed_as_html() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn signing_out_of_an_ended_session_removes_its_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let http = client();
+    let answer = http
+        .post(format!("{}/console/logout", server.base))
+        .header("cookie", "hf_session=ended-or-forged")
+        .header("x-csrf-token", "x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("hf_session=;"), "{cookie}");
+    assert!(cookie.contains("Max-Age=0"), "{cookie}");
+    // Without a cookie (a post from another site carries none) nothing is set.
+    let answer = http
+        .post(format!("{}/console/logout", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    assert!(answer.headers().get("set-cookie").is_none());
+    server.stop().await;
+}
+
 #[path = "console/records.rs"]
 mod records;

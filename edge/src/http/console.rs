@@ -296,7 +296,7 @@ pub(super) async fn console_me(
 
 /// `POST /console/logout`: ends the session of the cookie. Any role may sign out, so it
 /// needs [`Need::View`] only, but as a state change made with the cookie it needs the CSRF
-/// token all the same.
+/// token all the same. A cookie whose session has already ended is removed as well (401).
 pub(super) async fn console_logout(
     State(state): State<Arc<AppState>>,
     parts: axum::http::request::Parts,
@@ -305,7 +305,28 @@ pub(super) async fn console_logout(
         Ok(actor) => logout(&state, &actor, &parts.headers)
             .await
             .unwrap_or_else(IntoResponse::into_response),
-        Err(e) => refusal(e),
+        Err(e) => {
+            // Only a cookie the request carried (so never on a cross-site post, which a
+            // SameSite=Strict cookie does not go with): no page elsewhere signs anyone out.
+            let carried = parts
+                .headers
+                .get_all(axum::http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|c| crate::managers::session_cookie(c).is_some());
+            let ended = carried && e.status == StatusCode::UNAUTHORIZED;
+            let mut response = refusal(e);
+            if ended
+                && let Ok(v) = axum::http::HeaderValue::from_str(&crate::managers::clear_cookie(
+                    state.tls.is_some(),
+                ))
+            {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::SET_COOKIE, v);
+            }
+            response
+        }
     }
 }
 
