@@ -432,7 +432,7 @@ fn add_manager(demo: &Demo, name: &str, role: &str, password: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_resolves_a_conflict_from_the_inbox() {
-    let browser = match Browser::start().await {
+    let browser = match Browser::start_sized(1024, 768).await {
         Ok(b) => b,
         Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
             eprintln!("SKIPPED: no headless Chromium here ({e}); scripts/test.sh installs it");
@@ -534,7 +534,7 @@ async fn a_manager_resolves_a_conflict_from_the_inbox() {
 
 #[tokio::test]
 async fn a_manager_sees_the_backlog_chart_pulls_now_and_issues_a_token() {
-    let browser = match Browser::start().await {
+    let browser = match Browser::start_sized(1024, 768).await {
         Ok(b) => b,
         Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
             eprintln!("SKIPPED: no headless Chromium here ({e}); scripts/test.sh installs it");

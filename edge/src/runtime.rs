@@ -127,6 +127,11 @@ pub async fn run_until(
         ),
         None => None,
     };
+    // The console's decoy password hash (see `managers::decoy_hash`), made now on the
+    // blocking pool: the first sign-in with an unknown name then costs what any other does.
+    tokio::task::spawn_blocking(|| {
+        crate::managers::decoy_hash();
+    });
     let state = AppState {
         store: store.clone(),
         site: SiteStatus {

@@ -200,13 +200,16 @@ async fn sign_in(
     };
     let row = state.store.read(|r| r.manager(&login.name))?;
     // An unknown name costs as much as a wrong password: no telling which names exist.
-    let hash = row
-        .as_ref()
-        .map_or_else(|| decoy_hash().to_owned(), |r| r.password_hash.clone());
+    // The decoy is made on the blocking pool too (once, at the first use if the appliance
+    // has not made it at start), never on an async worker.
+    let stored = row.as_ref().map(|r| r.password_hash.clone());
     let password = login.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || {
+        let hash = stored.unwrap_or_else(|| decoy_hash().to_owned());
+        verify_password(&password, &hash)
+    })
+    .await
+    .unwrap_or(false);
     let (Some(row), true) = (row, ok) else {
         drop((account, by_addr));
         tracing::warn!(manager = %login.name, addr = %from, "console sign-in refused");

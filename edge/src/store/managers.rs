@@ -302,6 +302,17 @@ impl Reader<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The newest `limit` records about `target` (`conflict:7`), newest first, through the
+    /// target's index (migration 11): a record's trail costs its own rows, not the trail's.
+    pub fn audit_of(&self, target: &str, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT seq, at, actor, action, target, detail FROM audit
+             WHERE target = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![target, limit as i64], audit_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The newest record older than a window of `window` records below `before_seq` (below
     /// the newest when `None`), or `None` when the window reaches the first record: a page
     /// reads the records above it. A walk down the key, never the whole trail.

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[&str] = &[
     MANAGERS,
     LANGUAGES,
     BACKLOG,
+    AUDIT_BY_TARGET,
 ];
 
 /// The schema version this build writes.
@@ -581,6 +582,12 @@ CREATE TABLE backlog_sample (
     oldest_pending_age_s INTEGER CHECK (oldest_pending_age_s IS NULL OR oldest_pending_age_s >= 0),
     applied_total INTEGER NOT NULL CHECK (applied_total >= 0)
 ) WITHOUT ROWID;
+"#;
+
+/// Version 11: the audit trail by target, for a conflict's (or any record's) own trail on
+/// the console without reading the whole trail, which refused sign-ins make long.
+const AUDIT_BY_TARGET: &str = r#"
+CREATE INDEX audit_by_target ON audit (target, seq) WHERE target IS NOT NULL;
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

@@ -1301,3 +1301,46 @@ fn journal_pages_walk_back_a_window_at_a_time() {
         .unwrap();
     assert!(none.entries.is_empty() && none.next_before.is_none());
 }
+
+#[test]
+fn a_records_audit_trail_is_read_through_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    rt().block_on(async {
+        for i in 0..300 {
+            let target = if i % 100 == 7 {
+                "conflict:7"
+            } else {
+                "addr:10.0.0.9"
+            };
+            store
+                .managers(ManagerCmd::Audit(NewAudit {
+                    actor: "anonymous".into(),
+                    action: "login.failure".into(),
+                    target: Some(target.into()),
+                    detail: serde_json::json!({ "i": i }),
+                }))
+                .await
+                .unwrap();
+        }
+    });
+    let rows = store.read(|r| r.audit_of("conflict:7", 10)).unwrap();
+    let order: Vec<i64> = rows
+        .iter()
+        .map(|r| r.detail["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, [207, 107, 7], "its own rows, newest first");
+    let plan: Vec<String> = store
+        .read(|r| {
+            let mut stmt = r.conn().prepare(
+                "EXPLAIN QUERY PLAN SELECT seq FROM audit WHERE target = ?1 ORDER BY seq DESC LIMIT 10",
+            )?;
+            let rows = stmt.query_map(["conflict:7"], |row| row.get::<_, String>(3))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("audit_by_target")),
+        "the target's index: {plan:?}"
+    );
+}

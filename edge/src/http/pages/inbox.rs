@@ -171,11 +171,7 @@ async fn conflict_page(
             Some(p) => r.cloud_changes_of(p)?,
             None => Vec::new(),
         };
-        let audit = r.audit_page(&crate::store::AuditQuery {
-            target: Some(format!("conflict:{id}")),
-            limit: 200,
-            ..Default::default()
-        })?;
+        let audit = r.audit_of(&format!("conflict:{id}"), 200)?;
         Ok(Some((
             c.clone(),
             key_label(r, &c.causal_key)?,
