@@ -12,12 +12,16 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
+# The metrics tests check the shipped alerting rules with promtool and let a real Prometheus
+# scrape the appliance: Debian's `prometheus` (/usr/bin/promtool, /usr/bin/prometheus; its
+# service is not needed).
+{ [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; } || missing+=(prometheus)
 # axe-core (the console's accessibility test) is fetched from the npm registry with curl and
 # checked with openssl against its published hash (scripts/axe.sh).
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
-    echo "test.sh: installing ${missing[*]} for the browser and broker tests" >&2
+    echo "test.sh: installing ${missing[*]} for the browser, broker and metrics tests" >&2
     sudo=""
     if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then sudo="sudo"; fi
     if ! { $sudo apt-get update -q &&

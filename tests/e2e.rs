@@ -471,7 +471,7 @@ fn journal_list_and_show_print_what_was_recorded() {
 }
 
 #[test]
-fn tells_systemd_when_ready_and_feeds_the_watchdog() {
+fn tells_systemd_when_ready_and_feeds_the_watchdog_and_shows_mode_and_backlog() {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
@@ -493,14 +493,19 @@ fn tells_systemd_when_ready_and_feeds_the_watchdog() {
     // sd_notify only honours WATCHDOG_USEC meant for this pid; without WATCHDOG_PID it is.
     let mut seen = Vec::new();
     let mut buf = [0u8; 256];
+    // `systemctl status holdfast` shows the mode and the backlog (STATUS=), sent at the
+    // start and again only when the line changes.
     while !(seen.iter().any(|m: &String| m.contains("READY=1"))
-        && seen.iter().any(|m| m.contains("WATCHDOG=1")))
+        && seen.iter().any(|m| m.contains("WATCHDOG=1"))
+        && seen.iter().any(|m| m.starts_with("STATUS=")))
     {
         let n = socket
             .recv(&mut buf)
             .expect("no notification from holdfast");
         seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
+    let status = seen.iter().find(|m| m.starts_with("STATUS=")).unwrap();
+    assert!(status.contains(" · queue 0 · oldest pending —"), "{status}");
     assert!(terminate(child).success());
     let n = socket.recv(&mut buf).unwrap();
     let mut last = String::from_utf8_lossy(&buf[..n]).into_owned();

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod lan;
+mod telemetry;
 
 pub use lan::{LanConfig, PrinterConfig, PrintingConfig, ScannerConfig, ScannerLink, parse_hex};
+pub use telemetry::{RawTelemetry, TelemetryConfig};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -58,6 +60,9 @@ pub struct RawConfig {
     pub printers: Vec<lan::RawPrinter>,
     #[serde(default)]
     pub printing: lan::RawPrinting,
+    /// What central ops reads: the `/metrics` token.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -243,6 +248,8 @@ pub struct Config {
     pub push_limit: LimitConfig,
     /// Scanners, printers and the MQTT broker on the warehouse LAN.
     pub lan: LanConfig,
+    /// Who may scrape `/metrics` from the LAN.
+    pub telemetry: TelemetryConfig,
 }
 
 /// How the floor works at this site.
@@ -821,6 +828,7 @@ impl RawConfig {
             &self.printing,
             &mut problem,
         );
+        let telemetry = telemetry::validate(&self.telemetry, &mut problem);
 
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
@@ -869,6 +877,7 @@ impl RawConfig {
                 adaptive: p.adaptive.unwrap_or(true),
             },
             lan,
+            telemetry,
         })
     }
 }
@@ -1356,6 +1365,11 @@ min_pin_digits = 4
 # receive_labels = true                 # a lot/serial label per received tracked line
 # gs1_company_prefix = "5901230"        # for the SSCCs of package labels
 # templates = "/etc/holdfast/labels"    # site ZPL templates replacing built-ins (README)
+
+# Prometheus metrics at GET /metrics on the http listener: always open from the appliance
+# itself (loopback); from the LAN only with this bearer token (16+ characters).
+# [telemetry]
+# metrics_token_file = "/etc/holdfast/metrics.token"
 "#;
 
 #[cfg(test)]

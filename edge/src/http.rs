@@ -25,14 +25,17 @@ mod pages;
 
 use auth::*;
 pub use auth::{
-    CONSOLE_PAGES, CSRF_HEADER, DEVICE_ROUTES, MANAGER_ROUTES, PUBLIC_ROUTES, SELF_SERVICE_ROUTES,
-    authorize, has_rule, need_of,
+    CONSOLE_PAGES, CSRF_HEADER, DEVICE_ROUTES, MANAGER_ROUTES, METRICS_ROUTES, PUBLIC_ROUTES,
+    SELF_SERVICE_ROUTES, authorize, has_rule, need_of,
 };
 use console::*;
 use pages::*;
 pub use pages::{CONSOLE_CSP, Overview};
 mod lan;
+mod metrics;
 mod ops;
+
+pub use metrics::{render as render_metrics, scrape_allowed};
 
 pub use conn::{ConnLimits, FD_RESERVE};
 
@@ -86,6 +89,9 @@ pub struct AppState {
     pub tls: Option<crate::tls::TlsHandle>,
     /// What the configuration keeps working offline, and the site's procedure file.
     pub runbook: Arc<crate::runbook::Runbook>,
+    /// The bearer token a scraper on the LAN presents for `/metrics`
+    /// (`telemetry.metrics_token`); `None`: loopback only.
+    pub metrics_token: Option<crate::config::Secret>,
 }
 
 impl AppState {
@@ -114,6 +120,7 @@ impl AppState {
             managers: Managers::default(),
             tls: None,
             runbook: Arc::default(),
+            metrics_token: None,
         }
     }
 }
@@ -248,6 +255,7 @@ pub fn router_with(state: AppState, options: &ServeOptions) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .route(
             "/api/v1/status",
             get(
@@ -812,10 +820,17 @@ async fn write_endpoint(
     body: Body,
     endpoint: WriteEndpoint,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let is_scan = endpoint == WriteEndpoint::Scan;
     let bytes = body_bytes(body)?;
     let request = parse_write(endpoint, &bytes)?;
     let caller = caller(&device, &headers, &uri, &bytes)?;
-    Ok(answer(state.floor.handle(&caller, request).await))
+    let answered = state.floor.handle(&caller, request).await;
+    if is_scan {
+        // The same test as a scanner's beep (`scanners::feedback`): 2xx is a good scan.
+        crate::metrics::scan("http", answered.status < 300, started.elapsed());
+    }
+    Ok(answer(answered))
 }
 
 /// Routes of the write endpoints (all behind the device token).
@@ -975,7 +990,7 @@ async fn status(
 
 /// The whole status snapshot of the running appliance: what `GET /api/v1/status` answers and
 /// the console's overview shows, built in one place so the two never disagree.
-pub(super) fn full_status(state: &AppState) -> Result<Status, ApiError> {
+pub fn full_status(state: &AppState) -> Result<Status, ApiError> {
     let store = &state.store;
     let mut status = store.read(|r| {
         Status::collect(

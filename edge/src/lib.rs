@@ -10,6 +10,7 @@
 //! - [`i18n`]: the console's and the handheld's languages (Fluent catalogues);
 //! - [`runbook`]: the degraded-mode runbook: what the configuration keeps working offline;
 //! - [`status`]: the status snapshot shown by the API and the CLI;
+//! - [`metrics`]: the counters and histograms behind `/metrics`, recorded where events happen;
 //! - [`tls`]: HTTPS on the HTTP listener: the certificate, its reload, the redirects;
 //! - [`backlog`]: the backlog's history, one sample a minute, for the console's chart;
 //! - [`pull`]: refreshing the mirror from Odoo (full, incremental, scheduled);
@@ -27,6 +28,7 @@ pub mod http;
 pub mod i18n;
 pub mod logging;
 pub mod managers;
+pub mod metrics;
 pub mod printing;
 pub mod pull;
 pub mod push;

@@ -361,7 +361,21 @@ impl Puller {
             if stop.is_cancelled() {
                 return Ok(None);
             }
-            let page = read_page(&self.client, &self.scope, model, &query).await?;
+            let started = Instant::now();
+            let page = read_page(&self.client, &self.scope, model, &query).await;
+            crate::metrics::pull_call(
+                model.odoo_name(),
+                match &page {
+                    Ok(_) => "ok",
+                    Err(holdfast_sync::pull::PullError::Odoo { source, .. }) => {
+                        crate::metrics::error_label(source)
+                    }
+                    // Odoo answered; its records did not map.
+                    Err(_) => "permanent",
+                },
+                started.elapsed(),
+            );
+            let page = page?;
             let Some(last) = page.last_id else {
                 break;
             };

@@ -292,6 +292,11 @@ impl<O: Odoo> Gate<O> {
             self.stats.set_limit(status);
         }
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::push_call(
+            &name,
+            crate::metrics::call_outcome(&result),
+            ended - started,
+        );
         if let Err(e @ OdooError::Busy { .. }) = &result {
             // Odoo (or its proxy) is overloaded: the whole queue waits, not just this call.
             let wait = e

@@ -127,6 +127,8 @@ pub async fn run_until(
         ),
         None => None,
     };
+    // The metrics recorder before any task records into it.
+    crate::metrics::handle();
     // The console's decoy password hash (see `managers::decoy_hash`), made now on the
     // blocking pool: the first sign-in with an unknown name then costs what any other does.
     tokio::task::spawn_blocking(|| {
@@ -154,6 +156,7 @@ pub async fn run_until(
         managers: Default::default(),
         tls: tls.clone(),
         runbook: Arc::new(crate::runbook::Runbook::from_config(config)),
+        metrics_token: config.telemetry.metrics_token.clone(),
     };
     // Listen for signals before serving: a SIGTERM that arrives once we answer must not
     // meet the default action (an abrupt exit).
@@ -193,6 +196,7 @@ pub async fn run_until(
         }
         None => None,
     };
+    tokio::spawn(run_status_notify(state.clone(), token.clone()));
     let mut http_task = tokio::spawn(http::serve_with(listener, state, options, token.clone()));
     let pull_task = match (&config.odoo, pull_progress.clone(), pull_now) {
         (Some(odoo), Some(progress), Some(now)) => Some(tokio::spawn(
@@ -399,6 +403,40 @@ async fn run_housekeeping(floor: crate::floor::Floor, token: CancellationToken) 
 fn notify(state: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(state) {
         tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// How often the status line for systemd is built again (sent only when it changed).
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps systemd's `STATUS=` (what `systemctl status holdfast` shows) on the mode and the
+/// backlog: the one status snapshot every few seconds, sent only when its line changed. Also
+/// keeps the metrics recorder's pending histogram samples bounded between scrapes.
+async fn run_status_notify(state: AppState, token: CancellationToken) {
+    let under_systemd = std::env::var_os("NOTIFY_SOCKET").is_some();
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sent = String::new();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        crate::metrics::upkeep();
+        if !under_systemd {
+            continue;
+        }
+        let line = match http::full_status(&state) {
+            Ok(status) => status.status_line(),
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot build the status for systemd");
+                continue;
+            }
+        };
+        if line != sent {
+            notify(&[sd_notify::NotifyState::Status(&line)]);
+            sent = line;
+        }
     }
 }
 

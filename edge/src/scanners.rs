@@ -327,6 +327,7 @@ impl Hub for ScanHub {
         data: Vec<u8>,
         key: Option<String>,
     ) -> Feedback {
+        let started = std::time::Instant::now();
         if let Some(error) = self.foreign(device, transport) {
             // Counted on the link it came over (for MQTT the broker link): the device it
             // names did nothing.
@@ -344,6 +345,7 @@ impl Hub for ScanHub {
             return Feedback::bad("foreign_device", error);
         }
         let feedback = self.run(device, &data, key).await;
+        crate::metrics::scan(transport.as_str(), feedback.good, started.elapsed());
         let error = (!feedback.good).then(|| format!("{}: {}", feedback.code, feedback.message));
         self.registry.scanned(
             device,
@@ -369,6 +371,10 @@ impl Hub for ScanHub {
                 tracing::warn!(%device, error = error.as_deref().unwrap_or("closed"), "device disconnected")
             }
             DeviceEvent::Refused { reason, error } => {
+                crate::metrics::refused(
+                    crate::metrics::transport_label(self.transport(device)),
+                    reason.as_str(),
+                );
                 let (log, held_back) =
                     self.refusals
                         .admit(device, reason.as_str(), std::time::Instant::now());

@@ -245,6 +245,31 @@ impl Status {
         });
     }
 
+    /// One line for systemd's `STATUS=` (what `systemctl status holdfast` shows): the mode
+    /// and the backlog, e.g. `online · queue 0 · oldest pending —`, then a paused push and
+    /// open conflicts when there are any. Whole seconds and minutes only, so the line
+    /// changes (and is sent again) at most about once a second while entries wait.
+    pub fn status_line(&self) -> String {
+        let open: i64 = ["pending", "in_flight"]
+            .iter()
+            .map(|s| self.queue.get(*s).copied().unwrap_or(0))
+            .sum();
+        let oldest = match self.oldest_pending_age_secs {
+            None => "—".to_owned(),
+            Some(secs) if secs < 120.0 => format!("{secs:.0} s"),
+            Some(secs) if secs < 7200.0 => format!("{:.0} min", (secs / 60.0).floor()),
+            Some(secs) => format!("{:.0} h", (secs / 3600.0).floor()),
+        };
+        let mut line = format!("{} · queue {open} · oldest pending {oldest}", self.mode);
+        if self.push.as_ref().is_some_and(|p| p.paused.is_some()) {
+            line.push_str(" · push paused (credentials refused)");
+        }
+        if self.conflicts.open > 0 {
+            line.push_str(&format!(" · {} conflicts open", self.conflicts.open));
+        }
+        line
+    }
+
     /// A few lines for a terminal.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -412,6 +437,40 @@ mod tests {
                 )
             })
             .unwrap()
+    }
+
+    #[test]
+    fn the_systemd_status_line_says_mode_and_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("h.db"), "s1")).unwrap();
+        let mut status = collect(&store, None);
+        status.mode = "online".into();
+        assert_eq!(status.status_line(), "online · queue 0 · oldest pending —");
+        status.mode = "offline".into();
+        status.queue.insert("pending".into(), 3);
+        status.queue.insert("in_flight".into(), 1);
+        status.queue.insert("applied".into(), 50);
+        for (age, shown) in [(42.4, "42 s"), (600.0, "10 min"), (9000.0, "2 h")] {
+            status.oldest_pending_age_secs = Some(age);
+            assert_eq!(
+                status.status_line(),
+                format!("offline · queue 4 · oldest pending {shown}")
+            );
+        }
+        status.conflicts.open = 2;
+        status.push = Some(PushStatus {
+            paused: Some("access denied".into()),
+            calls: 0,
+            applied: 0,
+            drain_rate_per_sec: 0.0,
+            eta_drain_secs: None,
+            limit: None,
+            waited_on_claims: 0,
+        });
+        assert_eq!(
+            status.status_line(),
+            "offline · queue 4 · oldest pending 2 h · push paused (credentials refused) · 2 conflicts open"
+        );
     }
 
     #[test]

@@ -580,7 +580,9 @@ async fn an_oversized_request_head_is_refused_not_buffered() {
 /// every device and manager route and redirected from every page; the public ones answer.
 #[tokio::test]
 async fn every_route_has_an_access_rule_and_only_public_ones_answer_anonymous_clients() {
-    use holdfast::http::{CONSOLE_PAGES, DEVICE_ROUTES, MANAGER_ROUTES, PUBLIC_ROUTES, has_rule};
+    use holdfast::http::{
+        CONSOLE_PAGES, DEVICE_ROUTES, MANAGER_ROUTES, METRICS_ROUTES, PUBLIC_ROUTES, has_rule,
+    };
     assert!(!has_rule(&axum::http::Method::GET, "/api/v1/new-route"));
     assert!(!has_rule(&axum::http::Method::DELETE, "/api/v1/me"));
     assert!(has_rule(&axum::http::Method::HEAD, "/healthz"));
@@ -613,6 +615,20 @@ async fn every_route_has_an_access_rule_and_only_public_ones_answer_anonymous_cl
         assert!(
             status != 404 && status != 500 && status != 401,
             "public {method} {path}: {status} {body}"
+        );
+    }
+    // Scrapers' routes answer this client because it is on loopback; from the LAN they take
+    // the metrics token (edge/tests/metrics.rs). No route is in two lists.
+    for (method, path) in METRICS_ROUTES {
+        let answer = ask(method, path).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "loopback {method} {path}");
+        let others = PUBLIC_ROUTES
+            .iter()
+            .chain(DEVICE_ROUTES)
+            .chain(MANAGER_ROUTES);
+        assert!(
+            !others.into_iter().any(|(m, p)| m == method && p == path),
+            "{method} {path} is listed twice"
         );
     }
     server.stop().await;

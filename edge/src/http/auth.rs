@@ -71,8 +71,14 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/console/console.css"),
 ];
 
+/// Routes for central ops' scrapers (`http/metrics.rs`): open from loopback, from the LAN
+/// only with the bearer token `telemetry.metrics_token` (refused when none is configured).
+/// They name no device, host or path, but do tell the site's workload, so they are not
+/// public.
+pub const METRICS_ROUTES: &[(&str, &str)] = &[("GET", "/metrics")];
+
 /// Whether a routed request has an access rule: the route is public, a device route, a
-/// manager route or a console page. [`route_rule`] answers 500 for one that has none, so a
+/// manager route, a metrics route or a console page. [`route_rule`] answers 500 for one that has none, so a
 /// route added without deciding who may use it works for nobody (and every test that
 /// touches it fails) instead of for everybody.
 pub fn has_rule(method: &axum::http::Method, path: &str) -> bool {
@@ -85,6 +91,7 @@ pub fn has_rule(method: &axum::http::Method, path: &str) -> bool {
     listed(PUBLIC_ROUTES)
         || listed(DEVICE_ROUTES)
         || listed(MANAGER_ROUTES)
+        || listed(METRICS_ROUTES)
         || (method == "GET" && CONSOLE_PAGES.contains(&path))
 }
 

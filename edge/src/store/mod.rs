@@ -388,6 +388,27 @@ impl Store {
         self.inner.cap
     }
 
+    /// Bytes the store may still grow by: the cap's room left over `size_bytes` (database
+    /// and WAL) and the free space on the database's file system, whichever is smaller.
+    /// `None` when neither is known.
+    pub fn headroom_bytes(&self, size_bytes: u64) -> Option<u64> {
+        let in_cap = self
+            .inner
+            .cap
+            .map(|cap| cap.total_bytes.saturating_sub(size_bytes));
+        let dir = match self.inner.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let on_disk = nix::sys::statvfs::statvfs(dir)
+            .ok()
+            .map(|fs| fs.blocks_available().saturating_mul(fs.fragment_size()));
+        match (in_cap, on_disk) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub fn stats(&self) -> &WriterStats {
         &self.inner.stats
     }
