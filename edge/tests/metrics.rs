@@ -530,6 +530,23 @@ async fn a_running_appliance_exports_every_metric_the_shipped_rules_and_dashboar
         Some(1.0)
     );
 
+    // What a scrape costs on this site (demo data set, a pull done): printed, not judged.
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let (status, _) = scrape(&base, None).await;
+        took.push(started.elapsed());
+        assert_eq!(status, 200);
+    }
+    took.sort();
+    println!(
+        "/metrics: {} bytes, {} series, scrape p50 {:.1} ms, max {:.1} ms (20 scrapes)",
+        text.len(),
+        text.lines().filter(|l| !l.starts_with('#')).count(),
+        took[10].as_secs_f64() * 1e3,
+        took[19].as_secs_f64() * 1e3
+    );
+
     prometheus_scrapes(addr).await;
 
     stop.cancel();
