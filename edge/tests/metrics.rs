@@ -553,8 +553,9 @@ async fn a_running_appliance_exports_every_metric_the_shipped_rules_and_dashboar
     let _ = tokio::time::timeout(Duration::from_secs(15), appliance).await;
 }
 
-/// A real Prometheus scrapes the appliance at `addr` every second; its query API answers with
-/// the journal's series and the target up.
+/// A real Prometheus scrapes the appliance at `addr` every second with the shipped rules
+/// loaded; its query API answers with the journal's series and the target up, and its rules
+/// API lists every shipped rule.
 async fn prometheus_scrapes(addr: SocketAddr) {
     let binary = Path::new("/usr/bin/prometheus");
     if !binary.exists() && may_skip("prometheus") {
@@ -610,8 +611,28 @@ async fn prometheus_scrapes(addr: SocketAddr) {
         query("up{job=\"holdfast\"}")
     })
     .await;
+    // The shipped rules loaded into the real server, every one of them.
+    let rules: serde_json::Value = client()
+        .get(format!("http://127.0.0.1:{port}/api/v1/rules"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
+    let shipped = std::fs::read_to_string(ops_dir().join("prometheus/holdfast.rules.yml"))
+        .unwrap()
+        .matches("- alert:")
+        .count();
+    let loaded: usize = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["rules"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(loaded, shipped, "{rules}");
     println!(
         "prometheus: first holdfast series after {:.1} s",
         started.elapsed().as_secs_f64()
