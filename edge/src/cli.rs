@@ -657,20 +657,9 @@ async fn operator_command(
             language,
         } => {
             valid_id(&id)?;
-            let language = match language.as_deref() {
-                None => None,
-                Some(code) => Some(
-                    crate::i18n::Lang::parse(code)
-                        .with_context(|| {
-                            format!(
-                                "--language {code:?} is not shipped (one of: {})",
-                                crate::i18n::Lang::ALL.map(|l| l.code()).join(", ")
-                            )
-                        })?
-                        .code()
-                        .to_owned(),
-                ),
-            };
+            let language = crate::i18n::Lang::choice(language.as_deref())
+                .map_err(|e| anyhow::anyhow!("--language: {e}"))?
+                .map(|l| l.code().to_owned());
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }

@@ -327,21 +327,9 @@ impl Floor {
     /// asks), kept with the operator: it follows them to any handheld. Setting it is
     /// idempotent (the same value twice is the same state), so it takes no idempotency key.
     pub async fn set_operator_language(&self, device: &str, language: Option<&str>) -> Answer {
-        let language = match language {
-            None | Some("") => None,
-            Some(code) => match crate::i18n::Lang::parse(code) {
-                Some(l) => Some(l.code().to_owned()),
-                None => {
-                    return Answer::error(
-                        400,
-                        "bad_request",
-                        format!(
-                            "language {code:?} is not shipped (one of: {})",
-                            crate::i18n::Lang::ALL.map(|l| l.code()).join(", ")
-                        ),
-                    );
-                }
-            },
+        let language = match crate::i18n::Lang::choice(language) {
+            Ok(l) => l.map(|l| l.code().to_owned()),
+            Err(e) => return Answer::error(400, "bad_request", e),
         };
         let login = match self.inner.store.read(|r| r.device_login(device)) {
             Ok(Some(login)) => login,

@@ -52,6 +52,21 @@ impl Lang {
             .find(|l| id.language.as_str() == l.code())
     }
 
+    /// An account's choice as given (an API body, a command-line flag): empty or `None` is
+    /// "as the browser asks"; anything else must be a shipped language, or the error says
+    /// which are.
+    pub fn choice(code: Option<&str>) -> Result<Option<Lang>, String> {
+        match code.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(code) => Lang::parse(code).map(Some).ok_or_else(|| {
+                format!(
+                    "language {code:?} is not shipped (one of: {})",
+                    Lang::ALL.map(|l| l.code()).join(", ")
+                )
+            }),
+        }
+    }
+
     fn id(self) -> LanguageIdentifier {
         // Both codes are valid BCP 47 language subtags.
         self.code().parse().unwrap_or_default()

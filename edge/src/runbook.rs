@@ -46,7 +46,6 @@ pub struct Runbook {
 impl Default for Runbook {
     /// A site with nothing configured beyond the defaults.
     fn default() -> Runbook {
-        let policies = crate::push::Policies::default();
         Runbook {
             odoo: false,
             stale_after_secs: 0,
@@ -56,10 +55,7 @@ impl Default for Runbook {
             mqtt: false,
             printers: 0,
             over_pick: "refuse",
-            policies: ConflictKind::ALL
-                .iter()
-                .map(|k| (k.as_str(), policies.get(*k).as_str()))
-                .collect(),
+            policies: policy_list(&crate::push::Policies::default()),
             store_cap_bytes: None,
             procedure_file: None,
         }
@@ -89,10 +85,7 @@ impl Runbook {
                 crate::workflow::OverPick::Warn => "warn",
                 crate::workflow::OverPick::Allow => "allow",
             },
-            policies: ConflictKind::ALL
-                .iter()
-                .map(|k| (k.as_str(), config.push.policies.get(*k).as_str()))
-                .collect(),
+            policies: policy_list(&config.push.policies),
             store_cap_bytes: config.store.max_size_bytes,
             procedure_file: config.site.runbook_file.clone(),
         }
@@ -116,6 +109,14 @@ impl Runbook {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
         Ok(Some(markdown_html(&text)))
     }
+}
+
+/// Each conflict kind with the policy `policies` gives it.
+fn policy_list(policies: &crate::push::Policies) -> Vec<(&'static str, &'static str)> {
+    ConflictKind::ALL
+        .iter()
+        .map(|k| (k.as_str(), policies.get(*k).as_str()))
+        .collect()
 }
 
 /// Markdown to HTML with raw HTML escaped and only harmless link targets kept.

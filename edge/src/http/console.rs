@@ -412,15 +412,8 @@ pub(super) async fn console_language(
         let body: LanguageBody = serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(format!("body must be {{\"language\": \"de\"}}: {e}"))
         })?;
-        let language = match body.language.as_deref() {
-            None | Some("") => None,
-            Some(code) => Some(crate::i18n::Lang::parse(code).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "language {code:?} is not shipped (one of: {})",
-                    crate::i18n::Lang::ALL.map(|l| l.code()).join(", ")
-                ))
-            })?),
-        };
+        let language =
+            crate::i18n::Lang::choice(body.language.as_deref()).map_err(ApiError::bad_request)?;
         state
             .store
             .managers(crate::store::ManagerCmd::Language {

@@ -251,6 +251,17 @@ pub(super) fn browser_language(headers: &axum::http::HeaderMap) -> crate::i18n::
     )
 }
 
+/// The language a manager's request is answered in: the account's choice, else the
+/// browser's.
+fn language_of(actor: &Actor, headers: &axum::http::HeaderMap) -> crate::i18n::Lang {
+    match actor {
+        Actor::Session {
+            language: Some(l), ..
+        } => *l,
+        _ => browser_language(headers),
+    }
+}
+
 /// The session of the request's cookie. Pages take only a session (a bearer token has no
 /// cookie to sign out of, and no CSRF token).
 pub(super) fn page_session(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Viewer> {
@@ -260,12 +271,7 @@ pub(super) fn page_session(state: &AppState, headers: &axum::http::HeaderMap) ->
         .filter_map(|v| v.to_str().ok())
         .find_map(crate::managers::session_cookie)?;
     let (actor, _) = session_actor(state, token).ok()?;
-    let lang = match &actor {
-        Actor::Session {
-            language: Some(l), ..
-        } => *l,
-        _ => browser_language(headers),
-    };
+    let lang = language_of(&actor, headers);
     Some(Viewer {
         actor,
         csrf: crate::managers::csrf_token(token),
@@ -523,12 +529,7 @@ pub(super) async fn overview_json(
     axum::Extension(actor): axum::Extension<Actor>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let lang = match actor {
-        Actor::Session {
-            language: Some(l), ..
-        } => l,
-        _ => browser_language(&headers),
-    };
+    let lang = language_of(&actor, &headers);
     let mut response = Json(overview(&state, lang)?).into_response();
     secure(response.headers_mut());
     Ok(response)
