@@ -286,8 +286,8 @@ pub fn reply_payload(id: Option<&str>, scan: &[u8], feedback: &Feedback) -> Vec<
     .into_bytes()
 }
 
-/// The rustls client configuration for the broker.
-fn tls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, MqttError> {
+/// The rustls client configuration for a broker (scanners' and telemetry's).
+pub fn tls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, MqttError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let err = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {

@@ -828,7 +828,7 @@ impl RawConfig {
             &self.printing,
             &mut problem,
         );
-        let telemetry = telemetry::validate(&self.telemetry, &mut problem);
+        let telemetry = telemetry::validate(&self.telemetry, &site_id, &mut problem);
 
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
@@ -1370,6 +1370,18 @@ min_pin_digits = 4
 # itself (loopback); from the LAN only with this bearer token (16+ characters).
 # [telemetry]
 # metrics_token_file = "/etc/holdfast/metrics.token"
+# interval_secs = 60                    # MQTT status at least this often (and on changes)
+# events_buffer = 1000                  # events kept while the broker is away
+# disk_pressure_mb = 500                # headroom under this raises disk_pressure
+#
+# Sync health for central ops over MQTT (README "Central ops"): status and events.
+# [telemetry.mqtt]
+# profile = "generic"                   # or "azure-iot-hub", "azure-event-grid"
+# host = "broker.ops.example"
+# tls = true
+# ca_file = "/etc/holdfast/ops-ca.pem"
+# username = "site-1"
+# password_file = "/etc/holdfast/telemetry.password"
 "#;
 
 #[cfg(test)]

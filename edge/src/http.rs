@@ -92,6 +92,8 @@ pub struct AppState {
     /// The bearer token a scraper on the LAN presents for `/metrics`
     /// (`telemetry.metrics_token`); `None`: loopback only.
     pub metrics_token: Option<crate::config::Secret>,
+    /// The MQTT telemetry, when `[telemetry.mqtt]` is configured.
+    pub telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 impl AppState {
@@ -121,6 +123,7 @@ impl AppState {
             tls: None,
             runbook: Arc::default(),
             metrics_token: None,
+            telemetry: None,
         }
     }
 }
@@ -1038,6 +1041,10 @@ pub fn full_status(state: &AppState) -> Result<Status, ApiError> {
     });
     status.sign_in = Some(state.floor.lockout());
     status.tls = state.tls.as_ref().map(crate::tls::TlsHandle::status);
+    status.telemetry = state
+        .telemetry
+        .as_ref()
+        .map(crate::telemetry::Telemetry::health);
     status.with_live(&state.connectivity.now(), status.pull.clone().as_ref());
     Ok(status)
 }

@@ -39,6 +39,7 @@ pub mod runtime;
 pub mod scanners;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod ui;
 pub mod workflow;

@@ -9,8 +9,9 @@
 //! An appliance is one process; tests that run several in one process share the counters,
 //! so they compare a counter before and after what they do.
 
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -21,6 +22,15 @@ pub const PULL_CALL_SECONDS: &str = "holdfast_pull_call_duration_seconds";
 pub const SCANS: &str = "holdfast_scans_total";
 pub const SCAN_SECONDS: &str = "holdfast_scan_duration_seconds";
 pub const REFUSALS: &str = "holdfast_device_input_refused_total";
+pub const TELEMETRY_DROPPED: &str = "holdfast_telemetry_dropped_total";
+pub const TELEMETRY_MESSAGES: &str = "holdfast_telemetry_messages_total";
+pub const TELEMETRY_BYTES: &str = "holdfast_telemetry_bytes_total";
+pub const TELEMETRY_RECONNECTS: &str = "holdfast_telemetry_reconnects_total";
+
+/// How far back the status's error rate of Odoo calls looks.
+pub const RECENT_WINDOW: Duration = Duration::from_secs(300);
+/// Calls remembered for it at most (a drain makes many; the rate needs no more).
+const RECENT_MAX: usize = 4096;
 
 /// Buckets of the Odoo call histograms: from a fast LAN answer to the push's time-out.
 const CALL_BUCKETS: &[f64] = &[
@@ -105,6 +115,29 @@ fn describe() {
         REFUSALS,
         "Device input refused before it reached the floor (foreign ids, oversized or malformed frames), by transport and reason"
     );
+    describe_counter!(
+        TELEMETRY_MESSAGES,
+        "MQTT telemetry messages the broker acknowledged, by kind (status or event)"
+    );
+    describe_counter!(
+        TELEMETRY_BYTES,
+        Unit::Bytes,
+        "Bytes of MQTT telemetry payloads the broker acknowledged"
+    );
+    describe_counter!(
+        TELEMETRY_DROPPED,
+        "Telemetry events dropped because the buffer was full while the broker was away"
+    );
+    describe_counter!(
+        TELEMETRY_RECONNECTS,
+        "Times the telemetry link connected to its broker again"
+    );
+    metrics::counter!(TELEMETRY_DROPPED).absolute(0);
+    metrics::counter!(TELEMETRY_RECONNECTS).absolute(0);
+    metrics::counter!(TELEMETRY_BYTES).absolute(0);
+    for kind in ["status", "event"] {
+        metrics::counter!(TELEMETRY_MESSAGES, "kind" => kind).absolute(0);
+    }
     for transport in ["http", "serial", "tcp", "mqtt"] {
         for outcome in ["accepted", "refused"] {
             metrics::counter!(SCANS, "transport" => transport, "outcome" => outcome).absolute(0);
@@ -141,6 +174,7 @@ pub fn error_label(e: &holdfast_sync::odoo::OdooError) -> &'static str {
 
 /// One push call to Odoo (`operation` is `model.method`).
 pub fn push_call(operation: &str, outcome: &'static str, took: Duration) {
+    note_call(outcome == "ok");
     if handle().is_none() {
         return;
     }
@@ -154,6 +188,7 @@ pub fn push_call(operation: &str, outcome: &'static str, took: Duration) {
 
 /// One page the pull read (`operation` is the Odoo model).
 pub fn pull_call(operation: &str, outcome: &'static str, took: Duration) {
+    note_call(outcome == "ok");
     if handle().is_none() {
         return;
     }
@@ -237,4 +272,74 @@ mod tests {
             assert_eq!(transport_label(registry), label);
         }
     }
+}
+
+/// Odoo calls (push and pull) of the last [`RECENT_WINDOW`]: the status's error rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecentCalls {
+    pub calls: u64,
+    pub errors: u64,
+    pub window: Duration,
+}
+
+impl RecentCalls {
+    /// Errors per call; `None` without calls.
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.calls > 0).then(|| self.errors as f64 / self.calls as f64)
+    }
+}
+
+/// The outcomes of recent calls, oldest first (one process, like the recorder).
+fn recent() -> &'static Mutex<VecDeque<(Instant, bool)>> {
+    static RECENT: OnceLock<Mutex<VecDeque<(Instant, bool)>>> = OnceLock::new();
+    RECENT.get_or_init(Default::default)
+}
+
+fn note_call(ok: bool) {
+    let mut calls = recent().lock().unwrap_or_else(|e| e.into_inner());
+    if calls.len() == RECENT_MAX {
+        calls.pop_front();
+    }
+    calls.push_back((Instant::now(), ok));
+}
+
+/// The calls of the last [`RECENT_WINDOW`] and how many failed.
+pub fn recent_calls() -> RecentCalls {
+    let mut calls = recent().lock().unwrap_or_else(|e| e.into_inner());
+    while calls
+        .front()
+        .is_some_and(|(at, _)| at.elapsed() > RECENT_WINDOW)
+    {
+        calls.pop_front();
+    }
+    RecentCalls {
+        calls: calls.len() as u64,
+        errors: calls.iter().filter(|(_, ok)| !ok).count() as u64,
+        window: RECENT_WINDOW,
+    }
+}
+
+/// What the telemetry link did: one message sent (`kind` `status` or `event`) of `bytes`.
+pub fn telemetry_sent(kind: &'static str, bytes: usize) {
+    if handle().is_none() {
+        return;
+    }
+    metrics::counter!(TELEMETRY_MESSAGES, "kind" => kind).increment(1);
+    metrics::counter!(TELEMETRY_BYTES).increment(bytes as u64);
+}
+
+/// Events the telemetry buffer had no room for.
+pub fn telemetry_dropped(n: u64) {
+    if handle().is_none() {
+        return;
+    }
+    metrics::counter!(TELEMETRY_DROPPED).increment(n);
+}
+
+/// The telemetry link connected again after losing its broker.
+pub fn telemetry_reconnected() {
+    if handle().is_none() {
+        return;
+    }
+    metrics::counter!(TELEMETRY_RECONNECTS).increment(1);
 }

@@ -4,8 +4,7 @@
 //! server (device API and handheld UI over [`crate::floor`]), the pull, the push and the
 //! health probes (when an Odoo is configured, sharing one connectivity tracker, which starts
 //! `unknown`), the backlog recorder (see [`crate::backlog`]), housekeeping and the systemd
-//! watchdog; the scanner and telemetry tasks join
-//! them here. SIGTERM or SIGINT cancels the token: the HTTP server stops accepting, finishes
+//! watchdog, the scanners, printers and the MQTT telemetry (see [`crate::telemetry`]). SIGTERM or SIGINT cancels the token: the HTTP server stops accepting, finishes
 //! the requests in hand, the store commits what is queued, and the process exits 0. A task that fails on its own
 //! cancels the rest and the process exits non-zero, so systemd restarts it.
 
@@ -157,6 +156,11 @@ pub async fn run_until(
         tls: tls.clone(),
         runbook: Arc::new(crate::runbook::Runbook::from_config(config)),
         metrics_token: config.telemetry.metrics_token.clone(),
+        telemetry: config
+            .telemetry
+            .mqtt
+            .as_ref()
+            .map(crate::telemetry::Telemetry::new),
     };
     // Listen for signals before serving: a SIGTERM that arrives once we answer must not
     // meet the default action (an abrupt exit).
@@ -197,6 +201,19 @@ pub async fn run_until(
         None => None,
     };
     tokio::spawn(run_status_notify(state.clone(), token.clone()));
+    // Sync health for central ops: its own task and connection, off the floor's path.
+    let telemetry_task = match (&config.telemetry.mqtt, &state.telemetry) {
+        (Some(settings), Some(telemetry)) => Some(tokio::spawn(
+            crate::telemetry::run(
+                state.clone(),
+                settings.clone(),
+                telemetry.clone(),
+                token.clone(),
+            )
+            .instrument(tracing::info_span!("telemetry")),
+        )),
+        _ => None,
+    };
     let mut http_task = tokio::spawn(http::serve_with(listener, state, options, token.clone()));
     let pull_task = match (&config.odoo, pull_progress.clone(), pull_now) {
         (Some(odoo), Some(progress), Some(now)) => Some(tokio::spawn(
@@ -349,6 +366,10 @@ pub async fn run_until(
     }
     // The registry's last changes, after the devices stopped.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, registry_task).await;
+    if let Some(task) = telemetry_task {
+        // The goodbye (`stopping`, then an offline status); bounded inside the task.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
+    }
     notify(&[sd_notify::NotifyState::Stopping]);
     // Commit whatever is queued before exiting, on every path.
     store.shutdown().await.context("store shutdown")?;

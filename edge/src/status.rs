@@ -63,6 +63,9 @@ pub struct Status {
     /// The HTTPS certificate served, when running with `http.tls` on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStatus>,
+    /// The MQTT telemetry link's health, when `[telemetry.mqtt]` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<crate::telemetry::message::LinkHealth>,
 }
 
 /// The HTTPS certificate in use: what a handheld is pinned to.
@@ -214,6 +217,7 @@ impl Status {
             degraded_features: Vec::new(),
             sign_in: None,
             tls: None,
+            telemetry: None,
         })
     }
 
