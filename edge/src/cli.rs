@@ -128,6 +128,9 @@ enum Command {
     },
     /// Run an Odoo simulator (for trials and tests): Odoo's wire formats and stock rules.
     Sim(SimArgs),
+    /// Central ops: every site's sync health from the telemetry broker, flagging dark and
+    /// stale sites (needs no config; the broker's retained statuses are the only state).
+    Fleet(crate::fleet::FleetArgs),
     /// Write a commented example config file.
     Init {
         /// Where to write it (default: the --config path).
@@ -1545,6 +1548,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("backing up to {}", path.display()))?;
             println!("backup written to {}", path.display());
         }
+        Command::Fleet(args) => runtime()?.block_on(crate::fleet::run(args))?,
         Command::Sim(args) => {
             logging::init(cli.log_format.unwrap_or(LogFormat::Plain), "info");
             let spec = holdfast_sync::dataset::DatasetSpec {

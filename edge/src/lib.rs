@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod connectivity;
 pub mod demo;
+pub mod fleet;
 pub mod floor;
 pub mod http;
 pub mod i18n;

@@ -58,8 +58,8 @@ impl Sequencer {
         message::compose(&self.envelope(message::STATUS_SCHEMA), body)
     }
 
-    fn offline(&self, reason: &str) -> Vec<u8> {
-        self.status(message::offline_body(reason, self.interval_secs))
+    fn offline(&self, gone: message::Gone) -> Vec<u8> {
+        self.status(message::offline_body(gone, self.interval_secs))
     }
 
     fn event(&self, kind: &EventKind, reading: Option<&Reading>) -> Vec<u8> {
@@ -137,7 +137,7 @@ pub async fn run(
     let sequencer = telemetry.sequencer.clone();
     let will = {
         let sequencer = sequencer.clone();
-        move || sequencer.offline("connection lost (last will)")
+        move || sequencer.offline(message::Gone::LastWill)
     };
     let mut link = tokio::spawn(
         link::run(
@@ -185,7 +185,7 @@ pub async fn run(
     // Goodbye: the event, then the site's status as offline, and the link closes cleanly.
     let reading = read_blocking(&state).await;
     outbox.event(sequencer.event(&EventKind::Stopping, reading.as_ref().or(last.as_ref())));
-    outbox.status(sequencer.offline("stopped"));
+    outbox.status(sequencer.offline(message::Gone::Stopped));
     outbox.close();
     if tokio::time::timeout(STOP_GRACE, &mut link).await.is_err() {
         tracing::warn!("telemetry could not say goodbye in time (broker away?)");

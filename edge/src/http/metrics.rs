@@ -193,6 +193,28 @@ pub fn render(state: &AppState) -> Result<String, ApiError> {
         );
         out.sample("holdfast_uptime_seconds", &[], rt.uptime_secs);
     }
+    if let Some(t) = &s.telemetry {
+        out.family(
+            "holdfast_telemetry_connected",
+            "gauge",
+            "1 while the MQTT telemetry link is connected to its broker",
+        );
+        out.sample(
+            "holdfast_telemetry_connected",
+            &[],
+            f64::from(u8::from(t.connected)),
+        );
+        out.family(
+            "holdfast_telemetry_buffered_events",
+            "gauge",
+            "Telemetry events waiting for the broker",
+        );
+        out.sample(
+            "holdfast_telemetry_buffered_events",
+            &[],
+            t.buffered_events as f64,
+        );
+    }
     pull_ages(state, &mut out)?;
     devices(state, &mut out);
     print_jobs(state, &mut out)?;

@@ -204,10 +204,40 @@ pub fn status_body(reading: &Reading, interval_secs: u64, link: &LinkHealth) -> 
     })
 }
 
+/// Why a site's status says it is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gone {
+    /// The broker sent the last will: the connection was lost without a goodbye.
+    LastWill,
+    /// A clean stop.
+    Stopped,
+}
+
+impl Gone {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gone::LastWill => "last_will",
+            Gone::Stopped => "stopped",
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Gone::LastWill => "connection lost (last will)",
+            Gone::Stopped => "stopped",
+        }
+    }
+}
+
 /// The body of the status that says the site is gone: its last will (sent by the broker
 /// when the connection is lost) or the one a clean stop sends.
-pub fn offline_body(reason: &str, interval_secs: u64) -> Value {
-    json!({"online": false, "reason": reason, "interval_secs": interval_secs})
+pub fn offline_body(gone: Gone, interval_secs: u64) -> Value {
+    json!({
+        "online": false,
+        "cause": gone.as_str(),
+        "reason": gone.reason(),
+        "interval_secs": interval_secs,
+    })
 }
 
 /// What happened, as an event's `kind` and `detail`.
