@@ -1224,6 +1224,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &link.url(),
                     Some(&devices),
                 )?;
+                let telemetry_broker = devices.broker();
                 let link = link.with_lan(devices);
                 let config = load_config(&config_path)?;
                 logging::init(
@@ -1288,6 +1289,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     dir.join("scanner-tty").display(),
                     dir.join("labels").display()
                 );
+                if let Some(broker) = telemetry_broker {
+                    println!(
+                        "  central ops: holdfast fleet --broker {broker} --watch  (status retained on holdfast/demo/status, events on holdfast/demo/events)"
+                    );
+                }
                 println!("  data:     {}", dir.display());
                 println!(
                     "  inspect:  holdfast --config {} journal list",

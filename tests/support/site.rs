@@ -102,6 +102,13 @@ impl Appliance {
             .unwrap_or(false)
     }
 
+    /// A clean stop (what systemd does); waits for the exit.
+    #[allow(dead_code)]
+    pub fn sigterm(mut self) -> std::process::ExitStatus {
+        kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM).unwrap();
+        self.0.wait().unwrap()
+    }
+
     /// The power goes.
     pub fn sigkill(mut self) {
         kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL).unwrap();

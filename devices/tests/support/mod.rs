@@ -102,3 +102,4 @@ pub fn free_addr() -> std::net::SocketAddr {
 }
 
 pub mod mosquitto;
+pub mod pki;

@@ -158,10 +158,14 @@ impl DemoLan {
 
     /// The config sections of the demo's devices.
     pub fn config(&self) -> String {
+        // The MQTT scanner, and the telemetry central ops would watch (`holdfast fleet`),
+        // both on the demo's broker.
         let mqtt = match &self.mqtt {
             Some((broker, _)) => format!(
-                "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"holdfast-demo\"\ndevices = [\"{MQTT_SCANNER}\"]\n\n",
-                broker.port()
+                "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"holdfast-demo\"\ndevices = [\"{MQTT_SCANNER}\"]\n\n\
+                 [telemetry]\ninterval_secs = 15\n\n\
+                 [telemetry.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"holdfast-demo-telemetry\"\nretry_max_secs = 5\n\n",
+                port = broker.port()
             ),
             None => String::new(),
         };
