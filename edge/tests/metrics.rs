@@ -15,6 +15,9 @@
 // Test code: a failed step should stop with its message.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/prometheus.rs"]
+mod prometheus;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -24,6 +27,7 @@ use holdfast::http::{AppState, ConnLimits, ServeOptions};
 use holdfast::status::SiteStatus;
 use holdfast::store::{Lane, NewEntry, Store, StoreOptions};
 use holdfast_sync::ops::{CountOp, Operation};
+use prometheus::{Prometheus, client, free_port, may_skip};
 use tokio_util::sync::CancellationToken;
 
 const MANAGER: &str = "metrics-manager-token-0123456789";
@@ -32,15 +36,6 @@ const SCRAPE: &str = "metrics-scrape-token-0123456789";
 
 fn ops_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops")
-}
-
-/// Whether a test may skip for want of a tool: not under CI.
-fn may_skip(what: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} is required under CI=true (scripts/test.sh installs Debian's prometheus)");
-    }
-    eprintln!("SKIPPED: {what} not installed (apt-get install prometheus)");
-    true
 }
 
 /// An HTTP-only appliance (no Odoo) on `bind`, with one handheld and `telemetry`.
@@ -107,10 +102,6 @@ impl Server {
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
     }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 /// `/metrics` from `base` (with `token`), as status and text.
@@ -385,14 +376,6 @@ fn promtool_accepts_the_shipped_rules_and_their_unit_tests() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Polls `f` every 100 ms until it gives a value, for at most `limit`.
 async fn until<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
@@ -557,72 +540,22 @@ async fn a_running_appliance_exports_every_metric_the_shipped_rules_and_dashboar
 /// loaded; its query API answers with the journal's series and the target up, and its rules
 /// API lists every shipped rule.
 async fn prometheus_scrapes(addr: SocketAddr) {
-    let binary = Path::new("/usr/bin/prometheus");
-    if !binary.exists() && may_skip("prometheus") {
+    let Some(binary) = prometheus::required() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: holdfast\n    static_configs:\n      - targets: ['{addr}']\n",
-            ops_dir().join("prometheus/holdfast.rules.yml").display()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut child = std::process::Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let api = format!("http://127.0.0.1:{port}/api/v1/query");
-    let query = |q: &'static str| {
-        let api = api.clone();
-        async move {
-            let answer = client()
-                .get(&api)
-                .query(&[("query", q)])
-                .send()
-                .await
-                .ok()?;
-            let body: serde_json::Value = answer.json().await.ok()?;
-            let result = body["data"]["result"].as_array()?.clone();
-            (!result.is_empty()).then_some(result)
-        }
     };
-    let started = Instant::now();
-    let entries = until(
-        "holdfast_journal_entries in Prometheus",
-        Duration::from_secs(20),
-        || query("holdfast_journal_entries"),
-    )
-    .await;
-    let up = until("up in Prometheus", Duration::from_secs(10), || {
-        query("up{job=\"holdfast\"}")
-    })
-    .await;
+    let rules_file = ops_dir().join("prometheus/holdfast.rules.yml");
+    let server = Prometheus::start(&binary, addr, Some(&rules_file));
+    let any = |result: &[serde_json::Value]| !result.is_empty();
+    let (entries, first) = server
+        .until("holdfast_journal_entries", Duration::from_secs(20), any)
+        .await;
+    let (up, _) = server
+        .until("up{job=\"holdfast\"}", Duration::from_secs(10), any)
+        .await;
     // The shipped rules loaded into the real server, every one of them.
-    let rules: serde_json::Value = client()
-        .get(format!("http://127.0.0.1:{port}/api/v1/rules"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let shipped = std::fs::read_to_string(ops_dir().join("prometheus/holdfast.rules.yml"))
+    let rules = server.rules().await;
+    drop(server);
+    let shipped = std::fs::read_to_string(&rules_file)
         .unwrap()
         .matches("- alert:")
         .count();
@@ -635,7 +568,7 @@ async fn prometheus_scrapes(addr: SocketAddr) {
     assert_eq!(loaded, shipped, "{rules}");
     println!(
         "prometheus: first holdfast series after {:.1} s",
-        started.elapsed().as_secs_f64()
+        first.as_secs_f64()
     );
     assert_eq!(up[0]["value"][1], "1", "{up:?}");
     let states: BTreeSet<_> = entries
