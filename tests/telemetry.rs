@@ -19,7 +19,6 @@
 mod site;
 
 #[path = "../devices/tests/support/mosquitto.rs"]
-#[allow(dead_code)]
 mod mosquitto;
 
 #[path = "../devices/tests/support/pki.rs"]
@@ -41,6 +40,7 @@ use serde_json::Value;
 use site::{Site, holdfast};
 
 const TOKEN: &str = "telemetry-handheld-token";
+const MANAGER_TOKEN: &str = "telemetry-manager-token";
 
 fn free_addr() -> SocketAddr {
     format!("127.0.0.1:{}", site::free_port()).parse().unwrap()
@@ -51,7 +51,7 @@ fn free_addr() -> SocketAddr {
 fn new_site(id: &str, port: u16, telemetry: &str, extra: &str) -> Site {
     Site::new(TOKEN, |http, dir| {
         format!(
-            "[site]\nid = \"{id}\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+            "[site]\nid = \"{id}\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\nmanager_token = \"{MANAGER_TOKEN}\"\n\
              [log]\nlevel = \"info\"\n\
              [telemetry]\ninterval_secs = 5\n\
              [telemetry.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nkeep_alive_secs = 5\nretry_min_secs = 0.2\nretry_max_secs = 1\n{telemetry}\n\
@@ -354,6 +354,8 @@ async fn telemetry_resumes_after_the_broker_restarts_and_a_clean_stop_says_goodb
         status["telemetry"]["reconnects"].as_u64() >= Some(1),
         "{status}"
     );
+    let text = site::cli(&site.config, &["status"]);
+    assert!(text.contains("telemetry connected\n"), "{text}");
 
     // A clean stop: `stopping`, then the status says stopped (and no last will follows).
     let exit = appliance.sigterm();

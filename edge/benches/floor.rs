@@ -15,6 +15,10 @@
 //!    then at 200 (one scan per device per second: a busy floor at human pace).
 //! 3. Cloud only: the Odoo simulator with 30 ms added per call; a scan is what a cloud-only
 //!    scanner app does: `search_read` the product by barcode, `write` the move line.
+//! 4. Telemetry's cost: the 200 paced devices, closed loop and paced at 1,000 scans/s, with
+//!    the MQTT telemetry off, on (to Mosquitto, status every 5 s, the snapshot read every
+//!    2 s), and on with the broker black-holed (the link stalls behind a fault proxy).
+//!    Needs Debian's `mosquitto`; skipped without it.
 //!
 //! Every device signs in by badge, opens a pick session on its own picking (one session per
 //! picking), then scans products of that picking again and again (over-pick allowed, no bin
@@ -44,6 +48,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
+
+#[path = "../../devices/tests/support/mosquitto.rs"]
+mod mosquitto;
 
 /// Added to every call of the simulated cloud (a WAN round trip; Odoo's own processing comes
 /// on top on a real server: 47-62 ms for a move-line write, DESIGN.md).
@@ -728,6 +735,33 @@ fn file_size(path: &std::path::Path) -> u64 {
 }
 
 /// What runs now, on stderr (the figures come at the end, on stdout).
+/// Telemetry to the broker behind `addr`, every 5 s (the shortest interval allowed).
+fn telemetry_settings(addr: SocketAddr) -> holdfast::telemetry::Settings {
+    use holdfast::telemetry::profile::{Broker, Login, Profile, Protocol};
+    holdfast::telemetry::Settings {
+        site: "bench".into(),
+        broker: Broker {
+            profile: Profile::Generic {
+                prefix: "holdfast".into(),
+            },
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            tls: None,
+            client_id: "holdfast-bench".into(),
+            login: Login::None,
+            protocol: Protocol::V311,
+            keep_alive: Duration::from_secs(5),
+            qos1: true,
+            will_delay: Duration::ZERO,
+            retry_min: Duration::from_millis(200),
+            retry_max: Duration::from_secs(2),
+        },
+        interval: Duration::from_secs(5),
+        events_buffer: 1000,
+        disk_pressure_bytes: 500_000_000,
+    }
+}
+
 fn progress(what: &str) {
     eprintln!("floor bench: {what}");
 }
@@ -861,6 +895,8 @@ fn main() {
         FloorPolicy {
             require_source_location: false,
             over_pick: OverPick::Allow,
+            // Every device scans its line thousands of times: no ceiling on over-picks.
+            over_pick_factor: u32::MAX,
             ..FloorPolicy::default()
         },
         None,
@@ -876,12 +912,28 @@ fn main() {
             },
         )
     };
+    let state_for_telemetry = state.clone();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listener = srv
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = srv.spawn(holdfast::http::serve(listener, state, shutdown.clone()));
+    // Every device of the benchmark connects from 127.0.0.1: no per-address cap here (a site
+    // has one address per handheld).
+    let options = holdfast::http::ServeOptions {
+        limits: holdfast::http::ConnLimits {
+            max_connections: 4096,
+            per_client: 4096,
+            ..holdfast::http::ConnLimits::default()
+        },
+        ..holdfast::http::ServeOptions::default()
+    };
+    let server = srv.spawn(holdfast::http::serve_with(
+        listener,
+        state,
+        options,
+        shutdown.clone(),
+    ));
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("holdfast floor benchmark (scale {scale})");
@@ -932,6 +984,118 @@ fn main() {
         ));
         handhelds = back;
         paced.push(run);
+    }
+    // 4. Telemetry off, on, and on with its broker black-holed.
+    let mut telemetry_runs = Vec::new();
+    match mosquitto::binary() {
+        None => println!("(telemetry runs skipped: mosquitto is not installed)"),
+        Some(bin) => {
+            let mdir = tempfile::tempdir().unwrap();
+            let addr: SocketAddr = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap()
+            };
+            let _broker = mosquitto::Mosquitto::plain(&bin, mdir.path(), addr, true);
+            let proxy = srv
+                .block_on(holdfast_sync::sim::proxy::FaultProxy::start(addr))
+                .unwrap();
+            let settings = telemetry_settings(proxy.addr());
+            let telemetry = holdfast::telemetry::Telemetry::new(&settings);
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let mut on = state_for_telemetry.clone();
+            on.telemetry = Some(telemetry.clone());
+            // What the sampler reads every 2 s: the status snapshot, on this store.
+            let mut reads: Vec<Duration> = (0..9)
+                .map(|_| {
+                    let t = Instant::now();
+                    holdfast::http::full_status(&on).unwrap();
+                    t.elapsed()
+                })
+                .collect();
+            reads.sort();
+            println!(
+                "\nthe status snapshot telemetry reads every 2 s: {:.2} ms (median of 9, journal of {} entries)",
+                ms(reads[4]),
+                store
+                    .read(|r| r.queue_stats())
+                    .unwrap()
+                    .by_state
+                    .values()
+                    .sum::<i64>()
+            );
+            // Off before and after the telemetry runs: the store grows during the runs, so
+            // the two "off" runs bound what the growth alone does.
+            for (label, setup) in [
+                ("off", None),
+                ("on", Some(holdfast_sync::sim::proxy::Link::Up)),
+                (
+                    "on, broker black-holed",
+                    Some(holdfast_sync::sim::proxy::Link::Stall),
+                ),
+                ("off again", Some(holdfast_sync::sim::proxy::Link::Refuse)),
+            ] {
+                match setup {
+                    None => {}
+                    Some(holdfast_sync::sim::proxy::Link::Refuse) => cancel.cancel(),
+                    Some(holdfast_sync::sim::proxy::Link::Up) => {
+                        srv.spawn(holdfast::telemetry::run(
+                            on.clone(),
+                            settings.clone(),
+                            telemetry.clone(),
+                            cancel.clone(),
+                        ));
+                        // Connected, and the first status sent.
+                        let start = Instant::now();
+                        while !telemetry.health().connected
+                            && start.elapsed() < Duration::from_secs(10)
+                        {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                    Some(link) => proxy.set(link),
+                }
+                progress(&format!("telemetry {label}: closed loop and paced 1000/s"));
+                let (run, back) = generator.block_on(local_closed(
+                    &store,
+                    handhelds,
+                    warmup.min(3),
+                    run_time,
+                    format!("telemetry {label}, closed"),
+                ));
+                telemetry_runs.push(run);
+                let (run, back) = generator.block_on(local_paced(
+                    &store,
+                    back,
+                    warmup.min(3),
+                    run_time,
+                    1_000.0,
+                    format!("telemetry {label}, 1000/s"),
+                ));
+                telemetry_runs.push(run);
+                handhelds = back;
+            }
+            let health = telemetry.health();
+            println!(
+                "\n## telemetry's cost on the floor ({paced_devices} devices; link at the end: connected {}, {} events buffered, {} dropped)",
+                health.connected, health.buffered_events, health.dropped_events
+            );
+            Run::header();
+            for r in &telemetry_runs {
+                r.row();
+            }
+            // The baseline: the mean of the two "off" runs around the others.
+            let (off, again) = (&telemetry_runs[0..2], &telemetry_runs[6..8]);
+            let base_rate = (off[0].rate() + again[0].rate()) / 2.0;
+            let base_p99 = (ms(off[1].p(0.99)) + ms(again[1].p(0.99))) / 2.0;
+            for pair in telemetry_runs.chunks(2) {
+                println!(
+                    "{}: closed-loop scans/s {:.2}x of off, paced p99 {:.2}x of off",
+                    pair[0].label,
+                    pair[0].rate() / base_rate,
+                    ms(pair[1].p(0.99)) / base_p99,
+                );
+            }
+        }
     }
     drop(handhelds);
     let local_scans: u64 = runs.iter().chain(&paced).map(|r| r.scans as u64).sum();

@@ -193,7 +193,7 @@ impl Fleet {
                 let interval_ms = field("interval_secs")
                     .and_then(Value::as_i64)
                     .unwrap_or(60)
-                    .max(1)
+                    .clamp(1, 86_400)
                     * 1000;
                 let state = match (field("online").and_then(Value::as_bool), text("cause")) {
                     (Some(false), Some(cause)) if cause == "stopped" => SiteState::Stopped,
@@ -202,7 +202,8 @@ impl Fleet {
                     (None, _) => SiteState::Stale,
                     (Some(true), _)
                         if seen_ms.is_none_or(|seen| {
-                            now_ms - seen > interval_ms * i64::from(stale_after)
+                            now_ms.saturating_sub(seen)
+                                > interval_ms.saturating_mul(i64::from(stale_after))
                         }) =>
                     {
                         SiteState::Stale
@@ -419,6 +420,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn status(site: &str, boot: &str, seq: u64, time: &str, extra: Value) -> Vec<u8> {
@@ -554,5 +556,41 @@ mod tests {
             recent[0].contains("a                mode_changed {"),
             "{recent:?}"
         );
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("holdfast/a/status".to_owned()),
+            Just("holdfast/a/events".to_owned()),
+            "[a-z/+#]{0,24}",
+        ]
+    }
+
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            Just(status("a", "b", 1, "2026-12-06T06:09:30Z", online("online"))),
+            r#"\{"site":"a","schema":"holdfast.(status|event)","interval_secs":-?[0-9]{1,20},"online":(true|false),"time":"[0-9T:.Z-]{0,30}","kind":"[a-z]{0,5}"\}"#
+                .prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_message_under_any_topic_is_taken_ignored_or_counted(
+            messages in proptest::collection::vec((topic(), payload()), 0..12),
+            now in any::<i64>(),
+        ) {
+            let mut f = Fleet::default();
+            for (topic, payload) in &messages {
+                f.apply("holdfast", topic, payload);
+            }
+            let rows = f.rows(now, 3);
+            prop_assert!(rows.len() <= 1);
+            let text = table(&rows, now);
+            let summary = format!("{} sites, ", rows.len());
+            prop_assert!(text.contains(&summary));
+            prop_assert!(serde_json::to_string(&rows).is_ok());
+        }
     }
 }

@@ -368,6 +368,28 @@ impl Status {
         for feature in &self.degraded_features {
             out.push_str(&format!("degraded  {feature}\n"));
         }
+        if let Some(t) = &self.telemetry {
+            out.push_str(&format!(
+                "telemetry {}{}{}\n",
+                if t.connected {
+                    "connected"
+                } else {
+                    "NOT CONNECTED"
+                },
+                if t.buffered_events + t.dropped_events > 0 {
+                    format!(
+                        ", {} events waiting, {} dropped",
+                        t.buffered_events, t.dropped_events
+                    )
+                } else {
+                    String::new()
+                },
+                match (&t.last_error, t.connected) {
+                    (Some(e), false) => format!(": {e}"),
+                    _ => String::new(),
+                }
+            ));
+        }
         if let Some(tls) = &self.tls {
             out.push_str(&format!(
                 "https     {}, until {}, sha256 {}\n",

@@ -156,8 +156,8 @@ enum Seen {
 
 /// A connection on either protocol.
 enum Conn {
-    V4(rumqttc::AsyncClient, rumqttc::EventLoop),
-    V5(rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop),
+    V4(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
+    V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
 }
 
 fn qos(qos1: bool) -> QoS {
@@ -202,7 +202,7 @@ impl Conn {
                 net.set_connection_timeout(CONNECT_TIMEOUT_SECS);
                 net.set_tcp_nodelay(true);
                 eventloop.set_network_options(net);
-                Conn::V4(client, eventloop)
+                Conn::V4(client, Box::new(eventloop))
             }
             Protocol::V5 => {
                 use rumqttc::v5::mqttbytes::v5::{ConnectProperties, LastWillProperties};
@@ -242,7 +242,7 @@ impl Conn {
                 net.set_tcp_nodelay(true);
                 o.set_network_options(net);
                 let (client, eventloop) = rumqttc::v5::AsyncClient::new(o, 16);
-                Conn::V5(client, eventloop)
+                Conn::V5(client, Box::new(eventloop))
             }
         })
     }
