@@ -19,6 +19,9 @@ command -v chromedriver >/dev/null || missing+=(chromium-driver)
 # axe-core (the console's accessibility test) is fetched from the npm registry with curl and
 # checked with openssl against its published hash (scripts/axe.sh).
 command -v curl >/dev/null || missing+=(curl)
+# The shipped systemd units are checked offline (scripts/check-units.sh): Debian's `systemd`
+# for systemd-analyze (nothing is started).
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "test.sh: installing ${missing[*]} for the browser, broker and metrics tests" >&2
@@ -43,5 +46,8 @@ if ! scripts/axe.sh; then
     fi
     echo "test.sh: WARNING: no axe-core; the accessibility test will skip" >&2
 fi
+
+# The units: `verify` clean, and each service's exposure at 2.0 or less.
+scripts/check-units.sh
 
 exec cargo test --workspace --locked "$@"

@@ -108,6 +108,32 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
 }
 
 #[test]
+fn the_version_names_the_commit_and_the_build_date() {
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    let text = text(&out.stdout);
+    // `holdfast 0.1.0 (commit 0123456789ab, built 2026-12-06)`; `-dirty` from a checkout
+    // with changes, `unknown` without git.
+    let rest = text
+        .trim()
+        .strip_prefix(&format!("holdfast {} (commit ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (commit, date) = rest
+        .strip_suffix(')')
+        .and_then(|r| r.split_once(", built "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let hash = commit.strip_suffix("-dirty").unwrap_or(commit);
+    assert!(
+        hash == "unknown" || (hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text}"
+    );
+    assert!(
+        date.len() == 10 && date.parse::<jiff::civil::Date>().is_ok(),
+        "{text}"
+    );
+}
+
+#[test]
 fn help_is_there_for_every_command() {
     for args in [
         &["--help"][..],
@@ -120,6 +146,7 @@ fn help_is_there_for_every_command() {
         &["db", "--help"],
         &["db", "check", "--help"],
         &["db", "backup", "--help"],
+        &["fleet", "--help"],
         &["init", "--help"],
         &["sync", "--help"],
         &["sync", "pull", "--help"],
@@ -387,6 +414,32 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // What the backup timer runs: no config (none of the appliance's secrets), a checked copy
+    // in a rotated directory (0700).
+    let db = dir.path().join("holdfast.db");
+    let rotated = dir.path().join("backups");
+    let out = run(&[
+        "--config",
+        "/nonexistent/holdfast.toml",
+        "db",
+        "backup",
+        "--database",
+        db.to_str().unwrap(),
+        "--into",
+        rotated.to_str().unwrap(),
+        "--keep",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("integrity checked"),
+        "{}",
+        text(&out.stdout)
+    );
+    let mode = std::fs::metadata(&rotated).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let copies: Vec<_> = std::fs::read_dir(&rotated).unwrap().collect();
+    assert_eq!(copies.len(), 1);
 }
 
 #[test]

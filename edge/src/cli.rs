@@ -38,10 +38,20 @@ use crate::store::{
 };
 use crate::{demo, logging, pull, runtime};
 
+/// `holdfast --version`: the version, the commit and the build date (see `edge/build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HOLDFAST_COMMIT"),
+    ", built ",
+    env!("HOLDFAST_BUILD_DATE"),
+    ")"
+);
+
 /// Holdfast: keeps a warehouse working when the cloud is gone, and reconciles with Odoo
 /// exactly once when it returns.
 #[derive(Debug, Parser)]
-#[command(name = "holdfast", version, propagate_version = true)]
+#[command(name = "holdfast", version = VERSION, propagate_version = true)]
 pub struct Cli {
     /// Config file.
     #[arg(long, short, global = true, env = "HOLDFAST_CONFIG", default_value = config::DEFAULT_PATH)]
@@ -365,12 +375,35 @@ enum SyncCommand {
 #[derive(Debug, Subcommand)]
 enum DbCommand {
     /// Check the database's integrity (safe while the appliance runs).
-    Check,
+    Check {
+        /// The database file (default: store.path of the config).
+        #[arg(long)]
+        database: Option<PathBuf>,
+    },
     /// Copy the database to a new file with SQLite's online backup (safe while running).
     Backup {
         /// Destination file; must not exist.
-        path: PathBuf,
+        #[arg(required_unless_present = "into", conflicts_with = "into")]
+        path: Option<PathBuf>,
+        /// Rotated backups instead: a new `holdfast-<time>.db` in this directory, checked,
+        /// and the oldest beyond --keep removed (what the backup timer runs).
+        #[arg(long)]
+        into: Option<PathBuf>,
+        #[arg(long, default_value_t = 7, requires = "into")]
+        keep: usize,
+        /// The database file (default: store.path of the config; with this the config is
+        /// not read, so the backup needs none of the appliance's secrets).
+        #[arg(long)]
+        database: Option<PathBuf>,
     },
+}
+
+/// The database a `db` command works on: as given, or the config's.
+fn database_path(cli_config: &Path, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path),
+        None => Ok(load_config(cli_config)?.store.path),
+    }
 }
 
 /// Runs the command line; returns the process exit code.
@@ -1527,15 +1560,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Db(DbCommand::Check) => {
-            let config = load_config(&cli.config)?;
-            let conn = store::open_read_only(&config.store.path)?;
+        Command::Db(DbCommand::Check { database }) => {
+            let path = database_path(&cli.config, database)?;
+            let conn = store::open_read_only(&path)?;
             let problems = Reader::new(&conn).integrity_check()?;
             if problems.is_empty() {
-                println!(
-                    "ok: {} passed the integrity check",
-                    config.store.path.display()
-                );
+                println!("ok: {} passed the integrity check", path.display());
             } else {
                 for p in &problems {
                     println!("{p}");
@@ -1547,12 +1577,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Db(DbCommand::Backup { path }) => {
-            let config = load_config(&cli.config)?;
-            let conn = store::open_read_only(&config.store.path)?;
-            store::backup(&conn, &path)
-                .with_context(|| format!("backing up to {}", path.display()))?;
-            println!("backup written to {}", path.display());
+        Command::Db(DbCommand::Backup {
+            path,
+            into,
+            keep,
+            database,
+        }) => {
+            let db = database_path(&cli.config, database)?;
+            match (path, into) {
+                (_, Some(dir)) => {
+                    let r = crate::backups::rotate(&db, &dir, keep)?;
+                    println!(
+                        "backup written to {} ({:.1} MB, integrity checked); {} older removed, {keep} kept at most",
+                        r.written.display(),
+                        r.size_bytes as f64 / 1e6,
+                        r.removed.len()
+                    );
+                }
+                (Some(path), None) => {
+                    let conn = store::open_read_only(&db)?;
+                    store::backup(&conn, &path)
+                        .with_context(|| format!("backing up to {}", path.display()))?;
+                    println!("backup written to {}", path.display());
+                }
+                (None, None) => bail!("give a destination file, or --into DIR"),
+            }
         }
         Command::Fleet(args) => runtime()?.block_on(crate::fleet::run(args))?,
         Command::Sim(args) => {

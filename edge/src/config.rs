@@ -1094,7 +1094,11 @@ fn tls_names(names: Option<&[String]>, problem: &mut impl FnMut(&str, String)) -
     };
     let Some(names) = names else {
         let mut names = Vec::new();
-        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        // uname(2), not /proc: the unit hides /proc beyond the process's own (ProcSubset=pid).
+        if let Some(host) = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+        {
             let host = host.trim();
             if !host.is_empty() && host != "localhost" && valid(host) {
                 names.push(host.to_owned());

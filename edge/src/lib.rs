@@ -19,6 +19,7 @@
 //! - [`cli`]: the command line.
 
 pub mod backlog;
+pub mod backups;
 pub mod cli;
 pub mod config;
 pub mod connectivity;
