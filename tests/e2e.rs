@@ -416,7 +416,7 @@ fn demo_serves_the_sample_warehouse_and_the_cli_reads_it() {
     assert_eq!(mode, 0o600);
     // What the backup timer runs: no config (none of the appliance's secrets), a checked copy
     // in a rotated directory (0700).
-    let db = dir.path().join("holdfast.db");
+    let db = data.join("holdfast.db");
     let rotated = dir.path().join("backups");
     let out = run(&[
         "--config",
