@@ -113,6 +113,8 @@ mod tests {
         );
         let left = existing(&backups).unwrap();
         assert_eq!(left.len(), 2);
+        // Only the copies and the stranger: no `-wal` / `-shm` left beside a checked copy.
+        assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 3);
         assert_eq!(left[1], r.written);
         assert!(backups.join("notes.txt").exists());
         // The copy is a sound database.

@@ -760,6 +760,11 @@ pub fn backup(src: &Connection, dest: &Path) -> Result<(), StoreError> {
     })?;
     let backup = rusqlite::backup::Backup::new(src, &mut out)?;
     backup.run_to_completion(256, Duration::from_millis(5), None)?;
+    drop(backup);
+    // One self-contained file: the copy leaves WAL mode, so opening it (to check it, to read
+    // it) leaves no `-wal` / `-shm` beside it. The appliance turns WAL on again when it opens
+    // a restored copy.
+    out.pragma_update(None, "journal_mode", "DELETE")?;
     Ok(())
 }
 
