@@ -279,9 +279,12 @@ async fn the_status_is_retained_follows_the_mode_and_a_silent_site_goes_dark_by_
         took.as_secs_f64()
     );
     assert_eq!(will.json["cause"], "last_will", "{}", will.json);
-    // Keep-alive 5 s: a broker declares a silent client dead after 1.5 times that.
+    // Keep-alive 5 s: a broker declares a silent client dead 1.5 times that after the last
+    // packet it had from it (7.5 s), found on its own housekeeping pass; 7.4 s on a quiet
+    // machine, 9.7 s seen on a loaded one. The bound allows that, and no more than a few
+    // seconds of it.
     assert!(
-        took >= Duration::from_secs(5) && took < Duration::from_millis(7_500 + 2_000),
+        took >= Duration::from_secs(5) && took < Duration::from_millis(7_500 + 5_000),
         "{took:?}"
     );
     appliance.sigkill();
