@@ -1579,6 +1579,16 @@ mod tests {
     }
 
     #[test]
+    fn the_package_s_default_config_is_the_init_template() {
+        // The Debian package installs packaging/holdfast.toml as /etc/holdfast/holdfast.toml.
+        assert!(
+            include_str!("../../packaging/holdfast.toml") == EXAMPLE,
+            "packaging/holdfast.toml differs from what `holdfast init` writes; write it again: \
+             cargo run -p holdfast -- init --force packaging/holdfast.toml"
+        );
+    }
+
+    #[test]
     fn the_push_adapts_its_concurrency_unless_told_not_to() {
         for (text, adaptive, max) in [
             ("", true, 4),
