@@ -77,6 +77,8 @@ field() { dpkg-deb -f "$deb" "$1"; }
 for path in \
     ./usr/bin/holdfast \
     ./usr/lib/systemd/system/holdfast.service \
+    ./usr/lib/systemd/system/holdfast-backup.service \
+    ./usr/lib/systemd/system/holdfast-backup.timer \
     ./usr/lib/sysusers.d/holdfast.conf \
     ./usr/lib/tmpfiles.d/holdfast.conf \
     ./etc/holdfast/holdfast.toml \
@@ -137,6 +139,7 @@ postinst=$work/control/postinst
 grep -q 'systemd-sysusers .*holdfast.conf' "$postinst" || fail "postinst does not run systemd-sysusers holdfast.conf"
 grep -q 'systemd-tmpfiles --create holdfast.conf' "$postinst" || fail "postinst does not run systemd-tmpfiles --create holdfast.conf"
 grep -q 'deb-systemd-helper enable holdfast.service' "$postinst" || fail "postinst does not enable holdfast.service"
+grep -q 'deb-systemd-helper enable .*holdfast-backup.timer' "$postinst" || fail "postinst does not enable holdfast-backup.timer"
 grep -Eq 'deb-systemd-invoke try-restart .*holdfast.service' "$postinst" || fail "postinst does not restart a running service after an upgrade"
 if grep -Eq '^\s*(deb-systemd-invoke (start|restart|\$_dh_action)|systemctl (--system )?(start|restart|enable --now))' "$postinst"; then
     fail "postinst starts the service: a fresh install must wait for the site's configuration"
