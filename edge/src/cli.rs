@@ -141,6 +141,8 @@ enum Command {
     /// Central ops: every site's sync health from the telemetry broker, flagging dark and
     /// stale sites (needs no config; the broker's retained statuses are the only state).
     Fleet(crate::fleet::FleetArgs),
+    /// Check the config file (every problem named) and exit; nothing is started or opened.
+    Check,
     /// Write a commented example config file.
     Init {
         /// Where to write it (default: the --config path).
@@ -1227,6 +1229,15 @@ async fn session_command(store: &Store, cmd: SessionCommand) -> anyhow::Result<(
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Check => {
+            let config = load_config(&cli.config)?;
+            println!(
+                "{}: config is valid (site {}, Odoo {})",
+                cli.config.display(),
+                config.site.id,
+                config.odoo.as_ref().map_or("not configured", |o| o.url.as_str())
+            );
+        }
         Command::Run => {
             let config = load_config(&cli.config)?;
             logging::init(

@@ -1124,13 +1124,23 @@ fn tls_names(names: Option<&[String]>, problem: &mut impl FnMut(&str, String)) -
     names.to_vec()
 }
 
+/// Where the packaged unit's `LoadCredential=` reads its credentials from.
+const INSTALLED_CREDENTIALS: &str = "/etc/holdfast/credentials";
+
 /// A file setting's path: relative paths are systemd credentials (`LoadCredential=`) when the
-/// unit has any, otherwise relative to the working directory.
+/// unit has any. A command run by hand on an installed appliance has none: a relative file
+/// that is not in the working directory is then read from [`INSTALLED_CREDENTIALS`], where
+/// the unit loads it from, so `holdfast device issue` works as root without the unit.
 fn credential_path(path: &Path) -> PathBuf {
-    if path.is_relative()
-        && let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY")
-    {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
         return PathBuf::from(dir).join(path);
+    }
+    let installed = Path::new(INSTALLED_CREDENTIALS).join(path);
+    if !path.exists() && installed.exists() {
+        return installed;
     }
     path.to_owned()
 }
@@ -1153,14 +1163,7 @@ fn secret(
         }
         (Some(v), None) => Some(Secret::new(v.trim())),
         (None, Some(path)) => {
-            let resolved = if path.is_relative() {
-                match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                    Some(dir) => PathBuf::from(dir).join(path),
-                    None => path.to_owned(),
-                }
-            } else {
-                path.to_owned()
-            };
+            let resolved = credential_path(path);
             match std::fs::read_to_string(&resolved) {
                 Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
                 Ok(_) => {
