@@ -121,8 +121,6 @@ impl Outbox {
 pub struct Health {
     pub connected: AtomicBool,
     pub reconnects: AtomicU64,
-    pub sent: AtomicU64,
-    pub sent_bytes: AtomicU64,
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -452,8 +450,6 @@ pub async fn run(
                     }
                     Ok(Seen::Done) if sent => {
                         if let Some(wire) = in_hand.pop_front() {
-                            health.sent.fetch_add(1, Ordering::Relaxed);
-                            health.sent_bytes.fetch_add(wire.payload.len() as u64, Ordering::Relaxed);
                             crate::metrics::telemetry_sent(wire.kind.as_str(), wire.payload.len());
                         }
                         sent = false;
