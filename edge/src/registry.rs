@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use holdfast_devices::hub::{DeviceEvent, Refusal};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{DeviceCmd, RegistryRow, Store, StoreError, now_ms};
@@ -238,6 +239,80 @@ impl Registry {
     }
 }
 
+/// How many devices of a kind are up, of how many the registry knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Online {
+    pub online: u32,
+    pub total: u32,
+}
+
+impl Online {
+    fn add(&mut self, up: bool) {
+        self.total += 1;
+        self.online += u32::from(up);
+    }
+}
+
+/// The registry's rows as up or not, printers apart from the rest: what the console's
+/// overview, `/metrics` and telemetry count.
+#[derive(Clone, Debug, Default)]
+pub struct Devices {
+    /// Printer id → up.
+    pub printers: BTreeMap<String, bool>,
+    /// Other device id → (kind, up).
+    pub others: BTreeMap<String, (String, bool)>,
+}
+
+impl Devices {
+    /// A device is up while its state is `online` (not `offline`, `fault` or `unknown`).
+    pub fn from_rows(rows: &[RegistryRow]) -> Devices {
+        let mut devices = Devices::default();
+        for row in rows {
+            let up = row.state == "online";
+            if row.kind == "printer" {
+                devices.printers.insert(row.id.clone(), up);
+            } else {
+                devices
+                    .others
+                    .insert(row.id.clone(), (row.kind.clone(), up));
+            }
+        }
+        devices
+    }
+
+    fn count<'a>(ups: impl Iterator<Item = &'a bool>) -> Online {
+        let mut count = Online::default();
+        for up in ups {
+            count.add(*up);
+        }
+        count
+    }
+
+    pub fn printers_online(&self) -> Online {
+        Devices::count(self.printers.values())
+    }
+
+    /// Every device but the printers (scanners, broker links).
+    pub fn devices_online(&self) -> Online {
+        Devices::count(self.others.values().map(|(_, up)| up))
+    }
+
+    /// Each kind's count, printers under `printer`; a kind without devices is absent.
+    pub fn by_kind(&self) -> BTreeMap<&str, Online> {
+        let mut kinds = BTreeMap::new();
+        for up in self.printers.values() {
+            kinds
+                .entry("printer")
+                .or_insert_with(Online::default)
+                .add(*up);
+        }
+        for (kind, up) in self.others.values() {
+            kinds.entry(kind.as_str()).or_default().add(*up);
+        }
+        kinds
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +336,35 @@ mod tests {
         assert_eq!(counts.get("unlisted_device"), Some(&2));
         assert_eq!(counts.get("retained"), Some(&1));
         assert_eq!(registry.get("mqtt-broker").unwrap().refused, 3);
+    }
+
+    #[test]
+    fn devices_are_up_only_while_online_and_printers_count_apart() {
+        let rows: Vec<RegistryRow> = [
+            ("gun-1", "scanner", "online"),
+            ("gun-2", "scanner", "offline"),
+            ("gun-3", "scanner", "unknown"),
+            ("mqtt-broker", "broker", "online"),
+            ("dock", "printer", "online"),
+            ("office", "printer", "fault"),
+        ]
+        .into_iter()
+        .map(|(id, kind, state)| RegistryRow {
+            state: state.into(),
+            ..empty(id, kind, "tcp")
+        })
+        .collect();
+        let devices = Devices::from_rows(&rows);
+        let online = |online, total| Online { online, total };
+        assert_eq!(devices.devices_online(), online(2, 4));
+        assert_eq!(devices.printers_online(), online(1, 2));
+        assert_eq!(
+            devices.by_kind(),
+            BTreeMap::from([
+                ("broker", online(1, 1)),
+                ("printer", online(1, 2)),
+                ("scanner", online(1, 3)),
+            ])
+        );
     }
 }

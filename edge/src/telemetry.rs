@@ -106,7 +106,7 @@ fn read(state: &AppState) -> Result<Reading, String> {
     let status = crate::http::full_status(state).map_err(|e| format!("{e:?}"))?;
     Ok(Reading {
         headroom_bytes: state.store.headroom_bytes(status.database.size_bytes),
-        devices: message::Devices::from_rows(&state.registry.list()),
+        devices: crate::registry::Devices::from_rows(&state.registry.list()),
         status,
     })
 }

@@ -10,12 +10,14 @@
 //! the box); from the LAN only with the bearer token `telemetry.metrics_token`, and refused
 //! when none is configured.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 
 use super::*;
+use crate::registry::{Devices, Online};
 
 /// The text format's content type (version 0.0.4), what Prometheus asks for first.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -251,45 +253,50 @@ fn pull_ages(state: &AppState, out: &mut Exposition) -> Result<(), ApiError> {
 
 /// Devices by kind, how many are up, and each printer's state.
 fn devices(state: &AppState, out: &mut Exposition) {
-    let rows = state.registry.list();
-    let mut kinds: std::collections::BTreeMap<&str, (u32, u32)> = ["scanner", "printer"]
+    let devices = Devices::from_rows(&state.registry.list());
+    // Scanners and printers are shown at 0 too.
+    let mut kinds: BTreeMap<&str, Online> = ["scanner", "printer"]
         .into_iter()
-        .map(|k| (k, (0, 0)))
+        .map(|k| (k, Online::default()))
         .collect();
-    for row in &rows {
-        let entry = kinds.entry(row.kind.as_str()).or_default();
-        entry.0 += 1;
-        entry.1 += u32::from(row.state == "online");
-    }
+    kinds.extend(devices.by_kind());
     out.family(
         "holdfast_devices",
         "gauge",
         "Devices known to the registry, by kind",
     );
-    for (kind, (n, _)) in &kinds {
-        out.sample("holdfast_devices", &[("kind", kind)], f64::from(*n));
+    for (kind, count) in &kinds {
+        out.sample(
+            "holdfast_devices",
+            &[("kind", kind)],
+            f64::from(count.total),
+        );
     }
     out.family("holdfast_devices_up", "gauge", "Devices online, by kind");
-    for (kind, (_, up)) in &kinds {
-        out.sample("holdfast_devices_up", &[("kind", kind)], f64::from(*up));
+    for (kind, count) in &kinds {
+        out.sample(
+            "holdfast_devices_up",
+            &[("kind", kind)],
+            f64::from(count.online),
+        );
     }
     out.family(
         "holdfast_printer_up",
         "gauge",
         "1 while a printer answers its status polls",
     );
-    for row in rows.iter().filter(|r| r.kind == "printer") {
+    for (printer, up) in &devices.printers {
         out.sample(
             "holdfast_printer_up",
-            &[("printer", &row.id)],
-            f64::from(u8::from(row.state == "online")),
+            &[("printer", printer)],
+            f64::from(u8::from(*up)),
         );
     }
 }
 
 /// Print jobs not yet settled, by state (each state shown, at 0 too).
 fn print_jobs(state: &AppState, out: &mut Exposition) -> Result<(), ApiError> {
-    let mut by_state: std::collections::BTreeMap<String, i64> = ["queued", "sending", "unknown"]
+    let mut by_state: BTreeMap<String, i64> = ["queued", "sending", "unknown"]
         .into_iter()
         .map(|s| (s.to_owned(), 0))
         .collect();

@@ -24,6 +24,8 @@ use super::*;
 use axum::http::{HeaderValue, header};
 use serde::Serialize;
 
+use crate::registry::{Devices, Online};
+
 const CONSOLE_JS: &str = include_str!("../../console/console.js");
 const CONSOLE_CSS: &str = include_str!("../../console/console.css");
 
@@ -441,15 +443,15 @@ pub fn overview(state: &AppState, lang: crate::i18n::Lang) -> Result<Overview, A
             &[("size", megabytes(s.database.size_bytes))],
         ),
     };
-    let rows = state.registry.list();
-    let online = |printer: bool| {
-        let of_kind = rows.iter().filter(|r| (r.kind == "printer") == printer);
-        let total = of_kind.clone().count();
-        let up = of_kind.filter(|r| r.state == "online").count();
+    let devices = Devices::from_rows(&state.registry.list());
+    let of_total = |count: Online| {
         tr(
             lang,
             "of-total",
-            &[("up", up.to_string()), ("total", total.to_string())],
+            &[
+                ("up", count.online.to_string()),
+                ("total", count.total.to_string()),
+            ],
         )
     };
     let lockouts = s.sign_in.as_ref().map_or_else(
@@ -485,8 +487,8 @@ pub fn overview(state: &AppState, lang: crate::i18n::Lang) -> Result<Overview, A
             .map_or_else(|| tr(lang, "never", &[]), |t| when(lang, t)),
         odoo,
         database,
-        devices: online(false),
-        printers: online(true),
+        devices: of_total(devices.devices_online()),
+        printers: of_total(devices.printers_online()),
         conflicts: tr(
             lang,
             "conflicts-summary",

@@ -10,11 +10,10 @@
 //! Events come from comparing one snapshot with the next ([`changes`]): the snapshot is the
 //! single source, so an event never says something the status does not.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::registry::Devices;
 use crate::status::Status;
 
 /// `schema` of the status messages.
@@ -39,13 +38,6 @@ pub struct Envelope {
     pub time: String,
 }
 
-/// A device kind's count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Online {
-    pub online: u32,
-    pub total: u32,
-}
-
 /// The telemetry link's own health, as the status reports it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LinkHealth {
@@ -56,50 +48,6 @@ pub struct LinkHealth {
     pub buffered_events: u64,
     pub reconnects: u64,
     pub last_error: Option<String>,
-}
-
-/// What the sampler reads besides [`Status`]: the device registry's rows and the store's
-/// headroom. Taken in the same breath as the status.
-#[derive(Clone, Debug, Default)]
-pub struct Devices {
-    /// Printer id → up.
-    pub printers: BTreeMap<String, bool>,
-    /// Other device id → (kind, up).
-    pub others: BTreeMap<String, (String, bool)>,
-}
-
-impl Devices {
-    pub fn from_rows(rows: &[crate::store::RegistryRow]) -> Devices {
-        let mut devices = Devices::default();
-        for row in rows {
-            let up = row.state == "online";
-            if row.kind == "printer" {
-                devices.printers.insert(row.id.clone(), up);
-            } else {
-                devices
-                    .others
-                    .insert(row.id.clone(), (row.kind.clone(), up));
-            }
-        }
-        devices
-    }
-
-    fn count<'a>(ups: impl Iterator<Item = &'a bool>) -> Online {
-        let mut count = Online::default();
-        for up in ups {
-            count.total += 1;
-            count.online += u32::from(*up);
-        }
-        count
-    }
-
-    pub fn printers_online(&self) -> Online {
-        Devices::count(self.printers.values())
-    }
-
-    pub fn devices_online(&self) -> Online {
-        Devices::count(self.others.values().map(|(_, up)| up))
-    }
 }
 
 /// One reading of the appliance: the status snapshot and what goes with it.
@@ -428,6 +376,8 @@ pub fn compose(envelope: &Envelope, body: Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
 
     use super::*;
     use crate::status::{CloudStatus, ConflictSummary, DatabaseStatus, PushStatus, SiteStatus};
