@@ -174,20 +174,23 @@ pub fn error_label(e: &holdfast_sync::odoo::OdooError) -> &'static str {
 
 /// One push call to Odoo (`operation` is `model.method`).
 pub fn push_call(operation: &str, outcome: &'static str, took: Duration) {
-    note_call(outcome == "ok");
-    if handle().is_none() {
-        return;
-    }
-    let labels = [
-        ("operation", operation.to_owned()),
-        ("outcome", outcome.to_owned()),
-    ];
-    metrics::counter!(PUSH_CALLS, &labels).increment(1);
-    metrics::histogram!(PUSH_CALL_SECONDS, &labels).record(took.as_secs_f64());
+    odoo_call(PUSH_CALLS, PUSH_CALL_SECONDS, operation, outcome, took);
 }
 
 /// One page the pull read (`operation` is the Odoo model).
 pub fn pull_call(operation: &str, outcome: &'static str, took: Duration) {
+    odoo_call(PULL_CALLS, PULL_CALL_SECONDS, operation, outcome, took);
+}
+
+/// One call to Odoo, counted in `calls` and timed in `seconds`, and remembered for the
+/// status's error rate.
+fn odoo_call(
+    calls: &'static str,
+    seconds: &'static str,
+    operation: &str,
+    outcome: &'static str,
+    took: Duration,
+) {
     note_call(outcome == "ok");
     if handle().is_none() {
         return;
@@ -196,8 +199,8 @@ pub fn pull_call(operation: &str, outcome: &'static str, took: Duration) {
         ("operation", operation.to_owned()),
         ("outcome", outcome.to_owned()),
     ];
-    metrics::counter!(PULL_CALLS, &labels).increment(1);
-    metrics::histogram!(PULL_CALL_SECONDS, &labels).record(took.as_secs_f64());
+    metrics::counter!(calls, &labels).increment(1);
+    metrics::histogram!(seconds, &labels).record(took.as_secs_f64());
 }
 
 /// One scan answered over `transport` (`http`, `serial`, `tcp`, `mqtt`).
