@@ -500,6 +500,14 @@ mod tests {
         (config.mqtt, problems)
     }
 
+    /// The key each problem names (`key: why`).
+    fn keys(problems: &[String]) -> Vec<&str> {
+        problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect()
+    }
+
     #[test]
     fn a_generic_broker_needs_only_a_host() {
         let (settings, problems) = mqtt(RawTelemetryMqtt {
@@ -558,12 +566,8 @@ mod tests {
             device_key: Some("not base64!".into()),
             ..RawTelemetryMqtt::default()
         });
-        let keys: Vec<_> = problems
-            .iter()
-            .map(|p| p.split(':').next().unwrap())
-            .collect();
         assert_eq!(
-            keys,
+            keys(&problems),
             [
                 "telemetry.mqtt.protocol",
                 "telemetry.mqtt.tls",
@@ -597,12 +601,8 @@ mod tests {
             will_delay_secs: Some(9 * 3600),
             ..RawTelemetryMqtt::default()
         });
-        let keys: Vec<_> = problems
-            .iter()
-            .map(|p| p.split(':').next().unwrap())
-            .collect();
         assert_eq!(
-            keys,
+            keys(&problems),
             [
                 "telemetry.mqtt.client_cert_file",
                 "telemetry.mqtt.will_delay_secs"
