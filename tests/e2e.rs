@@ -148,6 +148,7 @@ fn help_is_there_for_every_command() {
         &["db", "backup", "--help"],
         &["fleet", "--help"],
         &["init", "--help"],
+        &["check", "--help"],
         &["sync", "--help"],
         &["sync", "pull", "--help"],
         &["sim", "--help"],
@@ -180,6 +181,36 @@ fn init_writes_a_valid_config_and_never_overwrites_by_accident() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("exists; use --force"));
     assert!(run(&["init", p, "--force"]).status.success());
+}
+
+/// `holdfast check` is what the image's provisioning runs before it takes a site's config.
+#[test]
+fn check_accepts_a_good_config_and_names_every_problem_of_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    assert!(run(&["init", good.to_str().unwrap()]).status.success());
+    let out = run(&["--config", good.to_str().unwrap(), "check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("config is valid (site site-01, Odoo not configured)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[site]\nid = \"has space\"\n[floor]\nover_pick_factor = 0\n",
+    )
+    .unwrap();
+    let out = run(&["--config", bad.to_str().unwrap(), "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("site.id: \"has space\" is not allowed"), "{err}");
+    assert!(err.contains("floor.over_pick_factor"), "{err}");
+    // Nothing was created beside the config (no database, no certificate).
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(files.len(), 2, "{files:?}");
 }
 
 #[test]

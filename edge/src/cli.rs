@@ -1235,7 +1235,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}: config is valid (site {}, Odoo {})",
                 cli.config.display(),
                 config.site.id,
-                config.odoo.as_ref().map_or("not configured", |o| o.url.as_str())
+                config
+                    .odoo
+                    .as_ref()
+                    .map_or("not configured", |o| o.url.as_str())
             );
         }
         Command::Run => {
