@@ -76,6 +76,7 @@ if [ "$arch" != "$(uname -m | sed 's/aarch64/arm64/')" ]; then
     # The root's maintainer scripts run through qemu-user, registered with binfmt_misc.
     foreign=qemu-${arch/arm64/aarch64}
     command -v "$foreign-static" >/dev/null || need+=(qemu-user-static binfmt-support)
+    command -v arch-test >/dev/null || need+=(arch-test)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
     step "installing ${need[*]}"
