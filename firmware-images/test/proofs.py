@@ -232,6 +232,9 @@ def prove_boot(vm):
     expect(vm.sh("test -e /boot/efi/holdfast-provision", check=False)[0] != 0,
            "the provisioning directory is still on the ESP")
     expect(rauc_status(vm)["booted"] == "a", "the factory image did not boot slot A")
+    data_mib = int(vm.sh("df -m --output=size /data | tail -n 1")[1])
+    figure("first boot: /data file system (MiB; 512 in the image, flashed to a disk 2048 larger)", data_mib)
+    expect(data_mib > 2400, f"the data partition did not grow to the disk: {data_mib} MiB")
     managers = vm.sh("holdfast manager list")[1]
     expect("anna" in managers, f"the provisioned console account is missing: {managers}")
     figure("first boot: systemctl is-system-running", "running")
@@ -380,8 +383,12 @@ def main():
     args.out = os.path.abspath(args.out)
     work = tempfile.mkdtemp(prefix="holdfast-vm-", dir=os.environ.get("TMPDIR", "/var/tmp"))
     log(f"work directory {work}")
+    # The image flashed to a disk 2 GiB larger than itself: the data partition gets the rest.
+    image = os.path.join(args.out, f"holdfast-{args.arch}.img")
     disk = os.path.join(work, "disk.img")
-    run(["cp", "--sparse=always", os.path.join(args.out, f"holdfast-{args.arch}.img"), disk])
+    with open(disk, "wb") as f:
+        f.truncate(os.path.getsize(image) + (2 << 30))
+    run([os.path.join(IMAGES, "flash.sh"), image, disk])
     if only == ["multi-user"]:
         sys.exit(prove_multi_user(args, work, disk))
     if not args.holdfast:
