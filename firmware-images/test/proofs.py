@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -290,6 +291,9 @@ def prove_rollback(vm, floor):
     status = rauc_status(vm)
     expect(status["booted"] == "b", f"booted {status['booted']}")
     expect(before <= journal_ids(vm), "journal entries lost in the rollback")
+    verdicts = vm.sh("cat /data/boot-health.log")[1]
+    failed = [line for line in verdicts.splitlines() if "0.1.0-broken: FAILED" in line]
+    expect(len(failed) == 2, f"the two failed trials are not in /data/boot-health.log:\n{verdicts}")
     floor.scan()
 
 
@@ -371,6 +375,8 @@ def prove_multi_user(args, work, disk):
 
 
 def main():
+    # Stopped from outside (a CI timeout): the machine and the simulator go with us.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--holdfast")
