@@ -206,7 +206,10 @@ fn check_accepts_a_good_config_and_names_every_problem_of_a_bad_one() {
     let out = run(&["--config", bad.to_str().unwrap(), "check"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("site.id: \"has space\" is not allowed"), "{err}");
+    assert!(
+        err.contains("site.id: \"has space\" is not allowed"),
+        "{err}"
+    );
     assert!(err.contains("floor.over_pick_factor"), "{err}");
     // Nothing was created beside the config (no database, no certificate).
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
