@@ -33,7 +33,7 @@ mkdir -p "$root/usr/share/doc/holdfast-image"
 cp "$HOLDFAST_IMAGE_FILES/../README.md" "$root/usr/share/doc/holdfast-image/README.md"
 
 # Mount points; the bound directories exist in the image too (the seed copies from them).
-mkdir -p "$root/data" "$root/boot/efi" "$root/var/lib/holdfast"
+mkdir -p "$root/data" "$root/boot/efi" "$root/etc/holdfast" "$root/var/lib/holdfast"
 # A transient machine id each boot (the root is read-only); nothing asks for one at boot.
 : >"$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
