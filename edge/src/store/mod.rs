@@ -325,6 +325,9 @@ impl Store {
             });
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // The savepoint around each command needs a statement journal; in memory it costs no
+        // temporary file created, written and unlinked per batch.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         // Checkpoints run on their own thread (see `checkpoint`), never inside a commit; once
         // the WAL has been copied back and restarts, keep its file from staying huge.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -831,9 +834,6 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Address space each reader maps of the database file (SQLite falls back to read() beyond it).
-const READER_MMAP_BYTES: i64 = 256 * 1024 * 1024;
-
 /// A few read-only connections, each behind its own lock. A caller takes the first free
 /// one, or waits on one in turn; reads are short, so waits are too.
 #[derive(Debug)]
@@ -851,9 +851,10 @@ impl ReadPool {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             configure(&conn, busy_timeout)?;
-            // Every commit invalidates a reader's page cache; with the file mapped, re-reading
-            // a page is a memory access instead of a read() call and a copy.
-            conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
+            // Not memory-mapped: a reader whose snapshot changed drops its whole mapping
+            // (SQLite unmaps on every such read transaction, and the floor commits with every
+            // scan), and a munmap in a threaded process costs a TLB shootdown on every core
+            // plus a page fault per page touched again: more than the read() calls it saves.
             conns.push(Mutex::new(conn));
         }
         Ok(ReadPool {

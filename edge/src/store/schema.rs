@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[&str] = &[
     LANGUAGES,
     BACKLOG,
     AUDIT_BY_TARGET,
+    EFFECT_TOTALS,
 ];
 
 /// The schema version this build writes.
@@ -588,6 +589,67 @@ CREATE TABLE backlog_sample (
 /// the console without reading the whole trail, which refused sign-ins make long.
 const AUDIT_BY_TARGET: &str = r#"
 CREATE INDEX audit_by_target ON audit (target, seq) WHERE target IS NOT NULL;
+"#;
+
+/// Version 12: running totals of the live effects, so the view's sums (on hand per product,
+/// location and lot; picked per move) read one row instead of every unfolded effect. Triggers
+/// keep them in the same transaction as the effects, whichever statement adds an effect or
+/// folds it (`live` 1 → 0), so no code path can forget them. A key's row goes when its last
+/// live effect is folded: the total starts again from an exact 0. Keys are NOT NULL (0 or ''
+/// where the target has none) so that one primary key covers both targets. `lot` effects carry
+/// no quantity and are not totalled. Effects are never edited otherwise, which a trigger now
+/// enforces (an edited delta would leave the totals wrong).
+const EFFECT_TOTALS: &str = r#"
+CREATE TABLE effect_total (
+    target TEXT NOT NULL CHECK (target IN ('stock', 'move')),
+    product_id INTEGER NOT NULL,
+    location_id INTEGER NOT NULL,
+    lot_name TEXT NOT NULL,
+    move_id INTEGER NOT NULL,
+    total REAL NOT NULL,
+    effects INTEGER NOT NULL CHECK (effects > 0),
+    PRIMARY KEY (target, product_id, location_id, lot_name, move_id)
+) WITHOUT ROWID;
+INSERT INTO effect_total (target, product_id, location_id, lot_name, move_id, total, effects)
+    SELECT target, COALESCE(product_id, 0), COALESCE(location_id, 0), lot_name,
+           COALESCE(move_id, 0), SUM(delta), COUNT(*)
+    FROM journal_effect WHERE live = 1 AND target IN ('stock', 'move')
+    GROUP BY 1, 2, 3, 4, 5;
+CREATE TRIGGER effect_total_add AFTER INSERT ON journal_effect
+WHEN NEW.live = 1 AND NEW.target IN ('stock', 'move')
+BEGIN
+    INSERT INTO effect_total (target, product_id, location_id, lot_name, move_id, total, effects)
+    VALUES (NEW.target, COALESCE(NEW.product_id, 0), COALESCE(NEW.location_id, 0), NEW.lot_name,
+            COALESCE(NEW.move_id, 0), NEW.delta, 1)
+    ON CONFLICT DO UPDATE SET total = total + excluded.total, effects = effects + 1;
+END;
+CREATE TRIGGER effect_total_fold AFTER UPDATE OF live ON journal_effect
+WHEN OLD.live = 1 AND NEW.live = 0 AND OLD.target IN ('stock', 'move')
+BEGIN
+    -- The last one: the row goes. Otherwise (the DELETE matched nothing) it is subtracted.
+    DELETE FROM effect_total
+    WHERE target = OLD.target AND product_id = COALESCE(OLD.product_id, 0)
+      AND location_id = COALESCE(OLD.location_id, 0) AND lot_name = OLD.lot_name
+      AND move_id = COALESCE(OLD.move_id, 0) AND effects = 1;
+    UPDATE effect_total SET total = total - OLD.delta, effects = effects - 1
+    WHERE target = OLD.target AND product_id = COALESCE(OLD.product_id, 0)
+      AND location_id = COALESCE(OLD.location_id, 0) AND lot_name = OLD.lot_name
+      AND move_id = COALESCE(OLD.move_id, 0);
+END;
+CREATE TRIGGER effect_no_revive BEFORE UPDATE OF live ON journal_effect
+WHEN OLD.live = 0 AND NEW.live != 0
+BEGIN
+    SELECT RAISE(ABORT, 'a folded effect stays folded');
+END;
+CREATE TRIGGER effect_immutable
+BEFORE UPDATE OF seq, target, product_id, location_id, lot_name, move_id, delta ON journal_effect
+BEGIN
+    SELECT RAISE(ABORT, 'journal effects are immutable');
+END;
+CREATE TRIGGER effect_no_delete BEFORE DELETE ON journal_effect
+BEGIN
+    SELECT RAISE(ABORT, 'journal effects are append-only');
+END;
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

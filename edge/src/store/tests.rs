@@ -935,6 +935,14 @@ fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
             };
             prop_assert_eq!(got, model.expected(key), "step {} key {:?}", step, key);
         }
+        // The running totals the view reads are always the sums they replace.
+        let drift = store.read(|r| r.effect_total_drift()).unwrap();
+        prop_assert!(
+            drift.is_empty(),
+            "step {}: totals drifted: {:?}",
+            step,
+            drift
+        );
     }
 
     // Quiesce: settle every entry and pull everything; the view is then exactly the cloud
@@ -974,6 +982,12 @@ fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
         }))
         .unwrap();
     prop_assert_eq!(out.held_back, 0);
+    let drift = store.read(|r| r.effect_total_drift()).unwrap();
+    prop_assert!(
+        drift.is_empty(),
+        "after quiesce: totals drifted: {:?}",
+        drift
+    );
     for key in all_keys() {
         let rejected: f64 = model
             .entries

@@ -329,16 +329,38 @@ fn execute(
     cmd: WriteCmd,
     config: &WriterConfig,
 ) -> (Finish, Option<StoreError>) {
+    // The savepoint's statements are prepared once (rusqlite's `Savepoint` parses them anew
+    // for every command).
     fn in_savepoint<T>(
         tx: &mut Transaction<'_>,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let sp = tx.savepoint()?;
-        let result = f(&sp);
-        if result.is_ok() {
-            sp.commit()?;
+        let c: &Connection = tx;
+        c.prepare_cached("SAVEPOINT command")?.execute([])?;
+        let result = f(c);
+        if result.is_err() {
+            // Undo what the command did; the transaction and the batch's other commands stay.
+            // Should even that fail, the whole transaction goes (the batch then fails as one)
+            // rather than commit half a command.
+            let undone = c
+                .prepare_cached("ROLLBACK TO command")
+                .and_then(|mut s| s.execute([]))
+                .and_then(|_| c.prepare_cached("RELEASE command"))
+                .and_then(|mut s| s.execute([]));
+            if undone.is_err() && !c.is_autocommit() {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            return result;
         }
-        // Dropping an uncommitted savepoint rolls it back.
+        if let Err(e) = c
+            .prepare_cached("RELEASE command")
+            .and_then(|mut s| s.execute([]))
+        {
+            if !c.is_autocommit() {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
+        }
         result
     }
     match cmd {
