@@ -471,7 +471,12 @@ impl Floor {
 
     /// Handles a write request, exactly once per idempotency key.
     pub async fn handle(&self, caller: &Caller, request: FloorRequest) -> Answer {
-        if let Some(key) = &caller.key {
+        // Input (a scan) looks for its key in the read it decides in: one snapshot per scan.
+        if let Some(key) = caller
+            .key
+            .as_ref()
+            .filter(|_| !matches!(request, FloorRequest::Input { .. }))
+        {
             match self.replay(caller, key) {
                 Ok(Some(answer)) => return answer,
                 Ok(None) => {}
@@ -508,26 +513,34 @@ impl Floor {
 
     /// The answer already given to this key, with the session as it is now.
     fn replay(&self, caller: &Caller, key: &str) -> Result<Option<Answer>, StoreError> {
-        self.inner.store.read(|r| {
-            let Some(stored) = r.stored_answer(&caller.device, key)? else {
-                return Ok(None);
-            };
-            if stored.fingerprint != caller.fingerprint {
-                return Ok(Some(Answer::error(
-                    422,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was already used for a different request; use a new key per request",
-                )));
-            }
-            let mut body: Value = serde_json::from_str(&stored.response)
-                .map_err(|e| StoreError::Data(format!("stored answer: {e}")))?;
-            self.refresh_session(r, &mut body)?;
-            Ok(Some(Answer {
-                status: stored.status,
-                body,
-                replayed: true,
-            }))
-        })
+        self.inner.store.read(|r| self.replay_in(r, caller, key))
+    }
+
+    /// [`Floor::replay`] within a read.
+    fn replay_in(
+        &self,
+        r: &Reader<'_>,
+        caller: &Caller,
+        key: &str,
+    ) -> Result<Option<Answer>, StoreError> {
+        let Some(stored) = r.stored_answer(&caller.device, key)? else {
+            return Ok(None);
+        };
+        if stored.fingerprint != caller.fingerprint {
+            return Ok(Some(Answer::error(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request; use a new key per request",
+            )));
+        }
+        let mut body: Value = serde_json::from_str(&stored.response)
+            .map_err(|e| StoreError::Data(format!("stored answer: {e}")))?;
+        self.refresh_session(r, &mut body)?;
+        Ok(Some(Answer {
+            status: stored.status,
+            body,
+            replayed: true,
+        }))
     }
 
     /// Puts the session's current view into an answer body that names a session.
@@ -807,12 +820,15 @@ impl Floor {
         session: Option<&str>,
         input: RawInput,
     ) -> Result<Answer, StoreError> {
-        // Sign-in, session and decision in one read: one snapshot of the view.
-        let (login, row, accepted) = match self
-            .inner
-            .store
-            .read(|r| self.decide(r, caller, session, &input))?
-        {
+        // The key's earlier answer, sign-in, session and decision in one read: one snapshot.
+        let (login, row, accepted) = match self.inner.store.read(|r| {
+            if let Some(key) = &caller.key
+                && let Some(answer) = self.replay_in(r, caller, key)?
+            {
+                return Ok(Pre::Answered(answer));
+            }
+            self.decide(r, caller, session, &input)
+        })? {
             Pre::Decided(decision) => {
                 let Decision {
                     login,
