@@ -821,7 +821,7 @@ impl Floor {
         input: RawInput,
     ) -> Result<Answer, StoreError> {
         // The key's earlier answer, sign-in, session and decision in one read: one snapshot.
-        let (login, row, accepted) = match self.inner.store.read(|r| {
+        let (login, row, accepted, next, view) = match self.inner.store.read(|r| {
             if let Some(key) = &caller.key
                 && let Some(answer) = self.replay_in(r, caller, key)?
             {
@@ -834,8 +834,10 @@ impl Floor {
                     login,
                     row,
                     accepted,
+                    next,
+                    view,
                 } = *decision;
-                (login, row, accepted)
+                (login, row, accepted, next, view)
             }
             Pre::Answered(answer) => return Ok(answer),
             Pre::Badge(badge) => return self.login(caller, LoginBy::Badge(badge)).await,
@@ -863,13 +865,6 @@ impl Floor {
             })
             .collect();
         let expected = row.version;
-        let mut next = row;
-        next.version += 1;
-        next.data = serde_json::to_string(&accepted.machine)
-            .map_err(|e| StoreError::Data(e.to_string()))?;
-        if accepted.finished {
-            next.state = "done".into();
-        }
         let body = json!({
             "status": accepted.status,
             "code": accepted.code,
@@ -901,7 +896,7 @@ impl Floor {
             next,
             Some(expected),
             (entries, labels),
-            body,
+            (body, Some(view)),
             200,
             current,
         )
@@ -959,11 +954,24 @@ impl Floor {
             RawInput::Finish => Input::Finish,
         };
         match machine.step(&cx, &input) {
-            Ok(accepted) => Ok(Pre::Decided(Box::new(Decision {
-                login,
-                row,
-                accepted,
-            }))),
+            Ok(accepted) => {
+                let mut next = row.clone();
+                next.version += 1;
+                next.data = serde_json::to_string(&accepted.machine)
+                    .map_err(|e| StoreError::Data(e.to_string()))?;
+                if accepted.finished {
+                    next.state = "done".into();
+                }
+                let effects: Vec<_> = accepted.ops.iter().flat_map(|op| op.effects()).collect();
+                let view = self.view(&r.with_pending(&effects), &next)?;
+                Ok(Pre::Decided(Box::new(Decision {
+                    login,
+                    row,
+                    accepted,
+                    next,
+                    view,
+                })))
+            }
             Err(StepError::Refused(refusal)) => {
                 let view = self.view(r, &row)?;
                 Ok(Pre::Answered(Answer::new(
@@ -1089,7 +1097,7 @@ impl Floor {
             row,
             expected_version,
             (Vec::new(), Labels::None),
-            body,
+            (body, None),
             status,
             current,
         )
@@ -1104,7 +1112,7 @@ impl Floor {
         row: SessionRow,
         expected_version: Option<i64>,
         (entries, labels): (Vec<NewEntry>, Labels),
-        mut body: Value,
+        (mut body, view): (Value, Option<SessionView>),
         status: u16,
         current: Current,
     ) -> Result<Answer, StoreError> {
@@ -1157,7 +1165,11 @@ impl Floor {
             }
         }
         tracing::debug!(device = %caller.device, session = %written.id, n_entries, "step recorded");
-        let view = self.inner.store.read(|r| self.view(r, &written))?;
+        // The view decided on, else (sign-in and start steps) the session read again.
+        let view = match view {
+            Some(view) => view,
+            None => self.inner.store.read(|r| self.view(r, &written))?,
+        };
         body["session"] =
             serde_json::to_value(view).map_err(|e| StoreError::Data(e.to_string()))?;
         Ok(Answer::new(status, body))
@@ -1190,6 +1202,10 @@ struct Decision {
     login: crate::store::DeviceLogin,
     row: SessionRow,
     accepted: workflow::Accepted,
+    /// The session as the step leaves it, and its view: the snapshot the decision was made on
+    /// with the step's effects counted (the answer needs no read after the commit).
+    next: SessionRow,
+    view: SessionView,
 }
 
 /// An open session of this operator, or the answer saying why not.

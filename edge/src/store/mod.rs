@@ -49,6 +49,7 @@ mod floor;
 mod journal;
 mod managers;
 mod mirror;
+mod pending;
 mod push;
 mod read;
 pub mod schema;

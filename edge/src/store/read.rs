@@ -9,11 +9,14 @@ use super::floor::{self, DeviceLogin, OperatorRow, SessionRow, StoredAnswer};
 use super::journal::{JournalEntry, OpState};
 use super::push::{self, ConflictRow, PushQueue};
 use super::{StoreError, schema};
+use holdfast_sync::ops::Effect;
 
-/// Read access to the store on one connection.
+/// Read access to the store on one connection; with a step's effects pending (not written
+/// yet), its sums count them too (see `pending`).
 #[derive(Debug)]
 pub struct Reader<'c> {
     conn: &'c Connection,
+    pending: &'c [Effect],
 }
 
 /// What a barcode stands for.
@@ -305,7 +308,16 @@ impl<'c> Reader<'c> {
     }
 
     pub fn new(conn: &'c Connection) -> Reader<'c> {
-        Reader { conn }
+        Reader { conn, pending: &[] }
+    }
+
+    pub(super) fn over(conn: &'c Connection, pending: &'c [Effect]) -> Reader<'c> {
+        Reader { conn, pending }
+    }
+
+    /// Effects counted as if committed (none for a plain reader).
+    pub(super) fn pending(&self) -> &[Effect] {
+        self.pending
     }
 
     /// The connection, for the other store modules' reads.
@@ -330,7 +342,10 @@ impl<'c> Reader<'c> {
                                   WHERE target = 'stock' AND product_id = ?1 AND location_id = ?2
                                     AND lot_name = ?3 AND move_id = 0), 0)",
             )?
-            .query_row(params![product_id, location_id, lot_name], |r| r.get(0))?)
+            .query_row(params![product_id, location_id, lot_name], |r| {
+                r.get::<_, f64>(0)
+            })?
+            + self.pending_stock(product_id, location_id, lot_name))
     }
 
     /// Keys whose running total (`effect_total`) is not the sum of their live effects, or
@@ -389,7 +404,8 @@ impl<'c> Reader<'c> {
                                   WHERE target = 'move' AND product_id = 0 AND location_id = 0
                                     AND lot_name = '' AND move_id = ?1), 0)",
             )?
-            .query_row([move_id], |r| r.get(0))?)
+            .query_row([move_id], |r| r.get::<_, f64>(0))?
+            + self.pending_move(move_id))
     }
 
     /// Demand and picked quantity of every move of a picking.
@@ -407,7 +423,7 @@ impl<'c> Reader<'c> {
                 move_id: r.get(0)?,
                 product_id: r.get(1)?,
                 demand: r.get(2)?,
-                picked: r.get(3)?,
+                picked: r.get::<_, f64>(3)? + self.pending_move(r.get(0)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -463,7 +479,11 @@ impl<'c> Reader<'c> {
                 .conn
                 .prepare_cached(&format!("{SELECT} WHERE p.id = ?1"))?;
             let rows = stmt.query_map([id], map)?;
-            return Ok(rows.collect::<Result<_, _>>()?);
+            let mut rows: Vec<PickingSummary> = rows.collect::<Result<_, _>>()?;
+            for row in &mut rows {
+                row.picked += self.pending_picking(row.id)?;
+            }
+            return Ok(rows);
         }
         let mut stmt = self.conn.prepare_cached(&format!(
             "{SELECT} WHERE (?1 = 0 OR (p.state NOT IN ('done', 'cancel', 'draft')
@@ -475,7 +495,13 @@ impl<'c> Reader<'c> {
              LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![open_only, limit as i64], map)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows: Vec<PickingSummary> = rows.collect::<Result<_, _>>()?;
+        if !self.pending().is_empty() {
+            for row in &mut rows {
+                row.picked += self.pending_picking(row.id)?;
+            }
+        }
+        Ok(rows)
     }
 
     /// One picking with its moves, or `None`.
@@ -513,7 +539,7 @@ impl<'c> Reader<'c> {
                         .get::<_, Option<String>>(5)?
                         .unwrap_or_else(|| "none".into()),
                     demand: r.get(6)?,
-                    picked: r.get(7)?,
+                    picked: r.get::<_, f64>(7)? + self.pending_move(r.get(0)?),
                     location_id: r.get(8)?,
                     location: r.get(9)?,
                     location_dest_id: r.get(10)?,
@@ -1036,7 +1062,8 @@ impl<'c> Reader<'c> {
                                   WHERE t.target = 'stock' AND t.product_id = ?1
                                     AND t.lot_name = ?2 AND l.usage = 'internal'), 0)",
             )?
-            .query_row(params![product_id, lot_name], |r| r.get(0))?)
+            .query_row(params![product_id, lot_name], |r| r.get::<_, f64>(0))?
+            + self.pending_lot(product_id, lot_name)?)
     }
 
     /// What a package holds in the mirror: (product, location, lot name, quantity) per quant.
