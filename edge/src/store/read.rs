@@ -338,9 +338,8 @@ impl<'c> Reader<'c> {
             .prepare_cached(
                 "SELECT COALESCE((SELECT SUM(quantity) FROM quant
                                   WHERE product_id = ?1 AND location_id = ?2 AND lot_name = ?3), 0)
-                      + COALESCE((SELECT total FROM effect_total
-                                  WHERE target = 'stock' AND product_id = ?1 AND location_id = ?2
-                                    AND lot_name = ?3 AND move_id = 0), 0)",
+                      + COALESCE((SELECT total FROM stock_total
+                                  WHERE product_id = ?1 AND location_id = ?2 AND lot_name = ?3), 0)",
             )?
             .query_row(params![product_id, location_id, lot_name], |r| {
                 r.get::<_, f64>(0)
@@ -348,14 +347,17 @@ impl<'c> Reader<'c> {
             + self.pending_stock(product_id, location_id, lot_name))
     }
 
-    /// Keys whose running total (`effect_total`) is not the sum of their live effects, or
-    /// counts another number of them: always none, since triggers keep the totals in the
-    /// effects' own transactions. For the store's tests and `holdfast check`.
+    /// Keys whose running total (`move_total`, `stock_total`) is not the sum of their live
+    /// effects, or counts another number of them: always none, since triggers keep the totals
+    /// in the effects' own transactions. For the store's tests and `holdfast db check`.
     pub fn effect_total_drift(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT target, product_id, location_id, lot_name, move_id, SUM(total), SUM(summed)
-             FROM (SELECT target, product_id, location_id, lot_name, move_id,
-                          total, 0.0 AS summed, effects, 0 AS counted FROM effect_total
+             FROM (SELECT 'move' AS target, 0 AS product_id, 0 AS location_id, '' AS lot_name,
+                          move_id, total, 0.0 AS summed, effects, 0 AS counted FROM move_total
+                   UNION ALL
+                   SELECT 'stock', product_id, location_id, lot_name, 0, total, 0.0, effects, 0
+                   FROM stock_total
                    UNION ALL
                    SELECT target, COALESCE(product_id, 0), COALESCE(location_id, 0), lot_name,
                           COALESCE(move_id, 0), 0.0, delta, 0, 1
@@ -400,9 +402,7 @@ impl<'c> Reader<'c> {
             .conn
             .prepare_cached(
                 "SELECT COALESCE((SELECT CASE WHEN picked THEN quantity ELSE 0 END FROM move WHERE id = ?1), 0)
-                      + COALESCE((SELECT total FROM effect_total
-                                  WHERE target = 'move' AND product_id = 0 AND location_id = 0
-                                    AND lot_name = '' AND move_id = ?1), 0)",
+                      + COALESCE((SELECT total FROM move_total WHERE move_id = ?1), 0)",
             )?
             .query_row([move_id], |r| r.get::<_, f64>(0))?
             + self.pending_move(move_id))
@@ -413,9 +413,7 @@ impl<'c> Reader<'c> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT m.id, m.product_id, m.product_uom_qty,
                     (CASE WHEN m.picked THEN m.quantity ELSE 0 END)
-                    + COALESCE((SELECT t.total FROM effect_total t
-                                WHERE t.target = 'move' AND t.product_id = 0 AND t.location_id = 0
-                                  AND t.lot_name = '' AND t.move_id = m.id), 0)
+                    + COALESCE((SELECT t.total FROM move_total t WHERE t.move_id = m.id), 0)
              FROM move m WHERE m.picking_id = ?1 ORDER BY m.id",
         )?;
         let rows = stmt.query_map([picking_id], |r| {
@@ -451,9 +449,8 @@ impl<'c> Reader<'c> {
                     COALESCE((SELECT SUM(CASE WHEN m.picked THEN m.quantity ELSE 0 END) FROM move m WHERE m.picking_id = p.id), 0)
                     -- CROSS JOIN keeps the picking's moves outermost: the other order reads
                     -- the totals of every move on the site.
-                    + COALESCE((SELECT SUM(t.total) FROM move m CROSS JOIN effect_total t
-                                   ON t.target = 'move' AND t.product_id = 0 AND t.location_id = 0
-                                  AND t.lot_name = '' AND t.move_id = m.id
+                    + COALESCE((SELECT SUM(t.total) FROM move m CROSS JOIN move_total t
+                                   ON t.move_id = m.id
                                  WHERE m.picking_id = p.id), 0),
                     p.location_id, p.location_dest_id
              FROM picking p
@@ -517,9 +514,7 @@ impl<'c> Reader<'c> {
             "SELECT m.id, m.product_id, pr.name, pr.default_code, pr.barcode, pr.tracking,
                     m.product_uom_qty,
                     (CASE WHEN m.picked THEN m.quantity ELSE 0 END)
-                    + COALESCE((SELECT t.total FROM effect_total t
-                                WHERE t.target = 'move' AND t.product_id = 0 AND t.location_id = 0
-                                  AND t.lot_name = '' AND t.move_id = m.id), 0),
+                    + COALESCE((SELECT t.total FROM move_total t WHERE t.move_id = m.id), 0),
                     m.location_id, l.complete_name, m.location_dest_id, pr.uom_rounding
              FROM move m
              LEFT JOIN product pr ON pr.id = m.product_id
@@ -979,7 +974,7 @@ impl<'c> Reader<'c> {
         }
         // A database from before the running totals (version 12) has none to check.
         let totals: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'effect_total')",
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'move_total')",
             [],
             |r| r.get(0),
         )?;
@@ -1058,9 +1053,8 @@ impl<'c> Reader<'c> {
             .prepare_cached(
                 "SELECT COALESCE((SELECT SUM(q.quantity) FROM quant q JOIN location l ON l.id = q.location_id
                                   WHERE q.product_id = ?1 AND q.lot_name = ?2 AND l.usage = 'internal'), 0)
-                      + COALESCE((SELECT SUM(t.total) FROM effect_total t JOIN location l ON l.id = t.location_id
-                                  WHERE t.target = 'stock' AND t.product_id = ?1
-                                    AND t.lot_name = ?2 AND l.usage = 'internal'), 0)",
+                      + COALESCE((SELECT SUM(t.total) FROM stock_total t JOIN location l ON l.id = t.location_id
+                                  WHERE t.product_id = ?1 AND t.lot_name = ?2 AND l.usage = 'internal'), 0)",
             )?
             .query_row(params![product_id, lot_name], |r| r.get::<_, f64>(0))?
             + self.pending_lot(product_id, lot_name)?)

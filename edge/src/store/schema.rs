@@ -595,46 +595,61 @@ CREATE INDEX audit_by_target ON audit (target, seq) WHERE target IS NOT NULL;
 /// location and lot; picked per move) read one row instead of every unfolded effect. Triggers
 /// keep them in the same transaction as the effects, whichever statement adds an effect or
 /// folds it (`live` 1 → 0), so no code path can forget them. A key's row goes when its last
-/// live effect is folded: the total starts again from an exact 0. Keys are NOT NULL (0 or ''
-/// where the target has none) so that one primary key covers both targets. `lot` effects carry
-/// no quantity and are not totalled. Effects are never edited otherwise, which a trigger now
-/// enforces (an edited delta would leave the totals wrong).
+/// live effect is folded: the total starts again from an exact 0. Moves have their own table
+/// keyed by the move's id (the hot one: every pick adds to it) so that its upsert is an
+/// integer-key seek. `lot` effects carry no quantity and are not totalled. Effects are never
+/// edited otherwise, which triggers now enforce (an edited delta would leave a total wrong).
 const EFFECT_TOTALS: &str = r#"
-CREATE TABLE effect_total (
-    target TEXT NOT NULL CHECK (target IN ('stock', 'move')),
+CREATE TABLE move_total (
+    move_id INTEGER PRIMARY KEY,
+    total REAL NOT NULL,
+    effects INTEGER NOT NULL CHECK (effects > 0)
+);
+CREATE TABLE stock_total (
     product_id INTEGER NOT NULL,
     location_id INTEGER NOT NULL,
     lot_name TEXT NOT NULL,
-    move_id INTEGER NOT NULL,
     total REAL NOT NULL,
     effects INTEGER NOT NULL CHECK (effects > 0),
-    PRIMARY KEY (target, product_id, location_id, lot_name, move_id)
+    PRIMARY KEY (product_id, location_id, lot_name)
 ) WITHOUT ROWID;
-INSERT INTO effect_total (target, product_id, location_id, lot_name, move_id, total, effects)
-    SELECT target, COALESCE(product_id, 0), COALESCE(location_id, 0), lot_name,
-           COALESCE(move_id, 0), SUM(delta), COUNT(*)
-    FROM journal_effect WHERE live = 1 AND target IN ('stock', 'move')
-    GROUP BY 1, 2, 3, 4, 5;
-CREATE TRIGGER effect_total_add AFTER INSERT ON journal_effect
-WHEN NEW.live = 1 AND NEW.target IN ('stock', 'move')
+INSERT INTO move_total (move_id, total, effects)
+    SELECT move_id, SUM(delta), COUNT(*) FROM journal_effect
+    WHERE live = 1 AND target = 'move' GROUP BY move_id;
+INSERT INTO stock_total (product_id, location_id, lot_name, total, effects)
+    SELECT product_id, location_id, lot_name, SUM(delta), COUNT(*) FROM journal_effect
+    WHERE live = 1 AND target = 'stock' GROUP BY product_id, location_id, lot_name;
+CREATE TRIGGER move_total_add AFTER INSERT ON journal_effect
+WHEN NEW.live = 1 AND NEW.target = 'move'
 BEGIN
-    INSERT INTO effect_total (target, product_id, location_id, lot_name, move_id, total, effects)
-    VALUES (NEW.target, COALESCE(NEW.product_id, 0), COALESCE(NEW.location_id, 0), NEW.lot_name,
-            COALESCE(NEW.move_id, 0), NEW.delta, 1)
+    INSERT INTO move_total (move_id, total, effects) VALUES (NEW.move_id, NEW.delta, 1)
     ON CONFLICT DO UPDATE SET total = total + excluded.total, effects = effects + 1;
 END;
-CREATE TRIGGER effect_total_fold AFTER UPDATE OF live ON journal_effect
-WHEN OLD.live = 1 AND NEW.live = 0 AND OLD.target IN ('stock', 'move')
+CREATE TRIGGER stock_total_add AFTER INSERT ON journal_effect
+WHEN NEW.live = 1 AND NEW.target = 'stock'
 BEGIN
-    -- The last one: the row goes. Otherwise (the DELETE matched nothing) it is subtracted.
-    DELETE FROM effect_total
-    WHERE target = OLD.target AND product_id = COALESCE(OLD.product_id, 0)
-      AND location_id = COALESCE(OLD.location_id, 0) AND lot_name = OLD.lot_name
-      AND move_id = COALESCE(OLD.move_id, 0) AND effects = 1;
-    UPDATE effect_total SET total = total - OLD.delta, effects = effects - 1
-    WHERE target = OLD.target AND product_id = COALESCE(OLD.product_id, 0)
-      AND location_id = COALESCE(OLD.location_id, 0) AND lot_name = OLD.lot_name
-      AND move_id = COALESCE(OLD.move_id, 0);
+    INSERT INTO stock_total (product_id, location_id, lot_name, total, effects)
+    VALUES (NEW.product_id, NEW.location_id, NEW.lot_name, NEW.delta, 1)
+    ON CONFLICT DO UPDATE SET total = total + excluded.total, effects = effects + 1;
+END;
+-- Folding the last live effect of a key deletes its row; otherwise (the DELETE matched
+-- nothing) the effect is subtracted.
+CREATE TRIGGER move_total_fold AFTER UPDATE OF live ON journal_effect
+WHEN OLD.live = 1 AND NEW.live = 0 AND OLD.target = 'move'
+BEGIN
+    DELETE FROM move_total WHERE move_id = OLD.move_id AND effects = 1;
+    UPDATE move_total SET total = total - OLD.delta, effects = effects - 1
+    WHERE move_id = OLD.move_id;
+END;
+CREATE TRIGGER stock_total_fold AFTER UPDATE OF live ON journal_effect
+WHEN OLD.live = 1 AND NEW.live = 0 AND OLD.target = 'stock'
+BEGIN
+    DELETE FROM stock_total
+    WHERE product_id = OLD.product_id AND location_id = OLD.location_id
+      AND lot_name = OLD.lot_name AND effects = 1;
+    UPDATE stock_total SET total = total - OLD.delta, effects = effects - 1
+    WHERE product_id = OLD.product_id AND location_id = OLD.location_id
+      AND lot_name = OLD.lot_name;
 END;
 CREATE TRIGGER effect_no_revive BEFORE UPDATE OF live ON journal_effect
 WHEN OLD.live = 0 AND NEW.live != 0
