@@ -316,12 +316,7 @@ impl Handheld {
         start.wait().await;
         let deadline = Instant::now() + duration;
         while Instant::now() < deadline {
-            let t = Instant::now();
-            let result = self.scan().await;
-            seen.latencies.push(t.elapsed());
-            if let Err(e) = result {
-                seen.failed(e);
-            }
+            self.timed_scan(&mut seen).await;
         }
         (self, seen)
     }
@@ -330,14 +325,19 @@ impl Handheld {
     async fn count(mut self, scans: u64) -> Outcome {
         let mut seen = Seen::default();
         for _ in 0..scans {
-            let t = Instant::now();
-            let result = self.scan().await;
-            seen.latencies.push(t.elapsed());
-            if let Err(e) = result {
-                seen.failed(e);
-            }
+            self.timed_scan(&mut seen).await;
         }
         (self, seen)
+    }
+
+    /// One measured scan: its round trip, and its failure if any.
+    async fn timed_scan(&mut self, seen: &mut Seen) {
+        let t = Instant::now();
+        let result = self.scan().await;
+        seen.latencies.push(t.elapsed());
+        if let Err(e) = result {
+            seen.failed(e);
+        }
     }
 
     /// Scans every `interval` (from `phase` after the start) for `duration`.
@@ -359,12 +359,7 @@ impl Handheld {
             if due.elapsed() > Duration::from_millis(5) {
                 seen.behind += 1;
             }
-            let t = Instant::now();
-            let result = self.scan().await;
-            seen.latencies.push(t.elapsed());
-            if let Err(e) = result {
-                seen.failed(e);
-            }
+            self.timed_scan(&mut seen).await;
             due += interval;
         }
         (self, seen)

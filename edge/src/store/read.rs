@@ -493,10 +493,8 @@ impl<'c> Reader<'c> {
         ))?;
         let rows = stmt.query_map(params![open_only, limit as i64], map)?;
         let mut rows: Vec<PickingSummary> = rows.collect::<Result<_, _>>()?;
-        if !self.pending().is_empty() {
-            for row in &mut rows {
-                row.picked += self.pending_picking(row.id)?;
-            }
+        for row in &mut rows {
+            row.picked += self.pending_picking(row.id)?;
         }
         Ok(rows)
     }
