@@ -90,20 +90,27 @@ class Vm:
                 raise GuestError(f"qemu did not start: {open(os.path.join(self.work, 'qemu.err')).read()}")
             time.sleep(0.1)
 
-    def power_cut(self):
-        """QMP quit: the machine stops now, no shutdown, nothing flushed by the guest."""
+    def _qmp(self, command):
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(self.qmp_path)
             f = s.makefile("rw")
             f.readline()
-            for command in ("qmp_capabilities", "quit"):
-                f.write(json.dumps({"execute": command}) + "\n")
+            for c in ("qmp_capabilities", command):
+                f.write(json.dumps({"execute": c}) + "\n")
                 f.flush()
                 f.readline()
+
+    def power_cut(self):
+        """QMP quit: the machine stops now, no shutdown, nothing flushed by the guest."""
+        self._qmp("quit")
         self.proc.wait(timeout=30)
         for path in (self.qmp_path, self.qga_path):
             if os.path.exists(path):
                 os.unlink(path)
+
+    def reset(self):
+        """QMP system_reset: the reset button, what a hardware watchdog does to a hung machine."""
+        self._qmp("system_reset")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
