@@ -16,6 +16,9 @@
 //! 3. Cloud only: the Odoo simulator with 30 ms added per call, then with a real Odoo
 //!    profile (per-call processing measured on Odoo 18 plus WAN); a scan is what a cloud-only
 //!    scanner app does: `search_read` the product by barcode, `write` the move line.
+//!    Then the disk alone: one commit's WAL frames written and fsynced, paced at 200 and
+//!    1,000 per second and back to back, on the store's file system: the floor under any
+//!    durable answer on this machine.
 //! 4. Telemetry's cost: the 200 paced devices, closed loop and paced at 1,000 scans/s, with
 //!    the MQTT telemetry off, on (to Mosquitto, status every 5 s, the snapshot read every
 //!    2 s), and on with the broker black-holed (the link stalls behind a fault proxy).
@@ -111,6 +114,10 @@ const TARGET_RATIO: f64 = 50.0;
 const TARGET_CPU_LOW_US: f64 = 300.0;
 /// Scans on one move for the unfolded-history run (times the scale).
 const ONE_MOVE_SCANS: f64 = 10_000.0;
+/// WAL frames (a page and its 24-byte header) one single-scan commit writes: the journal
+/// entry, its effect, the running total, the session and the stored answer with their index
+/// pages, and the database header (counted from the WAL's growth over one-scan commits).
+const FRAMES_PER_SCAN_COMMIT: usize = 18;
 
 // ---------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 keep-alive client: one connection per device, one request at a time, as
@@ -468,6 +475,41 @@ impl Snapshot {
             machine: machine_ticks(),
         }
     }
+}
+
+/// The disk's own floor under a durable answer: one commit's WAL frames written and made
+/// durable with fsync (what SQLite does per commit with `synchronous=FULL`), at `rate` per
+/// second (0: back to back) for `duration`, in `dir` (the store's file system). Sorted.
+fn fsync_floor(dir: &std::path::Path, rate: f64, duration: Duration) -> Vec<Duration> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fsync-floor.wal");
+    let file = std::fs::File::create(&path).unwrap();
+    let frames = vec![0x5a_u8; FRAMES_PER_SCAN_COMMIT * (4096 + 24)];
+    // Like a WAL after its first restart: the file is there, commits overwrite it from the
+    // start.
+    let span = 4 << 20;
+    for offset in (0..span).step_by(frames.len()) {
+        file.write_all_at(&frames, offset as u64).unwrap();
+    }
+    file.sync_all().unwrap();
+    let mut latencies = Vec::new();
+    let (start, mut offset) = (Instant::now(), 0);
+    let mut due = start;
+    while start.elapsed() < duration {
+        if rate > 0.0 {
+            due += Duration::from_secs_f64(1.0 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        file.write_all_at(&frames, offset as u64).unwrap();
+        offset = (offset + frames.len()) % span;
+        let t = Instant::now();
+        file.sync_all().unwrap();
+        latencies.push(t.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(path).unwrap();
+    latencies.sort();
+    latencies
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -1076,6 +1118,13 @@ fn main() {
         handhelds = back;
         paced.push(run);
     }
+    // 3b. The disk alone, at the paced runs' rates and back to back, nothing else running.
+    progress("the disk's floor: a commit's WAL write + fsync");
+    let floor_rates = [200.0, 1_000.0, 0.0];
+    let disk: Vec<Vec<Duration>> = floor_rates
+        .iter()
+        .map(|&rate| fsync_floor(dir.path(), rate, run_time))
+        .collect();
     // 4. Telemetry off, on, and on with its broker black-holed.
     let mut telemetry_runs = Vec::new();
     match mosquitto::binary() {
@@ -1288,6 +1337,31 @@ fn main() {
         );
     }
     println!(
+        "\n## the disk's floor: one commit's WAL write ({FRAMES_PER_SCAN_COMMIT} frames, {} KiB) + fsync, alone ({:.0} s each)",
+        FRAMES_PER_SCAN_COMMIT * (4096 + 24) / 1024,
+        run_time.as_secs_f64()
+    );
+    println!(
+        "{:<26} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "rate", "commits", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for (rate, sorted) in floor_rates.iter().zip(&disk) {
+        let label = if *rate > 0.0 {
+            format!("paced {rate:.0}/s")
+        } else {
+            "back to back".into()
+        };
+        println!(
+            "{:<26} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            label,
+            sorted.len(),
+            ms(percentile(sorted, 0.5)),
+            ms(percentile(sorted, 0.99)),
+            ms(percentile(sorted, 0.999)),
+            ms(*sorted.last().unwrap_or(&Duration::ZERO)),
+        );
+    }
+    println!(
         "\n## cloud only: Odoo simulator; a scan = search_read product by barcode + write stock.move.line; 30 ms per call, or the real Odoo profile ({})",
         real_odoo.describe()
     );
@@ -1356,6 +1430,13 @@ fn main() {
         ms(human.p(0.999)),
         TARGET_P999_HUMAN.as_millis(),
         verdict(human.p(0.999) <= TARGET_P999_HUMAN)
+    );
+    let disk200 = &disk[0];
+    println!(
+        "  the disk alone at 200 commits/s              : p99 {:>6.3} ms, p99.9 {:.3} ms (fsync alone; the scan's p99 is {:.3} ms above it)",
+        ms(percentile(disk200, 0.99)),
+        ms(percentile(disk200, 0.999)),
+        ms(human.p(0.99)) - ms(percentile(disk200, 0.99)),
     );
     println!(
         "p99 at 1,000 scans/s paced                     : {:>8.3} ms (target <= {} ms): {}",

@@ -268,8 +268,8 @@ struct Inner {
     cap: Option<SizeCap>,
     stats: Arc<WriterStats>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Stops the checkpoint thread (dropping it does too).
-    checkpoint: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+    /// Stops the checkpoint thread (it also ends once the store and its writer are gone).
+    checkpoint: Mutex<Option<(checkpoint::Nudge, std::thread::JoinHandle<()>)>>,
 }
 
 /// Applies the pragmas every connection needs.
@@ -351,6 +351,8 @@ impl Store {
         let (device_tx, device_rx) = mpsc::channel(options.queue_depth.max(1));
         let (background_tx, background_rx) = mpsc::channel(options.queue_depth.max(1));
         let stats = Arc::new(WriterStats::default());
+        let (nudge, checkpointer) =
+            checkpoint::spawn(&options.path, options.busy_timeout, stats.clone())?;
         let writer = writer::spawn(
             conn,
             device_rx,
@@ -362,12 +364,10 @@ impl Store {
                 cap,
                 wal_restart_frames,
                 busy_timeout: options.busy_timeout,
+                checkpoint: nudge.clone(),
             },
             stats.clone(),
         )?;
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
-        let checkpointer =
-            checkpoint::spawn(&options.path, options.busy_timeout, stop_rx, stats.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 device_tx,
@@ -377,7 +377,7 @@ impl Store {
                 cap,
                 stats,
                 writer: Mutex::new(Some(writer)),
-                checkpoint: Mutex::new(Some((stop_tx, checkpointer))),
+                checkpoint: Mutex::new(Some((nudge, checkpointer))),
             }),
         })
     }
@@ -681,8 +681,7 @@ impl Store {
             .map_err(|_| StoreError::Closed)?
             .take();
         if let Some((stop, handle)) = checkpointer {
-            // One last checkpoint, then the thread ends.
-            let _ = stop.send(());
+            stop.stop();
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         match result {

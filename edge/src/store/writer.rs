@@ -62,6 +62,8 @@ pub(super) struct WriterConfig {
     /// WAL frames past which the writer completes a checkpoint after a batch.
     pub wal_restart_frames: i64,
     pub busy_timeout: std::time::Duration,
+    /// Told after each commit.
+    pub checkpoint: super::checkpoint::Nudge,
 }
 
 /// Sends a command's result once the batch's fate is known.
@@ -289,6 +291,9 @@ fn run_batch(
     let error = outcome.err();
     for f in done {
         f(error.as_ref());
+    }
+    if wrote && error.is_none() {
+        config.checkpoint.committed();
     }
     // After the replies, not before: finish what the checkpointer could not, so the next
     // transaction starts the WAL afresh (see `checkpoint`).
