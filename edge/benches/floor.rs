@@ -16,13 +16,13 @@
 //! 3. Cloud only: the Odoo simulator with 30 ms added per call, then with a real Odoo
 //!    profile (per-call processing measured on Odoo 18 plus WAN); a scan is what a cloud-only
 //!    scanner app does: `search_read` the product by barcode, `write` the move line.
-//!    Then the disk alone: one commit's WAL frames written and fsynced, paced at 200 and
-//!    1,000 per second and back to back, on the store's file system: the floor under any
-//!    durable answer on this machine.
 //! 4. Telemetry's cost: the 200 paced devices, closed loop and paced at 1,000 scans/s, with
 //!    the MQTT telemetry off, on (to Mosquitto, status every 5 s, the snapshot read every
 //!    2 s), and on with the broker black-holed (the link stalls behind a fault proxy).
 //!    Needs Debian's `mosquitto`; skipped without it.
+//! 5. The disk alone: one commit's WAL frames written and fsynced, paced at 200 and 1,000 per
+//!    second and back to back, on the store's file system: the floor under any durable answer
+//!    on this machine.
 //!
 //! Every device signs in by badge, opens a pick session on its own picking (one session per
 //! picking), then scans products of that picking again and again (over-pick allowed, no bin
@@ -1118,13 +1118,6 @@ fn main() {
         handhelds = back;
         paced.push(run);
     }
-    // 3b. The disk alone, at the paced runs' rates and back to back, nothing else running.
-    progress("the disk's floor: a commit's WAL write + fsync");
-    let floor_rates = [200.0, 1_000.0, 0.0];
-    let disk: Vec<Vec<Duration>> = floor_rates
-        .iter()
-        .map(|&rate| fsync_floor(dir.path(), rate, run_time))
-        .collect();
     // 4. Telemetry off, on, and on with its broker black-holed.
     let mut telemetry_runs = Vec::new();
     match mosquitto::binary() {
@@ -1238,6 +1231,14 @@ fn main() {
         }
     }
     drop(handhelds);
+    // The disk alone, at the paced runs' rates and back to back, nothing else running (after
+    // the handhelds are done: their idle connections would outlive the server's time-out).
+    progress("the disk's floor: a commit's WAL write + fsync");
+    let floor_rates = [200.0, 1_000.0, 0.0];
+    let disk: Vec<Vec<Duration>> = floor_rates
+        .iter()
+        .map(|&rate| fsync_floor(dir.path(), rate, run_time))
+        .collect();
     let local_scans: u64 = runs.iter().chain(&paced).map(|r| r.scans as u64).sum();
     let wal = file_size(&db.with_extension("db-wal"));
     let db_after = file_size(&db) + wal;
