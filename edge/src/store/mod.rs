@@ -681,8 +681,12 @@ impl Store {
             .map_err(|_| StoreError::Closed)?
             .take();
         if let Some((stop, handle)) = checkpointer {
-            stop.stop();
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+            // Off the runtime: the stop waits for a checkpoint in progress.
+            let _ = tokio::task::spawn_blocking(move || {
+                stop.stop();
+                handle.join()
+            })
+            .await;
         }
         match result {
             Err(StoreError::Closed) => Ok(()),
