@@ -411,6 +411,11 @@ pub(super) fn apply(conn: &Connection, batch: &MirrorBatch) -> Result<MirrorOutc
     if pickings && epoch.is_some() {
         super::floor::close_cancelled_sessions(conn)?;
     }
+    // Mirror rows changed: what readers keep in memory from the mirror is stale (`hot`).
+    if out.upserted + out.deleted > 0 {
+        conn.prepare_cached("UPDATE mirror_generation SET n = n + 1 WHERE id = 1")?
+            .execute([])?;
+    }
     conn.prepare_cached("UPDATE appliance_state SET last_pull_at = ?1 WHERE id = 1")?
         .execute([now_ms()])?;
     Ok(out)

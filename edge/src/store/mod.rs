@@ -46,6 +46,7 @@ mod backlog;
 mod checkpoint;
 mod devices;
 mod floor;
+mod hot;
 mod journal;
 mod managers;
 mod mirror;
@@ -264,6 +265,8 @@ struct Inner {
     device_tx: mpsc::Sender<WriteCmd>,
     background_tx: mpsc::Sender<WriteCmd>,
     readers: ReadPool,
+    /// Hot mirror rows in memory, shared by the readers (see `hot`).
+    hot: hot::HotRows,
     path: PathBuf,
     cap: Option<SizeCap>,
     stats: Arc<WriterStats>,
@@ -373,6 +376,7 @@ impl Store {
                 device_tx,
                 background_tx,
                 readers,
+                hot: hot::HotRows::default(),
                 path: options.path,
                 cap,
                 stats,
@@ -644,7 +648,7 @@ impl Store {
         // the reads themselves.
         self.inner.readers.with(|conn| {
             conn.prepare_cached("BEGIN")?.execute([])?;
-            let result = f(&Reader::new(conn));
+            let result = f(&Reader::hot(conn, &self.inner.hot));
             // Ending a read-only transaction cannot lose anything; an error here only means
             // the transaction already ended.
             let _ = conn

@@ -16,7 +16,7 @@ use super::read::Reader;
 impl<'c> Reader<'c> {
     /// This reader with `effects` counted as if they were committed.
     pub fn with_pending<'p>(&'p self, effects: &'p [Effect]) -> Reader<'p> {
-        Reader::over(self.conn(), effects)
+        self.over(effects)
     }
 
     /// What pending effects add to a stock key.
@@ -41,6 +41,17 @@ impl<'c> Reader<'c> {
             .iter()
             .map(|e| match e {
                 Effect::MovePicked { move_id: m, delta } if m.0 == move_id => *delta,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// What pending effects add to the picked total of these moves.
+    pub(super) fn pending_moves(&self, move_ids: &[i64]) -> f64 {
+        self.pending()
+            .iter()
+            .map(|e| match e {
+                Effect::MovePicked { move_id, delta } if move_ids.contains(&move_id.0) => *delta,
                 _ => 0.0,
             })
             .sum()

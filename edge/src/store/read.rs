@@ -1,11 +1,14 @@
 //! Read queries: the view, barcode lookup, the journal, and status figures.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::floor::{self, DeviceLogin, OperatorRow, SessionRow, StoredAnswer};
+use super::hot::{Generation, HotRows};
 use super::journal::{JournalEntry, OpState};
 use super::push::{self, ConflictRow, PushQueue};
 use super::{StoreError, schema};
@@ -17,6 +20,10 @@ use holdfast_sync::ops::Effect;
 pub struct Reader<'c> {
     conn: &'c Connection,
     pending: &'c [Effect],
+    /// The store's hot rows, for readers of a running store (not for a bare connection).
+    hot: Option<&'c HotRows>,
+    /// The snapshot's `mirror_generation.n`, once read.
+    generation: Cell<Option<i64>>,
 }
 
 /// What a barcode stands for.
@@ -178,6 +185,19 @@ pub struct MoveDetail {
     pub uom_rounding: Option<f64>,
 }
 
+/// A picking as the mirror alone has it (what Odoo last said, before the journal's picks):
+/// what readers keep in memory between pulls (see `hot`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PickingMirror {
+    /// `picked` is the mirror's own (moves marked picked in Odoo).
+    summary: PickingSummary,
+    /// Not cancelled, by id; `picked` is the mirror's own.
+    moves: Vec<MoveDetail>,
+    /// Every move of the picking, cancelled ones too (their journal totals count in the
+    /// picking's picked quantity, as in the list).
+    move_ids: Vec<i64>,
+}
+
 /// Which journal entries to list.
 #[derive(Clone, Debug, Default)]
 pub struct JournalFilter {
@@ -308,11 +328,63 @@ impl<'c> Reader<'c> {
     }
 
     pub fn new(conn: &'c Connection) -> Reader<'c> {
-        Reader { conn, pending: &[] }
+        Reader {
+            conn,
+            pending: &[],
+            hot: None,
+            generation: Cell::new(None),
+        }
     }
 
-    pub(super) fn over(conn: &'c Connection, pending: &'c [Effect]) -> Reader<'c> {
-        Reader { conn, pending }
+    /// A reader of a running store: mirror lookups go through its hot rows.
+    pub(super) fn hot(conn: &'c Connection, hot: &'c HotRows) -> Reader<'c> {
+        Reader {
+            hot: Some(hot),
+            ..Reader::new(conn)
+        }
+    }
+
+    /// This reader (same snapshot, same hot rows) with `pending` effects counted.
+    pub(super) fn over<'p>(&'p self, pending: &'p [Effect]) -> Reader<'p> {
+        Reader {
+            conn: self.conn,
+            pending,
+            hot: self.hot,
+            generation: self.generation.clone(),
+        }
+    }
+
+    /// A mirror row from the hot rows if they hold it at this snapshot's generation, else
+    /// `read` from SQLite (and kept). Only for what the mirror alone decides (see `hot`).
+    fn through_hot<T: Clone>(
+        &self,
+        get: impl FnOnce(&Generation) -> Option<T>,
+        keep: impl FnOnce(&mut Generation, T),
+        read: impl FnOnce(&Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(hot) = self.hot else {
+            return read(self);
+        };
+        let n = self.mirror_generation()?;
+        if let Some(found) = hot.get(n, get) {
+            return Ok(found);
+        }
+        let found = read(self)?;
+        hot.keep(n, |g| keep(g, found.clone()));
+        Ok(found)
+    }
+
+    /// The mirror's generation in this reader's snapshot (read once per reader).
+    fn mirror_generation(&self) -> Result<i64, StoreError> {
+        if let Some(n) = self.generation.get() {
+            return Ok(n);
+        }
+        let n = self
+            .conn
+            .prepare_cached("SELECT n FROM mirror_generation WHERE id = 1")?
+            .query_row([], |r| r.get(0))?;
+        self.generation.set(Some(n));
+        Ok(n)
     }
 
     /// Effects counted as if committed (none for a plain reader).
@@ -433,65 +505,26 @@ impl<'c> Reader<'c> {
         open_only: bool,
         limit: usize,
     ) -> Result<Vec<PickingSummary>, StoreError> {
-        self.picking_rows(open_only, None, limit)
+        self.picking_rows(open_only, limit)
     }
 
+    /// The list's pickings (all but the journal's pending effects of a step).
     fn picking_rows(
         &self,
         open_only: bool,
-        id: Option<i64>,
         limit: usize,
     ) -> Result<Vec<PickingSummary>, StoreError> {
-        // One picking by its primary key, or the list; two statements, because one with
-        // "(?3 IS NULL OR p.id = ?3)" cannot use the key and scans every picking.
-        const SELECT: &str = "SELECT p.id, p.name, p.state, t.code, pa.name, p.origin, p.scheduled_date,
-                    COALESCE((SELECT SUM(m.product_uom_qty) FROM move m WHERE m.picking_id = p.id AND m.state != 'cancel'), 0),
-                    COALESCE((SELECT SUM(CASE WHEN m.picked THEN m.quantity ELSE 0 END) FROM move m WHERE m.picking_id = p.id), 0)
-                    -- CROSS JOIN keeps the picking's moves outermost: the other order reads
-                    -- the totals of every move on the site.
-                    + COALESCE((SELECT SUM(t.total) FROM move m CROSS JOIN move_total t
-                                   ON t.move_id = m.id
-                                 WHERE m.picking_id = p.id), 0),
-                    p.location_id, p.location_dest_id
-             FROM picking p
-             JOIN picking_type t ON t.id = p.picking_type_id
-             LEFT JOIN partner pa ON pa.id = p.partner_id";
-        let map = |r: &Row<'_>| {
-            Ok(PickingSummary {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                state: r.get(2)?,
-                kind: r.get(3)?,
-                partner: r.get(4)?,
-                origin: r.get(5)?,
-                scheduled_date: r.get(6)?,
-                demand: r.get(7)?,
-                picked: r.get(8)?,
-                location_id: r.get(9)?,
-                location_dest_id: r.get(10)?,
-            })
-        };
-        if let Some(id) = id {
-            let mut stmt = self
-                .conn
-                .prepare_cached(&format!("{SELECT} WHERE p.id = ?1"))?;
-            let rows = stmt.query_map([id], map)?;
-            let mut rows: Vec<PickingSummary> = rows.collect::<Result<_, _>>()?;
-            for row in &mut rows {
-                row.picked += self.pending_picking(row.id)?;
-            }
-            return Ok(rows);
-        }
         let mut stmt = self.conn.prepare_cached(&format!(
-            "{SELECT} WHERE (?1 = 0 OR (p.state NOT IN ('done', 'cancel', 'draft')
+            "{} WHERE (?1 = 0 OR (p.state NOT IN ('done', 'cancel', 'draft')
                                 AND NOT EXISTS (SELECT 1 FROM journal j
                                                 WHERE j.causal_key = 'picking:' || p.id
                                                   AND j.kind = 'validate'
                                                   AND j.state NOT IN ('resolved', 'rejected'))))
              ORDER BY p.state IN ('done', 'cancel'), p.scheduled_date, p.id
-             LIMIT ?2"
+             LIMIT ?2",
+            summary_select(true)
         ))?;
-        let rows = stmt.query_map(params![open_only, limit as i64], map)?;
+        let rows = stmt.query_map(params![open_only, limit as i64], summary_row)?;
         let mut rows: Vec<PickingSummary> = rows.collect::<Result<_, _>>()?;
         for row in &mut rows {
             row.picked += self.pending_picking(row.id)?;
@@ -499,20 +532,70 @@ impl<'c> Reader<'c> {
         Ok(rows)
     }
 
-    /// One picking with its moves, or `None`.
+    /// One picking with its moves, or `None`: the mirror's side from the hot rows, what the
+    /// journal adds (each move's running total, the step's pending effects) from the snapshot.
     pub fn picking(
         &self,
         id: i64,
     ) -> Result<Option<(PickingSummary, Vec<MoveDetail>)>, StoreError> {
-        let summary = self.picking_rows(false, Some(id), 1)?.into_iter().next();
+        let Some(mirror) = self.picking_mirror(id)? else {
+            return Ok(None);
+        };
+        let mut summary = mirror.summary.clone();
+        let mut moves = mirror.moves.clone();
+        let mut total = self
+            .conn
+            .prepare_cached("SELECT total FROM move_total WHERE move_id = ?1")?;
+        let mut journal = 0.0;
+        for &move_id in &mirror.move_ids {
+            let t: f64 = total
+                .query_row([move_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0.0);
+            journal += t;
+            if let Some(m) = moves.iter_mut().find(|m| m.move_id == move_id) {
+                m.picked += t;
+                m.picked += self.pending_move(move_id);
+            }
+        }
+        summary.picked += journal;
+        summary.picked += self.pending_moves(&mirror.move_ids);
+        Ok(Some((summary, moves)))
+    }
+
+    /// A picking's name, state and kind (`incoming`, `outgoing`, `internal`): what a session
+    /// header shows, without the journal's sums.
+    pub fn picking_header(&self, id: i64) -> Result<Option<(String, String, String)>, StoreError> {
+        Ok(self.picking_mirror(id)?.map(|p| {
+            (
+                p.summary.name.clone(),
+                p.summary.state.clone(),
+                p.summary.kind.clone(),
+            )
+        }))
+    }
+
+    fn picking_mirror(&self, id: i64) -> Result<Option<Arc<PickingMirror>>, StoreError> {
+        self.through_hot(
+            |g| g.pickings.get(&id),
+            |g, p| g.pickings.keep(id, p),
+            |r| r.picking_in_mirror(id),
+        )
+    }
+
+    /// [`Reader::picking_mirror`] from the mirror's tables.
+    fn picking_in_mirror(&self, id: i64) -> Result<Option<Arc<PickingMirror>>, StoreError> {
+        let summary = self
+            .conn
+            .prepare_cached(&format!("{} WHERE p.id = ?1", summary_select(false)))?
+            .query_row([id], summary_row)
+            .optional()?;
         let Some(summary) = summary else {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare_cached(
             "SELECT m.id, m.product_id, pr.name, pr.default_code, pr.barcode, pr.tracking,
-                    m.product_uom_qty,
-                    (CASE WHEN m.picked THEN m.quantity ELSE 0 END)
-                    + COALESCE((SELECT t.total FROM move_total t WHERE t.move_id = m.id), 0),
+                    m.product_uom_qty, (CASE WHEN m.picked THEN m.quantity ELSE 0 END),
                     m.location_id, l.complete_name, m.location_dest_id, pr.uom_rounding
              FROM move m
              LEFT JOIN product pr ON pr.id = m.product_id
@@ -532,7 +615,7 @@ impl<'c> Reader<'c> {
                         .get::<_, Option<String>>(5)?
                         .unwrap_or_else(|| "none".into()),
                     demand: r.get(6)?,
-                    picked: r.get::<_, f64>(7)? + self.pending_move(r.get(0)?),
+                    picked: r.get(7)?,
                     location_id: r.get(8)?,
                     location: r.get(9)?,
                     location_dest_id: r.get(10)?,
@@ -555,7 +638,16 @@ impl<'c> Reader<'c> {
                 .query_map([m.move_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
         }
-        Ok(Some((summary, moves)))
+        let move_ids = self
+            .conn
+            .prepare_cached("SELECT id FROM move WHERE picking_id = ?1 ORDER BY id")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Arc::new(PickingMirror {
+            summary,
+            moves,
+            move_ids,
+        })))
     }
 
     /// Whether a lot exists for a product, in the mirror or created on the floor.
@@ -582,6 +674,15 @@ impl<'c> Reader<'c> {
     /// its own index (product by barcode, then by internal reference when it has no such barcode;
     /// packaging, location, lot, package, picking, picking type).
     pub fn lookup_barcode(&self, code: &str) -> Result<Vec<BarcodeHit>, StoreError> {
+        self.through_hot(
+            |g| g.barcodes.get(code),
+            |g, hits| g.barcodes.keep(code.to_owned(), hits),
+            |r| r.lookup_barcode_in_mirror(code),
+        )
+    }
+
+    /// [`Reader::lookup_barcode`] from the mirror's tables.
+    fn lookup_barcode_in_mirror(&self, code: &str) -> Result<Vec<BarcodeHit>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT 'product', id, NULL, name, NULL FROM product WHERE barcode = ?1 AND active
              UNION ALL SELECT 'product', id, NULL, name, NULL FROM product
@@ -992,6 +1093,14 @@ impl<'c> Reader<'c> {
 
     /// A location of the mirror.
     pub fn location(&self, id: i64) -> Result<Option<LocationInfo>, StoreError> {
+        self.through_hot(
+            |g| g.locations.get(&id),
+            |g, l| g.locations.keep(id, l),
+            |r| r.location_in_mirror(id),
+        )
+    }
+
+    fn location_in_mirror(&self, id: i64) -> Result<Option<LocationInfo>, StoreError> {
         Ok(self
             .conn
             .prepare_cached("SELECT id, complete_name, usage, barcode FROM location WHERE id = ?1")?
@@ -1008,6 +1117,18 @@ impl<'c> Reader<'c> {
 
     /// Whether `location_id` is `ancestor_id` or lies below it.
     pub fn location_within(&self, location_id: i64, ancestor_id: i64) -> Result<bool, StoreError> {
+        self.through_hot(
+            |g| g.within.get(&(location_id, ancestor_id)),
+            |g, within| g.within.keep((location_id, ancestor_id), within),
+            |r| r.location_within_in_mirror(location_id, ancestor_id),
+        )
+    }
+
+    fn location_within_in_mirror(
+        &self,
+        location_id: i64,
+        ancestor_id: i64,
+    ) -> Result<bool, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
@@ -1024,6 +1145,14 @@ impl<'c> Reader<'c> {
 
     /// A product of the mirror.
     pub fn product(&self, id: i64) -> Result<Option<ProductInfo>, StoreError> {
+        self.through_hot(
+            |g| g.products.get(&id),
+            |g, p| g.products.keep(id, p),
+            |r| r.product_in_mirror(id),
+        )
+    }
+
+    fn product_in_mirror(&self, id: i64) -> Result<Option<ProductInfo>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
@@ -1086,25 +1215,12 @@ impl<'c> Reader<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// A picking's name, state and kind (`incoming`, `outgoing`, `internal`): what a session
-    /// header shows, without the sums of [`Reader::picking_summary`].
     /// (picking type, source, destination) of a mirrored picking.
     pub fn picking_route(&self, id: i64) -> Result<Option<(i64, i64, i64)>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT picking_type_id, location_id, location_dest_id FROM picking WHERE id = ?1",
-            )?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?)
-    }
-
-    pub fn picking_header(&self, id: i64) -> Result<Option<(String, String, String)>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT p.name, p.state, t.code FROM picking p
-                 JOIN picking_type t ON t.id = p.picking_type_id WHERE p.id = ?1",
             )?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?)
@@ -1174,4 +1290,44 @@ impl<'c> Reader<'c> {
     pub fn operators(&self) -> Result<Vec<OperatorRow>, StoreError> {
         floor::read::operators(self.conn)
     }
+}
+
+/// A picking summary's statement, up to its `WHERE`: the mirror's own picked quantity, plus
+/// with `journal` what the running totals of its moves add.
+fn summary_select(journal: bool) -> String {
+    format!(
+        "SELECT p.id, p.name, p.state, t.code, pa.name, p.origin, p.scheduled_date,
+                COALESCE((SELECT SUM(m.product_uom_qty) FROM move m WHERE m.picking_id = p.id AND m.state != 'cancel'), 0),
+                COALESCE((SELECT SUM(CASE WHEN m.picked THEN m.quantity ELSE 0 END) FROM move m WHERE m.picking_id = p.id), 0)
+                {}
+                , p.location_id, p.location_dest_id
+         FROM picking p
+         JOIN picking_type t ON t.id = p.picking_type_id
+         LEFT JOIN partner pa ON pa.id = p.partner_id",
+        if journal {
+            // CROSS JOIN keeps the picking's moves outermost: the other order reads the
+            // totals of every move on the site.
+            "+ COALESCE((SELECT SUM(t.total) FROM move m CROSS JOIN move_total t
+                            ON t.move_id = m.id
+                          WHERE m.picking_id = p.id), 0)"
+        } else {
+            ""
+        }
+    )
+}
+
+fn summary_row(r: &Row<'_>) -> rusqlite::Result<PickingSummary> {
+    Ok(PickingSummary {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        state: r.get(2)?,
+        kind: r.get(3)?,
+        partner: r.get(4)?,
+        origin: r.get(5)?,
+        scheduled_date: r.get(6)?,
+        demand: r.get(7)?,
+        picked: r.get(8)?,
+        location_id: r.get(9)?,
+        location_dest_id: r.get(10)?,
+    })
 }

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[&str] = &[
     BACKLOG,
     AUDIT_BY_TARGET,
     EFFECT_TOTALS,
+    MIRROR_GENERATION,
 ];
 
 /// The schema version this build writes.
@@ -665,6 +666,18 @@ CREATE TRIGGER effect_no_delete BEFORE DELETE ON journal_effect
 BEGIN
     SELECT RAISE(ABORT, 'journal effects are append-only');
 END;
+"#;
+
+/// Version 13: the mirror's generation, bumped by every pull that writes mirror rows, in the
+/// same transaction. Readers keep hot mirror rows in memory tagged with the generation they
+/// read them at (see `store/hot.rs`), so an answer from memory is what the reader's own
+/// snapshot holds.
+const MIRROR_GENERATION: &str = r#"
+CREATE TABLE mirror_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
+INSERT INTO mirror_generation (id, n) VALUES (1, 0);
 "#;
 
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.

@@ -23,6 +23,13 @@ fn open(dir: &tempfile::TempDir) -> Store {
     .unwrap()
 }
 
+/// A second connection to the store's database, as another process (the CLI) opens it.
+fn open_other(dir: &tempfile::TempDir) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(dir.path().join("holdfast.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn
+}
+
 fn pick(move_id: i64, product_id: i64, location_id: i64, lot: &str, qty: f64) -> NewEntry {
     NewEntry {
         id: None,
@@ -397,6 +404,68 @@ fn barcode_lookup_finds_every_kind_in_one_query() {
         [BarcodeHit::Lot { id, .. }] if id == lot.id.0
     ));
     assert!(store.read(|r| r.lookup_barcode("NOPE")).unwrap().is_empty());
+}
+
+#[test]
+fn a_barcode_answered_from_memory_follows_every_pull_of_the_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    let product = |barcode: &str, active: bool| Product {
+        id: ProductId(7),
+        default_code: None,
+        barcode: Some(barcode.into()),
+        name: "Widget".into(),
+        tracking: Tracking::None,
+        uom: "Units".into(),
+        uom_rounding: None,
+        active,
+    };
+    let pull = |p: Product| MirrorBatch {
+        epoch: None,
+        upserts: vec![Record::Product(p)],
+        deletes: vec![],
+    };
+    let widget = vec![BarcodeHit::Product {
+        id: 7,
+        name: "Widget".into(),
+    }];
+    let lookup = |code: &str| store.read(|r| r.lookup_barcode(code)).unwrap();
+    rt.block_on(store.apply_mirror(pull(product("OLD", true))))
+        .unwrap();
+    assert_eq!(lookup("OLD"), widget);
+    assert!(lookup("NEW").is_empty());
+    assert_eq!(lookup("OLD"), widget, "the same answer from memory");
+    let (n, held) = store.inner.hot.barcodes_held();
+    assert_eq!(held, 2, "both codes are kept, the unknown one too");
+
+    // A pull relabels the product: neither answer may come from memory any more.
+    rt.block_on(store.apply_mirror(pull(product("NEW", true))))
+        .unwrap();
+    assert!(lookup("OLD").is_empty());
+    assert_eq!(lookup("NEW"), widget);
+    assert!(store.inner.hot.barcodes_held().0 > n);
+
+    // A pull that writes nothing (every record held back or none) keeps the generation.
+    let before = store.inner.hot.barcodes_held();
+    rt.block_on(store.apply_mirror(MirrorBatch {
+        epoch: None,
+        upserts: vec![],
+        deletes: vec![],
+    }))
+    .unwrap();
+    assert_eq!(lookup("NEW"), widget);
+    assert_eq!(store.inner.hot.barcodes_held().0, before.0);
+
+    // Another process writing the mirror (a pull from the command line) is seen as well:
+    // the generation is in the database, read in each reader's snapshot.
+    {
+        let mut other = open_other(&dir);
+        let tx = other.transaction().unwrap();
+        mirror::apply(&tx, &pull(product("NEW", false))).unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(lookup("NEW").is_empty(), "an archived product is not a hit");
 }
 
 #[test]
