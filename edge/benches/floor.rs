@@ -1239,7 +1239,14 @@ fn main() {
         .iter()
         .map(|&rate| fsync_floor(dir.path(), rate, run_time))
         .collect();
-    let local_scans: u64 = runs.iter().chain(&paced).map(|r| r.scans as u64).sum();
+    // Every measured local scan since `db_before` (the telemetry runs' too; warm-ups aside).
+    let local_scans: u64 = runs
+        .iter()
+        .chain(std::iter::once(&one_move))
+        .chain(&paced)
+        .chain(&telemetry_runs)
+        .map(|r| r.scans as u64)
+        .sum();
     let wal = file_size(&db.with_extension("db-wal"));
     let db_after = file_size(&db) + wal;
 
