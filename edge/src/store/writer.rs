@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use holdfast_sync::records::Model;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::backlog::{self, BacklogCmd};
@@ -244,26 +244,39 @@ fn run_batch(
         _ => {}
     };
     batch.reverse(); // run in arrival order while popping from the end
+    // BEGIN, COMMIT and ROLLBACK are cached statements: rusqlite's `Transaction` parses them
+    // anew for every batch, which at human pace is every scan.
+    let conn: &Connection = conn;
     let outcome = (|| -> Result<(), StoreError> {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        while let Some(cmd) = batch.pop() {
-            let writes = !writes_nothing(&cmd);
-            let (f, error) = execute(&mut tx, cmd, config);
-            match &error {
-                Some(e) => note_refusal(e),
-                None => wrote |= writes,
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let ran = (|| -> Result<(), StoreError> {
+            while let Some(cmd) = batch.pop() {
+                let writes = !writes_nothing(&cmd);
+                let (f, error) = execute(conn, cmd, config);
+                match &error {
+                    Some(e) => note_refusal(e),
+                    None => wrote |= writes,
+                }
+                done.push(f);
+                // On SQLITE_FULL or an I/O error SQLite may roll the whole transaction back
+                // on its own: then nothing of this batch is on disk, whatever the savepoints
+                // said.
+                if conn.is_autocommit() {
+                    return Err(error.unwrap_or_else(|| {
+                        StoreError::Data("the transaction was rolled back".into())
+                    }));
+                }
             }
-            done.push(f);
-            // On SQLITE_FULL or an I/O error SQLite may roll the whole transaction back on
-            // its own: then nothing of this batch is on disk, whatever the savepoints said.
-            if tx.is_autocommit() {
-                return Err(error.unwrap_or_else(|| {
-                    StoreError::Data("the transaction was rolled back".into())
-                }));
-            }
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(())
+        })();
+        // Whatever failed (a lost transaction, a refused COMMIT), nothing of it stays open.
+        if ran.is_err() && !conn.is_autocommit() {
+            let _ = conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]));
         }
-        tx.commit()?;
-        Ok(())
+        ran
     })();
     // Commands not run (BEGIN failed, or the transaction was lost) get the batch's error.
     for cmd in batch.drain(..) {
@@ -329,18 +342,13 @@ fn reject(cmd: WriteCmd) -> Finish {
 }
 
 /// Runs one command in its own savepoint.
-fn execute(
-    tx: &mut Transaction<'_>,
-    cmd: WriteCmd,
-    config: &WriterConfig,
-) -> (Finish, Option<StoreError>) {
+fn execute(tx: &Connection, cmd: WriteCmd, config: &WriterConfig) -> (Finish, Option<StoreError>) {
     // The savepoint's statements are prepared once (rusqlite's `Savepoint` parses them anew
     // for every command).
     fn in_savepoint<T>(
-        tx: &mut Transaction<'_>,
+        c: &Connection,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let c: &Connection = tx;
         c.prepare_cached("SAVEPOINT command")?.execute([])?;
         let result = f(c);
         if result.is_err() {
