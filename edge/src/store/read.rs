@@ -187,8 +187,8 @@ pub struct MoveDetail {
 
 /// A picking as the mirror alone has it (what Odoo last said, before the journal's picks):
 /// what readers keep in memory between pulls (see `hot`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct PickingMirror {
+#[derive(Debug)]
+pub(super) struct PickingMirror {
     /// `picked` is the mirror's own (moves marked picked in Odoo).
     summary: PickingSummary,
     /// Not cancelled, by id; `picked` is the mirror's own.
