@@ -55,6 +55,8 @@ use tokio::sync::Barrier;
 
 #[path = "../../devices/tests/support/mosquitto.rs"]
 mod mosquitto;
+#[path = "support/threads.rs"]
+mod threads;
 
 /// What a cloud-only scanner waits for on top of the simulator's own answer, per call.
 #[derive(Clone, Copy, Debug)]
@@ -114,10 +116,12 @@ const TARGET_RATIO: f64 = 50.0;
 const TARGET_CPU_LOW_US: f64 = 300.0;
 /// Scans on one move for the unfolded-history run (times the scale).
 const ONE_MOVE_SCANS: f64 = 10_000.0;
-/// WAL frames (a page and its 24-byte header) one single-scan commit writes: the journal
-/// entry, its effect, the running total, the session and the stored answer with their index
-/// pages, and the database header (counted from the WAL's growth over one-scan commits).
-const FRAMES_PER_SCAN_COMMIT: usize = 18;
+/// WAL frames (a page of the store's new-database size and its 24-byte header) one
+/// single-scan commit writes: the journal entry, its effects, the running totals, the session
+/// and the stored answer with their index pages (counted with strace over one-scan commits:
+/// 18 to 22 with 1 KiB pages, where 4 KiB ones took 18).
+const FRAMES_PER_SCAN_COMMIT: usize = 20;
+const FRAME_BYTES: usize = holdfast::store::PAGE_SIZE as usize + 24;
 
 // ---------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 keep-alive client: one connection per device, one request at a time, as
@@ -392,36 +396,16 @@ struct Cpu {
 
 impl Cpu {
     fn read() -> Cpu {
-        let pid = std::process::id().to_string();
         let mut cpu = Cpu::default();
-        for entry in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let path = entry.path();
-            let (Ok(stat), Ok(comm)) = (
-                std::fs::read_to_string(path.join("stat")),
-                std::fs::read_to_string(path.join("comm")),
-            ) else {
-                continue; // the thread ended meanwhile
-            };
-            // Fields after "(comm)": state is field 3, utime 14, stime 15 (clock ticks,
-            // USER_HZ = 100).
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|(_, rest)| rest.split_whitespace().collect())
-                .unwrap_or_default();
-            let ticks: f64 = [11, 12]
-                .iter()
-                .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
-                .sum();
-            let secs = ticks / 100.0;
-            let comm = comm.trim();
-            if comm.starts_with("srv") {
-                cpu.server += secs;
-            } else if comm == "store-writer" {
-                cpu.writer += secs;
-            } else if entry.file_name().to_str() == Some(pid.as_str()) {
-                cpu.generator += secs;
+        for thread in threads::threads() {
+            if thread.name.starts_with("srv") {
+                cpu.server += thread.secs;
+            } else if thread.name == "store-writer" {
+                cpu.writer += thread.secs;
+            } else if thread.main {
+                cpu.generator += thread.secs;
             } else {
-                cpu.other += secs;
+                cpu.other += thread.secs;
             }
         }
         cpu
@@ -484,7 +468,7 @@ fn fsync_floor(dir: &std::path::Path, rate: f64, duration: Duration) -> Vec<Dura
     use std::os::unix::fs::FileExt;
     let path = dir.join("fsync-floor.wal");
     let file = std::fs::File::create(&path).unwrap();
-    let frames = vec![0x5a_u8; FRAMES_PER_SCAN_COMMIT * (4096 + 24)];
+    let frames = vec![0x5a_u8; FRAMES_PER_SCAN_COMMIT * FRAME_BYTES];
     // Like a WAL after its first restart: the file is there, commits overwrite it from the
     // start.
     let span = 4 << 20;
@@ -1346,7 +1330,7 @@ fn main() {
     }
     println!(
         "\n## the disk's floor: one commit's WAL write ({FRAMES_PER_SCAN_COMMIT} frames, {} KiB) + fsync, alone ({:.0} s each)",
-        FRAMES_PER_SCAN_COMMIT * (4096 + 24) / 1024,
+        FRAMES_PER_SCAN_COMMIT * FRAME_BYTES / 1024,
         run_time.as_secs_f64()
     );
     println!(

@@ -27,8 +27,9 @@ use rusqlite::Connection;
 
 use super::{StoreError, WriterStats};
 
-/// WAL size (frames, ~4 KiB each) past which the writer completes a checkpoint itself: rare,
-/// since the checkpointer catches up fully in any lull, and the WAL then restarts on its own.
+/// WAL size (frames, a page each: 1 KiB in a new store, 4 KiB in older ones) past which the
+/// writer completes a checkpoint itself: rare, since the checkpointer catches up fully in any
+/// lull, and the WAL then restarts on its own.
 pub(super) const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// The least time from one checkpoint to the next, however often commits land.

@@ -30,7 +30,13 @@ fn open_other(dir: &tempfile::TempDir) -> rusqlite::Connection {
     conn
 }
 
-fn pick(move_id: i64, product_id: i64, location_id: i64, lot: &str, qty: f64) -> NewEntry {
+pub(super) fn pick(
+    move_id: i64,
+    product_id: i64,
+    location_id: i64,
+    lot: &str,
+    qty: f64,
+) -> NewEntry {
     NewEntry {
         id: None,
         device: "scanner-1".into(),

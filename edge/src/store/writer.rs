@@ -2,9 +2,11 @@
 //!
 //! It waits for a command on either lane, then takes whatever else is queued (device lane
 //! first, at least one background command per batch so sync is never starved), runs the
-//! batch in one `BEGIN IMMEDIATE` transaction with a savepoint per command, commits, and only
-//! then answers every caller. If the commit fails, every caller in the batch gets the error:
-//! nothing is acknowledged that is not on disk.
+//! batch in one `BEGIN IMMEDIATE` transaction, commits, and only then answers every caller.
+//! If a command fails, the transaction is rolled back and the batch runs again with a
+//! savepoint per command, so the failed command's writes are undone and the others' kept.
+//! If the commit fails, every caller in the batch gets the error: nothing is acknowledged
+//! that is not on disk.
 //!
 //! With a size cap ([`SizeCap`]) it checks the database and WAL files before each batch;
 //! over the cap it truncates the WAL if no reader holds it and otherwise refuses the batch's
@@ -243,44 +245,72 @@ fn run_batch(
         StoreError::ReadOnly => refused = refused.or(Some(REFUSED_READ_ONLY)),
         _ => {}
     };
-    batch.reverse(); // run in arrival order while popping from the end
     // BEGIN, COMMIT and ROLLBACK are cached statements: rusqlite's `Transaction` parses them
     // anew for every batch, which at human pace is every scan.
     let conn: &Connection = conn;
-    let outcome = (|| -> Result<(), StoreError> {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let ran = (|| -> Result<(), StoreError> {
-            while let Some(cmd) = batch.pop() {
-                let writes = !writes_nothing(&cmd);
-                let (f, error) = execute(conn, cmd, config);
-                match &error {
-                    Some(e) => note_refusal(e),
-                    None => wrote |= writes,
-                }
-                done.push(f);
-                // On SQLITE_FULL or an I/O error SQLite may roll the whole transaction back
-                // on its own: then nothing of this batch is on disk, whatever the savepoints
-                // said.
-                if conn.is_autocommit() {
-                    return Err(error.unwrap_or_else(|| {
-                        StoreError::Data("the transaction was rolled back".into())
-                    }));
-                }
-            }
-            conn.prepare_cached("COMMIT")?.execute([])?;
-            Ok(())
-        })();
-        // Whatever failed (a lost transaction, a refused COMMIT), nothing of it stays open.
-        if ran.is_err() && !conn.is_autocommit() {
+    let rollback = || {
+        if !conn.is_autocommit() {
             let _ = conn
                 .prepare_cached("ROLLBACK")
                 .and_then(|mut s| s.execute([]));
         }
-        ran
+    };
+    let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(batch.len());
+    let outcome = (|| -> Result<(), StoreError> {
+        // First the batch as one transaction without a savepoint per command: almost every
+        // batch succeeds whole, and a savepoint costs two statements and a copy of every page
+        // the command touches. Should any command fail, the transaction is rolled back and the
+        // batch runs again with a savepoint per command, so a failed command undoes only its
+        // own writes, as if it had been so from the start.
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        for cmd in batch.iter() {
+            match run(conn, cmd, config) {
+                Ok(done) if !conn.is_autocommit() => results.push(Ok(done)),
+                _ => {
+                    results.clear();
+                    break;
+                }
+            }
+        }
+        if results.len() < batch.len() {
+            rollback();
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            for cmd in batch.iter() {
+                let result = in_savepoint(conn, cmd, config);
+                // On SQLITE_FULL or an I/O error SQLite may roll the whole transaction back
+                // on its own: then nothing of this batch is on disk, whatever the savepoints
+                // said.
+                let lost = conn.is_autocommit().then(|| match &result {
+                    Err(e) => copy_error(e),
+                    Ok(_) => StoreError::Data("the transaction was rolled back".into()),
+                });
+                results.push(result);
+                if let Some(e) = lost {
+                    return Err(e);
+                }
+            }
+        }
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
     })();
-    // Commands not run (BEGIN failed, or the transaction was lost) get the batch's error.
+    // Whatever failed (a lost transaction, a refused COMMIT), nothing of it stays open.
+    if outcome.is_err() {
+        rollback();
+    }
+    // Each caller gets its command's result; commands not run (BEGIN failed, or the
+    // transaction was lost) get the batch's error.
+    let mut results = results.into_iter();
     for cmd in batch.drain(..) {
-        done.push(reject(cmd));
+        let writes = !writes_nothing(&cmd);
+        let (f, error) = match results.next() {
+            Some(result) => answer(cmd, result),
+            None => (reject(cmd), None),
+        };
+        match &error {
+            Some(e) => note_refusal(e),
+            None => wrote |= writes && outcome.is_ok(),
+        }
+        done.push(f);
     }
     stats
         .commands
@@ -320,107 +350,232 @@ fn run_batch(
 
 /// Answers a command that never ran; the batch error replaces the result.
 fn reject(cmd: WriteCmd) -> Finish {
-    match cmd {
-        WriteCmd::Append(_, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::Transition(_, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::Step(_, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::Floor(_, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::Push(_, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::Devices(_, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::Managers(_, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::Backlog(_, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::BeginPull(r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::Mirror(_, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::CompleteSnapshot(_, _, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::SetMode(_, _, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::SetCursor(_, _, _, _, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::SetResume(_, _, r) => finish(r, Err(StoreError::Closed)).0,
-        WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Err(StoreError::Closed)).0,
-        #[cfg(test)]
-        WriteCmd::TestSql(_, r) => finish(r, Err(StoreError::Closed)).0,
+    answer(cmd, Err(StoreError::Closed)).0
+}
+
+/// What a command produced, kept until the batch's fate is known (the command itself keeps
+/// its caller's reply, so a batch can be run again).
+enum Done {
+    Unit,
+    Appended(Appended),
+    Steps(Vec<Appended>),
+    Id(i64),
+    Epoch(Epoch),
+    Mirror(MirrorOutcome),
+    Count(u64),
+}
+
+/// The value a caller waits for, out of [`Done`].
+trait FromDone: Sized {
+    fn from_done(done: Done) -> Option<Self>;
+}
+
+macro_rules! from_done {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl FromDone for $t {
+            fn from_done(done: Done) -> Option<Self> {
+                match done {
+                    Done::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+from_done!(Appended => Appended, Vec<Appended> => Steps, i64 => Id, Epoch => Epoch,
+    MirrorOutcome => Mirror, u64 => Count);
+
+impl FromDone for () {
+    fn from_done(done: Done) -> Option<Self> {
+        matches!(done, Done::Unit).then_some(())
     }
 }
 
-/// Runs one command in its own savepoint.
-fn execute(tx: &Connection, cmd: WriteCmd, config: &WriterConfig) -> (Finish, Option<StoreError>) {
-    // The savepoint's statements are prepared once (rusqlite's `Savepoint` parses them anew
-    // for every command).
-    fn in_savepoint<T>(
-        c: &Connection,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        c.prepare_cached("SAVEPOINT command")?.execute([])?;
-        let result = f(c);
-        if result.is_err() {
-            // Undo what the command did; the transaction and the batch's other commands stay.
-            // Should even that fail, the whole transaction goes (the batch then fails as one)
-            // rather than commit half a command.
-            let undone = c
-                .prepare_cached("ROLLBACK TO command")
-                .and_then(|mut s| s.execute([]))
-                .and_then(|_| c.prepare_cached("RELEASE command"))
-                .and_then(|mut s| s.execute([]));
-            if undone.is_err() && !c.is_autocommit() {
-                let _ = c.execute_batch("ROLLBACK");
-            }
-            return result;
-        }
-        if let Err(e) = c
-            .prepare_cached("RELEASE command")
-            .and_then(|mut s| s.execute([]))
-        {
-            if !c.is_autocommit() {
-                let _ = c.execute_batch("ROLLBACK");
-            }
-            return Err(e.into());
-        }
-        result
+/// Pairs a command's result with its caller's reply.
+fn answer(cmd: WriteCmd, result: Result<Done, StoreError>) -> (Finish, Option<StoreError>) {
+    fn to<T: FromDone + Send + 'static>(
+        reply: Reply<T>,
+        result: Result<Done, StoreError>,
+    ) -> (Finish, Option<StoreError>) {
+        let result = result.and_then(|done| {
+            T::from_done(done)
+                .ok_or_else(|| StoreError::Data("the writer mixed up two results".into()))
+        });
+        finish(reply, result)
     }
     match cmd {
-        WriteCmd::Append(entry, r) => {
-            let result = in_savepoint(tx, |c| journal::append(c, &config.site, &entry));
-            finish(r, result)
-        }
-        WriteCmd::Transition(t, r) => finish(r, in_savepoint(tx, |c| journal::transition(c, &t))),
-        WriteCmd::Step(step, r) => {
-            finish(r, in_savepoint(tx, |c| floor::step(c, &config.site, &step)))
-        }
-        WriteCmd::Floor(cmd, r) => finish(r, in_savepoint(tx, |c| floor::command(c, &cmd))),
-        WriteCmd::Push(cmd, r) => finish(
-            r,
-            in_savepoint(tx, |c| push::command(c, &config.site, &cmd)),
-        ),
-        WriteCmd::Devices(cmd, r) => finish(r, in_savepoint(tx, |c| devices::command(c, &cmd))),
-        WriteCmd::Managers(cmd, r) => finish(r, in_savepoint(tx, |c| managers::command(c, &cmd))),
-        WriteCmd::Backlog(cmd, r) => finish(r, in_savepoint(tx, |c| backlog::command(c, &cmd))),
-        WriteCmd::BeginPull(r) => finish(r, in_savepoint(tx, mirror::begin_pull)),
-        WriteCmd::Mirror(b, r) => finish(r, in_savepoint(tx, |c| mirror::apply(c, &b))),
-        WriteCmd::CompleteSnapshot(epoch, model, r) => finish(
-            r,
-            in_savepoint(tx, |c| mirror::complete_snapshot(c, epoch, model)),
-        ),
-        WriteCmd::SetMode(mode, since, r) => finish(
-            r,
-            in_savepoint(tx, |c| {
-                c.prepare_cached(
-                    "UPDATE appliance_state SET mode = ?1, mode_since = ?2 WHERE id = 1",
-                )?
-                .execute(rusqlite::params![mode, since])?;
-                Ok(())
-            }),
-        ),
-        WriteCmd::SetCursor(model, write_date, window, full, r) => finish(
-            r,
-            in_savepoint(tx, |c| {
-                mirror::set_cursor(c, model, write_date.as_deref(), &window, full)
-            }),
-        ),
-        WriteCmd::SetResume(model, resume, r) => finish(
-            r,
-            in_savepoint(tx, |c| mirror::set_resume(c, model, resume)),
-        ),
-        WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => finish(r, Ok(())),
+        WriteCmd::Append(_, r) => to(r, result),
+        WriteCmd::Transition(_, r) => to(r, result),
+        WriteCmd::Step(_, r) => to(r, result),
+        WriteCmd::Floor(_, r) => to(r, result),
+        WriteCmd::Push(_, r) => to(r, result),
+        WriteCmd::Devices(_, r) => to(r, result),
+        WriteCmd::Managers(_, r) => to(r, result),
+        WriteCmd::Backlog(_, r) => to(r, result),
+        WriteCmd::BeginPull(r) => to(r, result),
+        WriteCmd::Mirror(_, r) => to(r, result),
+        WriteCmd::CompleteSnapshot(_, _, r) => to(r, result),
+        WriteCmd::SetMode(_, _, r) => to(r, result),
+        WriteCmd::SetCursor(_, _, _, _, r) => to(r, result),
+        WriteCmd::SetResume(_, _, r) => to(r, result),
+        WriteCmd::Ping(r) | WriteCmd::Shutdown(r) => to(r, result),
         #[cfg(test)]
-        WriteCmd::TestSql(sql, r) => finish(r, tx.execute_batch(&sql).map_err(StoreError::from)),
+        WriteCmd::TestSql(_, r) => to(r, result),
+    }
+}
+
+/// Runs one command in its own savepoint, so that its failure undoes only its own writes.
+fn in_savepoint(c: &Connection, cmd: &WriteCmd, config: &WriterConfig) -> Result<Done, StoreError> {
+    // The savepoint's statements are prepared once (rusqlite's `Savepoint` parses them anew
+    // for every command).
+    c.prepare_cached("SAVEPOINT command")?.execute([])?;
+    let result = run(c, cmd, config);
+    if result.is_err() {
+        // Undo what the command did; the transaction and the batch's other commands stay.
+        // Should even that fail, the whole transaction goes (the batch then fails as one)
+        // rather than commit half a command.
+        let undone = c
+            .prepare_cached("ROLLBACK TO command")
+            .and_then(|mut s| s.execute([]))
+            .and_then(|_| c.prepare_cached("RELEASE command"))
+            .and_then(|mut s| s.execute([]));
+        if undone.is_err() && !c.is_autocommit() {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+        return result;
+    }
+    if let Err(e) = c
+        .prepare_cached("RELEASE command")
+        .and_then(|mut s| s.execute([]))
+    {
+        if !c.is_autocommit() {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+        return Err(e.into());
+    }
+    result
+}
+
+/// Runs one command (inside the batch's transaction).
+fn run(tx: &Connection, cmd: &WriteCmd, config: &WriterConfig) -> Result<Done, StoreError> {
+    Ok(match cmd {
+        WriteCmd::Append(entry, _) => Done::Appended(journal::append(tx, &config.site, entry)?),
+        WriteCmd::Transition(t, _) => {
+            journal::transition(tx, t)?;
+            Done::Unit
+        }
+        WriteCmd::Step(step, _) => Done::Steps(floor::step(tx, &config.site, step)?),
+        WriteCmd::Floor(cmd, _) => {
+            floor::command(tx, cmd)?;
+            Done::Unit
+        }
+        WriteCmd::Push(cmd, _) => Done::Id(push::command(tx, &config.site, cmd)?),
+        WriteCmd::Devices(cmd, _) => Done::Id(devices::command(tx, cmd)?),
+        WriteCmd::Managers(cmd, _) => Done::Id(managers::command(tx, cmd)?),
+        WriteCmd::Backlog(cmd, _) => Done::Id(backlog::command(tx, cmd)?),
+        WriteCmd::BeginPull(_) => Done::Epoch(mirror::begin_pull(tx)?),
+        WriteCmd::Mirror(b, _) => Done::Mirror(mirror::apply(tx, b)?),
+        WriteCmd::CompleteSnapshot(epoch, model, _) => {
+            Done::Count(mirror::complete_snapshot(tx, *epoch, *model)?)
+        }
+        WriteCmd::SetMode(mode, since, _) => {
+            tx.prepare_cached(
+                "UPDATE appliance_state SET mode = ?1, mode_since = ?2 WHERE id = 1",
+            )?
+            .execute(rusqlite::params![mode, since])?;
+            Done::Unit
+        }
+        WriteCmd::SetCursor(model, write_date, window, full, _) => {
+            mirror::set_cursor(tx, *model, write_date.as_deref(), window, *full)?;
+            Done::Unit
+        }
+        WriteCmd::SetResume(model, resume, _) => {
+            mirror::set_resume(tx, *model, *resume)?;
+            Done::Unit
+        }
+        WriteCmd::Ping(_) | WriteCmd::Shutdown(_) => Done::Unit,
+        #[cfg(test)]
+        WriteCmd::TestSql(sql, _) => {
+            tx.execute_batch(sql)?;
+            Done::Unit
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn pick(move_id: i64) -> Box<NewEntry> {
+        Box::new(super::super::tests::pick(move_id, 1, 1, "", 1.0))
+    }
+
+    #[test]
+    fn a_failed_command_undoes_only_its_own_writes_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("holdfast.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        super::super::schema::migrate(&mut conn, "holdfast.db").unwrap();
+        let stats = Arc::new(WriterStats::default());
+        let (nudge, _checkpointer) =
+            super::super::checkpoint::spawn(&path, Duration::from_secs(5), stats.clone()).unwrap();
+        let config = WriterConfig {
+            max_batch: 16,
+            site: "site".into(),
+            path: path.clone(),
+            cap: None,
+            wal_restart_frames: 16_384,
+            busy_timeout: Duration::from_secs(5),
+            checkpoint: nudge,
+        };
+        let (first, mut first_rx) = oneshot::channel();
+        let (failing, mut failing_rx) = oneshot::channel();
+        let (last, mut last_rx) = oneshot::channel();
+        // The middle command writes, then fails (an effect of an entry that does not exist).
+        let mut batch = vec![
+            WriteCmd::Append(pick(1), first),
+            WriteCmd::TestSql(
+                "UPDATE appliance_state SET mode = 'half-done' WHERE id = 1;
+                 INSERT INTO journal_effect (seq, target) VALUES (999999, 'stock');"
+                    .into(),
+                failing,
+            ),
+            WriteCmd::Append(pick(2), last),
+        ];
+        run_batch(&mut conn, &mut batch, &config, &stats);
+
+        let first = first_rx.try_recv().unwrap().unwrap();
+        let last = last_rx.try_recv().unwrap().unwrap();
+        assert!(failing_rx.try_recv().unwrap().is_err());
+        assert!(first.seq < last.seq);
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.commands.load(Ordering::Relaxed), 3);
+        // Both appends and their effects are on disk; nothing of the failed command is.
+        let other = Connection::open(&path).unwrap();
+        let entries: i64 = other
+            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+            .unwrap();
+        let effects: i64 = other
+            .query_row("SELECT COUNT(DISTINCT seq) FROM journal_effect", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let mode: String = other
+            .query_row("SELECT mode FROM appliance_state", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((entries, effects), (2, 2));
+        assert_ne!(mode, "half-done");
+
+        // A batch where every command succeeds commits as one, the same.
+        let (again, mut again_rx) = oneshot::channel();
+        let (ping, mut ping_rx) = oneshot::channel();
+        let mut batch = vec![WriteCmd::Append(pick(3), again), WriteCmd::Ping(ping)];
+        run_batch(&mut conn, &mut batch, &config, &stats);
+        assert!(again_rx.try_recv().unwrap().unwrap().seq > last.seq);
+        assert!(ping_rx.try_recv().unwrap().is_ok());
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 2);
     }
 }
