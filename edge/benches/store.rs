@@ -6,8 +6,10 @@
 //! ```
 //!
 //! 1. Durable journal appends per second, 1 and 64 concurrent writers, against the baseline
-//!    of plain SQLite with one fsynced commit per row (same pragmas, same disk), and plain
-//!    SQLite with 64 rows per commit beside them: what group commit alone would allow.
+//!    of plain SQLite with one fsynced commit per row (same pragmas and page size, same disk), and plain
+//!    SQLite with 64 rows per commit beside them: what group commit alone would allow. With
+//!    each store run, what the writer did per append: its thread's CPU, the bytes written
+//!    (WAL frames and checkpoints), and the mean batch.
 //! 2. Barcode lookup and view-quantity latency (p50/p99) with the large mirror loaded.
 //! 3. The real binary on that database: startup time to a healthy `/healthz`, and resident
 //!    memory after serving status requests.
@@ -61,6 +63,8 @@ fn micros(d: Duration) -> f64 {
 /// targets are ratios of; 64: what one fsync per 64 writers' rows would allow, a ceiling).
 fn baseline_rows_per_sec(dir: &Path, n: usize, per_commit: usize) -> f64 {
     let conn = rusqlite::Connection::open(dir.join(format!("baseline-{per_commit}.db"))).unwrap();
+    conn.pragma_update(None, "page_size", holdfast::store::PAGE_SIZE)
+        .unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "FULL").unwrap();
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
