@@ -3,7 +3,7 @@
 //!
 //! A workflow step is one [`StepWrite`]: the session's new state, the journal entries the step
 //! made, the device's current session and the answer for its idempotency key, all in one
-//! savepoint. Either all of it is on disk or none of it is.
+//! writer command. Either all of it is on disk or none of it is.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
@@ -178,7 +178,7 @@ fn record_request(conn: &Connection, request: &Option<RequestRecord>) -> Result<
     Ok(())
 }
 
-/// Writes a step (inside the writer's savepoint).
+/// Writes a step (one writer command: undone alone if it fails).
 pub(super) fn step(
     conn: &Connection,
     site: &str,
@@ -281,7 +281,7 @@ pub(super) fn close_cancelled_sessions(conn: &Connection) -> Result<u64, StoreEr
     Ok(closed)
 }
 
-/// Runs an administration or sign-in command (inside the writer's savepoint).
+/// Runs an administration or sign-in command (one writer command: undone alone if it fails).
 pub(super) fn command(conn: &Connection, cmd: &FloorCmd) -> Result<(), StoreError> {
     let now = now_ms();
     match cmd {

@@ -1,7 +1,7 @@
 //! Site managers (migration 8): accounts, console sessions and the audit trail.
 //!
 //! Every command that changes an account or a session writes its audit row in the same
-//! savepoint, so an account is never changed without the trail saying who did it. Sessions
+//! writer command (all or nothing), so an account is never changed without the trail saying who did it. Sessions
 //! are keyed by the SHA-256 of their token; the token itself is only ever in the cookie.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};

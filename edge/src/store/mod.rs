@@ -10,8 +10,8 @@
 //!
 //! One OS thread owns the only read-write connection ([`writer`]). Writes reach it as typed
 //! commands over two bounded channels, a device lane served ahead of a background lane. The
-//! thread groups whatever is queued into one transaction (group commit), runs each command in
-//! a savepoint so one bad command does not sink its neighbours, and answers the callers only
+//! thread groups whatever is queued into one transaction (group commit), where one bad command
+//! does not sink its neighbours (its writes alone are undone), and answers the callers only
 //! after `COMMIT` returned: an acknowledgement means the data is on disk (`synchronous=FULL`).
 //!
 //! # Reads
