@@ -125,9 +125,10 @@ pub struct StoreOptions {
 /// checkpoint from completing; without a cap the writer restarts the WAL only past 16,384
 /// frames: 16 MiB of 1 KiB pages, 64 MiB of 4 KiB ones). The WAL gets an eighth of the cap
 /// (at most 64 MiB): the writer completes a checkpoint once the WAL is half that,
-/// `journal_size_limit` truncates the file back to it when the WAL restarts, and the database gets the rest (`max_page_count`). Before each
-/// batch the writer checks the two files together; over the cap it truncates the WAL if no
-/// reader holds it (without waiting), and otherwise refuses the batch's writes as full.
+/// `journal_size_limit` truncates the file back to it when the WAL restarts, and the database
+/// gets the rest (`max_page_count`). Before each batch the writer checks the two files
+/// together; over the cap it truncates the WAL if no reader holds it (without waiting), and
+/// otherwise refuses the batch's writes as full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SizeCap {
     /// Database file and WAL together.

@@ -308,7 +308,7 @@ fn run_batch(
         };
         match &error {
             Some(e) => note_refusal(e),
-            None => wrote |= writes && outcome.is_ok(),
+            None => wrote |= writes,
         }
         done.push(f);
     }
