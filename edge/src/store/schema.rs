@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[&str] = &[
     AUDIT_BY_TARGET,
     EFFECT_TOTALS,
     MIRROR_GENERATION,
+    CHECKS_AS_COMPARISONS,
 ];
 
 /// The schema version this build writes.
@@ -680,6 +681,74 @@ CREATE TABLE mirror_generation (
 INSERT INTO mirror_generation (id, n) VALUES (1, 0);
 "#;
 
+/// Version 14: CHECK constraints that list three or more allowed values are written as
+/// comparisons joined by OR. SQLite evaluates `x IN ('a', 'b', 'c')` by building an ephemeral
+/// table for the list every time a statement runs (a B-tree opened, filled and closed), and a
+/// CHECK runs with every insert: four of them per journal append. The two forms allow exactly
+/// the same values (NULL included), so the definitions are rewritten in place, the documented
+/// way for a change that leaves every stored row valid (`writable_schema`; RESET reloads this
+/// connection's schema; `migrate_with` bumps the schema cookie for the others). A new CHECK
+/// with a list of values is written the same way (`store::tests` refuses the IN form).
+const CHECKS_AS_COMPARISONS: &str = r#"
+PRAGMA writable_schema = ON;
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (tracking IN (''none'', ''lot'', ''serial''))',
+    'CHECK (tracking = ''none'' OR tracking = ''lot'' OR tracking = ''serial'')')
+WHERE type = 'table' AND name = 'product';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (code IN (''incoming'', ''outgoing'', ''internal''))',
+    'CHECK (code = ''incoming'' OR code = ''outgoing'' OR code = ''internal'')')
+WHERE type = 'table' AND name = 'picking_type';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (target IN (''stock'', ''move'', ''lot''))',
+    'CHECK (target = ''stock'' OR target = ''move'' OR target = ''lot'')')
+WHERE type = 'table' AND (name = 'journal_effect' OR name = 'held_back');
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (workflow IN (''pick'', ''receive'', ''count'', ''transfer''))',
+    'CHECK (workflow = ''pick'' OR workflow = ''receive'''
+        || ' OR workflow = ''count'' OR workflow = ''transfer'')')
+WHERE type = 'table' AND name = 'session';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (state IN (''active'', ''done'', ''cancelled''))',
+    'CHECK (state = ''active'' OR state = ''done'' OR state = ''cancelled'')')
+WHERE type = 'table' AND name = 'session';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (kind IN (''pick'', ''receive'', ''validate'', '
+        || '''count'', ''transfer'', ''print'', ''resolve''))',
+    'CHECK (kind = ''pick'' OR kind = ''receive'' OR kind = ''validate'''
+        || ' OR kind = ''count'' OR kind = ''transfer'' OR kind = ''print'''
+        || ' OR kind = ''resolve'')')
+WHERE type = 'table' AND name = 'journal';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (state IN (''pending'', ''in_flight'', '
+        || '''applied'', ''conflict'', ''rejected'', ''resolved''))',
+    'CHECK (state = ''pending'' OR state = ''in_flight'''
+        || ' OR state = ''applied'' OR state = ''conflict'''
+        || ' OR state = ''rejected'' OR state = ''resolved'')')
+WHERE type = 'table' AND name = 'journal';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (status IN (''open'', ''flagged'', ''resolved''))',
+    'CHECK (status = ''open'' OR status = ''flagged'' OR status = ''resolved'')')
+WHERE type = 'table' AND name = 'conflict';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (kind IN (''scanner'', ''printer'', ''broker''))',
+    'CHECK (kind = ''scanner'' OR kind = ''printer'' OR kind = ''broker'')')
+WHERE type = 'table' AND name = 'device_registry';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (state IN (''queued'', ''sending'', ''sent'', ''unknown'', ''cancelled''))',
+    'CHECK (state = ''queued'' OR state = ''sending'' OR state = ''sent'''
+        || ' OR state = ''unknown'' OR state = ''cancelled'')')
+WHERE type = 'table' AND name = 'print_job';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (outcome IN (''applied'', ''retry'', '
+        || '''conflict'', ''rejected'', ''discarded'', ''interrupted''))',
+    'CHECK (outcome = ''applied'' OR outcome = ''retry'''
+        || ' OR outcome = ''conflict'' OR outcome = ''rejected'''
+        || ' OR outcome = ''discarded'' OR outcome = ''interrupted'')')
+WHERE type = 'table' AND name = 'push_attempt';
+PRAGMA writable_schema = RESET;
+"#;
+
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.
 pub fn migrate(conn: &mut Connection, path: &str) -> Result<i64, StoreError> {
     migrate_with(conn, path, MIGRATIONS)
@@ -706,6 +775,10 @@ pub(super) fn migrate_with(
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", index as i64 + 1)?;
         }
+        // A migration may rewrite a definition in place (`writable_schema`, which does not
+        // change the schema cookie): bumping it makes every other connection read it again.
+        let cookie: i64 = tx.pragma_query_value(None, "schema_version", |r| r.get(0))?;
+        tx.pragma_update(None, "schema_version", cookie + 1)?;
         let broken: Option<String> = tx
             .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
             .optional()?;
@@ -736,4 +809,119 @@ fn check_version_against(found: i64, supported: i64, path: &str) -> Result<(), S
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrated(path: &std::path::Path, migrations: &[&str]) -> Connection {
+        let mut conn = Connection::open(path).unwrap();
+        migrate_with(&mut conn, "test", migrations).unwrap();
+        conn
+    }
+
+    /// The opcodes SQLite compiles `sql` to.
+    fn opcodes(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(1)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    const WRITES: &[&str] = &[
+        "INSERT INTO journal (id, site, device, kind, payload_version, payload, causal_key, created_at)
+         VALUES ('x', 's', 'd', 'pick', 1, '{}', 'k', 0)",
+        "INSERT INTO journal_effect (seq, target, move_id, delta) VALUES (1, 'move', 7, 1.0)",
+        "UPDATE journal SET state = 'applied' WHERE seq = 1",
+        "UPDATE session SET state = 'done' WHERE id = 'x'",
+    ];
+
+    #[test]
+    fn no_check_lists_three_or_more_values_with_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = migrated(&dir.path().join("db"), MIGRATIONS);
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'table'")
+            .unwrap();
+        let tables = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap();
+        for (name, sql) in tables.map(Result::unwrap) {
+            for list in sql.split(" IN (").skip(1) {
+                let list = &list[..list.find(')').unwrap_or(list.len())];
+                assert!(
+                    list.matches(',').count() < 2,
+                    "{name}: a CHECK lists values with IN ({list}): write it as comparisons \
+                     joined by OR (see CHECKS_AS_COMPARISONS)"
+                );
+            }
+        }
+        for sql in WRITES {
+            assert!(
+                !opcodes(&conn, sql).iter().any(|op| op == "OpenEphemeral"),
+                "{sql} builds an ephemeral table"
+            );
+        }
+    }
+
+    #[test]
+    fn rewritten_checks_keep_the_rows_and_refuse_what_they_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let before = &MIGRATIONS[..MIGRATIONS.len() - 1];
+        let old = migrated(&path, before);
+        old.execute_batch(WRITES[0]).unwrap();
+        old.execute_batch(WRITES[1]).unwrap();
+        // Another process's connection, its schema read before the upgrade.
+        assert!(
+            opcodes(&old, WRITES[1])
+                .iter()
+                .any(|op| op == "OpenEphemeral")
+        );
+
+        let new = migrated(&path, MIGRATIONS);
+        let check: String = new
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let effects: i64 = new
+            .query_row(
+                "SELECT COUNT(*) FROM journal_effect WHERE move_id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(effects, 1);
+        for (attempt, conn) in [&new, &old].into_iter().enumerate() {
+            // Both read the new definitions (the other one when its next statement runs and
+            // finds the schema cookie changed)...
+            let _: i64 = conn
+                .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+                .unwrap();
+            assert!(
+                !opcodes(conn, WRITES[1])
+                    .iter()
+                    .any(|op| op == "OpenEphemeral")
+            );
+            // ...which refuse what the old ones refused, and allow what they allowed.
+            let bad = conn
+                .execute(
+                    "INSERT INTO journal_effect (seq, target) VALUES (1, 'bin')",
+                    [],
+                )
+                .unwrap_err();
+            assert!(bad.to_string().contains("CHECK constraint failed"), "{bad}");
+            let bad = conn
+                .execute("UPDATE journal SET state = 'done' WHERE seq = 1", [])
+                .unwrap_err();
+            assert!(bad.to_string().contains("CHECK constraint failed"), "{bad}");
+            conn.execute("UPDATE journal SET state = 'in_flight' WHERE seq = 1", [])
+                .unwrap();
+            conn.execute(
+                "INSERT INTO push_attempt (seq, attempt, started_at, outcome) VALUES (1, ?1, 0, NULL)",
+                [attempt as i64],
+            )
+            .unwrap();
+        }
+    }
 }
