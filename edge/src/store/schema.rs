@@ -688,7 +688,7 @@ INSERT INTO mirror_generation (id, n) VALUES (1, 0);
 /// the same values (NULL included), so the definitions are rewritten in place, the documented
 /// way for a change that leaves every stored row valid (`writable_schema`; RESET reloads this
 /// connection's schema; `migrate_with` bumps the schema cookie for the others). A new CHECK
-/// with a list of values is written the same way (`store::tests` refuses the IN form).
+/// with a list of values is written the same way (`schema::tests` refuses the IN form).
 const CHECKS_AS_COMPARISONS: &str = r#"
 PRAGMA writable_schema = ON;
 UPDATE sqlite_schema SET sql = replace(sql,
