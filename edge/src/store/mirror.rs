@@ -103,35 +103,47 @@ impl EffectKey {
         }
     }
 
+    /// The live effects on this key that a pull can hold back or fold. `e.pushed = 1` follows
+    /// from every state the two questions below ask about (schema version 15); it is written
+    /// out so that SQLite reads the partial indexes `effect_stock` and `effect_move`, which
+    /// hold only those effects, instead of every unfolded effect on the key.
+    fn pulled_effects(&self) -> String {
+        format!("e.live = 1 AND e.pushed = 1 AND {}", self.condition())
+    }
+
+    fn held_sql(&self) -> String {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM journal_effect e JOIN journal j ON j.seq = e.seq
+             WHERE {} AND (j.state = 'in_flight' OR j.ambiguous = 1 OR (j.state = 'applied' AND j.acked_epoch >= ?{})))",
+            self.pulled_effects(),
+            self.params().len() + 1
+        )
+    }
+
+    fn fold_sql(&self) -> String {
+        format!(
+            "UPDATE journal_effect AS e SET live = 0 WHERE {} AND EXISTS
+             (SELECT 1 FROM journal j WHERE j.seq = e.seq AND j.state = 'applied' AND j.acked_epoch < ?{})",
+            self.pulled_effects(),
+            self.params().len() + 1
+        )
+    }
+
     /// Whether an entry touching this key is unconfirmed relative to the pull of `epoch`.
     fn held(&self, conn: &Connection, epoch: Epoch) -> Result<bool, StoreError> {
-        let n = self.params().len();
-        let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM journal_effect e JOIN journal j ON j.seq = e.seq
-             WHERE e.live = 1 AND {} AND (j.state = 'in_flight' OR j.ambiguous = 1 OR (j.state = 'applied' AND j.acked_epoch >= ?{})))",
-            self.condition(),
-            n + 1
-        );
         let mut values = self.params();
         values.push(Value::Integer(epoch.0));
         Ok(conn
-            .prepare_cached(&sql)?
+            .prepare_cached(&self.held_sql())?
             .query_row(params_from_iter(values), |r| r.get(0))?)
     }
 
     /// Folds the effects on this key of entries the pull of `epoch` includes.
     fn fold(&self, conn: &Connection, epoch: Epoch) -> Result<u64, StoreError> {
-        let n = self.params().len();
-        let sql = format!(
-            "UPDATE journal_effect AS e SET live = 0 WHERE e.live = 1 AND {} AND EXISTS
-             (SELECT 1 FROM journal j WHERE j.seq = e.seq AND j.state = 'applied' AND j.acked_epoch < ?{})",
-            self.condition(),
-            n + 1
-        );
         let mut values = self.params();
         values.push(Value::Integer(epoch.0));
         Ok(conn
-            .prepare_cached(&sql)?
+            .prepare_cached(&self.fold_sql())?
             .execute(params_from_iter(values))? as u64)
     }
 }
@@ -470,7 +482,7 @@ pub(super) fn settled_held_back(
         "SELECT h.record_id FROM held_back h
          WHERE h.model = ?1 AND NOT EXISTS (
              SELECT 1 FROM journal_effect e JOIN journal j ON j.seq = e.seq
-             WHERE e.live = 1 AND e.target = h.target
+             WHERE e.live = 1 AND e.pushed = 1 AND e.target = h.target
                AND CASE h.target
                    WHEN 'stock' THEN e.product_id = h.product_id AND e.location_id = h.location_id
                                      AND e.lot_name = h.lot_name
@@ -549,11 +561,11 @@ pub(super) fn complete_snapshot(
     let folded = conn
         .prepare_cached(
             "UPDATE journal_effect AS e SET live = 0
-             WHERE e.live = 1 AND e.target = ?1
+             WHERE e.live = 1 AND e.pushed = 1 AND e.target = ?1
                AND EXISTS (SELECT 1 FROM journal j WHERE j.seq = e.seq AND j.state = 'applied' AND j.acked_epoch < ?2)
                AND NOT EXISTS (
                    SELECT 1 FROM journal_effect f JOIN journal k ON k.seq = f.seq
-                   WHERE f.live = 1 AND f.target = e.target
+                   WHERE f.live = 1 AND f.pushed = 1 AND f.target = e.target
                      AND f.product_id IS e.product_id AND f.location_id IS e.location_id
                      AND f.lot_name IS e.lot_name AND f.move_id IS e.move_id
                      AND (k.state = 'in_flight' OR k.ambiguous = 1 OR (k.state = 'applied' AND k.acked_epoch >= ?2)))",
@@ -715,4 +727,44 @@ fn upsert(conn: &Connection, record: &Record) -> Result<(), StoreError> {
             ])?,
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pull's questions about a key read the key's sent effects through the partial
+    /// indexes, not every unfolded effect on it (a scan of a busy move's history).
+    #[test]
+    fn a_keys_pulled_effects_are_read_through_their_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn, "test").unwrap();
+        let keys = [
+            (
+                EffectKey::Stock {
+                    product_id: 1,
+                    location_id: 2,
+                    lot_name: String::new(),
+                },
+                "effect_stock",
+            ),
+            (EffectKey::Move(7), "effect_move"),
+        ];
+        for (key, index) in keys {
+            for sql in [key.held_sql(), key.fold_sql()] {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
+                let plan: Vec<String> = stmt
+                    .query_map(params_from_iter(unbound), |r| r.get::<_, String>(3))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert!(
+                    plan.iter()
+                        .any(|step| step.contains(&format!("INDEX {index}"))),
+                    "{sql}: {plan:?}"
+                );
+            }
+        }
+    }
 }

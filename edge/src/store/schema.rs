@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[&str] = &[
     EFFECT_TOTALS,
     MIRROR_GENERATION,
     CHECKS_AS_COMPARISONS,
+    PULL_INDEXES_AFTER_SEND,
 ];
 
 /// The schema version this build writes.
@@ -749,6 +750,34 @@ WHERE type = 'table' AND name = 'push_attempt';
 PRAGMA writable_schema = RESET;
 "#;
 
+/// Version 15: the effect indexes the pull uses hold only effects of entries that have left
+/// the queue (sent, outcome unknown, or decided), so a journal append writes no leaf of them.
+/// The pull asks two questions of a key's live effects, whether an unconfirmed entry holds it
+/// back and which confirmed entries to fold (`mirror::EffectKey`), and both only ever match
+/// entries that are in flight, ambiguous or applied; the view's sums read the running totals
+/// (version 12). `pushed` says the entry got there; a trigger sets it in the transaction that
+/// first moves the entry out of `pending` (or marks it ambiguous), whichever code does that,
+/// and nothing clears it (no guard trigger on it either: one would make SQLite run the
+/// trigger's update in two passes, through an ephemeral table). Before, every append inserted into `effect_stock` or
+/// `effect_move` at a random place: one more B-tree leaf written per scan. `effect_lot`
+/// stays as it is: the floor reads pending lots' expiry dates through it.
+const PULL_INDEXES_AFTER_SEND: &str = r#"
+ALTER TABLE journal_effect ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;
+UPDATE journal_effect SET pushed = 1
+WHERE seq IN (SELECT seq FROM journal WHERE state != 'pending' OR ambiguous = 1);
+DROP INDEX effect_stock;
+CREATE INDEX effect_stock ON journal_effect (product_id, location_id, lot_name)
+    WHERE live = 1 AND pushed = 1 AND target = 'stock';
+DROP INDEX effect_move;
+CREATE INDEX effect_move ON journal_effect (move_id)
+    WHERE live = 1 AND pushed = 1 AND target = 'move';
+CREATE TRIGGER effect_pushed AFTER UPDATE OF state, ambiguous ON journal
+WHEN OLD.state = 'pending' AND OLD.ambiguous = 0 AND (NEW.state != 'pending' OR NEW.ambiguous = 1)
+BEGIN
+    UPDATE journal_effect SET pushed = 1 WHERE seq = NEW.seq AND pushed = 0;
+END;
+"#;
+
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.
 pub fn migrate(conn: &mut Connection, path: &str) -> Result<i64, StoreError> {
     migrate_with(conn, path, MIGRATIONS)
@@ -828,6 +857,11 @@ mod tests {
         ops.any(|op| op.unwrap() == "OpenEphemeral")
     }
 
+    /// The migrations up to and including `n`: a database as that version left it.
+    fn version(n: usize) -> &'static [&'static str] {
+        &MIGRATIONS[..n]
+    }
+
     const WRITES: &[&str] = &[
         "INSERT INTO journal (id, site, device, kind, payload_version, payload, causal_key, created_at)
          VALUES ('x', 's', 'd', 'pick', 1, '{}', 'k', 0)",
@@ -868,7 +902,7 @@ mod tests {
     fn rewritten_checks_keep_the_rows_and_refuse_what_they_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let before = &MIGRATIONS[..MIGRATIONS.len() - 1];
+        let before = version(13);
         let old = migrated(&path, before);
         old.execute_batch(WRITES[0]).unwrap();
         old.execute_batch(WRITES[1]).unwrap();
@@ -915,5 +949,83 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    /// Whether the pull's index on moves holds the effect of entry `seq`.
+    fn in_pull_index(conn: &Connection, seq: i64) -> bool {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM journal_effect INDEXED BY effect_move
+             WHERE live = 1 AND pushed = 1 AND target = 'move' AND move_id = 7 AND seq = ?1)",
+            [seq],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_effect_enters_the_pulls_index_when_its_entry_leaves_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let old = migrated(&path, version(14));
+        // Four entries as version 14 left them: pending, in flight, pending with an unknown
+        // outcome, applied.
+        for (seq, state, ambiguous) in [
+            (1, "pending", 0),
+            (2, "in_flight", 0),
+            (3, "pending", 1),
+            (4, "applied", 0),
+        ] {
+            old.execute(
+                "INSERT INTO journal (seq, id, site, device, kind, payload_version, payload,
+                     causal_key, created_at, state, ambiguous)
+                 VALUES (?1, ?1, 's', 'd', 'pick', 1, '{}', 'k', 0, ?2, ?3)",
+                rusqlite::params![seq, state, ambiguous],
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO journal_effect (seq, target, move_id, delta) VALUES (?1, 'move', 7, 1.0)",
+                [seq],
+            )
+            .unwrap();
+        }
+        drop(old);
+
+        let conn = migrated(&path, MIGRATIONS);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let indexed: Vec<bool> = (1..=4).map(|seq| in_pull_index(&conn, seq)).collect();
+        assert_eq!(indexed, [false, true, true, true]);
+
+        // A new entry is appended outside the index and enters it with its first send.
+        conn.execute_batch(WRITES[0]).unwrap();
+        conn.execute(
+            "INSERT INTO journal_effect (seq, target, move_id, delta) VALUES (5, 'move', 7, 1.0)",
+            [],
+        )
+        .unwrap();
+        assert!(!in_pull_index(&conn, 5));
+        conn.execute("UPDATE journal SET state = 'in_flight' WHERE seq = 5", [])
+            .unwrap();
+        assert!(in_pull_index(&conn, 5));
+        // Back to pending after a failed attempt: still counted as sent.
+        conn.execute("UPDATE journal SET state = 'pending' WHERE seq = 5", [])
+            .unwrap();
+        assert!(in_pull_index(&conn, 5));
+        // Marking the first entry ambiguous (an attempt whose outcome is unknown) does too.
+        conn.execute("UPDATE journal SET ambiguous = 1 WHERE seq = 1", [])
+            .unwrap();
+        assert!(in_pull_index(&conn, 1));
+        // Folding takes an effect out of the index and its quantity out of the total.
+        conn.execute("UPDATE journal_effect SET live = 0 WHERE seq = 4", [])
+            .unwrap();
+        assert!(!in_pull_index(&conn, 4));
+        let total: f64 = conn
+            .query_row("SELECT total FROM move_total WHERE move_id = 7", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(total, 4.0);
     }
 }
