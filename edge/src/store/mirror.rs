@@ -738,7 +738,7 @@ mod tests {
     #[test]
     fn a_keys_pulled_effects_are_read_through_their_index() {
         let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn, "test").unwrap();
+        crate::store::schema::migrate(&mut conn, "test").unwrap();
         let keys = [
             (
                 EffectKey::Stock {
