@@ -269,7 +269,7 @@ async fn the_status_is_retained_follows_the_mode_and_a_silent_site_goes_dark_by_
     )
     .unwrap();
     let will = watcher
-        .wait("the last will", 15, |m| {
+        .wait("the last will", 20, |m| {
             is_status(m, "t-status") && m.json["online"] == false
         })
         .await;
@@ -281,10 +281,11 @@ async fn the_status_is_retained_follows_the_mode_and_a_silent_site_goes_dark_by_
     assert_eq!(will.json["cause"], "last_will", "{}", will.json);
     // Keep-alive 5 s: a broker declares a silent client dead 1.5 times that after the last
     // packet it had from it (7.5 s), found on its own housekeeping pass; 7.4 s on a quiet
-    // machine, 9.7 s seen on a loaded one. The bound allows that, and no more than a few
-    // seconds of it.
+    // machine, 9.7 and 13.0 s seen on loaded ones (CI, 2026-12-07). The bound allows up to
+    // twice the broker's 7.5 s and no more: on the default keep-alive (30 s) the appliance
+    // would go dark 15 to 45 s after it froze.
     assert!(
-        took >= Duration::from_secs(5) && took < Duration::from_millis(7_500 + 5_000),
+        took >= Duration::from_secs(5) && took < Duration::from_millis(2 * 7_500),
         "{took:?}"
     );
     appliance.sigkill();
