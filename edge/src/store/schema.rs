@@ -758,9 +758,9 @@ PRAGMA writable_schema = RESET;
 /// (version 12). `pushed` says the entry got there; a trigger sets it in the transaction that
 /// first moves the entry out of `pending` (or marks it ambiguous), whichever code does that,
 /// and nothing clears it (no guard trigger on it either: one would make SQLite run the
-/// trigger's update in two passes, through an ephemeral table). Before, every append inserted into `effect_stock` or
-/// `effect_move` at a random place: one more B-tree leaf written per scan. `effect_lot`
-/// stays as it is: the floor reads pending lots' expiry dates through it.
+/// trigger's update in two passes, through an ephemeral table). Before, every append inserted
+/// into `effect_stock` or `effect_move` at a random place: one more B-tree leaf written per
+/// scan. `effect_lot` stays as it is: the floor reads pending lots' expiry dates through it.
 const PULL_INDEXES_AFTER_SEND: &str = r#"
 ALTER TABLE journal_effect ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;
 UPDATE journal_effect SET pushed = 1
