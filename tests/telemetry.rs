@@ -94,6 +94,10 @@ impl Watcher {
             seen.clone(),
             filters.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
         );
+        // Events are not retained: the watcher is only ready once the broker acknowledged
+        // every subscription, or what the appliance sends first may pass unseen.
+        let (subscribed, mut ready) = tokio::sync::watch::channel(0usize);
+        let wanted = filters.len();
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
@@ -101,6 +105,9 @@ impl Watcher {
                         for f in &filters {
                             client.subscribe(f.clone(), QoS::AtLeastOnce).await.unwrap();
                         }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        subscribed.send_modify(|n| *n += 1);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         into.lock().unwrap().push(Msg {
@@ -116,6 +123,10 @@ impl Watcher {
                 }
             }
         });
+        tokio::time::timeout(Duration::from_secs(20), ready.wait_for(|n| *n >= wanted))
+            .await
+            .expect("the watcher's subscriptions acknowledged within 20 s")
+            .expect("the watcher's task runs");
         Watcher { seen, task }
     }
 
