@@ -22,7 +22,6 @@ use holdfast_devices::scan::RawScan;
 use holdfast_sync::ops::BackorderChoice;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::config::DeviceConfig;
@@ -36,9 +35,12 @@ use crate::workflow::{
 };
 
 pub mod lockout;
+mod secrets;
 
 use lockout::{Attempt, Kind, Locked, SignInGuard};
 pub use lockout::{LockoutPolicy, LockoutStatus};
+use secrets::verify_pin;
+pub use secrets::{hash_pin, new_token, sha256_hex, sha256_hex_of};
 
 /// Longest idempotency key accepted.
 pub const MAX_KEY_LEN: usize = 128;
@@ -187,44 +189,6 @@ struct FloorInner {
     guard: SignInGuard,
     /// Labels printed by steps (receipts' lot/serial labels), when printers are configured.
     printing: std::sync::OnceLock<crate::printing::Printing>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// SHA-256 of some bytes, in lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// A new device token: 32 random bytes, URL-safe.
-pub fn new_token() -> String {
-    use argon2::password_hash::rand_core::{OsRng, RngCore};
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    hex(&bytes)
-}
-
-/// Hashes a PIN for storage (argon2id, a random salt).
-pub fn hash_pin(pin: &str) -> Result<String, String> {
-    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(pin.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| format!("cannot hash the PIN: {e}"))
-}
-
-fn verify_pin(pin: &str, hash: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash)
-        .map(|h| {
-            argon2::Argon2::default()
-                .verify_password(pin.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 /// Whether a step's receipts print their lot labels.

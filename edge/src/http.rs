@@ -611,14 +611,11 @@ fn caller(
             crate::floor::MAX_KEY_LEN
         )));
     }
-    let mut material = Vec::with_capacity(uri.path().len() + body.len() + 1);
-    material.extend_from_slice(uri.path().as_bytes());
-    material.push(0);
-    material.extend_from_slice(body);
     Ok(Caller {
         device: device.0.clone(),
         key: Some(key.to_owned()),
-        fingerprint: crate::floor::sha256_hex(&material),
+        // The path, a zero byte and the body.
+        fingerprint: crate::floor::sha256_hex_of(&[uri.path().as_bytes(), &[0], body]),
     })
 }
 
