@@ -23,13 +23,17 @@
 //! 5. The disk alone: one commit's WAL frames written and fsynced, paced at 200 and 1,000 per
 //!    second and back to back, on the store's file system: the floor under any durable answer
 //!    on this machine.
+//! 6. The hand-offs alone: a task on a runtime like the server's hands a reply channel to a
+//!    thread waiting like the store's writer and waits for its answer, paced at 200 and 1,000
+//!    per second: the CPU a scan's wake-ups cost before any work (compare the server's CPU per
+//!    scan, and the sleeps per scan in the system-call table).
 //!
 //! Every device signs in by badge, opens a pick session on its own picking (one session per
 //! picking), then scans products of that picking again and again (over-pick allowed, no bin
 //! scan required): every answer must be 200 with one journal entry, or the benchmark stops.
 //! Figures are printed with the targets of DESIGN.md beside them; nothing is asserted on
-//! timing. CPU time is read per thread from /proc: the server's runtime workers (`srv`), the
-//! store writer, and the load generator (the main thread).
+//! timing. CPU time, system calls and context switches are read per thread from /proc: the
+//! server's runtime workers (`srv`), the store writer, and the load generator (the main thread).
 
 // Benchmark code: a failed step should stop with its message.
 #![allow(clippy::unwrap_used)]
@@ -392,6 +396,9 @@ struct Cpu {
     generator: f64,
     /// Other threads of this process.
     other: f64,
+    /// What the server's runtime threads and the writer asked of the kernel.
+    server_calls: threads::Calls,
+    writer_calls: threads::Calls,
 }
 
 impl Cpu {
@@ -400,8 +407,10 @@ impl Cpu {
         for thread in threads::threads() {
             if thread.name.starts_with("srv") {
                 cpu.server += thread.secs;
+                cpu.server_calls.add(&thread.calls);
             } else if thread.name == "store-writer" {
                 cpu.writer += thread.secs;
+                cpu.writer_calls.add(&thread.calls);
             } else if thread.main {
                 cpu.generator += thread.secs;
             } else {
@@ -421,6 +430,8 @@ impl Cpu {
             writer: self.writer - before.writer,
             generator: self.generator - before.generator,
             other: self.other - before.other,
+            server_calls: self.server_calls.minus(&before.server_calls),
+            writer_calls: self.writer_calls.minus(&before.writer_calls),
         }
     }
 }
@@ -494,6 +505,101 @@ fn fsync_floor(dir: &std::path::Path, rate: f64, duration: Duration) -> Vec<Dura
     std::fs::remove_file(path).unwrap();
     latencies.sort();
     latencies
+}
+
+/// The hand-offs under every scan, without its work: a task on a runtime built as the
+/// server's (threads `hop-srv`) hands a reply channel to a thread that waits on a tokio
+/// channel as the store's writer does (`hop-writer`), which answers at once; the task waits
+/// for the answer. Paced at `rate` per second for `duration`: what a scan's wake-ups cost in
+/// CPU on this machine before any parsing, reading or committing.
+fn handoff_floor(rate: f64, duration: Duration) -> Handoffs {
+    use tokio::sync::{mpsc, oneshot};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("hop-srv")
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, mut rx) = mpsc::channel::<oneshot::Sender<()>>(64);
+    let thread = std::thread::Builder::new()
+        .name("hop-writer".into())
+        .spawn(move || {
+            let waiter = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            while let Some(reply) = waiter.block_on(rx.recv()) {
+                let _ = reply.send(());
+            }
+        })
+        .unwrap();
+    let sum = |name: &str| {
+        threads::threads().iter().filter(|t| t.name == name).fold(
+            (0.0, threads::Calls::default()),
+            |(secs, mut calls), t| {
+                calls.add(&t.calls);
+                (secs + t.secs, calls)
+            },
+        )
+    };
+    let before = (sum("hop-srv"), sum("hop-writer"));
+    // The thread ends once every sender is gone: keep one until it has been read.
+    let keep = tx.clone();
+    let mut sorted = rt
+        .block_on(rt.spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (start, mut out) = (Instant::now(), Vec::new());
+            while start.elapsed() < duration {
+                ticks.tick().await;
+                let t = Instant::now();
+                let (reply, answer) = oneshot::channel();
+                tx.send(reply).await.unwrap();
+                answer.await.unwrap();
+                out.push(t.elapsed());
+            }
+            out
+        }))
+        .unwrap();
+    let after = (sum("hop-srv"), sum("hop-writer"));
+    drop(keep);
+    thread.join().unwrap();
+    drop(rt);
+    sorted.sort();
+    Handoffs {
+        rate,
+        server_secs: after.0.0 - before.0.0,
+        server_calls: after.0.1.minus(&before.0.1),
+        thread_secs: after.1.0 - before.1.0,
+        sorted,
+    }
+}
+
+/// What [`handoff_floor`] measured.
+struct Handoffs {
+    rate: f64,
+    sorted: Vec<Duration>,
+    server_secs: f64,
+    server_calls: threads::Calls,
+    thread_secs: f64,
+}
+
+impl Handoffs {
+    fn row(&self) {
+        let n = self.sorted.len().max(1) as f64;
+        println!(
+            "{:<26} {:>8} {:>9.3} {:>9.3} {:>12.0} {:>12.0} {:>14}",
+            format!("paced {:.0}/s", self.rate),
+            self.sorted.len(),
+            ms(percentile(&self.sorted, 0.5)),
+            ms(percentile(&self.sorted, 0.99)),
+            self.server_secs / n * 1e6,
+            self.thread_secs / n * 1e6,
+            format!(
+                "{:.1} (+{:.1})",
+                self.server_calls.sleeps as f64 / n,
+                self.server_calls.preempted as f64 / n
+            ),
+        );
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -627,6 +733,22 @@ impl Run {
             self.commands as f64 / self.commits.max(1) as f64,
             ms(self.p50_first),
             ms(self.p50_last),
+        );
+    }
+
+    fn calls_row(&self) {
+        let per = |n: u64| n as f64 / self.scans.max(1) as f64;
+        let (server, writer) = (&self.cpu.server_calls, &self.cpu.writer_calls);
+        println!(
+            "{:<26} {:>7} {:>12.1} {:>13.1} {:>13} {:>12.1} {:>13.1} {:>14.1}",
+            self.label,
+            self.devices,
+            per(server.reads),
+            per(server.writes),
+            format!("{:.1} (+{:.1})", per(server.sleeps), per(server.preempted)),
+            per(writer.reads),
+            per(writer.writes),
+            per(writer.sleeps),
         );
     }
 
@@ -1223,6 +1345,11 @@ fn main() {
         .iter()
         .map(|&rate| fsync_floor(dir.path(), rate, run_time))
         .collect();
+    progress("the hand-offs' floor: a task to a waiting thread and back");
+    let handoffs: Vec<Handoffs> = [200.0, 1_000.0]
+        .iter()
+        .map(|&rate| handoff_floor(rate, run_time))
+        .collect();
     // Every measured local scan since `db_before` (the telemetry runs' too; warm-ups aside).
     let local_scans: u64 = runs
         .iter()
@@ -1354,6 +1481,17 @@ fn main() {
         );
     }
     println!(
+        "\n## the hand-offs' floor: a task on a runtime like the server's hands a reply channel to a thread waiting like the store's writer, which answers at once (no HTTP, no SQLite; {:.0} s each)",
+        run_time.as_secs_f64()
+    );
+    println!(
+        "{:<26} {:>8} {:>9} {:>9} {:>12} {:>12} {:>14}",
+        "rate", "trips", "p50 ms", "p99 ms", "runtime us", "thread us", "runtime sleeps"
+    );
+    for h in &handoffs {
+        h.row();
+    }
+    println!(
         "\n## cloud only: Odoo simulator; a scan = search_read product by barcode + write stock.move.line; 30 ms per call, or the real Odoo profile ({})",
         real_odoo.describe()
     );
@@ -1386,6 +1524,23 @@ fn main() {
         .chain(&cloud)
     {
         r.cpu_row();
+    }
+    println!(
+        "\n## what a scan asks of the kernel (per scan, from /proc/<tid>/io and status): reads = read/pread calls (SQLite's page reads: a reader's cache starts empty after every commit), writes = write/pwrite/writev calls, sleeps = waits that gave up the core (each a wake-up later), in brackets the times a runnable server thread lost its core"
+    );
+    println!(
+        "{:<26} {:>7} {:>12} {:>13} {:>13} {:>12} {:>13} {:>14}",
+        "run",
+        "devices",
+        "server reads",
+        "server writes",
+        "server sleeps",
+        "writer reads",
+        "writer writes",
+        "writer sleeps"
+    );
+    for r in runs.iter().chain(std::iter::once(&one_move)).chain(&paced) {
+        r.calls_row();
     }
     let grown = db_after.saturating_sub(db_before);
     println!(
