@@ -39,8 +39,7 @@ mod secrets;
 
 use lockout::{Attempt, Kind, Locked, SignInGuard};
 pub use lockout::{LockoutPolicy, LockoutStatus};
-use secrets::verify_pin;
-pub use secrets::{hash_pin, new_token, sha256_hex, sha256_hex_of};
+pub use secrets::{hash_pin, new_token, sha256_hex, sha256_hex_of, verify_pin};
 
 /// Longest idempotency key accepted.
 pub const MAX_KEY_LEN: usize = 128;

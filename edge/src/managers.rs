@@ -247,14 +247,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 /// Whether `password` matches `hash` (an argon2 PHC string). Slow by design: call it off the
 /// async workers.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash)
-        .map(|h| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    crate::floor::verify_pin(password, hash)
 }
 
 /// A hash no password matches in practice, verified for unknown names so that a wrong name

@@ -47,7 +47,8 @@ pub fn hash_pin(pin: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot hash the PIN: {e}"))
 }
 
-pub(super) fn verify_pin(pin: &str, hash: &str) -> bool {
+/// Whether `pin` matches `hash` (an argon2 PHC string; anything else matches nothing).
+pub fn verify_pin(pin: &str, hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     PasswordHash::new(hash)
         .map(|h| {
