@@ -27,6 +27,9 @@
 //!    thread waiting like the store's writer and waits for its answer, paced at 200 and 1,000
 //!    per second: the CPU a scan's wake-ups cost before any work (compare the server's CPU per
 //!    scan, and the sleeps per scan in the system-call table).
+//! 7. Cores kept awake: the 200 scans/s run again while a busy loop at `SCHED_IDLE` priority
+//!    (util-linux's `chrt`) holds each core out of its idle state: the difference in CPU per
+//!    scan is what waking idle cores costs this machine (skipped without `chrt`).
 //!
 //! Every device signs in by badge, opens a pick session on its own picking (one session per
 //! picking), then scans products of that picking again and again (over-pick allowed, no bin
@@ -602,6 +605,46 @@ impl Handoffs {
     }
 }
 
+/// Busy loops at the lowest priority Linux has (`SCHED_IDLE`, through util-linux's `chrt`),
+/// one per core, so no core halts while they run: any runnable thread takes the core from
+/// them at once. A scan at human pace otherwise finds the cores idle and pays for waking
+/// them (on a VM a halt is an exit to the hypervisor) and for caches others have cooled.
+/// The loops are other processes: they show in the CPU table's "others" column, and they are
+/// stopped (and reaped) when this is dropped.
+struct Awake(Vec<std::process::Child>);
+
+impl Awake {
+    fn start() -> Result<Awake, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut spinners = Awake(Vec::with_capacity(cores));
+        for _ in 0..cores {
+            let child = std::process::Command::new("chrt")
+                .args(["--idle", "0", "sh", "-c", "while :; do :; done"])
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot run chrt: {e}"))?;
+            spinners.0.push(child);
+        }
+        // chrt ends at once when the policy cannot be set.
+        std::thread::sleep(Duration::from_millis(100));
+        for child in &mut spinners.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("chrt --idle ended at once ({status})"));
+            }
+        }
+        Ok(spinners)
+    }
+}
+
+impl Drop for Awake {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -623,6 +666,8 @@ struct Run {
     /// p50 of the first and the last tenth of each device's scans.
     p50_first: Duration,
     p50_last: Duration,
+    /// p50 of each tenth, first to last.
+    tenths: Vec<Duration>,
     commits: u64,
     commands: u64,
     cpu: Cpu,
@@ -649,22 +694,26 @@ impl Run {
                 first.unwrap_or_default()
             );
         }
-        let tenth = |first: bool| {
-            let mut part: Vec<Duration> = seen
-                .iter()
-                .flat_map(|s| {
-                    let n = (s.latencies.len() / 10).max(1).min(s.latencies.len());
-                    if first {
-                        s.latencies[..n].to_vec()
-                    } else {
-                        s.latencies[s.latencies.len() - n..].to_vec()
-                    }
-                })
-                .collect();
-            part.sort();
-            percentile(&part, 0.5)
-        };
-        let (p50_first, p50_last) = (tenth(true), tenth(false));
+        // p50 of each tenth of every device's scans, in the order they were made.
+        let tenths: Vec<Duration> = (0..10)
+            .map(|k| {
+                let mut part: Vec<Duration> = seen
+                    .iter()
+                    .flat_map(|s| {
+                        let n = s.latencies.len();
+                        let (from, to) = if n < 10 {
+                            (0, n)
+                        } else {
+                            (n * k / 10, n * (k + 1) / 10)
+                        };
+                        s.latencies[from..to].iter().copied()
+                    })
+                    .collect();
+                part.sort();
+                percentile(&part, 0.5)
+            })
+            .collect();
+        let (p50_first, p50_last) = (tenths[0], tenths[9]);
         let behind = seen.iter().map(|s| s.behind).sum();
         let devices = seen.len();
         let mut sorted: Vec<Duration> = seen.into_iter().flat_map(|s| s.latencies).collect();
@@ -681,6 +730,7 @@ impl Run {
             sorted,
             p50_first,
             p50_last,
+            tenths,
             commits: after.commits - before.commits,
             commands: after.commands - before.commands,
             cpu,
@@ -1224,6 +1274,29 @@ fn main() {
         handhelds = back;
         paced.push(run);
     }
+    // 2b. 200/s again with every core kept out of idle: what waking an idle core costs.
+    let awake = match Awake::start() {
+        Err(why) => {
+            println!("(the cores-awake run skipped: {why})");
+            None
+        }
+        Ok(spinners) => {
+            progress(&format!(
+                "local, {paced_devices} devices paced at 200 scans/s, cores kept awake"
+            ));
+            let (run, back) = generator.block_on(local_paced(
+                &store,
+                handhelds,
+                warmup.min(3),
+                run_time,
+                200.0,
+                "local, 200/s, cores awake".into(),
+            ));
+            drop(spinners);
+            handhelds = back;
+            Some(run)
+        }
+    };
     // 4. Telemetry off, on, and on with its broker black-holed.
     let mut telemetry_runs = Vec::new();
     match mosquitto::binary() {
@@ -1355,6 +1428,7 @@ fn main() {
         .iter()
         .chain(std::iter::once(&one_move))
         .chain(&paced)
+        .chain(&awake)
         .chain(&telemetry_runs)
         .map(|r| r.scans as u64)
         .sum();
@@ -1446,7 +1520,7 @@ fn main() {
         run_time.as_secs_f64()
     );
     Run::header();
-    for r in &paced {
+    for r in paced.iter().chain(&awake) {
         r.row();
     }
     for r in &paced {
@@ -1521,6 +1595,7 @@ fn main() {
         .iter()
         .chain(std::iter::once(&one_move))
         .chain(&paced)
+        .chain(&awake)
         .chain(&cloud)
     {
         r.cpu_row();
@@ -1539,7 +1614,12 @@ fn main() {
         "writer writes",
         "writer sleeps"
     );
-    for r in runs.iter().chain(std::iter::once(&one_move)).chain(&paced) {
+    for r in runs
+        .iter()
+        .chain(std::iter::once(&one_move))
+        .chain(&paced)
+        .chain(&awake)
+    {
         r.calls_row();
     }
     let grown = db_after.saturating_sub(db_before);
@@ -1610,11 +1690,29 @@ fn main() {
         verdict(growth <= 1.10)
     );
     println!(
+        "  p50 of each tenth, first to last (ms)        : {}",
+        one_move
+            .tenths
+            .iter()
+            .map(|d| format!("{:.3}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
         "server CPU per scan, 200 devices x 1 scan/s    : {:>8.0} us (target <= {TARGET_CPU_LOW_US:.0} us; + {:.0} us in the writer): {}",
         server_us(human),
         human.cpu.writer / human.scans.max(1) as f64 * 1e6,
         verdict(server_us(human) <= TARGET_CPU_LOW_US)
     );
+    if let Some(awake) = &awake {
+        println!(
+            "  the same with the cores kept awake           : {:>8.0} us (+ {:.0} us in the writer; p50 {:.3} ms against {:.3}): what waking idle cores adds",
+            server_us(awake),
+            awake.cpu.writer / awake.scans.max(1) as f64 * 1e6,
+            ms(awake.p(0.5)),
+            ms(human.p(0.5)),
+        );
+    }
     println!(
         "cloud p99 / local p99, 1 device, 30 ms per call: {:>8.1} x (for reference)",
         ratio(&cloud[0], &runs[0]),
