@@ -1,6 +1,6 @@
 //! Hot rows of the mirror kept in memory: what a barcode stands for, a picking's mirror side
-//! (header, moves with their products and bins, reserved lines), products, locations and
-//! the location tree.
+//! (header, moves with their products and bins, reserved lines), products, locations, the
+//! location tree, and the rows per mirrored table (status figures).
 //!
 //! Every commit drops each reader's SQLite page cache (a WAL reader cannot keep pages across
 //! another connection's commit), and the floor commits with every scan, so each scan would
@@ -20,7 +20,7 @@
 //! Absent rows and unknown codes are kept too; each map holds at most [`MAX_ENTRIES`] keys
 //! and starts over when full.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
@@ -47,6 +47,8 @@ pub(super) struct Generation {
     pub locations: Kept<i64, Option<LocationInfo>>,
     /// (location, ancestor) → whether the location lies at or below the ancestor.
     pub within: Kept<(i64, i64), bool>,
+    /// Rows per mirrored table (status figures).
+    pub mirror_counts: Option<BTreeMap<String, i64>>,
 }
 
 impl Generation {
@@ -56,6 +58,7 @@ impl Generation {
         self.products.0.clear();
         self.locations.0.clear();
         self.within.0.clear();
+        self.mirror_counts = None;
     }
 }
 

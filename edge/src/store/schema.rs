@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[&str] = &[
     PULL_INDEXES_AFTER_SEND,
     STORED_ANSWERS_BY_ROWID,
     QUANT_KEY_COVERS_QUANTITIES,
+    JOURNAL_COUNTS,
 ];
 
 /// The schema version this build writes.
@@ -815,6 +816,33 @@ DROP INDEX quant_key;
 CREATE INDEX quant_key ON quant (product_id, location_id, lot_name, quantity, reserved);
 "#;
 
+/// Migration 18: the journal's entries counted by state, kept by triggers in the transaction
+/// that appends an entry or changes its state, so the queue's figures (status, metrics,
+/// telemetry every 2 s, the push loop every second) read a few rows instead of counting the
+/// whole journal: `COUNT(*) ... GROUP BY state` walked every entry of `journal_by_state`,
+/// history included, 130 ms with 211,000 entries (the floor bench's telemetry runs). The
+/// journal refuses deletes (`journal_no_delete`), so inserts and state changes are all there
+/// is to count; a migration that rebuilds the journal must create these triggers again.
+const JOURNAL_COUNTS: &str = r#"
+CREATE TABLE journal_count (
+    state TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO journal_count (state, n) SELECT state, COUNT(*) FROM journal GROUP BY state;
+CREATE TRIGGER journal_count_append AFTER INSERT ON journal
+BEGIN
+    INSERT INTO journal_count (state, n) VALUES (NEW.state, 1)
+        ON CONFLICT (state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER journal_count_state AFTER UPDATE OF state ON journal
+WHEN OLD.state != NEW.state
+BEGIN
+    UPDATE journal_count SET n = n - 1 WHERE state = OLD.state;
+    INSERT INTO journal_count (state, n) VALUES (NEW.state, 1)
+        ON CONFLICT (state) DO UPDATE SET n = n + 1;
+END;
+"#;
+
 /// Brings a read-write connection's schema up to [`SCHEMA_VERSION`], all in one transaction.
 pub fn migrate(conn: &mut Connection, path: &str) -> Result<i64, StoreError> {
     migrate_with(conn, path, MIGRATIONS)
@@ -887,6 +915,16 @@ mod tests {
         conn
     }
 
+    /// The database at `path` taken through every migration, and found whole by SQLite.
+    fn upgraded(path: &std::path::Path) -> Connection {
+        let conn = migrated(path, MIGRATIONS);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        conn
+    }
+
     /// Whether SQLite compiles `sql` to a program that builds an ephemeral table.
     fn builds_ephemeral_table(conn: &Connection, sql: &str) -> bool {
         let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
@@ -946,11 +984,7 @@ mod tests {
         // Another process's connection, its schema read before the upgrade.
         assert!(builds_ephemeral_table(&old, WRITES[1]));
 
-        let new = migrated(&path, MIGRATIONS);
-        let check: String = new
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        let new = upgraded(&path);
         let effects: i64 = new
             .query_row(
                 "SELECT COUNT(*) FROM journal_effect WHERE move_id = 7",
@@ -1002,11 +1036,7 @@ mod tests {
         .unwrap();
         drop(old);
 
-        let conn = migrated(&path, MIGRATIONS);
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        let conn = upgraded(&path);
         let kept: (String, i64, String) = conn
             .query_row(
                 "SELECT fingerprint, status, response FROM device_request
@@ -1098,11 +1128,7 @@ mod tests {
         }
         drop(old);
 
-        let conn = migrated(&path, MIGRATIONS);
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        let conn = upgraded(&path);
         let indexed: Vec<bool> = (1..=4).map(|seq| in_pull_index(&conn, seq)).collect();
         assert_eq!(indexed, [false, true, true, true]);
 
@@ -1135,5 +1161,64 @@ mod tests {
             })
             .unwrap();
         assert_eq!(total, 4.0);
+    }
+
+    #[test]
+    fn the_counts_by_state_start_from_the_journal_and_follow_every_append_and_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let old = migrated(&path, version(17));
+        for (seq, state) in [
+            (1, "applied"),
+            (2, "applied"),
+            (3, "conflict"),
+            (4, "pending"),
+        ] {
+            old.execute(
+                "INSERT INTO journal (seq, id, site, device, kind, payload_version, payload,
+                     causal_key, created_at, state)
+                 VALUES (?1, ?1, 's', 'd', 'pick', 1, '{}', 'k', 0, ?2)",
+                rusqlite::params![seq, state],
+            )
+            .unwrap();
+        }
+        drop(old);
+
+        let conn = upgraded(&path);
+        let counts = |conn: &Connection| -> Vec<(String, i64)> {
+            let mut stmt = conn
+                .prepare("SELECT state, n FROM journal_count WHERE n != 0 ORDER BY state")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let expect = |pairs: &[(&str, i64)]| -> Vec<(String, i64)> {
+            pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+        };
+        assert_eq!(
+            counts(&conn),
+            expect(&[("applied", 2), ("conflict", 1), ("pending", 1)])
+        );
+        conn.execute_batch(WRITES[0]).unwrap();
+        conn.execute("UPDATE journal SET state = 'in_flight' WHERE seq = 4", [])
+            .unwrap();
+        // Writing the same state again changes no count.
+        conn.execute("UPDATE journal SET state = 'applied' WHERE seq <= 2", [])
+            .unwrap();
+        conn.execute("UPDATE journal SET state = 'resolved' WHERE seq = 3", [])
+            .unwrap();
+        assert_eq!(
+            counts(&conn),
+            expect(&[
+                ("applied", 2),
+                ("in_flight", 1),
+                ("pending", 1),
+                ("resolved", 1)
+            ])
+        );
+        // An append's insert builds no temporary table for the count.
+        assert!(!builds_ephemeral_table(&conn, WRITES[0]));
     }
 }

@@ -475,6 +475,41 @@ fn a_barcode_answered_from_memory_follows_every_pull_of_the_mirror() {
 }
 
 #[test]
+fn the_mirror_counts_status_shows_follow_every_pull_and_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rt = rt();
+    let quants = || store.read(|r| r.mirror_counts()).unwrap()["quant"];
+    let pull = |upserts: Vec<Record>, deletes: Vec<(Model, i64)>| MirrorBatch {
+        epoch: None,
+        upserts,
+        deletes,
+    };
+    assert_eq!(quants(), 0);
+    rt.block_on(store.apply_mirror(pull(
+        vec![quant(1, 7, 3, "", 5.0), quant(2, 7, 4, "", 1.0)],
+        vec![],
+    )))
+    .unwrap();
+    assert_eq!(quants(), 2);
+    assert_eq!(quants(), 2, "the same answer from memory");
+    rt.block_on(store.apply_mirror(pull(vec![quant(3, 8, 3, "", 2.0)], vec![])))
+        .unwrap();
+    assert_eq!(quants(), 3);
+    rt.block_on(store.apply_mirror(pull(vec![], vec![(Model::Quant, 1)])))
+        .unwrap();
+    assert_eq!(quants(), 2);
+    // Another process's pull is counted too.
+    {
+        let mut other = open_other(&dir);
+        let tx = other.transaction().unwrap();
+        mirror::apply(&tx, &pull(vec![quant(4, 9, 3, "", 1.0)], vec![])).unwrap();
+        tx.commit().unwrap();
+    }
+    assert_eq!(quants(), 3);
+}
+
+#[test]
 fn a_pull_during_push_never_bounces_the_view_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -1015,6 +1050,25 @@ fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
         prop_assert!(
             drift.is_empty(),
             "step {}: totals drifted: {:?}",
+            step,
+            drift
+        );
+        // So are the queue's counts by state, which status reads instead of counting.
+        let queue = store.read(|r| r.queue_stats()).unwrap().by_state;
+        for (state, name) in [
+            (MState::Pending, "pending"),
+            (MState::InFlight, "in_flight"),
+            (MState::Applied, "applied"),
+            (MState::Rejected, "rejected"),
+            (MState::Resolved, "resolved"),
+        ] {
+            let expected = model.entries.iter().filter(|e| e.state == state).count() as i64;
+            prop_assert_eq!(queue[name], expected, "step {} {}", step, name);
+        }
+        let drift = store.read(|r| r.journal_count_drift()).unwrap();
+        prop_assert!(
+            drift.is_empty(),
+            "step {}: counts drifted: {:?}",
             step,
             drift
         );
