@@ -589,11 +589,26 @@ pub(super) mod read {
     }
 
     /// Keys whose first open entry is pending, due, and not blocked by a held-back entry.
+    ///
+    /// The open keys are walked one seek at a time through `journal_open_by_key` (the next key
+    /// after the last, then its first entry), so the cost follows the number of keys, not of
+    /// entries: grouping every open entry by key took 0.7–0.9 s with 460,000 entries queued
+    /// on 452 keys (a long outage at floor speed), this 6 ms. `INDEXED BY` because without
+    /// statistics SQLite's planner walks `journal_by_state` for the next key instead (minutes).
     pub fn queue(conn: &Connection, now: i64, limit: usize) -> Result<PushQueue, StoreError> {
         let mut stmt = conn.prepare_cached(
-            "SELECT j.causal_key, j.seq, j.state, j.next_attempt_at FROM journal j
-             WHERE j.seq IN (SELECT MIN(seq) FROM journal WHERE state IN ('pending', 'in_flight') GROUP BY causal_key)
-               AND j.causal_key NOT LIKE 'print:%'
+            "WITH RECURSIVE open_key(key) AS (
+                 SELECT MIN(causal_key) FROM journal INDEXED BY journal_open_by_key
+                 WHERE state IN ('pending', 'in_flight')
+                 UNION ALL
+                 SELECT (SELECT MIN(causal_key) FROM journal INDEXED BY journal_open_by_key
+                         WHERE state IN ('pending', 'in_flight') AND causal_key > open_key.key)
+                 FROM open_key WHERE open_key.key IS NOT NULL)
+             SELECT j.causal_key, j.seq, j.state, j.next_attempt_at FROM open_key
+             JOIN journal j ON j.seq = (SELECT MIN(seq) FROM journal INDEXED BY journal_open_by_key
+                                        WHERE state IN ('pending', 'in_flight')
+                                          AND causal_key = open_key.key)
+             WHERE j.causal_key NOT LIKE 'print:%'
                AND NOT EXISTS (SELECT 1 FROM journal b WHERE b.causal_key = j.causal_key
                                AND b.state IN ('conflict', 'rejected') AND b.seq < j.seq)
              ORDER BY COALESCE(j.next_attempt_at, 0), j.seq",

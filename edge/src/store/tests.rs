@@ -1487,3 +1487,80 @@ fn a_records_audit_trail_is_read_through_its_index() {
         "the target's index: {plan:?}"
     );
 }
+
+/// The push queue as the query before the key walk chose it: every open entry grouped by key.
+fn queue_by_grouping(conn: &rusqlite::Connection, now: i64, limit: usize) -> PushQueue {
+    let mut stmt = conn
+        .prepare(
+            "SELECT j.causal_key, j.seq, j.state, j.next_attempt_at FROM journal j
+             WHERE j.seq IN (SELECT MIN(seq) FROM journal WHERE state IN ('pending', 'in_flight')
+                             GROUP BY causal_key)
+               AND j.causal_key NOT LIKE 'print:%'
+               AND NOT EXISTS (SELECT 1 FROM journal b WHERE b.causal_key = j.causal_key
+                               AND b.state IN ('conflict', 'rejected') AND b.seq < j.seq)
+             ORDER BY COALESCE(j.next_attempt_at, 0), j.seq",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })
+        .unwrap();
+    let mut out = PushQueue::default();
+    for row in rows {
+        let (causal_key, first_seq, state, next) = row.unwrap();
+        if state != "pending" {
+            continue;
+        }
+        match next {
+            Some(at) if at > now => out.next_at = Some(out.next_at.map_or(at, |n| n.min(at))),
+            _ if out.ready.len() < limit => out.ready.push(ReadyKey {
+                causal_key,
+                first_seq,
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("HOLDFAST_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        ..ProptestConfig::default()
+    })]
+
+    /// The push queue walks the open keys one seek at a time; whatever the journal holds, it
+    /// chooses what grouping every open entry by key chose.
+    #[test]
+    fn the_push_queue_chooses_what_grouping_every_open_entry_chose(
+        entries in proptest::collection::vec(
+            (0usize..6, 0usize..6, proptest::option::of(0i64..4)),
+            0..80,
+        ),
+        now in 0i64..4,
+        limit in 1usize..6,
+    ) {
+        const KEYS: [&str; 6] = ["pick:1", "pick:2", "count:7:3", "print:4", "validate:1", "pick:10"];
+        const STATES: [&str; 6] = ["pending", "in_flight", "conflict", "rejected", "applied", "resolved"];
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = rusqlite::Connection::open(dir.path().join("q.db")).unwrap();
+        schema::migrate(&mut conn, "q.db").unwrap();
+        for (i, (key, state, next)) in entries.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO journal (seq, id, site, device, kind, payload_version, payload,
+                     causal_key, created_at, state, next_attempt_at)
+                 VALUES (?1, ?1, 's', 'd', 'pick', 1, '{}', ?2, 0, ?3, ?4)",
+                rusqlite::params![i as i64 + 1, KEYS[*key], STATES[*state], next],
+            )
+            .unwrap();
+        }
+        let walked = push::read::queue(&conn, now, limit).unwrap();
+        prop_assert_eq!(walked, queue_by_grouping(&conn, now, limit));
+    }
+}
