@@ -41,7 +41,6 @@ use holdfast_devices::label::Label;
 use holdfast_devices::mqtt::ScannerClient;
 use holdfast_devices::printer::{FakeBehaviour, FakePrinter, PrinterAddress};
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
-use holdfast_sync::records::{MoveState, PickingCode, PickingState, Tracking};
 use tokio_util::sync::CancellationToken;
 
 const DEVICES: usize = 50;
@@ -107,46 +106,17 @@ fn free_port() -> u16 {
 
 /// Open pickings with untracked products, one per device and transport.
 fn devices(data: &Dataset, n: usize) -> Vec<Device> {
-    let product = |id: i64| &data.products[id as usize - 1];
-    let mut out = Vec::new();
-    for p in &data.pickings {
-        let kind = data
-            .picking_types
-            .iter()
-            .find(|t| t.id == p.picking_type_id)
-            .map_or(PickingCode::Internal, |t| t.code);
-        let open = matches!(
-            p.state,
-            PickingState::Assigned | PickingState::Confirmed | PickingState::Waiting
-        );
-        if !open || kind == PickingCode::Incoming {
-            continue;
-        }
-        let mut codes = Vec::new();
-        for m in data
-            .moves
-            .iter()
-            .filter(|m| m.picking_id == Some(p.id) && m.state != MoveState::Cancel)
-        {
-            let pr = product(m.product_id.0);
-            if pr.active && pr.tracking == Tracking::None {
-                let code = pr.barcode.clone().or_else(|| pr.default_code.clone());
-                if let Some(code) = code.filter(|c| !codes.contains(c)) {
-                    codes.push(code);
-                }
-            }
-        }
-        if !codes.is_empty() {
-            out.push(Device {
-                badge: format!("BADGE-{:03}", out.len()),
-                picking: p.name.clone(),
-                codes,
-            });
-        }
-        if out.len() == n {
-            break;
-        }
-    }
+    let out: Vec<Device> = data
+        .scannable_pickings()
+        .into_iter()
+        .take(n)
+        .enumerate()
+        .map(|(i, (p, codes))| Device {
+            badge: format!("BADGE-{i:03}"),
+            picking: p.name.clone(),
+            codes,
+        })
+        .collect();
     assert_eq!(out.len(), n, "not enough open pickings in the data set");
     out
 }

@@ -648,6 +648,48 @@ impl Dataset {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Open deliveries and internal transfers (assigned, confirmed or waiting) with the codes
+    /// a handheld can scan on them: the barcode, else the internal reference, of each untracked
+    /// active product of their moves, once each. Pickings with none are left out. What the
+    /// floor and LAN benchmarks give their devices to scan.
+    pub fn scannable_pickings(&self) -> Vec<(&Picking, Vec<String>)> {
+        let mut out = Vec::new();
+        for p in &self.pickings {
+            let kind = self
+                .picking_types
+                .iter()
+                .find(|t| t.id == p.picking_type_id)
+                .map_or(PickingCode::Internal, |t| t.code);
+            let open = matches!(
+                p.state,
+                PickingState::Assigned | PickingState::Confirmed | PickingState::Waiting
+            );
+            if !open || kind == PickingCode::Incoming {
+                continue;
+            }
+            let mut codes: Vec<String> = Vec::new();
+            for m in self
+                .moves
+                .iter()
+                .filter(|m| m.picking_id == Some(p.id) && m.state != MoveState::Cancel)
+            {
+                let Some(pr) = self.products.iter().find(|pr| pr.id == m.product_id) else {
+                    continue;
+                };
+                if pr.active && pr.tracking == Tracking::None {
+                    let code = pr.barcode.clone().or_else(|| pr.default_code.clone());
+                    if let Some(code) = code.filter(|c| !codes.contains(c)) {
+                        codes.push(code);
+                    }
+                }
+            }
+            if !codes.is_empty() {
+                out.push((p, codes));
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -707,6 +749,43 @@ mod tests {
             .filter(|p| p.state == PickingState::Assigned)
         {
             assert!(d.moves.iter().any(|m| m.picking_id == Some(p.id)));
+        }
+    }
+
+    #[test]
+    fn scannable_pickings_are_open_outgoing_work_with_untracked_codes_of_their_own_moves() {
+        let d = Dataset::generate(&DatasetSpec {
+            seed: 1,
+            products: 2_000,
+            quants: 10_000,
+            pickings: 1_500,
+        });
+        let found = d.scannable_pickings();
+        assert!(found.len() > 400, "{} pickings", found.len());
+        for (p, codes) in &found {
+            assert!(matches!(
+                p.state,
+                PickingState::Assigned | PickingState::Confirmed | PickingState::Waiting
+            ));
+            let kind = d.picking_types.iter().find(|t| t.id == p.picking_type_id);
+            assert_ne!(kind.map(|t| t.code), Some(PickingCode::Incoming));
+            assert!(!codes.is_empty());
+            let unique: HashSet<_> = codes.iter().collect();
+            assert_eq!(unique.len(), codes.len(), "each code once");
+            for code in codes {
+                let product = d
+                    .products
+                    .iter()
+                    .find(|pr| {
+                        pr.barcode.as_ref() == Some(code)
+                            || (pr.barcode.is_none() && pr.default_code.as_ref() == Some(code))
+                    })
+                    .unwrap();
+                assert!(product.active && product.tracking == Tracking::None);
+                assert!(d.moves.iter().any(|m| m.picking_id == Some(p.id)
+                    && m.product_id == product.id
+                    && m.state != MoveState::Cancel));
+            }
         }
     }
 

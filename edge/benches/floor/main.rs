@@ -51,7 +51,7 @@ use holdfast::store::{FloorCmd, OperatorRow, Store, StoreOptions};
 use holdfast::workflow::{FloorPolicy, OverPick};
 use holdfast_sync::dataset::{Dataset, DatasetSpec};
 use holdfast_sync::odoo::{ClientConfig, OdooClient};
-use holdfast_sync::records::{MoveState, PickingCode, PickingState, Tracking};
+use holdfast_sync::records::{PickingCode, PickingState, Tracking};
 use holdfast_sync::sim::{SimConfig, Simulator};
 
 mod client;
@@ -118,38 +118,11 @@ fn main() {
 
     // Open deliveries and internal transfers, and the codes of their untracked products.
     let product = |id: i64| &data.products[id as usize - 1];
-    let mut eligible: Vec<(i64, Vec<String>)> = Vec::new();
-    for p in &data.pickings {
-        let kind = data
-            .picking_types
-            .iter()
-            .find(|t| t.id == p.picking_type_id)
-            .map_or(PickingCode::Internal, |t| t.code);
-        let open = matches!(
-            p.state,
-            PickingState::Assigned | PickingState::Confirmed | PickingState::Waiting
-        );
-        if !open || kind == PickingCode::Incoming {
-            continue;
-        }
-        let mut codes = Vec::new();
-        for m in data
-            .moves
-            .iter()
-            .filter(|m| m.picking_id == Some(p.id) && m.state != MoveState::Cancel)
-        {
-            let pr = product(m.product_id.0);
-            if pr.active && pr.tracking == Tracking::None {
-                let code = pr.barcode.clone().or_else(|| pr.default_code.clone());
-                if let Some(code) = code.filter(|c| !codes.contains(c)) {
-                    codes.push(code);
-                }
-            }
-        }
-        if !codes.is_empty() {
-            eligible.push((p.id.0, codes));
-        }
-    }
+    let eligible: Vec<(i64, Vec<String>)> = data
+        .scannable_pickings()
+        .into_iter()
+        .map(|(p, codes)| (p.id.0, codes))
+        .collect();
     assert!(
         eligible.len() >= needed,
         "the data set has {} open outgoing/internal pickings with untracked products; {needed} needed",
